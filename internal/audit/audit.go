@@ -1,0 +1,357 @@
+// Package audit is the tamper-evident audit log: every API request is one
+// JSON line in a SHA-256 hash chain, written by group commit to one or more
+// sinks, each batch closed by an Ed25519-signed checkpoint. It fails closed:
+// Record returns ErrUnavailable when no sink could make the line durable,
+// and the caller must then refuse the request (as Vault's audit devices do).
+//
+// What verification proves, honestly: editing, deleting, inserting or
+// reordering any line breaks the chain at that line; a copy cut anywhere but
+// exactly after a checkpoint does not end with a checkpoint and fails. A cut
+// exactly at a batch boundary looks like a log that ended there; only an
+// external anchor (VerifyOptions.MinSeq, from Log.Head on the live server or
+// a value an operator kept) detects it. Signatures prove who closed each
+// batch only when the operator supplies the public key: keys read from the
+// log's own start lines are a convenience, not a trust anchor. Lines written
+// while sealed are chained and closed by unsigned checkpoints; the next
+// signed checkpoint covers them, since it signs the running hash.
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moonvault/moonvault/internal/secret"
+)
+
+var (
+	// ErrUnavailable means no sink recorded the entry; the HTTP layer answers
+	// 503 audit_unavailable and must not report the operation as done.
+	ErrUnavailable = errors.New("audit unavailable")
+	// ErrClosed is returned (wrapped with ErrUnavailable) after Close.
+	ErrClosed = errors.New("audit log closed")
+)
+
+// hmacUnavailable stands in for an HMAC while the vault is sealed.
+const hmacUnavailable = "hmac-sha256:unavailable"
+
+// maxBacklog bounds what a failing sink keeps to replay when it heals.
+const maxBacklog = 64 << 20
+
+// Options tune group commit.
+type Options struct {
+	// BatchMax is the most request lines in one batch (default 256).
+	BatchMax int
+	// FlushInterval is the longest the writer waits to fill a batch; 0
+	// flushes as soon as the writer is free (batches then form from the
+	// requests that arrive during the previous fsync).
+	FlushInterval time.Duration
+	// Logger receives sink failures; never entry content. Default: discard.
+	Logger *slog.Logger
+}
+
+// Stats are counters for metrics.
+type Stats struct {
+	Lines, Batches, SinkFailures uint64
+}
+
+type pending struct {
+	typ  string
+	body []byte
+	done chan error // nil for internal lines that nobody waits on
+}
+
+type sinkState struct {
+	sink    Sink
+	backlog []byte // batches written elsewhere but not yet to this sink
+	failing bool
+	err     error
+}
+
+type keys struct {
+	hmacKey secret.Bytes
+	signer  ed25519.PrivateKey
+	pub     ed25519.PublicKey
+	id      string
+}
+
+// Log is the audit log. Its methods are safe for concurrent use.
+type Log struct {
+	opts   Options
+	log    *slog.Logger
+	sinks  []*sinkState
+	queue  chan pending
+	quit   chan struct{}
+	done   chan struct{} // closed when the writer has exited
+	closeO sync.Once
+
+	keyMu sync.RWMutex
+	keys  *keys
+
+	// Chain state, owned by the writer goroutine (and New before it starts).
+	seq  uint64
+	prev [sha256.Size]byte
+	buf  []byte
+
+	lines, batches, sinkFailures atomic.Uint64
+	head                         atomic.Pointer[Head]
+}
+
+// Head is the last durable line of the chain: an anchor for VerifyOptions.
+type Head struct {
+	Seq  uint64
+	Hash string // hex SHA-256 of the line
+}
+
+// New opens the log on the given sinks. File sinks continue the chain from
+// their tail; a torn tail left by a crash is cut back to the last checkpoint
+// and the cut is recorded as a "recovery" line. The log then writes a
+// "start" line and a checkpoint; if no sink accepts them, New fails with an
+// error wrapping ErrUnavailable. The log owns the sinks from then on: Close
+// (or a failed New) closes those that implement io.Closer.
+func New(sinks []Sink, opts Options) (*Log, error) {
+	if len(sinks) == 0 {
+		return nil, fmt.Errorf("audit: at least one sink is required")
+	}
+	if opts.BatchMax <= 0 {
+		opts.BatchMax = 256
+	}
+	if opts.FlushInterval < 0 {
+		opts.FlushInterval = 0
+	}
+	l := &Log{
+		opts:  opts,
+		log:   opts.Logger,
+		queue: make(chan pending, 4*opts.BatchMax),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	first, err := l.recover(sinks)
+	if err != nil {
+		closeSinks(sinks)
+		return nil, err
+	}
+	start, _ := json.Marshal(startBody{Time: time.Now().UTC(), Event: "open", Version: formatVersion})
+	first = append(first, pending{typ: typeStart, body: start})
+	if err := l.commit(first); err != nil {
+		closeSinks(sinks)
+		return nil, err
+	}
+	go l.writer()
+	return l, nil
+}
+
+// recover reads the tail of every file sink and sets the chain state to the
+// most advanced one. It returns the recovery lines to write first.
+func (l *Log) recover(sinks []Sink) ([]pending, error) {
+	var lines []pending
+	states := make([]tailState, len(sinks))
+	for i, s := range sinks {
+		l.sinks = append(l.sinks, &sinkState{sink: s})
+		t, ok := s.(interface{ recoverTail() (tailState, error) })
+		if !ok {
+			continue
+		}
+		st, err := t.recoverTail()
+		if err != nil {
+			return nil, err
+		}
+		states[i] = st
+		if st.found && st.seq > l.seq {
+			l.seq, l.prev = st.seq, st.hash
+		}
+	}
+	for i, st := range states {
+		if st.found && (st.seq != l.seq || st.hash != l.prev) {
+			l.log.Warn("audit sink is behind the others; its copy of the chain has a gap",
+				"sink", sinks[i].Name(), "sink_seq", st.seq, "seq", l.seq)
+		}
+		if st.truncated > 0 {
+			l.log.Warn("audit sink had a torn tail; cut back to the last checkpoint",
+				"sink", sinks[i].Name(), "bytes", st.truncated, "kept_in", st.tornFile)
+			body, _ := json.Marshal(recoveryBody{Time: time.Now().UTC(), Sink: sinks[i].Name(),
+				ResumedSeq: st.seq, TruncatedBytes: st.truncated, TornFile: st.tornFile})
+			lines = append(lines, pending{typ: typeRecovery, body: body})
+		}
+	}
+	return lines, nil
+}
+
+// Record appends e and returns once the line (and the checkpoint closing its
+// batch) is durable on at least one sink. If none succeeded it returns an
+// error wrapping ErrUnavailable. If ctx ends first it returns ctx's error;
+// the line may still be recorded (over-recording is the safe side).
+func (l *Log) Record(ctx context.Context, e *Entry) error {
+	if e == nil {
+		return fmt.Errorf("audit: nil entry")
+	}
+	ec := *e
+	if ec.Time.IsZero() {
+		ec.Time = time.Now()
+	}
+	ec.Time = ec.Time.UTC()
+	body, err := json.Marshal(&ec)
+	if err != nil { // only a NaN/Inf latency can fail; record it as absent
+		ec.LatencyMS = 0
+		if body, err = json.Marshal(&ec); err != nil {
+			return fmt.Errorf("audit: encode entry: %w", err)
+		}
+	}
+	p := pending{typ: typeRequest, body: body, done: make(chan error, 1)}
+	select {
+	case l.queue <- p:
+	case <-l.quit:
+		return fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
+	case <-ctx.Done():
+		return fmt.Errorf("audit: %w", ctx.Err())
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-l.done:
+		select {
+		case err := <-p.done:
+			return err
+		default:
+			return fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("audit: %w", ctx.Err())
+	}
+}
+
+// SetKeys installs the HMAC key and checkpoint signing key after unseal.
+// The log keeps its own copies; ClearKeys zeroizes them. A "start" line
+// publishes the public key (a convenience: the trust anchor is the key an
+// operator gives to Verify).
+func (l *Log) SetKeys(hmacKey secret.Bytes, signer ed25519.PrivateKey, keyID string) {
+	k := &keys{hmacKey: hmacKey.Clone(), id: keyID}
+	if len(signer) == ed25519.PrivateKeySize {
+		k.signer = ed25519.PrivateKey(secret.Bytes(signer).Clone())
+		k.pub = k.signer.Public().(ed25519.PublicKey)
+	} else {
+		k.id = ""
+	}
+	l.keyMu.Lock()
+	old := l.keys
+	l.keys = k
+	l.keyMu.Unlock()
+	old.destroy()
+	body, _ := json.Marshal(startBody{Time: time.Now().UTC(), Event: "keys", Version: formatVersion,
+		KeyID: k.id, Pub: base64.StdEncoding.EncodeToString(k.pub)})
+	l.enqueueInternal(pending{typ: typeStart, body: body})
+}
+
+// ClearKeys zeroizes the keys (on seal). The log keeps recording with
+// unsigned checkpoints and HMAC values of "hmac-sha256:unavailable".
+func (l *Log) ClearKeys() {
+	l.keyMu.Lock()
+	old := l.keys
+	l.keys = nil
+	l.keyMu.Unlock()
+	if old == nil {
+		return
+	}
+	old.destroy()
+	body, _ := json.Marshal(startBody{Time: time.Now().UTC(), Event: "keys_cleared", Version: formatVersion})
+	l.enqueueInternal(pending{typ: typeStart, body: body})
+}
+
+func (k *keys) destroy() {
+	if k == nil {
+		return
+	}
+	k.hmacKey.Destroy()
+	secret.Wipe(k.signer)
+}
+
+func (l *Log) enqueueInternal(p pending) {
+	select {
+	case l.queue <- p:
+	case <-l.quit:
+	}
+}
+
+// HMAC returns "hmac-sha256:" + hex(HMAC-SHA256(auditKey, value)) (RFC
+// 2104), so an operator can find a secret's records by hashing it the same
+// way; "hmac-sha256:unavailable" while sealed.
+func (l *Log) HMAC(value string) string {
+	l.keyMu.RLock()
+	defer l.keyMu.RUnlock()
+	if l.keys == nil || len(l.keys.hmacKey) == 0 {
+		return hmacUnavailable
+	}
+	m := hmac.New(sha256.New, l.keys.hmacKey)
+	m.Write([]byte(value))
+	var sum [sha256.Size]byte
+	return "hmac-sha256:" + hex.EncodeToString(m.Sum(sum[:0]))
+}
+
+// PublicKey returns the checkpoint key id and public key, or "" and nil
+// while no key is set.
+func (l *Log) PublicKey() (string, ed25519.PublicKey) {
+	l.keyMu.RLock()
+	defer l.keyMu.RUnlock()
+	if l.keys == nil || l.keys.pub == nil {
+		return "", nil
+	}
+	return l.keys.id, append(ed25519.PublicKey(nil), l.keys.pub...)
+}
+
+// Head returns the newest durable position of the chain. An operator (or
+// the CLI through the server) keeps it to detect a truncation at a batch
+// boundary with VerifyOptions.MinSeq.
+func (l *Log) Head() Head {
+	if h := l.head.Load(); h != nil {
+		return *h
+	}
+	return Head{}
+}
+
+// Stats returns counters since New.
+func (l *Log) Stats() Stats {
+	return Stats{Lines: l.lines.Load(), Batches: l.batches.Load(), SinkFailures: l.sinkFailures.Load()}
+}
+
+// Close flushes queued entries, writes a final checkpoint, and closes the
+// sinks that can be closed. Record fails with ErrUnavailable afterwards.
+func (l *Log) Close() error {
+	var err error
+	l.closeO.Do(func() {
+		close(l.quit)
+		<-l.done
+		err = l.commit(nil)
+		var sinks []Sink
+		for _, s := range l.sinks {
+			sinks = append(sinks, s.sink)
+		}
+		if cerr := closeSinks(sinks); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+func closeSinks(sinks []Sink) error {
+	var errs []error
+	for _, s := range sinks {
+		if c, ok := s.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,191 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Sink is one destination of the log. Write receives whole batches (each
+// ending with a checkpoint line) and must make them durable before it
+// returns; a file sink writes and fsyncs.
+type Sink interface {
+	Write(p []byte) error
+	Name() string
+}
+
+// rotatedSuffix is the UTC timestamp appended to a rotated file's name; it
+// sorts lexically in time order.
+const rotatedSuffix = "20060102T150405.000000000Z"
+
+// FileSink appends to a file, fsyncs every batch, and rotates by size.
+type FileSink struct {
+	path     string
+	maxBytes int64
+
+	mu   sync.Mutex
+	f    *os.File // nil after a failure that left the handle unusable
+	size int64    // bytes known durable; the file is cut back to this on error
+}
+
+// NewFileSink opens (or creates, mode 0600) the log file at path. When a
+// batch would make the file exceed maxBytes (0: never), the file is renamed
+// to path.<UTC timestamp> and a new one is started; the chain continues.
+func NewFileSink(path string, maxBytes int64) (*FileSink, error) {
+	if maxBytes < 0 {
+		return nil, fmt.Errorf("audit file sink: maxBytes must not be negative")
+	}
+	s := &FileSink{path: path, maxBytes: maxBytes}
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *FileSink) open() error {
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit file sink: %w", err)
+	}
+	// An existing file may have been created with looser permissions.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("audit file sink: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("audit file sink: %w", err)
+	}
+	s.f, s.size = f, st.Size()
+	return nil
+}
+
+// Name identifies the sink in logs and recovery lines.
+func (s *FileSink) Name() string { return "file:" + s.path }
+
+// Path is the current (active) file.
+func (s *FileSink) Path() string { return s.path }
+
+// Write appends p and fsyncs. On failure the file is cut back to its last
+// durable size so that a retry appends cleanly after the last good batch.
+func (s *FileSink) Write(p []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		if err := s.reopen(); err != nil {
+			return err
+		}
+	}
+	if s.maxBytes > 0 && s.size > 0 && s.size+int64(len(p)) > s.maxBytes {
+		if err := s.rotate(); err != nil {
+			return err
+		}
+	}
+	n, err := s.f.Write(p)
+	if err == nil {
+		err = s.f.Sync()
+	}
+	if err != nil {
+		// After a failed fsync the page cache may have dropped the data
+		// (Linux "fsyncgate"); rewriting the whole batch is the safe retry.
+		if n > 0 {
+			if terr := s.f.Truncate(s.size); terr != nil {
+				s.f.Close()
+				s.f = nil
+			}
+		}
+		return fmt.Errorf("audit file sink %s: %w", s.path, err)
+	}
+	s.size += int64(n)
+	return nil
+}
+
+// reopen reopens the file after a failure and cuts anything written past
+// the last durable size.
+func (s *FileSink) reopen() error {
+	want := s.size
+	if err := s.open(); err != nil {
+		return err
+	}
+	if s.size > want {
+		if err := s.f.Truncate(want); err != nil {
+			s.f.Close()
+			s.f = nil
+			return fmt.Errorf("audit file sink %s: %w", s.path, err)
+		}
+		s.size = want
+	}
+	return nil
+}
+
+func (s *FileSink) rotate() error {
+	name := s.path + "." + time.Now().UTC().Format(rotatedSuffix)
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(name); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		name = fmt.Sprintf("%s.%s-%d", s.path, time.Now().UTC().Format(rotatedSuffix), i)
+	}
+	if err := os.Rename(s.path, name); err != nil {
+		return fmt.Errorf("audit file sink: rotate: %w", err)
+	}
+	s.f.Close()
+	s.f = nil
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		s.size = 0
+		return fmt.Errorf("audit file sink: rotate: %w", err)
+	}
+	s.f, s.size = f, 0
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		return fmt.Errorf("audit file sink: rotate: %w", err)
+	}
+	return nil
+}
+
+// Close closes the file.
+func (s *FileSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f = nil
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// writerSink sends batches to an io.Writer such as standard output.
+type writerSink struct {
+	w    io.Writer
+	name string
+}
+
+// NewWriterSink returns a sink for a stream (standard output in a
+// container). It does not fsync: the collector owns durability, so use it
+// beside a file sink, not instead of one, when acknowledgements must be
+// durable.
+func NewWriterSink(w io.Writer, name string) Sink { return &writerSink{w: w, name: name} }
+
+func (s *writerSink) Write(p []byte) error {
+	if _, err := s.w.Write(p); err != nil {
+		return fmt.Errorf("audit sink %s: %w", s.name, err)
+	}
+	return nil
+}
+
+func (s *writerSink) Name() string { return s.name }

@@ -1,0 +1,296 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// maxLineBytes bounds one line when verifying untrusted input.
+const maxLineBytes = 1 << 20
+
+// VerifyError names the first line that fails verification.
+type VerifyError struct {
+	File   string // set by VerifyFiles
+	Line   int    // 1-based line number within the file
+	Reason string
+}
+
+func (e *VerifyError) Error() string {
+	if e.File != "" {
+		return fmt.Sprintf("audit verify: %s: line %d: %s", e.File, e.Line, e.Reason)
+	}
+	return fmt.Sprintf("audit verify: line %d: %s", e.Line, e.Reason)
+}
+
+// VerifyOptions add what the file alone cannot prove.
+type VerifyOptions struct {
+	// MinSeq is an external anchor: the log must reach at least this seq.
+	// A copy cut exactly after a checkpoint is otherwise indistinguishable
+	// from a log that simply ended there; fetch the server's current seq
+	// (or keep the last seen one) to detect such a truncation.
+	MinSeq uint64
+	// AllowMidChainStart accepts a first line that continues a chain
+	// (prev not all zeros), for a rotated file whose predecessors were
+	// removed. The report's FirstSeq and FirstPrev say where it starts.
+	AllowMidChainStart bool
+}
+
+// Report summarises a verified log.
+type Report struct {
+	Files               int
+	Lines               int
+	Checkpoints         int
+	SignedCheckpoints   int
+	UnsignedCheckpoints int // chain links written while sealed
+	// LinesAfterLastSigned counts lines covered only by the chain and
+	// unsigned checkpoints (written while sealed, after the last signature).
+	LinesAfterLastSigned int
+	FirstSeq, LastSeq    uint64
+	FirstPrev, LastHash  string
+	// KeysFromLog is true when no keys were given and the public keys
+	// published in the log's own start lines were used. That proves
+	// integrity only against an editor who lacks the signing key; an
+	// attacker who rewrites the whole file can publish his own key.
+	KeysFromLog bool
+}
+
+// Verify checks one log file: the chain of seq and prev, every checkpoint
+// signature against keys (or, when keys is empty, against the keys the log
+// publishes in its start lines), and that the file ends with a checkpoint.
+// A failure is a *VerifyError naming the first bad line.
+func Verify(r io.Reader, keys map[string]ed25519.PublicKey, opts ...VerifyOptions) (*Report, error) {
+	v := newVerifier(keys, opts)
+	if err := v.file(r); err != nil {
+		return nil, err
+	}
+	return v.finish()
+}
+
+// VerifyFiles checks a rotated set, oldest first (see RotatedFiles): each
+// file must end with a checkpoint and each next file must continue the
+// chain, so a missing, reordered or cut file is reported.
+func VerifyFiles(paths []string, keys map[string]ed25519.PublicKey, opts ...VerifyOptions) (*Report, error) {
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("audit verify: no files")
+	}
+	v := newVerifier(keys, opts)
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("audit verify: %w", err)
+		}
+		err = v.file(f)
+		f.Close()
+		var ve *VerifyError
+		if errors.As(err, &ve) {
+			ve.File = p
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return v.finish()
+}
+
+type verifier struct {
+	keys    map[string]ed25519.PublicKey
+	logKeys map[string]ed25519.PublicKey
+	opts    VerifyOptions
+	rep     Report
+	started bool
+	seq     uint64
+	prev    [sha256.Size]byte
+	line    int // within the current file
+}
+
+func newVerifier(keys map[string]ed25519.PublicKey, opts []VerifyOptions) *verifier {
+	v := &verifier{keys: keys, logKeys: map[string]ed25519.PublicKey{}}
+	if len(opts) > 0 {
+		v.opts = opts[0]
+	}
+	v.rep.KeysFromLog = len(keys) == 0
+	return v
+}
+
+func (v *verifier) fail(line int, format string, args ...any) error {
+	return &VerifyError{Line: line, Reason: fmt.Sprintf(format, args...)}
+}
+
+// file verifies one file, continuing the chain from the previous one.
+func (v *verifier) file(r io.Reader) error {
+	v.rep.Files++
+	v.line = 0
+	lastCP := 0
+	br := bufio.NewReaderSize(r, 64<<10)
+	var acc []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			if len(acc)+len(chunk) > maxLineBytes {
+				return v.fail(v.line+1, "line longer than %d bytes", maxLineBytes)
+			}
+			acc = append(acc, chunk...)
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("audit verify: read: %w", err)
+		}
+		line := chunk
+		if len(acc) > 0 {
+			line = append(acc, chunk...)
+			acc = acc[:0]
+		}
+		if len(line) > maxLineBytes {
+			return v.fail(v.line+1, "line longer than %d bytes", maxLineBytes)
+		}
+		if errors.Is(err, io.EOF) {
+			if len(line) > 0 { // unterminated: a torn write
+				v.line++
+			}
+			break
+		}
+		v.line++
+		isCP, lerr := v.check(line[:len(line)-1])
+		if lerr != nil {
+			return lerr
+		}
+		if isCP {
+			lastCP = v.line
+		}
+	}
+	if v.line == 0 {
+		return v.fail(1, "empty log")
+	}
+	if lastCP != v.line {
+		return v.fail(lastCP+1, "log does not end with a checkpoint: lines %d-%d are not covered (truncated copy or torn tail)", lastCP+1, v.line)
+	}
+	return nil
+}
+
+// check verifies one line (without its newline) against the chain.
+func (v *verifier) check(line []byte) (bool, error) {
+	n := v.line
+	var h lineHead
+	if err := json.Unmarshal(line, &h); err != nil {
+		return false, v.fail(n, "not a JSON object")
+	}
+	if h.Seq == nil {
+		return false, v.fail(n, "missing seq")
+	}
+	prev, err := hex.DecodeString(h.Prev)
+	if err != nil || len(prev) != sha256.Size {
+		return false, v.fail(n, "prev is not a hex SHA-256")
+	}
+	seq := *h.Seq
+	if !v.started {
+		v.started = true
+		if !bytes.Equal(prev, genesisPrev[:]) {
+			if !v.opts.AllowMidChainStart {
+				return false, v.fail(n, "first line does not start a chain (prev is not zero): earlier lines or files are missing")
+			}
+		} else if seq != 1 {
+			return false, v.fail(n, "first line has seq %d, expected 1", seq)
+		}
+		v.rep.FirstSeq, v.rep.FirstPrev = seq, h.Prev
+	} else {
+		// Seq first, so a deleted or reordered line is named itself; then
+		// the link, which names the altered line before it.
+		if seq != v.seq+1 {
+			return false, v.fail(n, "seq %d, expected %d: a line is missing or out of order", seq, v.seq+1)
+		}
+		if !bytes.Equal(prev, v.prev[:]) {
+			if n == 1 {
+				return false, v.fail(n, "does not continue the previous file's chain: a file is missing or altered")
+			}
+			return false, v.fail(n-1, "line was altered: its hash does not match the prev of line %d", n)
+		}
+	}
+	isCP := false
+	switch h.Type {
+	case typeRequest, typeRecovery:
+	case typeStart:
+		if err := v.start(&h); err != nil {
+			return false, v.fail(n, "%s", err)
+		}
+	case typeCheckpoint:
+		if err := v.checkpoint(line, seq, &h); err != nil {
+			return false, v.fail(n, "%s", err)
+		}
+		isCP = true
+	default:
+		return false, v.fail(n, "unknown type %q", h.Type)
+	}
+	v.seq, v.prev = seq, sha256.Sum256(line)
+	v.rep.Lines++
+	v.rep.LinesAfterLastSigned++
+	v.rep.LastSeq = seq
+	return isCP, nil
+}
+
+func (v *verifier) start(h *lineHead) error {
+	if h.Pub == "" {
+		return nil
+	}
+	pub, err := base64.StdEncoding.DecodeString(h.Pub)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("start line pub is not an Ed25519 public key")
+	}
+	if old, ok := v.logKeys[h.KeyID]; ok && !bytes.Equal(old, pub) {
+		return fmt.Errorf("start line reuses key id %q for a different key", h.KeyID)
+	}
+	v.logKeys[h.KeyID] = pub
+	return nil
+}
+
+func (v *verifier) checkpoint(line []byte, seq uint64, h *lineHead) error {
+	if h.Sig == nil {
+		return fmt.Errorf("checkpoint without sig")
+	}
+	sig, err := base64.StdEncoding.DecodeString(*h.Sig)
+	if err != nil {
+		return fmt.Errorf("checkpoint sig is not base64")
+	}
+	// A checkpoint carries nothing else: insist on the exact bytes we
+	// write, so that not even its formatting can be changed unnoticed.
+	if !bytes.Equal(line, appendCheckpoint(nil, seq, &v.prev, h.KeyID, sig)) {
+		return fmt.Errorf("checkpoint is not in canonical form")
+	}
+	v.rep.Checkpoints++
+	if len(sig) == 0 && h.KeyID == "" {
+		v.rep.UnsignedCheckpoints++
+		return nil
+	}
+	keys := v.keys
+	if len(keys) == 0 {
+		keys = v.logKeys
+	}
+	pub, ok := keys[h.KeyID]
+	if !ok {
+		return fmt.Errorf("checkpoint signed with unknown key id %q", h.KeyID)
+	}
+	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, checkpointMessage(seq, &v.prev), sig) {
+		return fmt.Errorf("checkpoint signature does not verify with key %q", h.KeyID)
+	}
+	v.rep.SignedCheckpoints++
+	v.rep.LinesAfterLastSigned = -1 // the checkpoint line itself is counted next
+	return nil
+}
+
+func (v *verifier) finish() (*Report, error) {
+	if v.rep.LastSeq < v.opts.MinSeq {
+		return nil, &VerifyError{Line: v.line + 1, Reason: fmt.Sprintf(
+			"log ends at seq %d but the anchor says at least %d: truncated at a batch boundary", v.rep.LastSeq, v.opts.MinSeq)}
+	}
+	v.rep.LastHash = hex.EncodeToString(v.prev[:])
+	rep := v.rep
+	return &rep, nil
+}

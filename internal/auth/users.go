@@ -1,0 +1,186 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/moonvault/moonvault/internal/identity"
+	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/storage"
+)
+
+// User is the public view of a user.
+type User struct {
+	Username   string    `json:"username"`
+	Role       string    `json:"role"`
+	Disabled   bool      `json:"disabled"`
+	MFAEnabled bool      `json:"mfa_enabled"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+type userRecord struct {
+	Username     string    `json:"username"`
+	Role         string    `json:"role"`
+	PasswordHash string    `json:"password_hash"`
+	Disabled     bool      `json:"disabled"`
+	CreatedAt    time.Time `json:"created_at"`
+	TOTP         totpState `json:"totp"`
+}
+
+func (r *userRecord) public() *User {
+	return &User{Username: r.Username, Role: r.Role, Disabled: r.Disabled, MFAEnabled: r.TOTP.Enabled, CreatedAt: r.CreatedAt}
+}
+
+var usernameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// ValidUsername reports whether name is an acceptable username.
+func ValidUsername(name string) bool { return usernameRE.MatchString(name) }
+
+func checkUsername(name string) error {
+	if !ValidUsername(name) {
+		return invalid("username", "must match ^[a-z0-9][a-z0-9._-]{0,63}$")
+	}
+	return nil
+}
+
+// CreateUser adds a user with an argon2id-hashed password.
+func (s *Service) CreateUser(ctx context.Context, username string, password secret.String, role string) (*User, error) {
+	if err := checkUsername(username); err != nil {
+		return nil, err
+	}
+	if username == RootSubject {
+		return nil, fmt.Errorf("%w: %q is reserved", ErrUserExists, username)
+	}
+	if role != identity.RoleAdmin && role != identity.RoleUser {
+		return nil, invalid("role", "must be admin or user")
+	}
+	if err := checkPassword(password); err != nil {
+		return nil, err
+	}
+	phc, err := s.hashPassword(password)
+	if err != nil {
+		return nil, err
+	}
+	mu := s.lock("user:" + username)
+	mu.Lock()
+	defer mu.Unlock()
+	if _, err := s.kv.Get(ctx, prefixUsers+username); err == nil {
+		return nil, ErrUserExists
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("auth: create user: %w", err)
+	}
+	rec := &userRecord{Username: username, Role: role, PasswordHash: phc, CreatedAt: s.now().UTC()}
+	if err := s.putJSON(ctx, prefixUsers+username, rec); err != nil {
+		return nil, fmt.Errorf("auth: create user: %w", err)
+	}
+	s.setDisabledLocal(username, false) // a deleted namesake may linger there
+	s.log.Info("user created", "username", username, "role", role)
+	return rec.public(), nil
+}
+
+func (s *Service) loadUser(ctx context.Context, username string) (*userRecord, error) {
+	if !ValidUsername(username) {
+		return nil, ErrNotFound
+	}
+	var rec userRecord
+	if err := s.getJSON(ctx, prefixUsers+username, &rec); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("auth: load user: %w", err)
+	}
+	return &rec, nil
+}
+
+// GetUser returns one user or ErrNotFound.
+func (s *Service) GetUser(ctx context.Context, username string) (*User, error) {
+	rec, err := s.loadUser(ctx, username)
+	if err != nil {
+		return nil, err
+	}
+	return rec.public(), nil
+}
+
+// ListUsers returns every user, by username.
+func (s *Service) ListUsers(ctx context.Context) ([]User, error) {
+	keys, err := s.listAll(ctx, prefixUsers)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]User, 0, len(keys))
+	for _, k := range keys {
+		rec, err := s.loadUser(ctx, strings.TrimPrefix(k, prefixUsers))
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *rec.public())
+	}
+	return out, nil
+}
+
+// DeleteUser removes the user, ends its sessions and deletes its API keys
+// and TOTP secret.
+func (s *Service) DeleteUser(ctx context.Context, username string) error {
+	if _, err := s.loadUser(ctx, username); err != nil {
+		return err
+	}
+	// Disable first so the hot path refuses the user at once, even before
+	// the sessions are revoked.
+	s.setDisabledLocal(username, true)
+	if _, err := s.RevokeUserSessions(ctx, username); err != nil {
+		return err
+	}
+	keys, err := s.loadAPIKeys(ctx, username)
+	if err != nil {
+		return err
+	}
+	ops := []storage.Op{{Key: prefixUsers + username, Delete: true}, {Key: prefixTOTP + username, Delete: true}}
+	for _, k := range keys {
+		ops = append(ops, storage.Op{Key: prefixAPIKeys + k.ID, Delete: true})
+	}
+	if err := s.kv.Batch(ctx, ops); err != nil {
+		return fmt.Errorf("auth: delete user: %w", err)
+	}
+	s.dropAPIKeyCache()
+	s.log.Info("user deleted", "username", username)
+	return nil
+}
+
+// SetDisabled disables or re-enables a user. Disabling ends every session
+// of the user at once and refuses its API keys.
+func (s *Service) SetDisabled(ctx context.Context, username string, disabled bool) error {
+	mu := s.lock("user:" + username)
+	mu.Lock()
+	rec, err := s.loadUser(ctx, username)
+	if err == nil {
+		rec.Disabled = disabled
+		err = s.putJSON(ctx, prefixUsers+username, rec)
+	}
+	mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.setDisabledLocal(username, disabled)
+	s.dropAPIKeyCache()
+	s.log.Info("user disabled state changed", "username", username, "disabled", disabled)
+	if disabled {
+		if _, err := s.RevokeUserSessions(ctx, username); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) isDisabled(username string) bool {
+	s.stateMu.RLock()
+	_, ok := s.disabled[username]
+	s.stateMu.RUnlock()
+	return ok
+}

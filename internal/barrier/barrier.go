@@ -1,0 +1,333 @@
+// Package barrier is the encryption barrier between the vault and its
+// untrusted storage (modelled on OpenBao's vault/barrier_aes_gcm.go). Every
+// value is sealed with AES-256-GCM under a key term from the keyring, with
+// the record's version, term and storage path as associated data, so a
+// value cannot be altered, truncated or moved to another path unnoticed.
+// The keyring itself lives at core/keyring, encrypted under the root key
+// and optionally seal-wrapped by an HSM-held key.
+//
+// Barrier satisfies storage.Backend (Get/Put/Delete/List/Batch/Close), so
+// services consume it through the same small key/value interface; Close
+// seals the barrier but never closes the backend below it.
+package barrier
+
+import (
+	"context"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/storage"
+)
+
+var (
+	// ErrSealed is returned by every data call while the barrier is sealed.
+	ErrSealed = errors.New("barrier: sealed")
+	// ErrIntegrity means a stored record failed authentication: it was
+	// altered, truncated, moved from another path or has an unknown format.
+	ErrIntegrity = errors.New("barrier: integrity check failed")
+	// ErrUnknownTerm means a record names a key term the keyring lacks even
+	// after a reload. It wraps ErrIntegrity, so callers may treat both alike.
+	ErrUnknownTerm = fmt.Errorf("barrier: unknown key term: %w", ErrIntegrity)
+	// ErrReservedPath refuses logical keys under core/, which the core owns.
+	ErrReservedPath = errors.New("barrier: path is reserved for the core")
+	// ErrWrongRootKey means the keyring did not authenticate under the given
+	// root key (a wrong key, or a tampered keyring record).
+	ErrWrongRootKey = errors.New("barrier: wrong root key")
+	// ErrInvalidRootKey reports a root key of the wrong length.
+	ErrInvalidRootKey = errors.New("barrier: invalid root key")
+	// ErrAlreadyInitialized is returned by Initialize when a keyring exists.
+	ErrAlreadyInitialized = errors.New("barrier: already initialized")
+	// ErrNotInitialized is returned by Unseal when no keyring exists.
+	ErrNotInitialized = errors.New("barrier: not initialized")
+	// ErrWrapperMismatch means the keyring's seal-wrap state differs from the
+	// Wrapper given: a wrapped keyring needs one, and a plain keyring is
+	// refused when one is given (that would let storage + root key holders
+	// downgrade to a keyring of their choosing). Use SetWrapper to migrate.
+	ErrWrapperMismatch = errors.New("barrier: keyring seal-wrap state does not match the configured wrapper")
+)
+
+// Wrapper seal-wraps the keyring with an HSM-held key; package sealwrap
+// implements it.
+type Wrapper interface {
+	Wrap(ctx context.Context, path string, plaintext []byte) ([]byte, error)
+	Unwrap(ctx context.Context, path string, envelope []byte) (secret.Bytes, error)
+}
+
+// Options are the barrier's dependencies.
+type Options struct {
+	// Rand is the CSP source for keyring keys (the entropy mixer); required.
+	// Nonces come from crypto/rand: they need uniqueness, not secrecy.
+	Rand io.Reader
+	// Logger receives state changes (unseal, seal, rotate); never key bytes.
+	Logger *slog.Logger
+}
+
+// Status describes the active key term.
+type Status struct {
+	Term        uint32
+	InstallTime time.Time
+	Terms       int
+}
+
+const (
+	recordVersion  byte = 1
+	termLen             = 4
+	nonceLen            = 12
+	tagLen              = 16
+	headerLen           = 1 + termLen + nonceLen
+	keyLen              = 32 // AES-256
+	keyringPath         = "core/keyring"
+	reservedPrefix      = "core/"
+)
+
+// Barrier encrypts a storage.Backend. It is safe for concurrent use.
+type Barrier struct {
+	backend storage.Backend
+	rand    io.Reader
+	log     *slog.Logger
+
+	// ring is the immutable keyring snapshot the data path reads without a
+	// lock; nil while sealed.
+	ring atomic.Pointer[keyring]
+
+	mu        sync.Mutex // serializes unseal, seal, rotate, rekey, reload
+	root      secret.Bytes
+	wrapper   Wrapper
+	stopWatch func()
+}
+
+// New returns a sealed barrier over b.
+func New(b storage.Backend, opts Options) *Barrier {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Barrier{backend: b, rand: opts.Rand, log: log}
+}
+
+// Sealed reports whether the barrier holds no keys.
+func (b *Barrier) Sealed() bool { return b.ring.Load() == nil }
+
+// Status returns the active term; the zero Status while sealed.
+func (b *Barrier) Status() Status {
+	kr := b.ring.Load()
+	if kr == nil {
+		return Status{}
+	}
+	t := kr.terms[kr.active]
+	return Status{Term: t.term, InstallTime: t.installed, Terms: len(kr.terms)}
+}
+
+func checkKey(key string) error {
+	if strings.HasPrefix(key, reservedPrefix) {
+		return fmt.Errorf("%w: %q", ErrReservedPath, key)
+	}
+	return nil
+}
+
+// Get decrypts the value at key. A record naming an unknown term triggers
+// one keyring reload first, since another node may have rotated.
+func (b *Barrier) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	kr := b.ring.Load()
+	if kr == nil {
+		return nil, ErrSealed
+	}
+	rec, err := b.backend.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("barrier: get %q: %w", key, err)
+	}
+	pt, err := kr.open(key, rec)
+	if errors.Is(err, ErrUnknownTerm) {
+		if rerr := b.reloadForTerm(ctx, recordTerm(rec)); rerr != nil {
+			return nil, fmt.Errorf("%w (reload: %w)", err, rerr)
+		}
+		if kr = b.ring.Load(); kr == nil {
+			return nil, ErrSealed
+		}
+		pt, err = kr.open(key, rec)
+	}
+	return pt, err
+}
+
+// Put encrypts value under the active term and stores it at key.
+func (b *Barrier) Put(ctx context.Context, key string, value []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	kr := b.ring.Load()
+	if kr == nil {
+		return ErrSealed
+	}
+	if err := b.backend.Put(ctx, key, kr.seal(key, value)); err != nil {
+		return fmt.Errorf("barrier: put %q: %w", key, err)
+	}
+	return nil
+}
+
+// Delete removes key.
+func (b *Barrier) Delete(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if b.Sealed() {
+		return ErrSealed
+	}
+	if err := b.backend.Delete(ctx, key); err != nil {
+		return fmt.Errorf("barrier: delete %q: %w", key, err)
+	}
+	return nil
+}
+
+// Batch encrypts every put and applies all ops atomically.
+func (b *Barrier) Batch(ctx context.Context, ops []storage.Op) error {
+	for _, op := range ops {
+		if err := checkKey(op.Key); err != nil {
+			return err
+		}
+	}
+	kr := b.ring.Load()
+	if kr == nil {
+		return ErrSealed
+	}
+	enc := make([]storage.Op, len(ops))
+	for i, op := range ops {
+		enc[i] = storage.Op{Key: op.Key, Delete: op.Delete}
+		if !op.Delete {
+			enc[i].Value = kr.seal(op.Key, op.Value)
+		}
+	}
+	if err := b.backend.Batch(ctx, enc); err != nil {
+		return fmt.Errorf("barrier: batch: %w", err)
+	}
+	return nil
+}
+
+// List returns logical keys under prefix; core/ keys are never listed.
+func (b *Barrier) List(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	if err := checkKey(prefix); err != nil {
+		return nil, err
+	}
+	if b.Sealed() {
+		return nil, ErrSealed
+	}
+	filter := strings.HasPrefix(reservedPrefix, prefix) // prefix could match core/...
+	var out []string
+	for {
+		keys, err := b.backend.List(ctx, prefix, after, limit)
+		if err != nil {
+			return nil, fmt.Errorf("barrier: list %q: %w", prefix, err)
+		}
+		if !filter {
+			return keys, nil
+		}
+		for _, k := range keys {
+			if !strings.HasPrefix(k, reservedPrefix) {
+				out = append(out, k)
+			}
+		}
+		if limit <= 0 || len(keys) < limit || len(out) >= limit {
+			if limit > 0 && len(out) > limit {
+				out = out[:limit]
+			}
+			return out, nil
+		}
+		after = keys[len(keys)-1] // refill what filtering removed
+	}
+}
+
+// Subscribe passes backend change notifications through, without core/
+// keys, when the backend is a storage.Subscriber; otherwise it is a no-op.
+func (b *Barrier) Subscribe(fn func(key string)) (cancel func()) {
+	sub, ok := b.backend.(storage.Subscriber)
+	if !ok {
+		return func() {}
+	}
+	return sub.Subscribe(func(key string) {
+		if !strings.HasPrefix(key, reservedPrefix) {
+			fn(key)
+		}
+	})
+}
+
+// Close seals the barrier. It does not close the backend, which its owner
+// closes.
+func (b *Barrier) Close() error {
+	b.Seal()
+	return nil
+}
+
+// keyring is an immutable snapshot: changes build a new one.
+type keyring struct {
+	active uint32
+	terms  map[uint32]*term
+}
+
+type term struct {
+	term      uint32
+	key       secret.Bytes
+	installed time.Time
+	aead      cipher.AEAD // cached: no key schedule on the hot path
+}
+
+// seal builds version || term || nonce || GCM(value) with
+// AAD = version || term || path. The AAD is laid out past the record in the
+// same allocation.
+func (kr *keyring) seal(path string, value []byte) []byte {
+	t := kr.terms[kr.active]
+	n := headerLen + len(value) + tagLen
+	rec := make([]byte, n, n+1+termLen+len(path))
+	rec[0] = recordVersion
+	binary.BigEndian.PutUint32(rec[1:], t.term)
+	// A random 96-bit nonce per record (NIST SP 800-38D section 8.2.2).
+	// crypto/rand never returns an error; it aborts the process instead.
+	_, _ = rand.Read(rec[1+termLen : headerLen])
+	aad := append(rec[n:n], rec[:1+termLen]...)
+	aad = append(aad, path...)
+	return t.aead.Seal(rec[:headerLen], rec[1+termLen:headerLen], value, aad)
+}
+
+// open authenticates and decrypts a record stored at path.
+func (kr *keyring) open(path string, rec []byte) ([]byte, error) {
+	if len(rec) < headerLen+tagLen {
+		return nil, fmt.Errorf("%w: %q: record is %d bytes, shorter than %d", ErrIntegrity, path, len(rec), headerLen+tagLen)
+	}
+	if rec[0] != recordVersion {
+		return nil, fmt.Errorf("%w: %q: unknown record version %d", ErrIntegrity, path, rec[0])
+	}
+	tn := recordTerm(rec)
+	t := kr.terms[tn]
+	if t == nil {
+		return nil, fmt.Errorf("%w: %q: term %d", ErrUnknownTerm, path, tn)
+	}
+	ct := rec[headerLen:]
+	n := len(ct) - tagLen
+	buf := make([]byte, n, n+1+termLen+len(path))
+	aad := append(buf[n:n], rec[:1+termLen]...)
+	aad = append(aad, path...)
+	pt, err := t.aead.Open(buf[:0], rec[1+termLen:headerLen], ct, aad)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q: authentication failed", ErrIntegrity, path)
+	}
+	return pt[:n:n], nil
+}
+
+// recordTerm reads the term of a record at least headerLen long.
+func recordTerm(rec []byte) uint32 {
+	if len(rec) < 1+termLen {
+		return 0
+	}
+	return binary.BigEndian.Uint32(rec[1:])
+}

@@ -1,0 +1,270 @@
+package barrier
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/storage"
+)
+
+// memBackend is a small map-based storage.Backend for unit tests and
+// benchmarks. Values are copied in and out, as the contract requires.
+type memBackend struct {
+	mu   sync.RWMutex
+	data map[string][]byte
+}
+
+func newMem() *memBackend { return &memBackend{data: map[string][]byte{}} }
+
+func (m *memBackend) Get(ctx context.Context, key string) ([]byte, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	v, ok := m.data[key]
+	if !ok {
+		return nil, fmt.Errorf("mem: get %q: %w", key, storage.ErrNotFound)
+	}
+	return bytes.Clone(v), nil
+}
+
+func (m *memBackend) Put(ctx context.Context, key string, value []byte) error {
+	return m.Batch(ctx, []storage.Op{{Key: key, Value: value}})
+}
+
+func (m *memBackend) Delete(ctx context.Context, key string) error {
+	return m.Batch(ctx, []storage.Op{{Key: key, Delete: true}})
+}
+
+func (m *memBackend) List(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var keys []string
+	for k := range m.data {
+		if strings.HasPrefix(k, prefix) && (after == "" || k > after) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	if limit > 0 && len(keys) > limit {
+		keys = keys[:limit]
+	}
+	return keys, nil
+}
+
+func (m *memBackend) Batch(ctx context.Context, ops []storage.Op) error {
+	for _, op := range ops {
+		if op.Key == "" {
+			return errors.New("mem: empty key")
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, op := range ops {
+		if op.Delete {
+			delete(m.data, op.Key)
+		} else {
+			m.data[op.Key] = bytes.Clone(op.Value)
+		}
+	}
+	return nil
+}
+
+func (m *memBackend) Close() error { return nil }
+
+func (m *memBackend) raw(t *testing.T, key string) []byte {
+	t.Helper()
+	v, err := m.Get(t.Context(), key)
+	if err != nil {
+		t.Fatalf("raw get %q: %v", key, err)
+	}
+	return v
+}
+
+func (m *memBackend) setRaw(key string, v []byte) {
+	m.mu.Lock()
+	m.data[key] = bytes.Clone(v)
+	m.mu.Unlock()
+}
+
+// subMem adds storage.Subscriber to memBackend.
+type subMem struct {
+	*memBackend
+	smu  sync.Mutex
+	subs map[int]func(string)
+	next int
+}
+
+func newSubMem() *subMem { return &subMem{memBackend: newMem(), subs: map[int]func(string){}} }
+
+func (s *subMem) Subscribe(fn func(string)) func() {
+	s.smu.Lock()
+	id := s.next
+	s.next++
+	s.subs[id] = fn
+	s.smu.Unlock()
+	return func() { s.smu.Lock(); delete(s.subs, id); s.smu.Unlock() }
+}
+
+func (s *subMem) Put(ctx context.Context, key string, value []byte) error {
+	return s.Batch(ctx, []storage.Op{{Key: key, Value: value}})
+}
+
+func (s *subMem) Delete(ctx context.Context, key string) error {
+	return s.Batch(ctx, []storage.Op{{Key: key, Delete: true}})
+}
+
+func (s *subMem) Batch(ctx context.Context, ops []storage.Op) error {
+	if err := s.memBackend.Batch(ctx, ops); err != nil {
+		return err
+	}
+	s.smu.Lock()
+	fns := make([]func(string), 0, len(s.subs))
+	for _, fn := range s.subs {
+		fns = append(fns, fn)
+	}
+	s.smu.Unlock()
+	for _, op := range ops {
+		for _, fn := range fns {
+			fn(op.Key)
+		}
+	}
+	return nil
+}
+
+// downBackend fails every call with storage.ErrUnavailable.
+type downBackend struct{}
+
+var errDown = fmt.Errorf("fake: connection refused: %w", storage.ErrUnavailable)
+
+func (downBackend) Get(context.Context, string) ([]byte, error) { return nil, errDown }
+func (downBackend) Put(context.Context, string, []byte) error   { return errDown }
+func (downBackend) Delete(context.Context, string) error        { return errDown }
+func (downBackend) Batch(context.Context, []storage.Op) error   { return errDown }
+func (downBackend) Close() error                                { return nil }
+func (downBackend) List(context.Context, string, string, int) ([]string, error) {
+	return nil, errDown
+}
+
+// switchable delegates to a backend until down is set.
+type switchable struct {
+	storage.Backend
+	mu   sync.Mutex
+	down bool
+}
+
+func (s *switchable) target() storage.Backend {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return downBackend{}
+	}
+	return s.Backend
+}
+func (s *switchable) Get(ctx context.Context, k string) ([]byte, error) {
+	return s.target().Get(ctx, k)
+}
+func (s *switchable) Put(ctx context.Context, k string, v []byte) error {
+	return s.target().Put(ctx, k, v)
+}
+func (s *switchable) Delete(ctx context.Context, k string) error { return s.target().Delete(ctx, k) }
+func (s *switchable) Batch(ctx context.Context, o []storage.Op) error {
+	return s.target().Batch(ctx, o)
+}
+func (s *switchable) List(ctx context.Context, p, a string, l int) ([]string, error) {
+	return s.target().List(ctx, p, a, l)
+}
+
+var errEntropy = errors.New("entropy unavailable: hsm down")
+
+type failingRand struct{}
+
+func (failingRand) Read([]byte) (int, error) { return 0, errEntropy }
+
+// gcmWrapper stands in for sealwrap: AES-GCM under a key that the barrier
+// and the storage never see, bound to the path.
+type gcmWrapper struct{ aead cipher.AEAD }
+
+func newWrapper(t testing.TB) *gcmWrapper {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	blk, err := aes.NewCipher(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(blk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &gcmWrapper{aead: aead}
+}
+
+func (w *gcmWrapper) Wrap(_ context.Context, path string, pt []byte) ([]byte, error) {
+	nonce := make([]byte, 12)
+	_, _ = rand.Read(nonce)
+	return w.aead.Seal(nonce, nonce, pt, []byte(path)), nil
+}
+
+func (w *gcmWrapper) Unwrap(_ context.Context, path string, env []byte) (secret.Bytes, error) {
+	if len(env) < 12 {
+		return nil, errors.New("wrapper: short envelope")
+	}
+	pt, err := w.aead.Open(nil, env[:12], env[12:], []byte(path))
+	if err != nil {
+		return nil, errors.New("wrapper: unwrap failed")
+	}
+	return secret.Bytes(pt), nil
+}
+
+func newRoot(t testing.TB) secret.Bytes {
+	k := make(secret.Bytes, 32)
+	if _, err := io.ReadFull(rand.Reader, k); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// unsealed returns an initialized, unsealed barrier over b and its root key.
+func unsealed(t testing.TB, b storage.Backend, w Wrapper) (*Barrier, secret.Bytes) {
+	t.Helper()
+	br := New(b, Options{Rand: rand.Reader})
+	root := newRoot(t)
+	ctx := context.Background()
+	if err := br.Initialize(ctx, root, w); err != nil {
+		t.Fatalf("Initialize: %v", err)
+	}
+	if err := br.Unseal(ctx, root, w); err != nil {
+		t.Fatalf("Unseal: %v", err)
+	}
+	t.Cleanup(br.Seal)
+	return br, root
+}
+
+func mustPut(t testing.TB, b *Barrier, key, value string) {
+	t.Helper()
+	if err := b.Put(context.Background(), key, []byte(value)); err != nil {
+		t.Fatalf("Put(%q): %v", key, err)
+	}
+}
+
+func mustGet(t testing.TB, b *Barrier, key, want string) {
+	t.Helper()
+	got, err := b.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", key, err)
+	}
+	if string(got) != want {
+		t.Fatalf("Get(%q) = %q, want %q", key, got, want)
+	}
+}

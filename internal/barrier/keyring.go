@@ -1,0 +1,525 @@
+package barrier
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/storage"
+)
+
+// The keyring record at core/keyring is
+//
+//	ringVersion || nonce(12) || AES-256-GCM_root(mode || payload)
+//
+// with AAD = ringVersion || "core/keyring". mode is modePlain (payload is
+// the keyring JSON) or modeWrapped (payload is Wrapper.Wrap(JSON)).
+//
+// Seal wrap goes inside the root-key layer (wrap, then root-encrypt):
+// storage alone reveals nothing; storage + root key reveals only the HSM
+// envelope; and a wrong root key is rejected by GCM before the HSM is
+// asked anything. Because the mode byte is under the root-key GCM tag, it
+// cannot be flipped to strip the wrap without the root key, and even with
+// the root key a plain keyring is refused while a Wrapper is configured.
+const (
+	ringVersion byte = 1
+	modePlain   byte = 0
+	modeWrapped byte = 1
+)
+
+// Initialized reports whether the keyring record exists.
+func (b *Barrier) Initialized(ctx context.Context) (bool, error) {
+	_, err := b.backend.Get(ctx, keyringPath)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, storage.ErrNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("barrier: reading keyring: %w", err)
+	}
+}
+
+// Initialize creates the keyring with term 1, encrypted under rootKey and
+// seal-wrapped by w when w is not nil. The barrier stays sealed; call
+// Unseal next. If the key cannot be generated, nothing is written.
+//
+// Existence is checked before writing, but the backend has no
+// compare-and-swap: the caller must not initialize concurrently from two
+// nodes (the core does it once, from one).
+func (b *Barrier) Initialize(ctx context.Context, rootKey secret.Bytes, w Wrapper) error {
+	if err := checkRootKey(rootKey); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	init, err := b.Initialized(ctx)
+	if err != nil {
+		return err
+	}
+	if init {
+		return ErrAlreadyInitialized
+	}
+	t, err := b.newTerm(1)
+	if err != nil {
+		return err
+	}
+	kr := &keyring{active: 1, terms: map[uint32]*term{1: t}}
+	defer kr.destroy()
+	if err := b.writeKeyring(ctx, rootKey, w, kr); err != nil {
+		return err
+	}
+	b.log.Info("barrier initialized", "term", 1, "seal_wrap", w != nil)
+	return nil
+}
+
+// Unseal decrypts the keyring with rootKey (and w, when the keyring is
+// seal-wrapped) and makes the barrier usable. Unsealing an unsealed barrier
+// is a no-op.
+func (b *Barrier) Unseal(ctx context.Context, rootKey secret.Bytes, w Wrapper) error {
+	if err := checkRootKey(rootKey); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.Sealed() {
+		return nil
+	}
+	kr, err := b.readKeyring(ctx, rootKey, w)
+	if err != nil {
+		return err
+	}
+	b.root = rootKey.Clone()
+	b.wrapper = w
+	b.ring.Store(kr)
+	b.watchLocked()
+	b.log.Info("barrier unsealed", "term", kr.active, "terms", len(kr.terms))
+	return nil
+}
+
+// Seal drops and zeroizes every key held in memory: the keyring keys and
+// the root key. (The AES key schedules inside crypto/aes cannot be wiped
+// from outside; they become unreachable.)
+func (b *Barrier) Seal() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopWatch != nil {
+		b.stopWatch()
+		b.stopWatch = nil
+	}
+	kr := b.ring.Swap(nil)
+	if kr != nil {
+		kr.destroy()
+		b.log.Info("barrier sealed")
+	}
+	b.root.Destroy()
+	b.root, b.wrapper = nil, nil
+}
+
+// Rotate adds a new key term, used for every later write; older terms keep
+// decrypting. It first merges terms other nodes may have added. If the key
+// cannot be generated or the keyring not written, nothing changes.
+func (b *Barrier) Rotate(ctx context.Context) (uint32, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur, err := b.refreshLocked(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var top uint32
+	for n := range cur.terms {
+		top = max(top, n)
+	}
+	if top == math.MaxUint32 {
+		return 0, errors.New("barrier: rotate: key terms exhausted")
+	}
+	t, err := b.newTerm(top + 1)
+	if err != nil {
+		return 0, err
+	}
+	next := &keyring{active: t.term, terms: maps.Clone(cur.terms)}
+	next.terms[t.term] = t
+	if err := b.writeKeyring(ctx, b.root, b.wrapper, next); err != nil {
+		t.key.Destroy()
+		return 0, err
+	}
+	b.ring.Store(next)
+	b.log.Info("barrier key rotated", "term", t.term, "terms", len(next.terms))
+	return t.term, nil
+}
+
+// Rekey re-encrypts the keyring under newRoot (operator rekey). The caller
+// must make newRoot recoverable (new shares delivered, or HSM-wrapped and
+// stored) before or atomically with this call: once it returns, the old
+// root key no longer unseals. Other nodes must be unsealed again with the
+// new root key, as their Reload will fail with ErrWrongRootKey.
+func (b *Barrier) Rekey(ctx context.Context, newRoot secret.Bytes) error {
+	if err := checkRootKey(newRoot); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur, err := b.refreshLocked(ctx)
+	if err != nil {
+		return err
+	}
+	if err := b.writeKeyring(ctx, newRoot, b.wrapper, cur); err != nil {
+		return err
+	}
+	b.root.Destroy()
+	b.root = newRoot.Clone()
+	b.log.Info("barrier root key changed")
+	return nil
+}
+
+// SetWrapper rewrites the keyring seal-wrapped by w, or plain when w is nil
+// (operator rewrap). Later Unseal calls must pass the matching wrapper.
+func (b *Barrier) SetWrapper(ctx context.Context, w Wrapper) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur, err := b.refreshLocked(ctx)
+	if err != nil {
+		return err
+	}
+	if err := b.writeKeyring(ctx, b.root, w, cur); err != nil {
+		return err
+	}
+	b.wrapper = w
+	b.log.Info("barrier keyring rewrapped", "seal_wrap", w != nil)
+	return nil
+}
+
+// Reload re-reads the keyring, picking up terms another node added. Terms
+// already known are kept, and the active term never moves back: a stale
+// keyring replayed by storage cannot roll the barrier back.
+func (b *Barrier) Reload(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, err := b.refreshLocked(ctx)
+	return err
+}
+
+// reloadForTerm reloads unless another caller already fetched term.
+func (b *Barrier) reloadForTerm(ctx context.Context, tn uint32) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if kr := b.ring.Load(); kr != nil && kr.terms[tn] != nil {
+		return nil
+	}
+	_, err := b.refreshLocked(ctx)
+	return err
+}
+
+// refreshLocked merges the stored keyring into the one in memory.
+func (b *Barrier) refreshLocked(ctx context.Context) (*keyring, error) {
+	cur := b.ring.Load()
+	if cur == nil {
+		return nil, ErrSealed
+	}
+	stored, err := b.readKeyring(ctx, b.root, b.wrapper)
+	if err != nil {
+		return nil, err
+	}
+	merged := &keyring{active: cur.active, terms: maps.Clone(cur.terms)}
+	added := 0
+	for n, t := range stored.terms {
+		if merged.terms[n] == nil {
+			merged.terms[n] = t
+			added++
+		} else {
+			t.key.Destroy()
+		}
+	}
+	switch {
+	case stored.active > cur.active:
+		merged.active = stored.active
+	case stored.active < cur.active:
+		b.log.Warn("stored keyring is older than the one in memory; keeping the newer active term",
+			"stored_term", stored.active, "term", cur.active)
+	}
+	if added == 0 && merged.active == cur.active {
+		return cur, nil
+	}
+	b.ring.Store(merged)
+	b.log.Info("barrier keyring reloaded", "term", merged.active, "terms", len(merged.terms))
+	return merged, nil
+}
+
+// watchLocked subscribes to keyring changes when the backend reports them,
+// and reloads off the notifier's goroutine (its fn must not block).
+func (b *Barrier) watchLocked() {
+	sub, ok := b.backend.(storage.Subscriber)
+	if !ok {
+		return
+	}
+	kick := make(chan struct{}, 1)
+	stop := make(chan struct{})
+	cancel := sub.Subscribe(func(key string) {
+		if key == keyringPath || key == "" {
+			select {
+			case kick <- struct{}{}:
+			default: // a reload is already pending
+			}
+		}
+	})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-kick:
+				ctx, done := context.WithTimeout(context.Background(), 30*time.Second)
+				err := b.Reload(ctx)
+				done()
+				if err != nil && !errors.Is(err, ErrSealed) {
+					b.log.Warn("barrier keyring reload failed", "error", err)
+				}
+			}
+		}
+	}()
+	b.stopWatch = func() {
+		cancel()
+		close(stop)
+	}
+}
+
+func checkRootKey(k secret.Bytes) error {
+	if len(k) != keyLen {
+		return fmt.Errorf("%w: root key must be %d bytes, got %d", ErrInvalidRootKey, keyLen, len(k))
+	}
+	return nil
+}
+
+// newTerm draws a fresh key from the CSP source, failing closed.
+func (b *Barrier) newTerm(n uint32) (*term, error) {
+	if b.rand == nil {
+		return nil, errors.New("barrier: Options.Rand is nil")
+	}
+	key := make(secret.Bytes, keyLen)
+	if _, err := io.ReadFull(b.rand, key); err != nil {
+		key.Destroy()
+		return nil, fmt.Errorf("barrier: generating key for term %d: %w", n, err)
+	}
+	return buildTerm(n, key, time.Now().UTC().Round(0))
+}
+
+func buildTerm(n uint32, key secret.Bytes, installed time.Time) (*term, error) {
+	aead, err := newGCM(key)
+	if err != nil {
+		key.Destroy()
+		return nil, err
+	}
+	return &term{term: n, key: key, installed: installed, aead: aead}, nil
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	blk, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("barrier: %w", err)
+	}
+	return cipher.NewGCM(blk)
+}
+
+func (kr *keyring) destroy() {
+	for _, t := range kr.terms {
+		t.key.Destroy()
+	}
+}
+
+// writeKeyring encrypts kr under root (wrapped by w if set) and stores it.
+func (b *Barrier) writeKeyring(ctx context.Context, root secret.Bytes, w Wrapper, kr *keyring) error {
+	js := kr.marshal()
+	defer secret.Wipe(js)
+	var payload []byte
+	if w != nil {
+		env, err := w.Wrap(ctx, keyringPath, js)
+		if err != nil {
+			return fmt.Errorf("barrier: seal-wrapping keyring: %w", err)
+		}
+		payload = append([]byte{modeWrapped}, env...)
+	} else {
+		payload = make([]byte, 1+len(js))
+		payload[0] = modePlain
+		copy(payload[1:], js)
+	}
+	defer secret.Wipe(payload)
+	aead, err := newGCM(root)
+	if err != nil {
+		return err
+	}
+	blob := make([]byte, 1+nonceLen, 1+nonceLen+len(payload)+tagLen)
+	blob[0] = ringVersion
+	_, _ = rand.Read(blob[1:])
+	blob = aead.Seal(blob, blob[1:], payload, ringAAD)
+	if err := b.backend.Put(ctx, keyringPath, blob); err != nil {
+		return fmt.Errorf("barrier: writing keyring: %w", err)
+	}
+	return nil
+}
+
+var ringAAD = []byte{ringVersion, 'c', 'o', 'r', 'e', '/', 'k', 'e', 'y', 'r', 'i', 'n', 'g'}
+
+// readKeyring fetches and decrypts the keyring.
+func (b *Barrier) readKeyring(ctx context.Context, root secret.Bytes, w Wrapper) (*keyring, error) {
+	blob, err := b.backend.Get(ctx, keyringPath)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, ErrNotInitialized
+	}
+	if err != nil {
+		return nil, fmt.Errorf("barrier: reading keyring: %w", err)
+	}
+	return openKeyring(ctx, root, w, blob)
+}
+
+func openKeyring(ctx context.Context, root secret.Bytes, w Wrapper, blob []byte) (*keyring, error) {
+	if len(blob) < 1+nonceLen+tagLen+1 || blob[0] != ringVersion {
+		return nil, fmt.Errorf("%w: %q: malformed keyring record", ErrIntegrity, keyringPath)
+	}
+	aead, err := newGCM(root)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := aead.Open(nil, blob[1:1+nonceLen], blob[1+nonceLen:], ringAAD)
+	if err != nil {
+		return nil, fmt.Errorf("%w (or the keyring record was altered)", ErrWrongRootKey)
+	}
+	defer secret.Wipe(payload)
+	switch {
+	case len(payload) < 1:
+		return nil, fmt.Errorf("%w: %q: empty keyring", ErrIntegrity, keyringPath)
+	case payload[0] == modePlain && w == nil:
+		return unmarshalKeyring(payload[1:])
+	case payload[0] == modeWrapped && w != nil:
+		js, err := w.Unwrap(ctx, keyringPath, payload[1:])
+		if err != nil {
+			return nil, fmt.Errorf("barrier: unwrapping keyring: %w", err)
+		}
+		defer js.Destroy()
+		return unmarshalKeyring(js)
+	case payload[0] == modePlain:
+		return nil, fmt.Errorf("%w: the keyring is not seal-wrapped but a wrapper was given", ErrWrapperMismatch)
+	case payload[0] == modeWrapped:
+		return nil, fmt.Errorf("%w: the keyring is seal-wrapped but no wrapper was given", ErrWrapperMismatch)
+	default:
+		return nil, fmt.Errorf("%w: %q: unknown keyring mode %d", ErrIntegrity, keyringPath, payload[0])
+	}
+}
+
+// marshal writes the keyring JSON by hand into one buffer sized up front,
+// so no key material is left behind in encoding/json's pooled buffers or in
+// abandoned slices from append growth; the caller wipes the result.
+//
+//	{"active_term":N,"terms":[{"term":N,"key":"base64","install_time":"RFC3339"}]}
+func (kr *keyring) marshal() []byte {
+	b := make([]byte, 0, 64+len(kr.terms)*192)
+	b = append(b, `{"active_term":`...)
+	b = strconv.AppendUint(b, uint64(kr.active), 10)
+	b = append(b, `,"terms":[`...)
+	first := true
+	for _, n := range sortedTerms(kr) {
+		t := kr.terms[n]
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, `{"term":`...)
+		b = strconv.AppendUint(b, uint64(t.term), 10)
+		b = append(b, `,"key":"`...)
+		b = base64.StdEncoding.AppendEncode(b, t.key)
+		b = append(b, `","install_time":"`...)
+		b = t.installed.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `"}`...)
+	}
+	return append(b, "]}"...)
+}
+
+func sortedTerms(kr *keyring) []uint32 {
+	ns := make([]uint32, 0, len(kr.terms))
+	for n := range kr.terms {
+		ns = append(ns, n)
+	}
+	for i := 1; i < len(ns); i++ { // tiny: insertion sort
+		for j := i; j > 0 && ns[j] < ns[j-1]; j-- {
+			ns[j], ns[j-1] = ns[j-1], ns[j]
+		}
+	}
+	return ns
+}
+
+type keyringJSON struct {
+	ActiveTerm uint32 `json:"active_term"`
+	Terms      []struct {
+		Term        uint32    `json:"term"`
+		Key         []byte    `json:"key"`
+		InstallTime time.Time `json:"install_time"`
+	} `json:"terms"`
+}
+
+// unmarshalKeyring decodes and validates the keyring JSON. The decoded key
+// slices become the terms' keys (no extra copies).
+func unmarshalKeyring(js []byte) (*keyring, error) {
+	var kj keyringJSON
+	err := json.Unmarshal(js, &kj)
+	wipe := func() {
+		for _, t := range kj.Terms {
+			secret.Wipe(t.Key)
+		}
+	}
+	if err != nil {
+		wipe()
+		return nil, fmt.Errorf("%w: %q: keyring is not valid JSON", ErrIntegrity, keyringPath)
+	}
+	kr := &keyring{active: kj.ActiveTerm, terms: make(map[uint32]*term, len(kj.Terms))}
+	for i, tj := range kj.Terms {
+		var problem string
+		switch {
+		case tj.Term == 0:
+			problem = "term 0"
+		case len(tj.Key) != keyLen:
+			problem = fmt.Sprintf("key of %d bytes", len(tj.Key))
+		case kr.terms[tj.Term] != nil:
+			problem = "duplicate term"
+		}
+		if problem != "" {
+			wipe()
+			return nil, fmt.Errorf("%w: %q: keyring terms[%d]: %s", ErrIntegrity, keyringPath, i, problem)
+		}
+		t, err := buildTerm(tj.Term, secret.Bytes(tj.Key), tj.InstallTime)
+		if err != nil {
+			wipe()
+			return nil, err
+		}
+		kr.terms[tj.Term] = t
+	}
+	if kr.terms[kr.active] == nil {
+		wipe()
+		return nil, fmt.Errorf("%w: %q: keyring active_term %d has no key", ErrIntegrity, keyringPath, kr.active)
+	}
+	return kr, nil
+}
+
+// VerifyRoot checks, in constant time, that candidate is the root key the
+// barrier was unsealed with: operators prove they hold it (rekey) by
+// presenting a threshold of shares.
+func (b *Barrier) VerifyRoot(_ context.Context, candidate secret.Bytes) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.Sealed() {
+		return ErrSealed
+	}
+	if !b.root.Equal(candidate) {
+		return ErrWrongRootKey
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/moonvault/moonvault/internal/audit"
+	"github.com/moonvault/moonvault/internal/tee"
+)
+
+func runAudit(g *globals, args []string) error {
+	return sub(g, "audit", args, map[string]func(*globals, []string) error{
+		"verify": auditVerify, "hash": auditHash,
+	})
+}
+
+// auditVerify checks one log file, or a rotated set given oldest first.
+func auditVerify(g *globals, args []string) error {
+	var pubHex string
+	var fetch bool
+	var minSeq uint64
+	files, err := g.flags("audit verify", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&pubHex, "public-key", "", "the vault's audit public key, KEYID:HEX or HEX (from GET /v1/sys/audit/public-key)")
+		fs.BoolVar(&fetch, "fetch-key", false, "fetch the audit public key from the server at MOONVAULT_ADDR")
+		fs.Uint64Var(&minSeq, "min-seq", 0, "fail if the log ends before this sequence number (detects truncation at a checkpoint)")
+	})
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return usageError{"usage: moonvault audit verify [-public-key KEY | -fetch-key] FILE [FILE...]"}
+	}
+	keys := map[string]ed25519.PublicKey{}
+	if fetch {
+		c, err := newClient(g)
+		if err != nil {
+			return err
+		}
+		var out struct {
+			KeyID     string `json:"key_id"`
+			PublicKey string `json:"public_key"`
+			HeadSeq   uint64 `json:"head_seq"`
+		}
+		if err := c.do("GET", "/v1/sys/audit/public-key", nil, &out); err != nil {
+			return err
+		}
+		pubHex = out.KeyID + ":" + out.PublicKey
+		if minSeq == 0 {
+			// The server's head: a copy that stops short of it was truncated.
+			minSeq = out.HeadSeq
+		}
+	}
+	if pubHex != "" {
+		id, h, ok := strings.Cut(pubHex, ":")
+		if !ok {
+			id, h = "", pubHex
+		}
+		pub, err := hex.DecodeString(h)
+		if err != nil || len(pub) != ed25519.PublicKeySize {
+			return usageError{"-public-key must be hex of a 32-byte Ed25519 key"}
+		}
+		keys[id] = pub
+	}
+	if len(files) == 1 {
+		// One name stands for the live file and its rotated predecessors.
+		if set, err := audit.RotatedFiles(files[0]); err == nil && len(set) > 0 {
+			files = set
+		}
+	}
+	rep, err := audit.VerifyFiles(files, keys, audit.VerifyOptions{MinSeq: minSeq})
+	if err != nil {
+		return fmt.Errorf("audit log is NOT intact: %w", err)
+	}
+	return g.print(rep)
+}
+
+func auditHash(g *globals, args []string) error {
+	pos, err := g.flags("audit hash", args, nil)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError{"usage: moonvault audit hash VALUE"}
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	var out map[string]string
+	if err := c.do("POST", "/v1/sys/audit/hash", map[string]string{"input": pos[0]}, &out); err != nil {
+		return err
+	}
+	if g.format == "json" {
+		return g.print(out)
+	}
+	fmt.Fprintln(g.stdout, out["hash"])
+	return nil
+}
+
+func runAttest(g *globals, args []string) error {
+	return sub(g, "attest", args, map[string]func(*globals, []string) error{"verify": attestVerify})
+}
+
+// attestVerify asks the server for an attestation bound to a fresh nonce
+// and to the TLS key of this very connection, and verifies it.
+func attestVerify(g *globals, args []string) error {
+	var allowDebug bool
+	if _, err := g.flags("attest verify", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&allowDebug, "allow-debug", false, "accept a debug-enabled guest (testing only)")
+	}); err != nil {
+		return err
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	nonce := make([]byte, 32)
+	if _, err := rand.Read(nonce); err != nil {
+		return err
+	}
+	req, err := http.NewRequest("GET", c.addr+"/v1/sys/attestation?nonce="+url.QueryEscape(hex.EncodeToString(nonce)), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 {
+		return errors.New("no TLS peer certificate")
+	}
+	spki := peerSPKI(resp.TLS)
+	var att tee.Attestation
+	if err := json.NewDecoder(resp.Body).Decode(&att); err != nil {
+		return fmt.Errorf("decode attestation: %w", err)
+	}
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("attestation request failed: HTTP %d", resp.StatusCode)
+	}
+	err = tee.Verify(&att, nonce, spki, tee.VerifyOptions{AllowDebug: allowDebug})
+	if errors.Is(err, tee.ErrNoTEE) {
+		fmt.Fprintln(g.stdout, "The server reports no TEE (\"tee\":\"none\"): nothing to verify; do not treat it as confidential.")
+		return exitCode(3)
+	}
+	if err != nil {
+		return fmt.Errorf("attestation does NOT verify: %w", err)
+	}
+	fmt.Fprintf(g.stdout, "Attestation verified: %s report bound to this TLS key and nonce.\n", att.TEE)
+	return nil
+}
+
+func peerSPKI(cs *tls.ConnectionState) []byte {
+	return cs.PeerCertificates[0].RawSubjectPublicKeyInfo
+}

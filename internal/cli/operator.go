@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+)
+
+func runOperator(g *globals, args []string) error {
+	return sub(g, "operator", args, map[string]func(*globals, []string) error{
+		"init": opInit, "unseal": opUnseal, "seal": opSeal, "status": opStatus,
+		"rotate": opRotate, "rekey": opRekey, "rewrap": opRewrap, "generate-root": opGenerateRoot,
+	})
+}
+
+func opInit(g *globals, args []string) error {
+	var n, t, rn, rt int
+	if _, err := g.flags("operator init", args, func(fs *flag.FlagSet) {
+		fs.IntVar(&n, "key-shares", 5, "number of unseal key shares (Shamir seal)")
+		fs.IntVar(&t, "key-threshold", 3, "shares needed to unseal")
+		fs.IntVar(&rn, "recovery-shares", 0, "number of recovery key shares (pkcs11 seal; default = key-shares)")
+		fs.IntVar(&rt, "recovery-threshold", 0, "recovery shares needed (pkcs11 seal; default = key-threshold)")
+	}); err != nil {
+		return err
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	var out map[string]any
+	if rn == 0 {
+		rn, rt = n, t
+	}
+	if err := c.do("POST", "/v1/sys/init", map[string]int{"secret_shares": n, "secret_threshold": t, "recovery_shares": rn, "recovery_threshold": rt}, &out); err != nil {
+		return err
+	}
+	if g.format == "json" {
+		return g.print(out)
+	}
+	for _, field := range []string{"unseal_keys_b64", "recovery_keys_b64"} {
+		if ks, ok := out[field].([]any); ok {
+			label := "Unseal Key"
+			if field == "recovery_keys_b64" {
+				label = "Recovery Key"
+			}
+			for i, k := range ks {
+				fmt.Fprintf(g.stdout, "%s %d: %v\n", label, i+1, k)
+			}
+		}
+	}
+	fmt.Fprintf(g.stdout, "\nInitial Root Token (expires within 1 hour): %v\n\nStore the key shares apart; they are shown only once.\n", out["root_token"])
+	return nil
+}
+
+func opUnseal(g *globals, args []string) error {
+	var reset bool
+	pos, err := g.flags("operator unseal", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&reset, "reset", false, "discard the unseal progress")
+	})
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"reset": reset}
+	if !reset {
+		if len(pos) != 1 {
+			return usageError{"usage: moonvault operator unseal KEY"}
+		}
+		body["key"] = pos[0]
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	var st map[string]any
+	if err := c.do("POST", "/v1/sys/unseal", body, &st); err != nil {
+		return err
+	}
+	return g.print(st)
+}
+
+func opSeal(g *globals, args []string) error {
+	if _, err := g.flags("operator seal", args, nil); err != nil {
+		return err
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	if err := c.do("POST", "/v1/sys/seal", nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintln(g.stdout, "Vault sealed; keys in memory were zeroized.")
+	return nil
+}
+
+func opStatus(g *globals, args []string) error {
+	if _, err := g.flags("operator status", args, nil); err != nil {
+		return err
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	var st map[string]any
+	if err := c.do("GET", "/v1/sys/seal-status", nil, &st); err != nil {
+		return err
+	}
+	if err := g.print(st); err != nil {
+		return err
+	}
+	if sealed, _ := st["sealed"].(bool); sealed {
+		return exitCode(2)
+	}
+	return nil
+}
+
+// exitCode lets status report "sealed" as exit 2, as Vault's does.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func opRotate(g *globals, args []string) error {
+	if _, err := g.flags("operator rotate", args, nil); err != nil {
+		return err
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	var out map[string]any
+	if err := c.do("POST", "/v1/sys/rotate", nil, &out); err != nil {
+		return err
+	}
+	return g.print(out)
+}
+
+// opRekey starts a rekey to the new split and presents the given current
+// shares: moonvault operator rekey -key-shares N -key-threshold T KEY...
+func opRekey(g *globals, args []string) error {
+	var n, t int
+	var cancel bool
+	pos, err := g.flags("operator rekey", args, func(fs *flag.FlagSet) {
+		fs.IntVar(&n, "key-shares", 5, "new number of shares")
+		fs.IntVar(&t, "key-threshold", 3, "new threshold")
+		fs.BoolVar(&cancel, "cancel", false, "cancel a rekey in progress")
+	})
+	if err != nil {
+		return err
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	if cancel {
+		return c.do("DELETE", "/v1/sys/rekey/init", nil, nil)
+	}
+	if len(pos) == 0 {
+		return usageError{"usage: moonvault operator rekey -key-shares N -key-threshold T KEY [KEY...] (current unseal or recovery shares)"}
+	}
+	var st map[string]any
+	if err := c.do("POST", "/v1/sys/rekey/init", map[string]int{"secret_shares": n, "secret_threshold": t}, &st); err != nil {
+		return err
+	}
+	nonce, _ := st["nonce"].(string)
+	for _, k := range pos {
+		if err := c.do("POST", "/v1/sys/rekey/update", map[string]string{"nonce": nonce, "key": k}, &st); err != nil {
+			return err
+		}
+		if done, _ := st["complete"].(bool); done {
+			break
+		}
+	}
+	if done, _ := st["complete"].(bool); !done {
+		return fmt.Errorf("rekey needs %v shares, %v given; the rekey stays open (nonce %s)", st["required"], st["progress"], nonce)
+	}
+	if g.format == "json" {
+		return g.print(st)
+	}
+	ks, _ := st["keys_b64"].([]any)
+	for i, k := range ks {
+		fmt.Fprintf(g.stdout, "Key %d: %v\n", i+1, k)
+	}
+	fmt.Fprintf(g.stdout, "\nRekeyed to %d shares, threshold %d. The old shares no longer work.\n", n, t)
+	return nil
+}
+
+func opRewrap(g *globals, args []string) error {
+	if _, err := g.flags("operator rewrap", args, nil); err != nil {
+		return err
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	var out map[string]any
+	if err := c.do("POST", "/v1/sys/rewrap", nil, &out); err != nil {
+		return err
+	}
+	return g.print(out)
+}
+
+func opGenerateRoot(g *globals, args []string) error {
+	pos, err := g.flags("operator generate-root", args, nil)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageError{"usage: moonvault operator generate-root KEY [KEY...] (unseal or recovery shares)"}
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	var out map[string]any
+	if err := c.do("POST", "/v1/sys/generate-root", map[string]any{"keys": pos}, &out); err != nil {
+		return err
+	}
+	return g.print(out)
+}

@@ -1,0 +1,507 @@
+// Package core owns the vault's lifecycle: initialisation, the Shamir and
+// PKCS#11 seals that protect the root key, unsealing (by operators or
+// automatically), sealing, keyring rotation and rekeying. It sits between
+// the physical storage and the barrier, and starts and stops the services
+// that need an unsealed barrier through hooks.
+package core
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/moonvault/moonvault/internal/barrier"
+	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/shamir"
+	"github.com/moonvault/moonvault/internal/storage"
+)
+
+// Physical keys owned by the core. They are outside the barrier because they
+// are needed before it is unsealed; none of them reveals a secret.
+const (
+	keySealConfig   = "core/seal-config"
+	keyWrappedRoot  = "core/root-key"      // root key encrypted by the HSM
+	keyRecoveryHash = "core/recovery-hash" // SHA-256 of the recovery key
+	rootKeyAAD      = "moonvault root key v1"
+	rootKeySize     = 32
+)
+
+// Errors mapped by the HTTP layer.
+var (
+	ErrNotInitialized     = errors.New("vault is not initialized")
+	ErrAlreadyInitialized = errors.New("vault is already initialized")
+	ErrSealed             = errors.New("vault is sealed")
+	ErrInvalidShare       = errors.New("invalid key share")
+	ErrWrongCombination   = errors.New("the key shares do not combine to the root key; unseal progress was reset")
+	ErrInvalidRequest     = errors.New("invalid request")
+	ErrAutoSeal           = errors.New("operation not available with an auto seal")
+	ErrNoRekey            = errors.New("no rekey in progress")
+	ErrNonceMismatch      = errors.New("rekey nonce does not match the rekey in progress")
+	ErrUnsealRefused      = errors.New("unseal refused by policy")
+)
+
+// AutoSeal protects the root key with a key held by an HSM.
+type AutoSeal interface {
+	Type() string
+	EnsureKey(ctx context.Context) (created bool, err error)
+	Encrypt(ctx context.Context, plaintext, aad []byte) ([]byte, error)
+	Decrypt(ctx context.Context, ciphertext, aad []byte) ([]byte, error)
+}
+
+// SealConfig is stored in the clear at core/seal-config.
+type SealConfig struct {
+	Type              string `json:"type"` // "shamir" | "pkcs11"
+	SecretShares      int    `json:"secret_shares,omitempty"`
+	SecretThreshold   int    `json:"secret_threshold,omitempty"`
+	RecoveryShares    int    `json:"recovery_shares,omitempty"`
+	RecoveryThreshold int    `json:"recovery_threshold,omitempty"`
+	// SealWrap records whether CSPs and the keyring are seal-wrapped; it is
+	// fixed at init (see unsealWith).
+	SealWrap bool `json:"seal_wrap,omitempty"`
+}
+
+// Hooks start and stop what runs while the vault is unsealed.
+type Hooks struct {
+	// Unsealed runs after the barrier is unsealed; an error seals again.
+	Unsealed func(ctx context.Context, b *barrier.Barrier) error
+	// Sealing runs before the barrier is sealed: stop services, wipe caches.
+	Sealing func()
+	// RootToken issues the bootstrap admin token while unsealed.
+	RootToken func(ctx context.Context) (string, error)
+	// BeforeUnseal may refuse to unseal (require_tee).
+	BeforeUnseal func() error
+	// KeyringWrapper returns the seal wrap used for the barrier keyring (nil: none).
+	KeyringWrapper func() barrier.Wrapper
+}
+
+// Options configure a Core.
+type Options struct {
+	Storage storage.Backend
+	Barrier *barrier.Barrier
+	// Rand is the CSP source (entropy mixer) for root and recovery keys.
+	Rand io.Reader
+	// AutoSeal selects the pkcs11 seal; nil means Shamir.
+	AutoSeal AutoSeal
+	Hooks    Hooks
+	Logger   *slog.Logger
+}
+
+// Core is the vault's lifecycle state machine. It is safe for concurrent use.
+type Core struct {
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	progress [][]byte // unseal shares received so far (Shamir)
+	rekey    *rekeyState
+}
+
+// New returns a Core over an initialised or empty storage.
+func New(opts Options) *Core {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Core{opts: opts, log: opts.Logger}
+}
+
+// SealType is "pkcs11" with an auto seal, else "shamir".
+func (c *Core) SealType() string {
+	if c.opts.AutoSeal != nil {
+		return c.opts.AutoSeal.Type()
+	}
+	return "shamir"
+}
+
+// Status is the seal status shown by /v1/sys/seal-status.
+type Status struct {
+	Type         string `json:"type"`
+	Initialized  bool   `json:"initialized"`
+	Sealed       bool   `json:"sealed"`
+	T            int    `json:"t"`
+	N            int    `json:"n"`
+	Progress     int    `json:"progress"`
+	RecoverySeal bool   `json:"recovery_seal"`
+	Term         uint32 `json:"term,omitempty"`
+}
+
+// Status reports the seal state. Reading the seal config may fail when the
+// storage is down.
+func (c *Core) Status(ctx context.Context) (Status, error) {
+	st := Status{Type: c.SealType(), Sealed: c.opts.Barrier.Sealed()}
+	cfg, err := c.sealConfig(ctx)
+	switch {
+	case errors.Is(err, ErrNotInitialized):
+		st.Sealed = true
+		return st, nil
+	case err != nil:
+		return st, err
+	}
+	st.Initialized = true
+	if cfg.Type == "shamir" {
+		st.T, st.N = cfg.SecretThreshold, cfg.SecretShares
+	} else {
+		st.T, st.N, st.RecoverySeal = cfg.RecoveryThreshold, cfg.RecoveryShares, true
+	}
+	c.mu.Lock()
+	st.Progress = len(c.progress)
+	c.mu.Unlock()
+	if !st.Sealed {
+		st.Term = c.opts.Barrier.Status().Term
+	}
+	return st, nil
+}
+
+// Sealed reports whether data requests must be refused.
+func (c *Core) Sealed() bool { return c.opts.Barrier.Sealed() }
+
+func (c *Core) sealConfig(ctx context.Context) (*SealConfig, error) {
+	raw, err := c.opts.Storage.Get(ctx, keySealConfig)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, ErrNotInitialized
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read seal config: %w", err)
+	}
+	var cfg SealConfig
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("seal config is corrupt: %w", err)
+	}
+	return &cfg, nil
+}
+
+// InitRequest chooses how the root (or recovery) key is split.
+type InitRequest struct {
+	SecretShares      int `json:"secret_shares"`
+	SecretThreshold   int `json:"secret_threshold"`
+	RecoveryShares    int `json:"recovery_shares"`
+	RecoveryThreshold int `json:"recovery_threshold"`
+}
+
+// InitResult is shown once.
+type InitResult struct {
+	Keys         []secret.Bytes
+	RecoveryKeys []secret.Bytes
+	RootToken    string
+}
+
+func validSplit(n, t int, what string) error {
+	if n < 1 || n > 255 || t < 1 || t > n || (t == 1 && n > 1) {
+		return fmt.Errorf("%w: %s shares %d and threshold %d: need 1 <= threshold <= shares <= 255 and threshold >= 2 when shares > 1", ErrInvalidRequest, what, n, t)
+	}
+	return nil
+}
+
+func (c *Core) newKey() (secret.Bytes, error) {
+	k := make(secret.Bytes, rootKeySize)
+	if _, err := io.ReadFull(c.opts.Rand, k); err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	return k, nil
+}
+
+func (c *Core) split(key secret.Bytes, n, t int) ([]secret.Bytes, error) {
+	if n == 1 {
+		return []secret.Bytes{key.Clone()}, nil
+	}
+	parts, err := shamir.Split(key, n, t, c.opts.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("split key: %w", err)
+	}
+	out := make([]secret.Bytes, len(parts))
+	for i, p := range parts {
+		out[i] = secret.Bytes(p)
+	}
+	return out, nil
+}
+
+func combine(parts [][]byte) (secret.Bytes, error) {
+	if len(parts) == 1 {
+		return secret.Bytes(parts[0]).Clone(), nil
+	}
+	k, err := shamir.Combine(parts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidShare, err)
+	}
+	return secret.Bytes(k), nil
+}
+
+// Init generates the root key and protects it: split into shares (Shamir)
+// or wrapped by the HSM with recovery shares (pkcs11). It returns the
+// shares once, with a short-lived root token.
+func (c *Core) Init(ctx context.Context, req InitRequest) (*InitResult, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := c.sealConfig(ctx); err == nil {
+		return nil, ErrAlreadyInitialized
+	} else if !errors.Is(err, ErrNotInitialized) {
+		return nil, err
+	}
+	cfg := SealConfig{Type: c.SealType(), SealWrap: c.keyringWrapper() != nil}
+	if c.opts.AutoSeal == nil {
+		if err := validSplit(req.SecretShares, req.SecretThreshold, "key"); err != nil {
+			return nil, err
+		}
+		cfg.SecretShares, cfg.SecretThreshold = req.SecretShares, req.SecretThreshold
+	} else {
+		if req.RecoveryShares == 0 {
+			req.RecoveryShares, req.RecoveryThreshold = max(req.SecretShares, 1), max(req.SecretThreshold, 1)
+		}
+		if err := validSplit(req.RecoveryShares, req.RecoveryThreshold, "recovery"); err != nil {
+			return nil, err
+		}
+		cfg.RecoveryShares, cfg.RecoveryThreshold = req.RecoveryShares, req.RecoveryThreshold
+	}
+
+	root, err := c.newKey()
+	if err != nil {
+		return nil, err
+	}
+	defer root.Destroy()
+	res := &InitResult{}
+	var physical []storage.Op
+	if c.opts.AutoSeal == nil {
+		if res.Keys, err = c.split(root, cfg.SecretShares, cfg.SecretThreshold); err != nil {
+			return nil, err
+		}
+	} else {
+		if _, err := c.opts.AutoSeal.EnsureKey(ctx); err != nil {
+			return nil, fmt.Errorf("HSM key: %w", err)
+		}
+		wrapped, err := c.opts.AutoSeal.Encrypt(ctx, root, []byte(rootKeyAAD))
+		if err != nil {
+			return nil, fmt.Errorf("wrap root key with the HSM: %w", err)
+		}
+		recovery, err := c.newKey()
+		if err != nil {
+			return nil, err
+		}
+		defer recovery.Destroy()
+		if res.RecoveryKeys, err = c.split(recovery, cfg.RecoveryShares, cfg.RecoveryThreshold); err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(recovery)
+		physical = append(physical,
+			storage.Op{Key: keyWrappedRoot, Value: wrapped},
+			storage.Op{Key: keyRecoveryHash, Value: sum[:]})
+	}
+	// The keyring first, then the records that mark the vault initialised,
+	// so that a crash in between leaves a vault that can be initialised again.
+	if err := c.opts.Barrier.Initialize(ctx, root, c.keyringWrapper()); err != nil {
+		return nil, fmt.Errorf("initialize barrier: %w", err)
+	}
+	cfgJSON, _ := json.Marshal(cfg)
+	physical = append(physical, storage.Op{Key: keySealConfig, Value: cfgJSON})
+	if err := c.opts.Storage.Batch(ctx, physical); err != nil {
+		return nil, fmt.Errorf("store seal config: %w", err)
+	}
+	if err := c.unsealWith(ctx, root); err != nil {
+		return nil, err
+	}
+	if c.opts.Hooks.RootToken != nil {
+		if res.RootToken, err = c.opts.Hooks.RootToken(ctx); err != nil {
+			return nil, fmt.Errorf("issue root token: %w", err)
+		}
+	}
+	if c.opts.AutoSeal == nil {
+		// Shamir: operators unseal with their shares, as in Vault.
+		c.sealLocked()
+	}
+	c.log.Info("vault initialized", "seal", cfg.Type, "shares", max(cfg.SecretShares, cfg.RecoveryShares), "threshold", max(cfg.SecretThreshold, cfg.RecoveryThreshold))
+	return res, nil
+}
+
+func (c *Core) keyringWrapper() barrier.Wrapper {
+	if c.opts.Hooks.KeyringWrapper == nil {
+		return nil
+	}
+	return c.opts.Hooks.KeyringWrapper()
+}
+
+// unsealWith opens the barrier with the root key and starts the services.
+func (c *Core) unsealWith(ctx context.Context, root secret.Bytes) error {
+	if c.opts.Hooks.BeforeUnseal != nil {
+		if err := c.opts.Hooks.BeforeUnseal(); err != nil {
+			return fmt.Errorf("%w: %v", ErrUnsealRefused, err)
+		}
+	}
+	w := c.keyringWrapper()
+	if cfg, err := c.sealConfig(ctx); err == nil && cfg.SealWrap != (w != nil) {
+		return fmt.Errorf("%w: the vault was initialised with seal_wrap=%t; the setting cannot change afterwards", ErrUnsealRefused, cfg.SealWrap)
+	}
+	if err := c.opts.Barrier.Unseal(ctx, root, w); err != nil {
+		if errors.Is(err, barrier.ErrWrongRootKey) {
+			return ErrWrongCombination
+		}
+		return fmt.Errorf("unseal barrier: %w", err)
+	}
+	if c.opts.Hooks.Unsealed != nil {
+		if err := c.opts.Hooks.Unsealed(ctx, c.opts.Barrier); err != nil {
+			c.sealLocked()
+			return fmt.Errorf("start services: %w", err)
+		}
+	}
+	c.log.Info("vault unsealed", "seal", c.SealType())
+	return nil
+}
+
+// ParseShare validates a base64 share's shape before it is kept.
+func ParseShare(raw []byte) error {
+	if len(raw) != rootKeySize+1 && len(raw) != rootKeySize {
+		return fmt.Errorf("%w: a share is %d bytes, this one is %d", ErrInvalidShare, rootKeySize+1, len(raw))
+	}
+	if len(raw) == rootKeySize+1 && raw[rootKeySize] == 0 {
+		return fmt.Errorf("%w: share has a zero x coordinate", ErrInvalidShare)
+	}
+	return nil
+}
+
+// Unseal adds one share (Shamir). Duplicates are ignored. At the threshold
+// the shares are combined; a wrong combination resets progress.
+func (c *Core) Unseal(ctx context.Context, share []byte) (Status, error) {
+	c.mu.Lock()
+	err := c.unsealStep(ctx, share)
+	c.mu.Unlock()
+	st, serr := c.Status(ctx)
+	if err == nil {
+		err = serr
+	}
+	return st, err
+}
+
+func (c *Core) unsealStep(ctx context.Context, share []byte) error {
+	cfg, err := c.sealConfig(ctx)
+	if err != nil {
+		return err
+	}
+	if !c.opts.Barrier.Sealed() {
+		return nil
+	}
+	if cfg.Type != "shamir" {
+		return fmt.Errorf("%w: the %s seal unseals automatically; shares are recovery keys", ErrAutoSeal, cfg.Type)
+	}
+	if err := ParseShare(share); err != nil {
+		return err
+	}
+	if cfg.SecretShares > 1 && len(share) != rootKeySize+1 || cfg.SecretShares == 1 && len(share) != rootKeySize {
+		return fmt.Errorf("%w: wrong share length %d", ErrInvalidShare, len(share))
+	}
+	for _, p := range c.progress {
+		if subtle.ConstantTimeCompare(p, share) == 1 {
+			return nil
+		}
+	}
+	c.progress = append(c.progress, secret.Bytes(share).Clone())
+	if len(c.progress) < cfg.SecretThreshold {
+		return nil
+	}
+	parts := c.progress
+	c.progress = nil
+	defer func() {
+		for _, p := range parts {
+			secret.Wipe(p)
+		}
+	}()
+	root, err := combine(parts)
+	if err != nil {
+		return fmt.Errorf("%w; unseal progress was reset", err)
+	}
+	defer root.Destroy()
+	return c.unsealWith(ctx, root)
+}
+
+// ResetUnseal discards the unseal progress.
+func (c *Core) ResetUnseal() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wipeProgress()
+}
+
+func (c *Core) wipeProgress() {
+	for _, p := range c.progress {
+		secret.Wipe(p)
+	}
+	c.progress = nil
+}
+
+// AutoUnseal unwraps the root key with the HSM and unseals. It is a no-op
+// for Shamir, when not initialised, or when already unsealed.
+func (c *Core) AutoUnseal(ctx context.Context) error {
+	if c.opts.AutoSeal == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.opts.Barrier.Sealed() {
+		return nil
+	}
+	if _, err := c.sealConfig(ctx); err != nil {
+		return err
+	}
+	wrapped, err := c.opts.Storage.Get(ctx, keyWrappedRoot)
+	if err != nil {
+		return fmt.Errorf("read wrapped root key: %w", err)
+	}
+	pt, err := c.opts.AutoSeal.Decrypt(ctx, wrapped, []byte(rootKeyAAD))
+	if err != nil {
+		return fmt.Errorf("unwrap root key with the HSM: %w", err)
+	}
+	root := secret.Bytes(pt)
+	defer root.Destroy()
+	return c.unsealWith(ctx, root)
+}
+
+// RunAutoUnseal retries AutoUnseal with exponential backoff until the vault
+// is unsealed or ctx ends, logging why each attempt failed (the HSM's
+// PKCS#11 return code by name; never the PIN).
+func (c *Core) RunAutoUnseal(ctx context.Context, minWait, maxWait time.Duration) {
+	wait := minWait
+	for c.Sealed() {
+		err := c.AutoUnseal(ctx)
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, ErrNotInitialized):
+			wait = minWait // init unseals by itself; just keep watching
+		default:
+			c.log.Error("auto-unseal failed; vault stays sealed", "err", err, "retry_in", wait.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, maxWait)
+	}
+}
+
+// Seal stops the services, zeroizes the keys held in memory and seals.
+func (c *Core) Seal() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sealLocked()
+}
+
+func (c *Core) sealLocked() {
+	if c.opts.Hooks.Sealing != nil && !c.opts.Barrier.Sealed() {
+		c.opts.Hooks.Sealing()
+	}
+	c.opts.Barrier.Seal()
+	c.wipeProgress()
+	c.cancelRekeyLocked()
+	c.log.Info("vault sealed")
+}
+
+// Rotate adds a keyring term used for new writes.
+func (c *Core) Rotate(ctx context.Context) (uint32, error) {
+	if c.Sealed() {
+		return 0, ErrSealed
+	}
+	return c.opts.Barrier.Rotate(ctx)
+}

@@ -1,0 +1,10 @@
+// Package entropy produces the randomness for critical security parameters:
+// the OS CSPRNG mixed with an HSM's generator, under continuous health tests.
+package entropy
+
+import "errors"
+
+// ErrUnavailable means no CSP may be generated now: the HSM source failed or
+// a health test tripped. Callers fail closed and answer 503
+// entropy_unavailable; generation resumes once the source is healthy.
+var ErrUnavailable = errors.New("entropy unavailable")

@@ -1,0 +1,260 @@
+package httpapi
+
+import (
+	"github.com/moonvault/moonvault/internal/auth"
+	"github.com/moonvault/moonvault/internal/identity"
+	"github.com/moonvault/moonvault/internal/policy"
+	"github.com/moonvault/moonvault/internal/secret"
+)
+
+func (a *API) login(q *request) (int, any, error) {
+	var req struct {
+		Username string        `json:"username"`
+		Password secret.String `json:"password"`
+		TOTP     secret.String `json:"totp"`
+	}
+	if err := decode(q, &req, false); err != nil {
+		return 0, nil, err
+	}
+	if req.Username == "" || req.Password == "" {
+		return 0, nil, errBadRequest("invalid_request", "username and password are required")
+	}
+	q.principal = &identity.Principal{Subject: req.Username}
+	tok, err := a.d.Auth.Login(q.ctx(), auth.LoginInput{
+		Username: req.Username, Password: req.Password, TOTP: req.TOTP,
+		RemoteAddr: remoteIP(q.Request), UserAgent: q.UserAgent(),
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	q.hashSecret("refresh_token", tok.RefreshToken)
+	return 200, tok, nil
+}
+
+func (a *API) refresh(q *request) (int, any, error) {
+	var req struct {
+		RefreshToken secret.String `json:"refresh_token"`
+	}
+	if err := decode(q, &req, false); err != nil {
+		return 0, nil, err
+	}
+	if req.RefreshToken == "" {
+		return 0, nil, errBadRequest("invalid_request", "refresh_token is required")
+	}
+	q.hashSecret("refresh_token", req.RefreshToken.Reveal())
+	tok, err := a.d.Auth.Refresh(q.ctx(), req.RefreshToken, remoteIP(q.Request), q.UserAgent())
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, tok, nil
+}
+
+func (a *API) logout(q *request) (int, any, error) {
+	if err := a.d.Auth.Logout(q.ctx(), q.principal); err != nil {
+		return 0, nil, err
+	}
+	return 204, nil, nil
+}
+
+func (a *API) jwks(q *request) (int, any, error) {
+	return 200, rawJSON(a.d.Auth.JWKS()), nil
+}
+
+func (a *API) rotateJWTKey(q *request) (int, any, error) {
+	if err := a.d.Auth.RotateSigningKey(q.ctx()); err != nil {
+		return 0, nil, err
+	}
+	return 204, nil, nil
+}
+
+// listSessions lists the caller's sessions; an admin may ask for another
+// user's with ?username=.
+func (a *API) listSessions(q *request) (int, any, error) {
+	user := q.principal.Owner
+	if u := q.URL.Query().Get("username"); u != "" && u != user {
+		if err := a.d.Policy.Authorize(q.principal, policy.ActionSessionManage, nil, a.d.Now()); err != nil {
+			return 0, nil, err
+		}
+		user = u
+	}
+	if q.principal.IsAPIKey() {
+		return 0, nil, errForbidden("API keys have no sessions")
+	}
+	ss, err := a.d.Auth.Sessions(q.ctx(), user)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, map[string]any{"sessions": ss}, nil
+}
+
+// revokeSession ends one session: the caller's own, or any for an admin.
+func (a *API) revokeSession(q *request) (int, any, error) {
+	sid := q.PathValue("id")
+	s, err := a.d.Auth.GetSession(q.ctx(), sid)
+	if err != nil {
+		return 0, nil, err
+	}
+	if s.Username != q.principal.Owner || q.principal.IsAPIKey() {
+		if err := a.d.Policy.Authorize(q.principal, policy.ActionSessionManage, nil, a.d.Now()); err != nil {
+			return 0, nil, errNotFound("not found")
+		}
+	}
+	if err := a.d.Auth.RevokeSession(q.ctx(), sid); err != nil {
+		return 0, nil, err
+	}
+	return 204, nil, nil
+}
+
+func (a *API) requireUser(q *request) error {
+	if q.principal.IsAPIKey() || q.principal.Subject == "root" {
+		return errForbidden("this operation needs a user session")
+	}
+	return nil
+}
+
+func (a *API) totpEnroll(q *request) (int, any, error) {
+	if err := a.requireUser(q); err != nil {
+		return 0, nil, err
+	}
+	sec, url, err := a.d.Auth.EnrollTOTP(q.ctx(), q.principal.Subject)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, map[string]string{"secret": sec.Reveal(), "otpauth_url": url}, nil
+}
+
+func (a *API) totpConfirm(q *request) (int, any, error) {
+	if err := a.requireUser(q); err != nil {
+		return 0, nil, err
+	}
+	var req struct {
+		Code secret.String `json:"code"`
+	}
+	if err := decode(q, &req, false); err != nil {
+		return 0, nil, err
+	}
+	codes, err := a.d.Auth.ConfirmTOTP(q.ctx(), q.principal.Subject, req.Code)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, map[string]any{"recovery_codes": codes}, nil
+}
+
+func (a *API) totpDisable(q *request) (int, any, error) {
+	if err := a.requireUser(q); err != nil {
+		return 0, nil, err
+	}
+	if err := a.d.Policy.Authorize(q.principal, policy.ActionMFADisable, nil, a.d.Now()); err != nil {
+		return 0, nil, err
+	}
+	if err := a.d.Auth.DisableTOTP(q.ctx(), q.principal.Subject); err != nil {
+		return 0, nil, err
+	}
+	return 204, nil, nil
+}
+
+func (a *API) createAPIKey(q *request) (int, any, error) {
+	var req struct {
+		Name     string   `json:"name"`
+		Actions  []string `json:"actions"`
+		Accounts []string `json:"accounts"`
+	}
+	if err := decode(q, &req, false); err != nil {
+		return 0, nil, err
+	}
+	if err := a.d.Policy.Authorize(q.principal, policy.ActionAPIKeyCreate, nil, a.d.Now()); err != nil {
+		return 0, nil, err
+	}
+	k, err := a.d.Auth.CreateAPIKey(q.ctx(), q.principal.Owner, req.Name, req.Actions, req.Accounts)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 201, k, nil
+}
+
+func (a *API) listAPIKeys(q *request) (int, any, error) {
+	if err := a.d.Policy.Authorize(q.principal, policy.ActionAPIKeyManage, nil, a.d.Now()); err != nil {
+		return 0, nil, err
+	}
+	ks, err := a.d.Auth.ListAPIKeys(q.ctx(), q.principal.Owner)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, map[string]any{"api_keys": ks}, nil
+}
+
+func (a *API) revokeAPIKey(q *request) (int, any, error) {
+	if err := a.d.Policy.Authorize(q.principal, policy.ActionAPIKeyManage, nil, a.d.Now()); err != nil {
+		return 0, nil, err
+	}
+	if err := a.d.Auth.RevokeAPIKey(q.ctx(), q.principal.Owner, q.PathValue("id")); err != nil {
+		return 0, nil, err
+	}
+	return 204, nil, nil
+}
+
+// users
+
+func (a *API) createUser(q *request) (int, any, error) {
+	var req struct {
+		Username string        `json:"username"`
+		Password secret.String `json:"password"`
+		Role     string        `json:"role"`
+	}
+	if err := decode(q, &req, false); err != nil {
+		return 0, nil, err
+	}
+	if req.Role == "" {
+		req.Role = identity.RoleUser
+	}
+	u, err := a.d.Auth.CreateUser(q.ctx(), req.Username, req.Password, req.Role)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 201, u, nil
+}
+
+func (a *API) listUsers(q *request) (int, any, error) {
+	us, err := a.d.Auth.ListUsers(q.ctx())
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, map[string]any{"users": us}, nil
+}
+
+func (a *API) getUser(q *request) (int, any, error) {
+	u, err := a.d.Auth.GetUser(q.ctx(), q.PathValue("name"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, u, nil
+}
+
+func (a *API) deleteUser(q *request) (int, any, error) {
+	if err := a.d.Auth.DeleteUser(q.ctx(), q.PathValue("name")); err != nil {
+		return 0, nil, err
+	}
+	return 204, nil, nil
+}
+
+func (a *API) disableUser(q *request) (int, any, error) {
+	if err := a.d.Auth.SetDisabled(q.ctx(), q.PathValue("name"), true); err != nil {
+		return 0, nil, err
+	}
+	return 204, nil, nil
+}
+
+func (a *API) enableUser(q *request) (int, any, error) {
+	if err := a.d.Auth.SetDisabled(q.ctx(), q.PathValue("name"), false); err != nil {
+		return 0, nil, err
+	}
+	return 204, nil, nil
+}
+
+func (a *API) revokeUserSessions(q *request) (int, any, error) {
+	n, err := a.d.Auth.RevokeUserSessions(q.ctx(), q.PathValue("name"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return 200, map[string]int{"revoked": n}, nil
+}

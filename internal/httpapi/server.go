@@ -1,0 +1,345 @@
+// Package httpapi is the only package that knows HTTP: the REST and JSON-RPC
+// handlers, the request path middleware (request id, limits, audit,
+// authentication, authorization) and the error model.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/moonvault/moonvault/internal/audit"
+	"github.com/moonvault/moonvault/internal/auth"
+	"github.com/moonvault/moonvault/internal/core"
+	"github.com/moonvault/moonvault/internal/entropy"
+	"github.com/moonvault/moonvault/internal/identity"
+	"github.com/moonvault/moonvault/internal/policy"
+	"github.com/moonvault/moonvault/internal/tee"
+	"github.com/moonvault/moonvault/internal/wallet"
+)
+
+// Deps are the services the API serves.
+type Deps struct {
+	Core     *core.Core
+	Auth     *auth.Service
+	Wallet   *wallet.Service
+	Audit    *audit.Log
+	Policy   policy.Rules
+	Entropy  func() entropy.Stats
+	Harden   func() tee.Hardening
+	Attester tee.Attester
+	// TLSPublicKey returns the DER SubjectPublicKeyInfo of the serving key.
+	TLSPublicKey func() ([]byte, error)
+	// Rewrap re-wraps every seal-wrapped value (operator rewrap).
+	Rewrap  func(ctx context.Context) (int, error)
+	Logger  *slog.Logger
+	MaxBody int64
+	Now     func() time.Time
+}
+
+// access says what a route needs before its handler runs.
+type access int
+
+const (
+	public   access = iota // no token; works sealed
+	unsealed               // no token; needs the vault unsealed
+	authed                 // a valid token or API key; unsealed
+	admin                  // an admin user token; unsealed
+)
+
+type handlerFunc func(*request) (int, any, error)
+
+type route struct {
+	method, path, op string
+	access           access
+	h                handlerFunc
+}
+
+// API is the HTTP handler.
+type API struct {
+	d      Deps
+	mux    *http.ServeMux
+	routes []route
+}
+
+// New builds the handler with every route.
+func New(d Deps) *API {
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.MaxBody <= 0 {
+		d.MaxBody = 1 << 20
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	a := &API{d: d, mux: http.NewServeMux()}
+	a.routes = a.table()
+	for _, rt := range a.routes {
+		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))
+	}
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, requestID(r), &apiError{status: 404, code: "not_found", message: "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+	return a
+}
+
+// Routes lists "METHOD /path" for every route served (checked against
+// api/openapi.yaml by a test).
+func (a *API) Routes() []string {
+	out := make([]string, 0, len(a.routes))
+	for _, rt := range a.routes {
+		out = append(out, rt.method+" "+rt.path)
+	}
+	return out
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	id := newRequestID()
+	h.Set("X-Request-Id", id)
+	r = r.WithContext(context.WithValue(r.Context(), ridKey{}, id))
+	r.Body = http.MaxBytesReader(w, r.Body, a.d.MaxBody)
+	a.mux.ServeHTTP(w, r)
+}
+
+type ridKey struct{}
+
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(ridKey{}).(string)
+	return id
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand never fails on Linux; an id is not secret
+	return hex.EncodeToString(b[:])
+}
+
+// request is what a handler sees.
+type request struct {
+	*http.Request
+	api       *API
+	principal *identity.Principal
+	// audit fields a handler fills in
+	account, address string
+	hashed           map[string]string
+}
+
+func (q *request) ctx() context.Context { return q.Context() }
+
+// hashSecret records an HMAC of a secret-identifying value in the audit line.
+func (q *request) hashSecret(field, value string) {
+	if q.api.d.Audit == nil || value == "" {
+		return
+	}
+	if q.hashed == nil {
+		q.hashed = map[string]string{}
+	}
+	q.hashed[field] = q.api.d.Audit.HMAC(value)
+}
+
+// wrap runs the request path for one route: gate on seal state, authenticate,
+// run the handler, audit (fail closed), then write the response.
+func (a *API) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		q := &request{Request: r, api: a}
+		status, body, err := a.serve(rt, q)
+		var hdr http.Header
+		var code string
+		if err != nil {
+			var msg string
+			status, code, msg, hdr = classify(err)
+			if status >= 500 && code == "internal" {
+				a.d.Logger.Error("request failed", "request_id", requestID(r), "op", rt.op, "err", err)
+			}
+			body = errorBody{Error: errorDetail{Code: code, Message: msg}}
+		}
+		if a.d.Audit != nil {
+			e := &audit.Entry{
+				Time: start.UTC(), RequestID: requestID(r), RemoteAddr: remoteIP(r),
+				Method: r.Method, Path: r.URL.Path, Operation: rt.op,
+				Account: q.account, Address: q.address, Status: status, ErrorCode: code,
+				LatencyMS: float64(time.Since(start).Microseconds()) / 1000, Hashed: q.hashed,
+			}
+			if p := q.principal; p != nil {
+				e.Subject, e.SessionID, e.APIKeyID = p.Subject, p.SessionID, p.APIKeyID
+			}
+			if aerr := a.d.Audit.Record(r.Context(), e); aerr != nil {
+				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
+				status, code, msg, _ := classify(audit.ErrUnavailable)
+				writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+				return
+			}
+		}
+		for k, v := range hdr {
+			w.Header()[k] = v
+		}
+		if raw, ok := body.(rawJSON); ok {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_, _ = w.Write(raw)
+			return
+		}
+		writeJSON(w, status, body)
+	})
+}
+
+func (a *API) serve(rt route, q *request) (int, any, error) {
+	if rt.access >= unsealed && a.d.Core.Sealed() {
+		if _, err := a.d.Core.Status(q.ctx()); err != nil {
+			return 0, nil, err
+		}
+		return 0, nil, core.ErrSealed
+	}
+	if rt.access >= authed {
+		p, err := a.authenticate(q.Request)
+		if err != nil {
+			return 0, nil, err
+		}
+		q.principal = p
+		if rt.access == admin {
+			if err := a.d.Policy.Authorize(p, policy.ActionSysAdmin, nil, a.d.Now()); err != nil {
+				return 0, nil, err
+			}
+		}
+	}
+	return rt.h(q)
+}
+
+// authenticate checks the bearer token or API key on every request.
+func (a *API) authenticate(r *http.Request) (*identity.Principal, error) {
+	if k := r.Header.Get("X-API-Key"); k != "" {
+		p, err := a.d.Auth.AuthenticateAPIKey(r.Context(), k)
+		if err != nil {
+			return nil, authFailure(err)
+		}
+		return p, nil
+	}
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		return nil, errUnauthenticated
+	}
+	p, err := a.d.Auth.Authenticate(r.Context(), tok)
+	if err != nil {
+		return nil, authFailure(err)
+	}
+	return p, nil
+}
+
+// authFailure keeps dependency failures (storage down) distinct from bad
+// credentials: both fail closed, but only the latter is a 401.
+func authFailure(err error) error {
+	st, _, _, _ := classify(err)
+	if st == 503 {
+		return err
+	}
+	return errUnauthenticated
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+// rawJSON is a body already encoded.
+type rawJSON []byte
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	if status == http.StatusNoContent || body == nil {
+		w.WriteHeader(status)
+		return
+	}
+	buf, err := json.Marshal(body)
+	if err != nil {
+		w.WriteHeader(500)
+		_, _ = w.Write([]byte(`{"error":{"code":"internal","message":"internal error"}}`))
+		return
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(append(buf, '\n'))
+}
+
+func writeError(w http.ResponseWriter, rid string, err error) {
+	status, code, msg, _ := classify(err)
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+}
+
+// decode reads a JSON body strictly into v: size-limited (413), unknown
+// fields refused, one value only. An empty body decodes to the zero value
+// when allowEmpty.
+func decode(q *request, v any, allowEmpty bool) error {
+	data, err := io.ReadAll(q.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &apiError{status: 413, code: "payload_too_large", message: "request body is larger than the limit"}
+		}
+		return errBadRequest("invalid_body", "could not read the request body")
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		if allowEmpty {
+			return nil
+		}
+		return errBadRequest("invalid_json", "request body is empty; a JSON object is required")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errBadRequest("invalid_json", "malformed JSON body: "+jsonProblem(err))
+	}
+	if dec.More() {
+		return errBadRequest("invalid_json", "malformed JSON body: trailing data after the object")
+	}
+	return nil
+}
+
+// jsonProblem describes a decoding error without echoing input values.
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return "syntax error at byte " + itoa(int(se.Offset))
+	case errors.As(err, &te):
+		return "field " + te.Field + " has the wrong type (want " + te.Type.String() + ")"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "unexpected end of input"
+	}
+	return "not a JSON object"
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}

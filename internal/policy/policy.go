@@ -1,0 +1,226 @@
+// Package policy makes every authorization decision of the vault. It is a
+// pure function of the principal, the action, the resource and the clock:
+// deny by default, no storage, no I/O.
+package policy
+
+import (
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/moonvault/moonvault/internal/identity"
+)
+
+// Action names an operation the vault authorizes. The string values are the
+// ones stored in API key scopes.
+type Action string
+
+// Actions.
+const (
+	ActionAccountCreate Action = "account.create"
+	ActionAccountImport Action = "account.import"
+	ActionAccountRead   Action = "account.read"
+	ActionAccountDelete Action = "account.delete"
+	ActionAccountGrant  Action = "account.grant"
+	ActionSign          Action = "account.sign"
+	ActionUserManage    Action = "user.manage"
+	ActionSessionManage Action = "session.manage"
+	ActionAPIKeyCreate  Action = "apikey.create"
+	ActionAPIKeyManage  Action = "apikey.manage"
+	ActionMFADisable    Action = "mfa.disable"
+	// ActionSysAdmin covers sys operations: rotate, seal, entropy,
+	// hardening, audit hash.
+	ActionSysAdmin Action = "sys"
+)
+
+// AllScopeWildcard in an API key's Actions or Accounts means "all": for
+// actions, every non-sensitive action an API key may hold; for accounts,
+// every account of the key's owner.
+const AllScopeWildcard = "*"
+
+var (
+	// ErrDenied means the principal may not perform the action (HTTP 403
+	// forbidden).
+	ErrDenied = errors.New("policy: permission denied")
+	// ErrStepUpRequired means the action is sensitive and the principal must
+	// authenticate again with a second factor (HTTP 403 mfa_required).
+	ErrStepUpRequired = errors.New("policy: recent multi-factor authentication required")
+)
+
+// DefaultStepUpMaxAge bounds how old auth_time may be for a sensitive
+// action (NIST SP 800-63B §4.2.3 reauthentication, tightened for key use).
+const DefaultStepUpMaxAge = 10 * time.Minute
+
+// Resource is the object of an action. For account actions it is the
+// account: Owner, Name and Grants (usernames allowed to read and sign). For
+// ActionSessionManage, ActionAPIKeyManage, ActionAPIKeyCreate and
+// ActionMFADisable, Owner names the user whose sessions, keys or MFA are
+// concerned. It is nil for other actions, and for ActionAccountRead when
+// listing (the caller then filters each account through Authorize).
+type Resource struct {
+	Owner  string
+	Name   string
+	Grants []string
+}
+
+// Rules are the tunable parts of the policy.
+type Rules struct {
+	// SignRequiresMFA makes ActionSign sensitive (step-up for every sign).
+	SignRequiresMFA bool
+	// StepUpMaxAge is how recent auth_time must be for a sensitive action;
+	// zero means DefaultStepUpMaxAge.
+	StepUpMaxAge time.Duration
+}
+
+// apiKeyActions are the only actions an API key can ever hold. Keys never
+// manage users, sessions, keys, MFA or the system.
+var apiKeyActions = map[Action]bool{
+	ActionAccountCreate: true,
+	ActionAccountImport: true,
+	ActionAccountRead:   true,
+	ActionAccountDelete: true,
+	ActionSign:          true,
+}
+
+// APIKeyAction reports whether an API key may be scoped to a.
+func APIKeyAction(a Action) bool { return apiKeyActions[a] }
+
+// IsSensitive reports whether a needs a recent second factor: importing a
+// key, deleting an account, creating an API key, disabling MFA, and signing
+// when r.SignRequiresMFA.
+func IsSensitive(a Action, r Rules) bool {
+	switch a {
+	case ActionAccountImport, ActionAccountDelete, ActionAPIKeyCreate, ActionMFADisable:
+		return true
+	case ActionSign:
+		return r.SignRequiresMFA
+	}
+	return false
+}
+
+// Authorize returns nil when p may perform a on res at now, ErrDenied when
+// it may not, and ErrStepUpRequired when it could after a fresh MFA login.
+//
+// API keys: a key acts for p.Owner, only for actions listed in p.Actions and
+// accounts of p.Owner listed in p.Accounts ("*" = all of the owner's; an
+// account shared with the owner through Grants is not reachable by a key).
+// Keys are created under step-up, so a sensitive action is allowed to a key
+// only when named explicitly in p.Actions ("*" never grants one); no MFA
+// check is made for keys.
+func (r Rules) Authorize(p *identity.Principal, a Action, res *Resource, now time.Time) error {
+	if p == nil || p.Subject == "" {
+		return ErrDenied
+	}
+	var err error
+	if p.IsAPIKey() {
+		err = r.authorizeAPIKey(p, a, res)
+	} else {
+		err = authorizeUser(p, a, res)
+	}
+	if err != nil {
+		return err
+	}
+	if !p.IsAPIKey() && IsSensitive(a, r) && !r.fresh(p, now) {
+		return ErrStepUpRequired
+	}
+	return nil
+}
+
+func (r Rules) fresh(p *identity.Principal, now time.Time) bool {
+	maxAge := r.StepUpMaxAge
+	if maxAge <= 0 {
+		maxAge = DefaultStepUpMaxAge
+	}
+	if !p.HasMFA() || p.AuthTime.IsZero() {
+		return false
+	}
+	age := now.Sub(p.AuthTime)
+	// A small negative age tolerates clock skew between nodes; a far-future
+	// auth_time is not trusted.
+	return age <= maxAge && age >= -time.Minute
+}
+
+func authorizeUser(p *identity.Principal, a Action, res *Resource) error {
+	user := p.Subject
+	admin := p.Role == identity.RoleAdmin
+	switch a {
+	case ActionAccountCreate, ActionAccountImport:
+		// An account is always created for the caller itself.
+		if res != nil && res.Owner != "" && res.Owner != user {
+			return ErrDenied
+		}
+		return nil
+	case ActionAccountRead, ActionSign:
+		if res == nil {
+			if a == ActionAccountRead {
+				return nil // listing: the caller filters per account
+			}
+			return ErrDenied
+		}
+		if res.Owner == user || slices.Contains(res.Grants, user) {
+			return nil
+		}
+		return ErrDenied
+	case ActionAccountDelete, ActionAccountGrant:
+		if res != nil && res.Owner == user {
+			return nil
+		}
+		return ErrDenied
+	case ActionUserManage, ActionSysAdmin:
+		if admin {
+			return nil
+		}
+		return ErrDenied
+	case ActionSessionManage, ActionAPIKeyManage, ActionAPIKeyCreate, ActionMFADisable:
+		self := res == nil || res.Owner == "" || res.Owner == user
+		switch {
+		case self:
+			return nil
+		case admin && a != ActionAPIKeyCreate:
+			// Admins end other users' sessions, revoke their keys and reset
+			// a lost second factor; they never mint keys for someone else.
+			return nil
+		}
+		return ErrDenied
+	}
+	return ErrDenied
+}
+
+func (r Rules) authorizeAPIKey(p *identity.Principal, a Action, res *Resource) error {
+	owner := p.Owner
+	if owner == "" || !apiKeyActions[a] || !keyHasAction(p, a, r) {
+		return ErrDenied
+	}
+	switch a {
+	case ActionAccountCreate, ActionAccountImport:
+		if res == nil {
+			return nil
+		}
+		if res.Owner != "" && res.Owner != owner {
+			return ErrDenied
+		}
+		if res.Name != "" && !keyHasAccount(p, res.Name) {
+			return ErrDenied
+		}
+		return nil
+	case ActionAccountRead:
+		if res == nil {
+			return nil // listing: the caller filters per account
+		}
+	}
+	if res == nil || res.Owner != owner || !keyHasAccount(p, res.Name) {
+		return ErrDenied
+	}
+	return nil
+}
+
+func keyHasAction(p *identity.Principal, a Action, r Rules) bool {
+	if slices.Contains(p.Actions, string(a)) {
+		return true
+	}
+	return !IsSensitive(a, r) && slices.Contains(p.Actions, AllScopeWildcard)
+}
+
+func keyHasAccount(p *identity.Principal, name string) bool {
+	return slices.Contains(p.Accounts, AllScopeWildcard) || (name != "" && slices.Contains(p.Accounts, name))
+}

@@ -1,0 +1,196 @@
+package policy
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/moonvault/moonvault/internal/identity"
+)
+
+func TestAuthorize(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	fresh := now.Add(-2 * time.Minute)
+	stale := now.Add(-11 * time.Minute)
+
+	alice := &identity.Principal{Subject: "alice", Owner: "alice", Role: identity.RoleUser, AMR: []string{"pwd"}, AuthTime: fresh}
+	aliceMFA := &identity.Principal{Subject: "alice", Owner: "alice", Role: identity.RoleUser, AMR: []string{"pwd", "otp"}, AuthTime: fresh}
+	aliceMFAStale := &identity.Principal{Subject: "alice", Owner: "alice", Role: identity.RoleUser, AMR: []string{"pwd", "otp"}, AuthTime: stale}
+	aliceRecovery := &identity.Principal{Subject: "alice", Owner: "alice", Role: identity.RoleUser, AMR: []string{"pwd", "mfa"}, AuthTime: fresh}
+	aliceFuture := &identity.Principal{Subject: "alice", Owner: "alice", Role: identity.RoleUser, AMR: []string{"pwd", "otp"}, AuthTime: now.Add(time.Hour)}
+	bob := &identity.Principal{Subject: "bob", Owner: "bob", Role: identity.RoleUser, AMR: []string{"pwd"}, AuthTime: fresh}
+	admin := &identity.Principal{Subject: "root", Owner: "root", Role: identity.RoleAdmin, AMR: []string{"root"}, AuthTime: fresh}
+	adminMFA := &identity.Principal{Subject: "carol", Owner: "carol", Role: identity.RoleAdmin, AMR: []string{"pwd", "otp"}, AuthTime: fresh}
+	empty := &identity.Principal{}
+	key := func(actions, accounts []string) *identity.Principal {
+		return &identity.Principal{Subject: "apikey:k1", APIKeyID: "k1", Owner: "alice", Role: identity.RoleUser, Actions: actions, Accounts: accounts}
+	}
+	keyAll := key([]string{"*"}, []string{"*"})
+	keySignHot := key([]string{"account.sign"}, []string{"hot"})
+	keyImport := key([]string{"account.import", "account.delete"}, []string{"*"})
+	keyAdminish := key([]string{"user.manage", "sys", "apikey.create", "session.manage", "mfa.disable", "apikey.manage", "account.grant"}, []string{"*"})
+	keyNoOwner := &identity.Principal{Subject: "apikey:k2", APIKeyID: "k2", Actions: []string{"*"}, Accounts: []string{"*"}}
+
+	aliceHot := &Resource{Owner: "alice", Name: "hot"}
+	aliceCold := &Resource{Owner: "alice", Name: "cold"}
+	bobShared := &Resource{Owner: "bob", Name: "shared", Grants: []string{"alice"}}
+	bobPrivate := &Resource{Owner: "bob", Name: "private"}
+	ofAlice := &Resource{Owner: "alice"}
+	ofBob := &Resource{Owner: "bob"}
+
+	def := Rules{}
+	signMFA := Rules{SignRequiresMFA: true}
+	short := Rules{StepUpMaxAge: time.Minute}
+
+	tests := []struct {
+		name  string
+		rules Rules
+		p     *identity.Principal
+		a     Action
+		res   *Resource
+		want  error
+	}{
+		{"nil principal", def, nil, ActionAccountRead, aliceHot, ErrDenied},
+		{"empty principal", def, empty, ActionAccountRead, &Resource{}, ErrDenied},
+		{"unknown action", def, alice, Action("account.steal"), aliceHot, ErrDenied},
+		{"empty action", def, admin, Action(""), nil, ErrDenied},
+
+		// ownership
+		{"owner reads", def, alice, ActionAccountRead, aliceHot, nil},
+		{"owner signs", def, alice, ActionSign, aliceHot, nil},
+		{"owner lists", def, alice, ActionAccountRead, nil, nil},
+		{"sign without resource", def, alice, ActionSign, nil, ErrDenied},
+		{"owner creates", def, alice, ActionAccountCreate, nil, nil},
+		{"owner creates named", def, alice, ActionAccountCreate, aliceHot, nil},
+		{"create for someone else", def, alice, ActionAccountCreate, bobPrivate, ErrDenied},
+		{"other user reads", def, bob, ActionAccountRead, aliceHot, ErrDenied},
+		{"other user signs", def, bob, ActionSign, aliceHot, ErrDenied},
+		{"other user deletes", def, bob, ActionAccountDelete, aliceHot, ErrDenied},
+		{"other user grants", def, bob, ActionAccountGrant, aliceHot, ErrDenied},
+		{"owner grants", def, alice, ActionAccountGrant, aliceHot, nil},
+		{"grant without resource", def, alice, ActionAccountGrant, nil, ErrDenied},
+
+		// grants
+		{"grantee reads", def, alice, ActionAccountRead, bobShared, nil},
+		{"grantee signs", def, alice, ActionSign, bobShared, nil},
+		{"grantee cannot delete", def, aliceMFA, ActionAccountDelete, bobShared, ErrDenied},
+		{"grantee cannot re-grant", def, alice, ActionAccountGrant, bobShared, ErrDenied},
+		{"not granted", def, alice, ActionSign, bobPrivate, ErrDenied},
+
+		// admins do not touch other users' accounts
+		{"admin reads other account", def, admin, ActionAccountRead, aliceHot, ErrDenied},
+		{"admin signs other account", def, adminMFA, ActionSign, aliceHot, ErrDenied},
+		{"admin deletes other account", def, adminMFA, ActionAccountDelete, aliceHot, ErrDenied},
+		{"admin manages users", def, admin, ActionUserManage, nil, nil},
+		{"admin sys", def, admin, ActionSysAdmin, nil, nil},
+		{"admin manages others sessions", def, admin, ActionSessionManage, ofAlice, nil},
+		{"admin revokes others keys", def, admin, ActionAPIKeyManage, ofAlice, nil},
+		{"admin cannot create key for other", def, adminMFA, ActionAPIKeyCreate, ofAlice, ErrDenied},
+		{"admin resets others MFA with step-up", def, adminMFA, ActionMFADisable, ofAlice, nil},
+		{"admin resets others MFA without step-up", def, admin, ActionMFADisable, ofAlice, ErrStepUpRequired},
+		{"user cannot manage users", def, alice, ActionUserManage, nil, ErrDenied},
+		{"user cannot sys", def, aliceMFA, ActionSysAdmin, nil, ErrDenied},
+		{"user own sessions", def, alice, ActionSessionManage, ofAlice, nil},
+		{"user own sessions nil", def, alice, ActionSessionManage, nil, nil},
+		{"user others sessions", def, alice, ActionSessionManage, ofBob, ErrDenied},
+		{"user own keys", def, alice, ActionAPIKeyManage, ofAlice, nil},
+		{"user others keys", def, alice, ActionAPIKeyManage, ofBob, ErrDenied},
+		{"user disables others MFA", def, aliceMFA, ActionMFADisable, ofBob, ErrDenied},
+
+		// step-up
+		{"import needs MFA", def, alice, ActionAccountImport, nil, ErrStepUpRequired},
+		{"import with MFA", def, aliceMFA, ActionAccountImport, nil, nil},
+		{"import stale MFA", def, aliceMFAStale, ActionAccountImport, nil, ErrStepUpRequired},
+		{"import recovery code counts as MFA", def, aliceRecovery, ActionAccountImport, nil, nil},
+		{"future auth_time untrusted", def, aliceFuture, ActionAccountImport, nil, ErrStepUpRequired},
+		{"delete needs MFA", def, alice, ActionAccountDelete, aliceHot, ErrStepUpRequired},
+		{"delete with MFA", def, aliceMFA, ActionAccountDelete, aliceHot, nil},
+		{"create key needs MFA", def, alice, ActionAPIKeyCreate, nil, ErrStepUpRequired},
+		{"create key with MFA", def, aliceMFA, ActionAPIKeyCreate, ofAlice, nil},
+		{"disable MFA needs fresh MFA", def, aliceMFAStale, ActionMFADisable, nil, ErrStepUpRequired},
+		{"disable MFA fresh", def, aliceMFA, ActionMFADisable, nil, nil},
+		{"sign without MFA by default", def, alice, ActionSign, aliceHot, nil},
+		{"sign requires MFA rule", signMFA, alice, ActionSign, aliceHot, ErrStepUpRequired},
+		{"sign requires MFA rule satisfied", signMFA, aliceMFA, ActionSign, aliceHot, nil},
+		{"sign requires MFA rule grantee", signMFA, alice, ActionSign, bobShared, ErrStepUpRequired},
+		{"short max age", short, aliceMFA, ActionAccountImport, nil, ErrStepUpRequired},
+		{"denied before step-up", def, bob, ActionAccountDelete, aliceHot, ErrDenied},
+		{"root admin no MFA", def, admin, ActionAPIKeyCreate, nil, ErrStepUpRequired},
+
+		// API keys
+		{"key all reads own", def, keyAll, ActionAccountRead, aliceHot, nil},
+		{"key all signs own", def, keyAll, ActionSign, aliceCold, nil},
+		{"key all lists", def, keyAll, ActionAccountRead, nil, nil},
+		{"key all creates", def, keyAll, ActionAccountCreate, nil, nil},
+		{"key all cannot import", def, keyAll, ActionAccountImport, nil, ErrDenied},
+		{"key all cannot delete", def, keyAll, ActionAccountDelete, aliceHot, ErrDenied},
+		{"key all signs with sign-MFA rule", signMFA, keyAll, ActionSign, aliceHot, ErrDenied},
+		{"key explicit sign with sign-MFA rule", signMFA, keySignHot, ActionSign, aliceHot, nil},
+		{"key all cannot read granted", def, keyAll, ActionAccountRead, bobShared, ErrDenied},
+		{"key all other owner", def, keyAll, ActionSign, bobPrivate, ErrDenied},
+		{"key scoped account", def, keySignHot, ActionSign, aliceHot, nil},
+		{"key scoped other account", def, keySignHot, ActionSign, aliceCold, ErrDenied},
+		{"key scoped action", def, keySignHot, ActionAccountRead, aliceHot, ErrDenied},
+		{"key scoped create", def, keySignHot, ActionAccountCreate, nil, ErrDenied},
+		{"key sign nil resource", def, keySignHot, ActionSign, nil, ErrDenied},
+		{"key explicit import", def, keyImport, ActionAccountImport, nil, nil},
+		{"key explicit import for other", def, keyImport, ActionAccountImport, bobPrivate, ErrDenied},
+		{"key explicit delete", def, keyImport, ActionAccountDelete, aliceHot, nil},
+		{"key explicit delete other", def, keyImport, ActionAccountDelete, bobPrivate, ErrDenied},
+		{"key create named out of scope", def, keySignHot, ActionAccountCreate, aliceCold, ErrDenied},
+		{"key never user.manage", def, keyAdminish, ActionUserManage, nil, ErrDenied},
+		{"key never sys", def, keyAdminish, ActionSysAdmin, nil, ErrDenied},
+		{"key never creates keys", def, keyAdminish, ActionAPIKeyCreate, nil, ErrDenied},
+		{"key never manages keys", def, keyAdminish, ActionAPIKeyManage, ofAlice, ErrDenied},
+		{"key never manages sessions", def, keyAdminish, ActionSessionManage, ofAlice, ErrDenied},
+		{"key never disables MFA", def, keyAdminish, ActionMFADisable, ofAlice, ErrDenied},
+		{"key never grants", def, keyAdminish, ActionAccountGrant, aliceHot, ErrDenied},
+		{"key without owner", def, keyNoOwner, ActionAccountRead, &Resource{Name: "x"}, ErrDenied},
+		{"key with empty scopes", def, key(nil, nil), ActionAccountRead, aliceHot, ErrDenied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.rules.Authorize(tt.p, tt.a, tt.res, now)
+			if !errors.Is(got, tt.want) || (tt.want == nil && got != nil) {
+				t.Fatalf("Authorize = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestIsSensitive(t *testing.T) {
+	tests := []struct {
+		a    Action
+		sign bool
+		want bool
+	}{
+		{ActionAccountImport, false, true},
+		{ActionAccountDelete, false, true},
+		{ActionAPIKeyCreate, false, true},
+		{ActionMFADisable, false, true},
+		{ActionSign, false, false},
+		{ActionSign, true, true},
+		{ActionAccountRead, true, false},
+		{ActionAccountCreate, false, false},
+		{ActionUserManage, false, false},
+		{ActionSysAdmin, false, false},
+	}
+	for _, tt := range tests {
+		if got := IsSensitive(tt.a, Rules{SignRequiresMFA: tt.sign}); got != tt.want {
+			t.Errorf("IsSensitive(%s, sign=%v) = %v, want %v", tt.a, tt.sign, got, tt.want)
+		}
+	}
+}
+
+func TestAPIKeyAction(t *testing.T) {
+	for _, a := range []Action{ActionAccountCreate, ActionAccountImport, ActionAccountRead, ActionAccountDelete, ActionSign} {
+		if !APIKeyAction(a) {
+			t.Errorf("APIKeyAction(%s) = false", a)
+		}
+	}
+	for _, a := range []Action{ActionUserManage, ActionSessionManage, ActionAPIKeyCreate, ActionAPIKeyManage, ActionMFADisable, ActionSysAdmin, ActionAccountGrant, "x"} {
+		if APIKeyAction(a) {
+			t.Errorf("APIKeyAction(%s) = true", a)
+		}
+	}
+}

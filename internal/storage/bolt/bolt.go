@@ -1,0 +1,248 @@
+// Package bolt is the embedded storage backend: one bbolt file in the data
+// directory. Every write is fsynced before it returns (bbolt's NoSync stays
+// off); concurrent writers are group-committed with db.Batch so that many
+// writes share one fsync.
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/moonvault/moonvault/internal/storage"
+	"github.com/moonvault/moonvault/internal/storage/internal/keypath"
+)
+
+var bucket = []byte("moonvault_kv")
+
+// lockTimeout bounds the wait for another process's file lock, so a second
+// server on the same data dir fails instead of hanging.
+const lockTimeout = 2 * time.Second
+
+// batchDelay replaces bbolt's 10ms default MaxBatchDelay.
+const batchDelay = 2 * time.Millisecond
+
+// Backend stores keys in one bbolt bucket. It implements storage.Backend
+// and storage.Subscriber (in-process: bbolt files are never shared).
+type Backend struct {
+	db      *bbolt.DB
+	writers atomic.Int32 // writes in flight
+
+	mu     sync.RWMutex
+	subs   map[uint64]func(string)
+	nextID uint64
+}
+
+var (
+	_ storage.Backend    = (*Backend)(nil)
+	_ storage.Subscriber = (*Backend)(nil)
+)
+
+// Open opens or creates the database file at path (mode 0600; its directory
+// is created 0700 when missing).
+func Open(path string) (*Backend, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("bolt: create data dir: %w", err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:      lockTimeout,
+		FreelistType: bbolt.FreelistMapType, // O(1) page allocation in large files
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucket)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("bolt: create bucket: %w", err)
+	}
+	// Writers that arrive while a commit is fsyncing queue into the next
+	// batch anyway; a short delay keeps latency low without shrinking groups.
+	db.MaxBatchDelay = batchDelay
+	return &Backend{db: db, subs: map[uint64]func(string){}}, nil
+}
+
+// Close closes the file. Operations after Close fail with ErrUnavailable.
+func (b *Backend) Close() error {
+	if err := b.db.Close(); err != nil {
+		return fmt.Errorf("bolt: close: %w", err)
+	}
+	return nil
+}
+
+// Get returns a copy of the value (bbolt's slice is valid only inside the
+// transaction).
+func (b *Backend) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := keypath.Check(key); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []byte
+	err := b.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucket).Get([]byte(key))
+		if v == nil {
+			return fmt.Errorf("get %q: %w", key, storage.ErrNotFound)
+		}
+		out = bytes.Clone(v)
+		if out == nil {
+			out = []byte{}
+		}
+		return nil
+	})
+	return out, wrap(err)
+}
+
+// Put creates or replaces key.
+func (b *Backend) Put(ctx context.Context, key string, value []byte) error {
+	return b.Batch(ctx, []storage.Op{{Key: key, Value: value}})
+}
+
+// Delete removes key; a missing key is not an error.
+func (b *Backend) Delete(ctx context.Context, key string) error {
+	return b.Batch(ctx, []storage.Op{{Key: key, Delete: true}})
+}
+
+// Batch applies ops in one transaction. Under concurrency db.Batch coalesces
+// it with other callers' writes into one fsynced commit, and reruns it alone
+// if a coalesced transaction fails, so the closure is idempotent and
+// all-or-nothing.
+func (b *Backend) Batch(ctx context.Context, ops []storage.Op) error {
+	for i, op := range ops {
+		if err := keypath.Check(op.Key); err != nil {
+			return fmt.Errorf("op %d: %w", i, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	write := func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucket)
+		for _, op := range ops {
+			var err error
+			if op.Delete {
+				err = bk.Delete([]byte(op.Key))
+			} else {
+				// bbolt keeps the slice until commit; copy so callers may reuse it.
+				v := bytes.Clone(op.Value)
+				if v == nil {
+					v = []byte{}
+				}
+				err = bk.Put([]byte(op.Key), v)
+			}
+			if err != nil {
+				return fmt.Errorf("write %q: %w", op.Key, err)
+			}
+		}
+		return nil
+	}
+	// db.Batch waits up to MaxBatchDelay for company before committing; a
+	// lone writer would pay that on every write, so it commits at once.
+	var err error
+	if b.writers.Add(1) == 1 {
+		err = b.db.Update(write)
+	} else {
+		err = b.db.Batch(write)
+	}
+	b.writers.Add(-1)
+	if err != nil {
+		return wrap(err)
+	}
+	b.notify(ops)
+	return nil
+}
+
+// List seeks the cursor to the first candidate and walks at most limit keys,
+// so its cost is O(log n + limit) whatever the database size.
+func (b *Backend) List(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	if err := keypath.CheckPrefix("prefix", prefix); err != nil {
+		return nil, err
+	}
+	if err := keypath.CheckPrefix("after", after); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	start := prefix
+	if after > start {
+		start = after
+	}
+	var keys []string
+	err := b.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		pfx := []byte(prefix)
+		for k, _ := c.Seek([]byte(start)); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Next() {
+			if after != "" && string(k) == after {
+				continue
+			}
+			keys = append(keys, string(k))
+			if limit > 0 && len(keys) == limit {
+				break
+			}
+		}
+		return nil
+	})
+	return keys, wrap(err)
+}
+
+// Subscribe registers fn, called with each changed key after its commit.
+// Calls are synchronous in the writer's goroutine, so fn must be quick.
+func (b *Backend) Subscribe(fn func(key string)) (cancel func()) {
+	b.mu.Lock()
+	id := b.nextID
+	b.nextID++
+	b.subs[id] = fn
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		delete(b.subs, id)
+		b.mu.Unlock()
+	}
+}
+
+// notify calls the subscribers outside the lock, so that fn may itself
+// subscribe or cancel.
+func (b *Backend) notify(ops []storage.Op) {
+	b.mu.RLock()
+	if len(b.subs) == 0 {
+		b.mu.RUnlock()
+		return
+	}
+	fns := make([]func(string), 0, len(b.subs))
+	for _, fn := range b.subs {
+		fns = append(fns, fn)
+	}
+	b.mu.RUnlock()
+	for _, op := range ops {
+		for _, fn := range fns {
+			fn(op.Key)
+		}
+	}
+}
+
+func wrap(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return fmt.Errorf("bolt: %w: %w", storage.ErrUnavailable, err)
+	}
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("bolt: %w", err)
+	}
+	return err
+}

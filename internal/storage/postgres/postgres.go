@@ -1,0 +1,251 @@
+// Package postgres is the shared storage backend: every node of a cluster
+// reads and writes one PostgreSQL table, and learns of the others' writes
+// through LISTEN/NOTIFY.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/moonvault/moonvault/internal/storage"
+	"github.com/moonvault/moonvault/internal/storage/internal/keypath"
+)
+
+// notifyChannel is the LISTEN/NOTIFY channel; the payload is the changed key.
+const notifyChannel = "moonvault_kv"
+
+// defaultConnectTimeout applies when the URL sets no connect_timeout, so a
+// database that hangs on connect fails requests instead of stalling them.
+const defaultConnectTimeout = 5 * time.Second
+
+// The statements below run through pgx's default QueryExecModeCacheStatement:
+// each pooled connection prepares a statement on first use and reuses it, so
+// the hot path sends only Bind/Execute. Writes call pg_notify in the same
+// statement, so the notification is delivered exactly when the write commits.
+const (
+	sqlGet = `SELECT value FROM moonvault_kv WHERE key = $1`
+	sqlPut = `WITH w AS (
+		INSERT INTO moonvault_kv (key, value) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+		RETURNING key)
+	SELECT pg_notify('` + notifyChannel + `', key) FROM w`
+	sqlDelete = `WITH d AS (DELETE FROM moonvault_kv WHERE key = $1 RETURNING key)
+	SELECT pg_notify('` + notifyChannel + `', key) FROM d`
+	// Range scans on the primary key: [start, end) minus `after`; LIMIT NULL
+	// means no limit.
+	sqlListRange = `SELECT key FROM moonvault_kv WHERE key >= $1 AND key < $2 AND key <> $3 ORDER BY key LIMIT $4`
+	sqlListFrom  = `SELECT key FROM moonvault_kv WHERE key >= $1 AND key <> $2 ORDER BY key LIMIT $3`
+)
+
+// Backend is a storage.Backend and storage.Subscriber on PostgreSQL.
+type Backend struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+
+	// listener state; the listener starts with the first Subscribe.
+	mu       sync.Mutex
+	subs     map[uint64]func(string)
+	nextID   uint64
+	stop     context.CancelFunc
+	stopped  chan struct{}
+	closed   bool
+	closeErr error
+}
+
+var (
+	_ storage.Backend    = (*Backend)(nil)
+	_ storage.Subscriber = (*Backend)(nil)
+)
+
+// Open connects to url (a postgres:// URL or key=value DSN), checks the
+// connection and applies the embedded schema migrations. An unreachable
+// database gives an error wrapping storage.ErrUnavailable.
+func Open(ctx context.Context, url string, log *slog.Logger) (*Backend, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx redacts the password in its parse errors.
+		return nil, fmt.Errorf("postgres: parse url: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: create pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, wrapErr(ctx, "connect", err)
+	}
+	if err := migrate(ctx, pool, log); err != nil {
+		pool.Close()
+		return nil, wrapErr(ctx, "migrate", err)
+	}
+	return &Backend{pool: pool, log: log, subs: map[uint64]func(string){}}, nil
+}
+
+// Close stops the listener and closes the pool. It is idempotent.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	stop, stopped := b.stop, b.stopped
+	b.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-stopped
+	}
+	b.pool.Close()
+	return nil
+}
+
+// Get returns the value of key or an error wrapping storage.ErrNotFound.
+func (b *Backend) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := keypath.Check(key); err != nil {
+		return nil, err
+	}
+	var v []byte
+	err := b.pool.QueryRow(ctx, sqlGet, key).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("postgres: get %q: %w", key, storage.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrapErr(ctx, "get", err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+// Put creates or replaces key in one autocommitted statement.
+func (b *Backend) Put(ctx context.Context, key string, value []byte) error {
+	if err := keypath.Check(key); err != nil {
+		return err
+	}
+	if _, err := b.pool.Exec(ctx, sqlPut, key, nonNil(value)); err != nil {
+		return wrapErr(ctx, "put", err)
+	}
+	return nil
+}
+
+// Delete removes key; a missing key is not an error.
+func (b *Backend) Delete(ctx context.Context, key string) error {
+	if err := keypath.Check(key); err != nil {
+		return err
+	}
+	if _, err := b.pool.Exec(ctx, sqlDelete, key); err != nil {
+		return wrapErr(ctx, "delete", err)
+	}
+	return nil
+}
+
+// Batch applies ops in one transaction; the statements are pipelined in one
+// round trip. Any failure rolls the transaction back.
+func (b *Backend) Batch(ctx context.Context, ops []storage.Op) error {
+	for i, op := range ops {
+		if err := keypath.Check(op.Key); err != nil {
+			return fmt.Errorf("op %d: %w", i, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		batch := &pgx.Batch{}
+		for _, op := range ops {
+			if op.Delete {
+				batch.Queue(sqlDelete, op.Key)
+			} else {
+				batch.Queue(sqlPut, op.Key, nonNil(op.Value))
+			}
+		}
+		return tx.SendBatch(ctx, batch).Close()
+	})
+	if err != nil {
+		return wrapErr(ctx, "batch", err)
+	}
+	return nil
+}
+
+// List returns keys in byte order (the column is COLLATE "C").
+func (b *Backend) List(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	if err := keypath.CheckPrefix("prefix", prefix); err != nil {
+		return nil, err
+	}
+	if err := keypath.CheckPrefix("after", after); err != nil {
+		return nil, err
+	}
+	start := max(prefix, after)
+	var lim *int64
+	if limit > 0 {
+		l := int64(limit)
+		lim = &l
+	}
+	var rows pgx.Rows
+	var err error
+	if end := keypath.PrefixEnd(prefix); end != "" {
+		rows, err = b.pool.Query(ctx, sqlListRange, start, end, after, lim)
+	} else {
+		rows, err = b.pool.Query(ctx, sqlListFrom, start, after, lim)
+	}
+	if err != nil {
+		return nil, wrapErr(ctx, "list", err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, wrapErr(ctx, "list", err)
+	}
+	return keys, nil
+}
+
+// nonNil maps a nil value to empty: pgx encodes nil []byte as NULL.
+func nonNil(v []byte) []byte {
+	if v == nil {
+		return []byte{}
+	}
+	return v
+}
+
+// wrapErr marks connection-level failures with storage.ErrUnavailable. A
+// server error about the statement itself (constraint, syntax) is not an
+// outage; every other failure (dial refused, reset, EOF, closed pool, a
+// deadline while connecting or waiting) is, and so fails closed as 503. A
+// caller that canceled its own context gets the cancellation back instead.
+func wrapErr(ctx context.Context, op string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && !connectionClass(pgErr.Code) {
+		return fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	if errors.Is(err, context.Canceled) && errors.Is(ctx.Err(), context.Canceled) {
+		return fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	return fmt.Errorf("postgres: %s: %w: %w", op, storage.ErrUnavailable, err)
+}
+
+// connectionClass reports SQLSTATEs that mean the server or connection is
+// unusable: 08 connection exception, 53 insufficient resources (e.g. too many
+// connections), 57P operator intervention (admin/crash shutdown, cannot
+// connect now), 58 system error. (PostgreSQL docs, Appendix A.)
+func connectionClass(code string) bool {
+	return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "53") ||
+		strings.HasPrefix(code, "57P") || strings.HasPrefix(code, "58")
+}

@@ -1,0 +1,486 @@
+// Package storagetest is the contract every storage.Backend must meet. A
+// backend's tests call Run with a function that opens a fresh, empty backend.
+package storagetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moonvault/moonvault/internal/storage"
+)
+
+// Open returns a fresh, empty backend; Run closes it when the subtest ends.
+type Open func(t *testing.T) storage.Backend
+
+// Run runs the whole contract suite, one subtest per property.
+func Run(t *testing.T, open Open) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, b storage.Backend)
+	}{
+		{"GetMissing", testGetMissing},
+		{"PutGet", testPutGet},
+		{"Overwrite", testOverwrite},
+		{"EmptyAndBinaryValues", testEmptyAndBinaryValues},
+		{"LargeValue", testLargeValue},
+		{"ValuesAreCopied", testValuesAreCopied},
+		{"Delete", testDelete},
+		{"InvalidKeys", testInvalidKeys},
+		{"List", testList},
+		{"ListPaging", testListPaging},
+		{"Batch", testBatch},
+		{"BatchFailureWritesNothing", testBatchFailureWritesNothing},
+		{"BatchIsAtomicToReaders", testBatchAtomicToReaders},
+		{"Concurrent", testConcurrent},
+		{"Subscribe", testSubscribe},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := open(t)
+			t.Cleanup(func() {
+				if err := b.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tc.fn(t, b)
+		})
+	}
+}
+
+func mustPut(t *testing.T, b storage.Backend, key string, value []byte) {
+	t.Helper()
+	if err := b.Put(t.Context(), key, value); err != nil {
+		t.Fatalf("Put(%q): %v", key, err)
+	}
+}
+
+func mustGet(t *testing.T, b storage.Backend, key string) []byte {
+	t.Helper()
+	v, err := b.Get(t.Context(), key)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", key, err)
+	}
+	return v
+}
+
+func wantMissing(t *testing.T, b storage.Backend, key string) {
+	t.Helper()
+	v, err := b.Get(t.Context(), key)
+	if !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Get(%q) = %q, %v; want ErrNotFound", key, v, err)
+	}
+}
+
+func mustList(t *testing.T, b storage.Backend, prefix, after string, limit int) []string {
+	t.Helper()
+	keys, err := b.List(t.Context(), prefix, after, limit)
+	if err != nil {
+		t.Fatalf("List(%q, %q, %d): %v", prefix, after, limit, err)
+	}
+	return keys
+}
+
+func testGetMissing(t *testing.T, b storage.Backend) {
+	wantMissing(t, b, "missing/key")
+	mustPut(t, b, "missing/keyx", []byte("v"))
+	wantMissing(t, b, "missing/key") // a longer key must not match
+}
+
+func testPutGet(t *testing.T, b storage.Backend) {
+	mustPut(t, b, "wallet/accounts/alice/main", []byte("value-1"))
+	if got := mustGet(t, b, "wallet/accounts/alice/main"); string(got) != "value-1" {
+		t.Fatalf("Get = %q, want %q", got, "value-1")
+	}
+}
+
+func testOverwrite(t *testing.T, b storage.Backend) {
+	mustPut(t, b, "k", []byte("first, longer value"))
+	mustPut(t, b, "k", []byte("second"))
+	if got := mustGet(t, b, "k"); string(got) != "second" {
+		t.Fatalf("Get after overwrite = %q, want %q", got, "second")
+	}
+}
+
+func testEmptyAndBinaryValues(t *testing.T, b storage.Backend) {
+	all := make([]byte, 512)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	cases := map[string][]byte{
+		"v/nil":    nil,
+		"v/empty":  {},
+		"v/zero":   {0},
+		"v/binary": all,
+	}
+	for k, v := range cases {
+		mustPut(t, b, k, v)
+	}
+	for k, v := range cases {
+		got, err := b.Get(t.Context(), k)
+		if err != nil {
+			t.Fatalf("Get(%q): %v", k, err)
+		}
+		if !bytes.Equal(got, v) {
+			t.Errorf("Get(%q) = %x, want %x", k, got, v)
+		}
+	}
+}
+
+func testLargeValue(t *testing.T, b storage.Backend) {
+	v := make([]byte, 1<<20)
+	for i := range v {
+		v[i] = byte(i*7 + i>>8)
+	}
+	mustPut(t, b, "large", v)
+	if got := mustGet(t, b, "large"); !bytes.Equal(got, v) {
+		t.Fatalf("1 MiB value differs after round trip (got %d bytes)", len(got))
+	}
+}
+
+func testValuesAreCopied(t *testing.T, b storage.Backend) {
+	in := []byte("original")
+	mustPut(t, b, "copy", in)
+	copy(in, "MUTATED!")
+	got := mustGet(t, b, "copy")
+	if string(got) != "original" {
+		t.Fatalf("mutating the Put argument changed the stored value: %q", got)
+	}
+	copy(got, "MUTATED!")
+	if again := mustGet(t, b, "copy"); string(again) != "original" {
+		t.Fatalf("mutating a Get result changed the stored value: %q", again)
+	}
+}
+
+func testDelete(t *testing.T, b storage.Backend) {
+	mustPut(t, b, "d/1", []byte("x"))
+	mustPut(t, b, "d/2", []byte("y"))
+	for i := 0; i < 2; i++ { // the second round deletes a missing key
+		if err := b.Delete(t.Context(), "d/1"); err != nil {
+			t.Fatalf("Delete round %d: %v", i, err)
+		}
+	}
+	wantMissing(t, b, "d/1")
+	if got := mustGet(t, b, "d/2"); string(got) != "y" {
+		t.Fatalf("Delete removed a neighbour: Get(d/2) = %q", got)
+	}
+	if err := b.Delete(t.Context(), "never/existed"); err != nil {
+		t.Fatalf("Delete of a missing key: %v", err)
+	}
+}
+
+func testInvalidKeys(t *testing.T, b storage.Backend) {
+	ctx := t.Context()
+	for _, key := range []string{"", "nul\x00byte", "new\nline", "del\x7f", "utf8-\u00e9", strings.Repeat("k", 1025)} {
+		if err := b.Put(ctx, key, []byte("v")); err == nil {
+			t.Errorf("Put(%q) succeeded, want an error", key)
+		}
+		if _, err := b.Get(ctx, key); err == nil || errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Get(%q) error = %v, want a validation error", key, err)
+		}
+		if err := b.Delete(ctx, key); err == nil {
+			t.Errorf("Delete(%q) succeeded, want an error", key)
+		}
+	}
+	if err := b.Batch(ctx, []storage.Op{{Key: "", Value: []byte("v")}}); err == nil {
+		t.Error("Batch with an empty key succeeded, want an error")
+	}
+	if keys := mustList(t, b, "", "", 0); len(keys) != 0 {
+		t.Fatalf("invalid writes left keys behind: %q", keys)
+	}
+	// The longest valid key works.
+	mustPut(t, b, strings.Repeat("k", 1024), []byte("v"))
+}
+
+var listKeys = []string{
+	"a", "a/b", "a/b/1", "a/b/2", "a/b/10", "a/bc", "a/bc/1", "a/c", "a0", "b", "b/x", " space", "~tilde",
+}
+
+func testList(t *testing.T, b storage.Backend) {
+	for _, k := range listKeys {
+		mustPut(t, b, k, []byte(k))
+	}
+	tests := []struct {
+		prefix, after string
+		limit         int
+		want          []string
+	}{
+		{"", "", 0, []string{" space", "a", "a/b", "a/b/1", "a/b/10", "a/b/2", "a/bc", "a/bc/1", "a/c", "a0", "b", "b/x", "~tilde"}},
+		{"", "", -1, []string{" space", "a", "a/b", "a/b/1", "a/b/10", "a/b/2", "a/bc", "a/bc/1", "a/c", "a0", "b", "b/x", "~tilde"}},
+		{"a/", "", 0, []string{"a/b", "a/b/1", "a/b/10", "a/b/2", "a/bc", "a/bc/1", "a/c"}},
+		{"a/b", "", 0, []string{"a/b", "a/b/1", "a/b/10", "a/b/2", "a/bc", "a/bc/1"}},
+		{"a/b/", "", 0, []string{"a/b/1", "a/b/10", "a/b/2"}},
+		{"a/bc", "", 0, []string{"a/bc", "a/bc/1"}},
+		{"a/", "a/b/10", 0, []string{"a/b/2", "a/bc", "a/bc/1", "a/c"}},
+		{"a/", "a/b/10", 2, []string{"a/b/2", "a/bc"}},
+		{"a/", "a/b/0", 1, []string{"a/b/1"}},                  // after need not exist
+		{"a/b/", "a", 0, []string{"a/b/1", "a/b/10", "a/b/2"}}, // after before prefix
+		{"a/b/", "a/c", 0, nil}, // after beyond prefix
+		{"a/", "", 1, []string{"a/b"}},
+		{"zzz", "", 0, nil},
+		{"~", "", 0, []string{"~tilde"}},
+		{"", "b/x", 0, []string{"~tilde"}},
+		{"a/b/1", "", 0, []string{"a/b/1", "a/b/10"}},
+	}
+	for _, tc := range tests {
+		got := mustList(t, b, tc.prefix, tc.after, tc.limit)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("List(%q, %q, %d) = %q, want %q", tc.prefix, tc.after, tc.limit, got, tc.want)
+		}
+	}
+}
+
+func testListPaging(t *testing.T, b storage.Backend) {
+	var want []string
+	ops := make([]storage.Op, 0, 250)
+	for i := range 250 {
+		k := fmt.Sprintf("page/%04d", i)
+		want = append(want, k)
+		ops = append(ops, storage.Op{Key: k, Value: []byte{byte(i)}})
+	}
+	if err := b.Batch(t.Context(), ops); err != nil {
+		t.Fatalf("Batch: %v", err)
+	}
+	mustPut(t, b, "pagf", nil) // just past the prefix range
+	var got []string
+	after := ""
+	for {
+		page := mustList(t, b, "page/", after, 32)
+		if len(page) > 32 {
+			t.Fatalf("page of %d keys exceeds the limit 32", len(page))
+		}
+		got = append(got, page...)
+		if len(page) < 32 {
+			break
+		}
+		after = page[len(page)-1]
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("paging returned %d keys, want %d in order", len(got), len(want))
+	}
+}
+
+func testBatch(t *testing.T, b storage.Backend) {
+	ctx := t.Context()
+	mustPut(t, b, "batch/old", []byte("old"))
+	mustPut(t, b, "batch/keep", []byte("keep"))
+	err := b.Batch(ctx, []storage.Op{
+		{Key: "batch/a", Value: []byte("A")},
+		{Key: "batch/old", Delete: true},
+		{Key: "batch/b", Value: []byte("B")},
+		{Key: "batch/missing", Delete: true},
+		{Key: "batch/a", Value: []byte("A2")}, // later ops win
+	})
+	if err != nil {
+		t.Fatalf("Batch: %v", err)
+	}
+	if got := mustList(t, b, "batch/", "", 0); !slices.Equal(got, []string{"batch/a", "batch/b", "batch/keep"}) {
+		t.Fatalf("keys after Batch = %q", got)
+	}
+	if got := mustGet(t, b, "batch/a"); string(got) != "A2" {
+		t.Fatalf("Get(batch/a) = %q, want A2 (last op wins)", got)
+	}
+	if err := b.Batch(ctx, nil); err != nil {
+		t.Fatalf("empty Batch: %v", err)
+	}
+}
+
+func testBatchFailureWritesNothing(t *testing.T, b storage.Backend) {
+	mustPut(t, b, "bf/existing", []byte("before"))
+	bad := []storage.Op{
+		{Key: "bf/new", Value: []byte("x")},
+		{Key: "bf/existing", Delete: true},
+		{Key: "", Value: []byte("invalid")},
+	}
+	if err := b.Batch(t.Context(), bad); err == nil {
+		t.Fatal("Batch with an empty key succeeded")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	good := []storage.Op{{Key: "bf/new", Value: []byte("x")}, {Key: "bf/existing", Delete: true}}
+	if err := b.Batch(ctx, good); err == nil {
+		t.Fatal("Batch with a canceled context succeeded")
+	}
+	if err := b.Put(ctx, "bf/put", []byte("x")); err == nil {
+		t.Fatal("Put with a canceled context succeeded")
+	}
+	wantMissing(t, b, "bf/new")
+	wantMissing(t, b, "bf/put")
+	if got := mustGet(t, b, "bf/existing"); string(got) != "before" {
+		t.Fatalf("failed Batch changed bf/existing to %q", got)
+	}
+}
+
+// testBatchAtomicToReaders flips one key into another with a Batch while
+// readers check that every List snapshot holds exactly one of them.
+func testBatchAtomicToReaders(t *testing.T, b storage.Backend) {
+	ctx := t.Context()
+	mustPut(t, b, "flip/x", []byte("0"))
+	done := make(chan struct{})
+	errc := make(chan error, 2)
+	for range 2 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					errc <- nil
+					return
+				default:
+				}
+				keys, err := b.List(ctx, "flip/", "", 0)
+				if err != nil {
+					errc <- err
+					return
+				}
+				if len(keys) != 1 {
+					errc <- fmt.Errorf("reader saw a half-applied batch: %q", keys)
+					return
+				}
+			}
+		}()
+	}
+	from, to := "flip/x", "flip/y"
+	for i := range 50 {
+		err := b.Batch(ctx, []storage.Op{{Key: to, Value: []byte{byte(i)}}, {Key: from, Delete: true}})
+		if err != nil {
+			t.Fatalf("Batch %d: %v", i, err)
+		}
+		from, to = to, from
+	}
+	close(done)
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func testConcurrent(t *testing.T, b storage.Backend) {
+	const writers, perWriter = 8, 25
+	var wg sync.WaitGroup
+	errc := make(chan error, writers*2)
+	for w := range writers {
+		wg.Add(2)
+		go func() { // writer that reads its own writes
+			defer wg.Done()
+			for i := range perWriter {
+				k := fmt.Sprintf("conc/%d/%03d", w, i)
+				v := []byte(k + "=value")
+				if err := b.Put(t.Context(), k, v); err != nil {
+					errc <- fmt.Errorf("Put(%s): %w", k, err)
+					return
+				}
+				got, err := b.Get(t.Context(), k)
+				if err != nil || !bytes.Equal(got, v) {
+					errc <- fmt.Errorf("Get(%s) after Put = %q, %v", k, got, err)
+					return
+				}
+			}
+		}()
+		go func() { // reader
+			defer wg.Done()
+			for range perWriter {
+				if _, err := b.List(t.Context(), "conc/", "", 10); err != nil {
+					errc <- fmt.Errorf("List: %w", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	if got := mustList(t, b, "conc/", "", 0); len(got) != writers*perWriter {
+		t.Fatalf("List after concurrent writes = %d keys, want %d", len(got), writers*perWriter)
+	}
+}
+
+// SubscribeWait is how long the suite waits for a change notification. It
+// is generous because PostgreSQL delivers them asynchronously.
+const SubscribeWait = 5 * time.Second
+
+func testSubscribe(t *testing.T, b storage.Backend) {
+	sub, ok := b.(storage.Subscriber)
+	if !ok {
+		t.Logf("%T does not implement storage.Subscriber", b)
+		return
+	}
+	ctx := t.Context()
+	first := newRecorder()
+	cancelFirst := sub.Subscribe(first.record)
+	mustPut(t, b, "sub/a", []byte("1"))
+	if err := b.Batch(ctx, []storage.Op{{Key: "sub/b", Value: []byte("2")}, {Key: "sub/a", Delete: true}}); err != nil {
+		t.Fatalf("Batch: %v", err)
+	}
+	if err := b.Delete(ctx, "sub/b"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	first.waitFor(t, "sub/a", "sub/b")
+	if n := first.count("sub/b"); n < 2 {
+		t.Errorf("sub/b notified %d times, want >= 2 (batch put and delete)", n)
+	}
+
+	// After cancel, no further calls. A second subscriber sees a later key;
+	// notifications arrive in commit order, so by then the first would have
+	// seen sub/after had it still been subscribed.
+	cancelFirst()
+	cancelFirst() // idempotent
+	second := newRecorder()
+	defer sub.Subscribe(second.record)()
+	mustPut(t, b, "sub/after", []byte("x"))
+	mustPut(t, b, "sub/z", []byte("x"))
+	second.waitFor(t, "sub/after", "sub/z")
+	if n := first.count("sub/after"); n != 0 {
+		t.Errorf("canceled subscriber was called %d times for sub/after", n)
+	}
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	seen   map[string]int
+	change chan struct{}
+}
+
+func newRecorder() *recorder {
+	return &recorder{seen: map[string]int{}, change: make(chan struct{}, 1)}
+}
+
+func (r *recorder) record(key string) {
+	r.mu.Lock()
+	r.seen[key]++
+	r.mu.Unlock()
+	select {
+	case r.change <- struct{}{}:
+	default:
+	}
+}
+
+func (r *recorder) count(key string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen[key]
+}
+
+func (r *recorder) waitFor(t *testing.T, keys ...string) {
+	t.Helper()
+	deadline := time.After(SubscribeWait)
+	for {
+		missing := slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return r.count(k) > 0 })
+		if len(missing) == 0 {
+			return
+		}
+		select {
+		case <-r.change:
+		case <-deadline:
+			t.Fatalf("no notification for %q within %v", missing, SubscribeWait)
+		}
+	}
+}

@@ -1,0 +1,186 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/test, scripts/dev and .ci/run. Source it; do not
+# execute it. Every function is idempotent: it checks first and installs or
+# starts something only when it is missing, so running it on a prepared
+# machine costs a few milliseconds and touches nothing.
+#
+# Target: Debian (or Ubuntu) with Go installed, as root or with sudo.
+
+# mv_log prints a progress line on stderr, so that stdout stays the tool's own.
+mv_log() { printf '==> %s\n' "$*" >&2; }
+
+mv_die() {
+	printf 'error: %s\n' "$*" >&2
+	exit 1
+}
+
+# mv_root runs a command as root: directly when we are root, else through sudo.
+mv_root() {
+	if [ "$(id -u)" -eq 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo "$@"
+	else
+		mv_die "need root to run '$*' (run as root or install sudo)"
+	fi
+}
+
+mv_have_apt() { command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; }
+
+# mv_pkg_installed NAME: true when the Debian package is fully installed.
+mv_pkg_installed() {
+	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = "installed" ]
+}
+
+MV_APT_UPDATED=${MV_APT_UPDATED:-}
+
+# mv_apt_install PKG...: installs the packages that are not installed yet.
+# apt-get update runs only when something is to be installed, once per run.
+mv_apt_install() {
+	local missing=() p
+	for p in "$@"; do
+		mv_pkg_installed "$p" || missing+=("$p")
+	done
+	[ "${#missing[@]}" -eq 0 ] && return 0
+	mv_have_apt || mv_die "missing ${missing[*]} and no apt-get here: install them with your package manager"
+	if [ -z "$MV_APT_UPDATED" ]; then
+		mv_log "apt-get update"
+		mv_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		MV_APT_UPDATED=1
+	fi
+	mv_log "apt-get install ${missing[*]}"
+	mv_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# mv_softhsm_module prints the path of the SoftHSM2 PKCS#11 module, if any.
+mv_softhsm_module() {
+	local f
+	for f in "${MOONVAULT_HSM_LIB:-}" /usr/lib/softhsm/libsofthsm2.so \
+		/usr/lib/*-linux-gnu/softhsm/libsofthsm2.so /usr/local/lib/softhsm/libsofthsm2.so; do
+		if [ -n "$f" ] && [ -f "$f" ]; then
+			printf '%s\n' "$f"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# mv_ensure_softhsm installs SoftHSM2 (the PKCS#11 token used by dev mode and
+# the HSM tests) and, best effort, opensc for pkcs11-tool.
+mv_ensure_softhsm() {
+	if ! mv_softhsm_module >/dev/null || ! command -v softhsm2-util >/dev/null 2>&1; then
+		mv_apt_install softhsm2
+	fi
+	mv_softhsm_module >/dev/null || mv_die "SoftHSM2 installed but libsofthsm2.so not found"
+	if ! command -v pkcs11-tool >/dev/null 2>&1; then
+		# Optional: only for inspecting tokens by hand.
+		mv_apt_install opensc || mv_log "opensc (pkcs11-tool) not installed; continuing without it"
+	fi
+}
+
+# mv_ensure_cc installs a C toolchain: cgo needs it for PKCS#11, and the race
+# detector needs cgo.
+mv_ensure_cc() {
+	command -v gcc >/dev/null 2>&1 && return 0
+	mv_apt_install gcc libc6-dev
+}
+
+MV_PG_HOST=127.0.0.1
+MV_PG_PORT=5432
+
+mv_pg_ready() { pg_isready -q -h "$MV_PG_HOST" -p "$MV_PG_PORT" >/dev/null 2>&1; }
+
+# mv_pg_wait waits up to 30 s for PostgreSQL to accept connections.
+mv_pg_wait() {
+	local _
+	for _ in $(seq 1 60); do
+		mv_pg_ready && return 0
+		sleep 0.5
+	done
+	return 1
+}
+
+# mv_pg_version prints the newest PostgreSQL major version with a 'main' cluster.
+mv_pg_version() {
+	[ -d /etc/postgresql ] || return 1
+	# shellcheck disable=SC2012 # version directories are plain numbers
+	ls /etc/postgresql 2>/dev/null | sort -n | while read -r v; do
+		[ -d "/etc/postgresql/$v/main" ] && echo "$v"
+	done | tail -n 1 | grep .
+}
+
+# mv_pg_login_ok is true when user postgres can log in over TCP without a
+# password (-w: never prompt).
+mv_pg_login_ok() {
+	psql -w -h "$MV_PG_HOST" -p "$MV_PG_PORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1
+}
+
+# mv_pg_trust_local makes cluster $1 accept any local user from 127.0.0.1 and
+# ::1 without a password, as the tests expect. It adds two marked lines at the
+# top of pg_hba.conf (the first matching line wins), once, keeping a backup.
+mv_pg_trust_local() {
+	local v=$1 hba="/etc/postgresql/$1/main/pg_hba.conf" marker="# moonvault: local trust for tests" tmp
+	mv_root test -f "$hba" || mv_die "no $hba"
+	mv_root grep -qF "$marker" "$hba" && return 0
+	mv_log "configuring trust auth for 127.0.0.1 and ::1 in $hba (backup: $hba.moonvault.bak)"
+	tmp=$(mktemp)
+	{
+		printf '%s\n' "$marker" \
+			'host    all             all             127.0.0.1/32            trust' \
+			'host    all             all             ::1/128                 trust'
+		mv_root cat "$hba"
+	} >"$tmp"
+	mv_root cp -p "$hba" "$hba.moonvault.bak"
+	mv_root install -m 0640 -o postgres -g postgres "$tmp" "$hba"
+	rm -f "$tmp"
+	mv_root pg_ctlcluster --skip-systemctl-redirect "$v" main reload
+}
+
+# mv_ensure_postgres makes PostgreSQL answer at 127.0.0.1:5432 with trust auth
+# for user postgres: starts the existing cluster, or installs one. With
+# MOONVAULT_TEST_POSTGRES_URL set, the tests use that server and nothing local
+# is touched.
+mv_ensure_postgres() {
+	if [ -n "${MOONVAULT_TEST_POSTGRES_URL:-}" ]; then
+		mv_log "MOONVAULT_TEST_POSTGRES_URL is set; not managing a local PostgreSQL"
+		return 0
+	fi
+	local installed_now='' v
+	if ! command -v pg_isready >/dev/null 2>&1 || ! mv_pg_version >/dev/null; then
+		mv_apt_install postgresql
+		installed_now=1
+	fi
+	v=$(mv_pg_version) || mv_die "PostgreSQL is installed but has no cluster under /etc/postgresql/*/main"
+	if ! mv_pg_ready; then
+		mv_log "starting PostgreSQL $v/main"
+		mv_root pg_ctlcluster --skip-systemctl-redirect "$v" main start ||
+			mv_log "pg_ctlcluster start failed; waiting in case it is already starting"
+		mv_pg_wait || mv_die "PostgreSQL $v/main did not come up on $MV_PG_HOST:$MV_PG_PORT"
+	fi
+	mv_pg_login_ok && return 0
+	# Trust auth is written only into a cluster this script installed, or in
+	# CI; on someone's own machine we do not loosen an existing configuration.
+	if [ -n "$installed_now" ] || [ "${CI:-}" = "true" ]; then
+		mv_pg_trust_local "$v"
+		mv_pg_wait && mv_pg_login_ok && return 0
+	fi
+	mv_die "PostgreSQL answers at $MV_PG_HOST:$MV_PG_PORT but user postgres cannot log in without a password: add 'host all all 127.0.0.1/32 trust' at the top of /etc/postgresql/$v/main/pg_hba.conf and reload, or set MOONVAULT_TEST_POSTGRES_URL"
+}
+
+# mv_ensure_test_deps installs and starts everything the test suite needs.
+mv_ensure_test_deps() {
+	command -v go >/dev/null 2>&1 || mv_die "go not found in PATH (install Go $(mv_go_version) first)"
+	mv_ensure_cc
+	mv_ensure_softhsm
+	mv_ensure_postgres
+}
+
+# mv_go_version prints the Go version go.mod asks for.
+mv_go_version() {
+	sed -n 's/^go //p' "$(mv_repo_root)/go.mod" 2>/dev/null | head -n 1
+}
+
+# mv_repo_root prints the repository root (the directory holding scripts/).
+mv_repo_root() {
+	(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+}

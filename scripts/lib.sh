@@ -151,6 +151,22 @@ mv_ensure_postgres() {
 		installed_now=1
 	fi
 	v=$(mv_pg_version) || mv_die "PostgreSQL is installed but has no cluster under /etc/postgresql/*/main"
+	# Fixes to the cluster's configuration are made only to a cluster this
+	# script installed, or in CI; on someone's own machine we do not change or
+	# loosen an existing configuration, we say what to do.
+	local may_configure=''
+	if [ -n "$installed_now" ] || [ "${CI:-}" = "true" ]; then may_configure=1; fi
+	if ! mv_pg_ready; then
+		# pg_createcluster picks 5433 when 5432 was taken at install time.
+		local port
+		port=$(mv_root pg_conftool -s "$v" main show port 2>/dev/null || echo "$MV_PG_PORT")
+		if [ "$port" != "$MV_PG_PORT" ]; then
+			[ -n "$may_configure" ] || mv_die "PostgreSQL $v/main is configured for port $port, the tests expect $MV_PG_PORT (set MOONVAULT_TEST_POSTGRES_URL)"
+			mv_log "moving PostgreSQL $v/main from port $port to $MV_PG_PORT"
+			mv_root pg_ctlcluster --skip-systemctl-redirect "$v" main stop >/dev/null 2>&1 || true
+			mv_root pg_conftool "$v" main set port "$MV_PG_PORT"
+		fi
+	fi
 	if ! mv_pg_ready; then
 		mv_log "starting PostgreSQL $v/main"
 		mv_root pg_ctlcluster --skip-systemctl-redirect "$v" main start ||
@@ -158,9 +174,7 @@ mv_ensure_postgres() {
 		mv_pg_wait || mv_die "PostgreSQL $v/main did not come up on $MV_PG_HOST:$MV_PG_PORT"
 	fi
 	mv_pg_login_ok && return 0
-	# Trust auth is written only into a cluster this script installed, or in
-	# CI; on someone's own machine we do not loosen an existing configuration.
-	if [ -n "$installed_now" ] || [ "${CI:-}" = "true" ]; then
+	if [ -n "$may_configure" ]; then
 		mv_pg_trust_local "$v"
 		mv_pg_wait && mv_pg_login_ok && return 0
 	fi

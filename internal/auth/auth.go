@@ -47,6 +47,7 @@ const (
 	prefixSessions = "auth/sessions/"
 	prefixRevoked  = "auth/revoked/"
 	prefixJWTKeys  = "auth/jwt-keys/"
+	prefixJWTSeeds = "auth/jwt-seeds/"
 	prefixTOTP     = "auth/totp/"
 	prefixAPIKeys  = "auth/apikeys/"
 )

@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/storage"
 )
 
 // tokenType is the JWT "typ" of access tokens (RFC 9068 §2.1).
@@ -43,9 +44,12 @@ type jwtKeyRecord struct {
 	Kid       string    `json:"kid"`
 	CreatedAt time.Time `json:"created_at"`
 	Public    []byte    `json:"public"`
-	// Sealed is the seal-wrapped 32-byte Ed25519 seed (RFC 8032 §5.1.5).
-	Sealed []byte `json:"sealed"`
 }
+
+// jwtSeedPath holds the seal-wrapped 32-byte Ed25519 seed (RFC 8032
+// §5.1.5) of a key, apart from its public record, so that every CSP path
+// holds a bare seal-wrap envelope (operator rewrap walks them).
+func jwtSeedPath(kid string) string { return prefixJWTSeeds + kid }
 
 type accessClaims struct {
 	jwt.RegisteredClaims
@@ -76,7 +80,7 @@ func (s *Service) RotateSigningKey(ctx context.Context) error {
 	pub := priv.Public().(ed25519.PublicKey)
 	kid := jwkThumbprint(pub)
 	path := prefixJWTKeys + kid
-	env, err := s.sealer.Wrap(ctx, path, seed)
+	env, err := s.sealer.Wrap(ctx, jwtSeedPath(kid), seed)
 	if err != nil {
 		secret.Wipe(priv)
 		return fmt.Errorf("auth: jwt key: seal wrap: %w", err)
@@ -88,8 +92,13 @@ func (s *Service) RotateSigningKey(ctx context.Context) error {
 		now = cur.created.Add(time.Millisecond)
 	}
 	s.keysMu.RUnlock()
-	rec := jwtKeyRecord{Kid: kid, CreatedAt: now, Public: pub, Sealed: env}
-	if err := s.putJSON(ctx, path, rec); err != nil {
+	rec := jwtKeyRecord{Kid: kid, CreatedAt: now, Public: pub}
+	raw, err := jsonBytes(rec)
+	if err != nil {
+		secret.Wipe(priv)
+		return err
+	}
+	if err := s.kv.Batch(ctx, []storage.Op{{Key: jwtSeedPath(kid), Value: env}, {Key: path, Value: raw}}); err != nil {
 		secret.Wipe(priv)
 		return fmt.Errorf("auth: jwt key: store: %w", err)
 	}
@@ -150,7 +159,7 @@ func (s *Service) loadKeys(ctx context.Context) error {
 		if i < len(recs)-1 {
 			k.verifyUntil = recs[i+1].CreatedAt.Add(s.cfg.KeyOverlap)
 			if now.After(k.verifyUntil) {
-				if err := s.kv.Delete(ctx, prefixJWTKeys+r.Kid); err != nil {
+				if err := s.kv.Batch(ctx, []storage.Op{{Key: prefixJWTKeys + r.Kid, Delete: true}, {Key: jwtSeedPath(r.Kid), Delete: true}}); err != nil {
 					s.log.Warn("prune jwt key failed", "kid", r.Kid, "err", err)
 				}
 				continue
@@ -169,7 +178,11 @@ func (s *Service) loadKeys(ctx context.Context) error {
 			signer = cur
 			keys[cur.kid] = cur
 		} else {
-			seed, err := s.sealer.Unwrap(ctx, prefixJWTKeys+signer.kid, recs[len(recs)-1].Sealed)
+			env, err := s.kv.Get(ctx, jwtSeedPath(signer.kid))
+			if err != nil {
+				return fmt.Errorf("auth: read jwt key seed: %w", err)
+			}
+			seed, err := s.sealer.Unwrap(ctx, jwtSeedPath(signer.kid), env)
 			if err != nil {
 				return fmt.Errorf("auth: unwrap jwt key: %w", err)
 			}

@@ -165,11 +165,13 @@ func (a *API) createAPIKey(q *request) (int, any, error) {
 	if err := a.d.Policy.Authorize(q.principal, policy.ActionAPIKeyCreate, nil, a.d.Now()); err != nil {
 		return 0, nil, err
 	}
-	k, err := a.d.Auth.CreateAPIKey(q.ctx(), q.principal.Owner, req.Name, req.Actions, req.Accounts)
+	id, key, err := a.d.Auth.CreateAPIKey(q.ctx(), q.principal.Owner, req.Name, req.Actions, req.Accounts)
 	if err != nil {
 		return 0, nil, err
 	}
-	return 201, k, nil
+	q.hashSecret("api_key", key.Reveal())
+	// The secret is shown once; only its hash is stored.
+	return 201, map[string]string{"id": id, "key": key.Reveal()}, nil
 }
 
 func (a *API) listAPIKeys(q *request) (int, any, error) {

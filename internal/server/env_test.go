@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/audit"
 	"github.com/moonvault/moonvault/internal/config"
 	"github.com/moonvault/moonvault/internal/tlsconfig"
 )
@@ -59,6 +60,8 @@ type nodeOpts struct {
 	mutate func(*config.Server)
 	dev    bool
 	logTo  io.Writer
+	// auditSinks are extra audit sinks (fault injection).
+	auditSinks []audit.Sink
 }
 
 // startNode runs a node over dir until the test ends (or stop is called).
@@ -79,7 +82,7 @@ func startNode(t testing.TB, dir string, o nodeOpts) *testNode {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := Build(ctx, Options{Config: cfg, Dev: o.dev, Logger: log, Out: io.Discard})
+	n, err := Build(ctx, Options{Config: cfg, Dev: o.dev, Logger: log, Out: io.Discard, AuditSinks: o.auditSinks})
 	if err != nil {
 		cancel()
 		t.Fatalf("build node: %v", err)

@@ -51,6 +51,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Ready, when set, receives the bound address once serving.
 	Ready func(addr string)
+	// AuditSinks are audit sinks beyond those of the configuration (for
+	// embedding, and fault-injecting sinks in tests).
+	AuditSinks []audit.Sink
 }
 
 // Node is one running vault.
@@ -152,7 +155,12 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 
 	switch cfg.Storage {
 	case "postgres":
-		n.store, err = postgres.Open(ctx, cfg.PostgresURL, log)
+		var pg *postgres.Backend
+		if pg, err = postgres.Open(ctx, cfg.PostgresURL, log); err == nil {
+			// Other nodes must see these at once; everything else is read on demand.
+			pg.NotifyOnly("core/", "auth/revoked/", "auth/users/", "auth/jwt-keys/", "auth/apikeys/")
+			n.store = pg
+		}
 	default:
 		n.store, err = bolt.Open(filepath.Join(cfg.DataDir, "moonvault.db"))
 	}
@@ -189,6 +197,7 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 	if cfg.AuditStdout {
 		sinks = append(sinks, audit.NewWriterSink(os.Stdout, "stdout"))
 	}
+	sinks = append(sinks, opts.AuditSinks...)
 	if len(sinks) > 0 {
 		if n.Audit, err = audit.New(sinks, audit.Options{Logger: log}); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
@@ -325,7 +334,7 @@ func (n *Node) rewrap(ctx context.Context) (int, error) {
 	if n.hsm == nil || !n.cfg.SealWrapEnabled() {
 		return 0, errors.New("seal wrap needs the pkcs11 seal with seal_wrap enabled")
 	}
-	count, err := n.sealer.Rewrap(ctx, n.barrier, []string{"wallet/keys/", "auth/jwt-keys/", "auth/totp/", "audit/keys/"})
+	count, err := n.sealer.Rewrap(ctx, n.barrier, []string{"wallet/keys/", "auth/jwt-seeds/", "auth/totp/", "audit/keys/"})
 	if err != nil {
 		return count, err
 	}

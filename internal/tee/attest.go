@@ -36,6 +36,8 @@ var (
 	// ErrDebugTEE: the guest runs with debugging enabled, so the host can read
 	// its memory.
 	ErrDebugTEE = errors.New("the TEE guest has debugging enabled: its memory is readable by the host")
+	// ErrMeasurementMismatch: a genuine report, but not of the expected workload.
+	ErrMeasurementMismatch = errors.New("the launch measurement is not the expected one")
 	// ErrUnknownTEE: the attestation names a TEE kind this build does not know.
 	ErrUnknownTEE = errors.New("unknown TEE kind")
 	// ErrTEERequired: require_tee is set and no TEE was detected.

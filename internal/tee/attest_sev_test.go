@@ -39,6 +39,17 @@ func TestSEVSNPAttestAndVerify(t *testing.T) {
 		t.Fatalf("Verify: %v", err)
 	}
 
+	m, err := Measurement(att)
+	if err != nil || len(m) != 48 {
+		t.Fatalf("Measurement = %x, %v", m, err)
+	}
+	withM := ok
+	withM.Measurement = m
+	if err := Verify(att, nonce, spki, withM); err != nil {
+		t.Fatalf("Verify with the expected measurement: %v", err)
+	}
+	wrongM := append([]byte(nil), m...)
+	wrongM[0] ^= 0xff
 	otherNonce := newNonce(t, 32)
 	otherRD := ReportData(otherNonce, spki)
 	relabelled := *att
@@ -59,6 +70,7 @@ func TestSEVSNPAttestAndVerify(t *testing.T) {
 		{"other nonce", att, otherNonce, spki, ok, ErrReportDataMismatch},
 		{"report_data relabelled for other nonce", &relabelled, otherNonce, spki, ok, ErrReportDataMismatch},
 		{"debug guest refused by default", att, nonce, spki, VerifyOptions{SEVTrustedRoots: goodRoots}, ErrDebugTEE},
+		{"other measurement", att, nonce, spki, VerifyOptions{SEVTrustedRoots: goodRoots, AllowDebug: true, Measurement: wrongM}, ErrMeasurementMismatch},
 		{"tampered report", &tampered, nonce, spki, ok, nil},
 		{"wrong roots", att, nonce, spki, VerifyOptions{SEVTrustedRoots: badRoots, AllowDebug: true}, nil},
 		{"real AMD roots do not sign the simulator", att, nonce, spki, VerifyOptions{AllowDebug: true}, nil},

@@ -32,6 +32,17 @@ func TestTDXRecordedQuoteSignatureChain(t *testing.T) {
 		t.Error("recorded quote accepted with expired certificates")
 	}
 
+	mrtd, err := Measurement(&Attestation{TEE: KindTDX, Report: testdata.RawQuote})
+	if err != nil || len(mrtd) != 48 {
+		t.Fatalf("Measurement = %x, %v", mrtd, err)
+	}
+	if err := verifyTDXQuote(q, VerifyOptions{Now: sampleValidAt, Measurement: mrtd}); err != nil {
+		t.Fatalf("recorded quote with its MRTD: %v", err)
+	}
+	if err := verifyTDXQuote(q, VerifyOptions{Now: sampleValidAt, Measurement: make([]byte, 48)}); !errors.Is(err, ErrMeasurementMismatch) {
+		t.Errorf("recorded quote with another MRTD: %v", err)
+	}
+
 	tampered := append([]byte(nil), testdata.RawQuote...)
 	tampered[0x30+0x200] ^= 1 // a byte of the TD quote body's report data
 	tq, err := parseTDX(tampered)

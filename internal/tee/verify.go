@@ -38,6 +38,10 @@ type VerifyOptions struct {
 	CheckRevocations bool
 	// Now is the time for certificate validity; zero means time.Now().
 	Now time.Time
+	// Measurement, when set, is the launch measurement the client expects
+	// (SEV-SNP MEASUREMENT, TDX MRTD); a genuine report of another workload
+	// is refused with ErrMeasurementMismatch.
+	Measurement []byte
 	// AllowDebug accepts guests with debugging enabled (tests only: the
 	// host can read such a guest's memory).
 	AllowDebug bool
@@ -128,7 +132,7 @@ func verifySEV(report []byte, want [64]byte, opts VerifyOptions) error {
 	if policy.Debug && !opts.AllowDebug {
 		return ErrDebugTEE
 	}
-	return nil
+	return checkMeasurement(a.GetReport().GetMeasurement(), opts.Measurement)
 }
 
 // tdAttributesDebug is TD_ATTRIBUTES bit 0 (DEBUG), Intel TDX Module ABI
@@ -168,5 +172,42 @@ func verifyTDXQuote(q *tdxpb.QuoteV4, opts VerifyOptions) error {
 	if attrs := q.GetTdQuoteBody().GetTdAttributes(); len(attrs) > 0 && attrs[0]&tdAttributesDebug != 0 && !opts.AllowDebug {
 		return ErrDebugTEE
 	}
+	return checkMeasurement(q.GetTdQuoteBody().GetMrTd(), opts.Measurement)
+}
+
+func checkMeasurement(got, want []byte) error {
+	if want == nil {
+		return nil
+	}
+	if subtle.ConstantTimeCompare(got, want) != 1 {
+		return fmt.Errorf("measurement %x, expected %x: %w", got, want, ErrMeasurementMismatch)
+	}
 	return nil
+}
+
+// Measurement returns the launch measurement of an attestation's report
+// (SEV-SNP MEASUREMENT, TDX MRTD) so that a client can show it or compare it
+// with its reference value. It does not verify the report: call Verify.
+func Measurement(att *Attestation) ([]byte, error) {
+	if att == nil {
+		return nil, errors.New("attestation: missing")
+	}
+	switch att.TEE {
+	case KindSEVSNP:
+		a, err := parseSEV(att.Report)
+		if err != nil {
+			return nil, err
+		}
+		return a.GetReport().GetMeasurement(), nil
+	case KindTDX:
+		q, err := parseTDX(att.Report)
+		if err != nil {
+			return nil, err
+		}
+		return q.GetTdQuoteBody().GetMrTd(), nil
+	case KindNone:
+		return nil, ErrNoTEE
+	default:
+		return nil, fmt.Errorf("tee: %q: %w", att.TEE, ErrUnknownTEE)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ func testLogger(t testing.TB) *slog.Logger {
 type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
 }
 
@@ -164,6 +165,7 @@ func TestSubscribeResyncsAfterOutage(t *testing.T) {
 	watcher := open(t, proxy.URL(url))
 	got := make(chan string, 64)
 	defer watcher.Subscribe(func(k string) { got <- k })()
+	waitKey(t, got, "") // the first connect
 	proxy.Cut()
 	time.Sleep(200 * time.Millisecond)
 	proxy.Restore()

@@ -1,0 +1,198 @@
+package server
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp/totp"
+
+	"github.com/moonvault/moonvault/internal/audit"
+	"github.com/moonvault/moonvault/internal/config"
+)
+
+// TestAuditFullExercise drives the API through every kind of secret (shares,
+// passwords, tokens, TOTP seed and codes, a private key, an API key), then
+// checks the audit log verifies, holds none of them, and that an edited or
+// shortened copy is rejected.
+func TestAuditFullExercise(t *testing.T) {
+	logPath := t.TempDir() + "/audit.log"
+	tn := startNode(t, t.TempDir(), nodeOpts{mutate: func(c *config.Server) { c.AuditFile = logPath }})
+	var ir initResp
+	tn.mustCall(200, "POST", "/v1/sys/init", map[string]int{"secret_shares": 3, "secret_threshold": 2}, &ir)
+	unsealAll(t, tn, ir.Keys[:2])
+	secrets := append([]string{ir.RootToken}, ir.Keys...)
+
+	tn.token = ir.RootToken
+	const pw = "a very secret password 123"
+	secrets = append(secrets, pw)
+	tn.mustCall(201, "POST", "/v1/users", map[string]string{"username": "alice", "password": pw}, nil)
+	var tok struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	tn.mustCall(200, "POST", "/v1/auth/login", map[string]string{"username": "alice", "password": pw}, &tok)
+	secrets = append(secrets, tok.AccessToken, tok.RefreshToken)
+	var e apiErr
+	if got := tn.call("POST", "/v1/auth/login", map[string]string{"username": "alice", "password": "wrong password 1234"}, &e); got != 401 || e.Error.Code != "invalid_credentials" {
+		t.Fatalf("wrong password = %d %+v", got, e)
+	}
+	if got := tn.call("POST", "/v1/auth/login", map[string]string{"username": "nobody", "password": "wrong password 1234"}, &e); got != 401 || e.Error.Code != "invalid_credentials" {
+		t.Fatalf("unknown user = %d %+v", got, e)
+	}
+
+	// TOTP enrolment, then a step-up login.
+	tn.token = tok.AccessToken
+	var enr struct {
+		Secret string `json:"secret"`
+		URL    string `json:"otpauth_url"`
+	}
+	tn.mustCall(200, "POST", "/v1/auth/mfa/totp/enroll", nil, &enr)
+	secrets = append(secrets, enr.Secret)
+	code, err := totp.GenerateCode(enr.Secret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rc struct {
+		Codes []string `json:"recovery_codes"`
+	}
+	tn.mustCall(200, "POST", "/v1/auth/mfa/totp/confirm", map[string]string{"code": code}, &rc)
+	secrets = append(secrets, rc.Codes...)
+	if got := tn.call("POST", "/v1/auth/login", map[string]string{"username": "alice", "password": pw}, &e); got != 401 || e.Error.Code != "mfa_required" {
+		t.Fatalf("login without code = %d %+v", got, e)
+	}
+	// The confirm code was used; the next step's code is within the ±1 step
+	// tolerance (RFC 6238 §5.2).
+	code2, _ := totp.GenerateCode(enr.Secret, time.Now().Add(30*time.Second))
+	secrets = append(secrets, code, code2)
+	var tok2 struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	tn.mustCall(200, "POST", "/v1/auth/login", map[string]string{"username": "alice", "password": pw, "totp": code2}, &tok2)
+	secrets = append(secrets, tok2.AccessToken, tok2.RefreshToken)
+	if got := tn.call("POST", "/v1/auth/login", map[string]string{"username": "alice", "password": pw, "totp": code2}, &e); got != 401 {
+		t.Fatalf("replayed TOTP code = %d", got)
+	}
+	tn.token = tok2.AccessToken
+
+	// Step-up operations: import a key, create an API key, use it.
+	priv := "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+	secrets = append(secrets, priv)
+	var acc account
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "imported", "private_key": "0x" + priv}, &acc)
+	if acc.Address != "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23" {
+		t.Fatalf("imported address %s", acc.Address)
+	}
+	var ak struct {
+		ID  string `json:"id"`
+		Key string `json:"key"`
+	}
+	tn.mustCall(201, "POST", "/v1/auth/api-keys", map[string]any{"name": "ci", "actions": []string{"account.sign", "account.read"}, "accounts": []string{"imported"}}, &ak)
+	secrets = append(secrets, ak.Key)
+	req, _ := http.NewRequest("POST", tn.url+"/v1/accounts/imported/sign-message", strings.NewReader(`{"data":"via api key"}`))
+	req.Header.Set("X-API-Key", ak.Key)
+	resp, err := tn.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("api key sign = %d", resp.StatusCode)
+	}
+	var rt struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	tn.mustCall(200, "POST", "/v1/auth/refresh", map[string]string{"refresh_token": tok2.RefreshToken}, &rt)
+	secrets = append(secrets, rt.AccessToken, rt.RefreshToken)
+	tn.token = rt.AccessToken
+	tn.mustCall(204, "DELETE", "/v1/accounts/imported", nil, nil)
+
+	// The operator can find a token's uses by hashing it.
+	tn.token = ir.RootToken
+	var h struct{ Hash string }
+	tn.mustCall(200, "POST", "/v1/sys/audit/hash", map[string]string{"input": tok.RefreshToken}, &h)
+	var pk struct {
+		KeyID     string `json:"key_id"`
+		PublicKey string `json:"public_key"`
+		HeadSeq   uint64 `json:"head_seq"`
+	}
+	tn.mustCall(200, "GET", "/v1/sys/audit/public-key", nil, &pk)
+	tn.stop()
+
+	raw, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets {
+		if s != "" && bytes.Contains(raw, []byte(s)) {
+			t.Errorf("a secret (%d chars) appears in the audit log", len(s))
+		}
+	}
+	if !bytes.Contains(raw, []byte(h.Hash)) {
+		t.Error("the HMAC of the refresh token is not in the log")
+	}
+	for _, want := range []string{`"operation":"accounts.sign_message"`, `"api_key_id":`, `"subject":"alice"`, `"status":401`, `"error_code":"invalid_credentials"`, `"account":"alice/imported"`} {
+		if !bytes.Contains(raw, []byte(want)) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+	pub, _ := hex.DecodeString(pk.PublicKey)
+	keys := map[string]ed25519.PublicKey{pk.KeyID: pub}
+	rep, err := audit.Verify(bytes.NewReader(raw), keys, audit.VerifyOptions{MinSeq: pk.HeadSeq})
+	if err != nil {
+		t.Fatalf("untouched log does not verify: %v", err)
+	}
+	edited := bytes.Replace(raw, []byte(`"subject":"alice"`), []byte(`"subject":"mallory"`), 1)
+	if _, err := audit.Verify(bytes.NewReader(edited), keys); err == nil {
+		t.Fatal("edited log verifies")
+	}
+	lines := bytes.SplitAfter(bytes.TrimRight(raw, "\n"), []byte("\n"))
+	short := bytes.Join(lines[:len(lines)-1], nil)
+	if _, err := audit.Verify(bytes.NewReader(short), keys, audit.VerifyOptions{MinSeq: rep.LastSeq}); err == nil {
+		t.Fatal("shortened log verifies against the known head")
+	}
+	holed := bytes.Join(append(append([][]byte{}, lines[:len(lines)/2]...), lines[len(lines)/2+1:]...), nil)
+	if _, err := audit.Verify(bytes.NewReader(holed), keys); err == nil {
+		t.Fatal("log with a line removed verifies")
+	}
+}
+
+// flakySink fails while broken is set: a fault-injecting sink.
+type flakySink struct{ broken atomic.Bool }
+
+func (f *flakySink) Write(p []byte) error {
+	if f.broken.Load() {
+		return errors.New("injected sink failure")
+	}
+	return nil
+}
+func (f *flakySink) Name() string { return "flaky" }
+
+// TestAuditFailClosed: with no sink able to record, requests are refused;
+// once the sink heals, they are served again.
+func TestAuditFailClosed(t *testing.T) {
+	sink := &flakySink{}
+	tn := startNode(t, t.TempDir(), nodeOpts{auditSinks: []audit.Sink{sink}})
+	root := initShamir(t, tn)
+	tn.token = root
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "a"}, nil)
+	sink.broken.Store(true)
+	var e apiErr
+	if got := tn.call("POST", "/v1/accounts/a/sign-message", map[string]string{"data": "x"}, &e); got != 503 || e.Error.Code != "audit_unavailable" {
+		t.Fatalf("unaudited request served: %d %+v", got, e)
+	}
+	if got := tn.call("POST", "/v1/accounts", map[string]string{"name": "b"}, &e); got != 503 {
+		t.Fatalf("unaudited create served: %d", got)
+	}
+	sink.broken.Store(false)
+	tn.mustCall(200, "POST", "/v1/accounts/a/sign-message", map[string]string{"data": "x"}, nil)
+}

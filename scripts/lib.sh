@@ -145,6 +145,10 @@ mv_ensure_postgres() {
 		mv_log "MOONVAULT_TEST_POSTGRES_URL is set; not managing a local PostgreSQL"
 		return 0
 	fi
+	# Already answering (a local cluster, or a container publishing 5432)?
+	if command -v psql >/dev/null 2>&1 && mv_pg_ready && mv_pg_login_ok; then
+		return 0
+	fi
 	local installed_now='' v
 	if ! command -v pg_isready >/dev/null 2>&1 || ! mv_pg_version >/dev/null; then
 		mv_apt_install postgresql

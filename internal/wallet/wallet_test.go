@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -411,4 +410,3 @@ func TestForgedAccountRefused(t *testing.T) {
 	}
 }
 
-var _ io.Reader = failingReader{}

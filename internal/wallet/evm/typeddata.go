@@ -20,6 +20,15 @@ const MaxTypedDataSize = 1 << 20
 // maxArrayLen bounds a declared fixed array length.
 const maxArrayLen = 1 << 16
 
+// go-ethereum's encoder re-validates every type for every struct value it
+// encodes (cost: types × struct values), so both are bounded to keep one
+// request from burning CPU for seconds.
+const (
+	maxTypes        = 256
+	maxMembers      = 2048 // over all types
+	maxStructValues = 10_000
+)
+
 var (
 	typeNameRe  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`) // as go-ethereum accepts struct names
 	fieldNameRe = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*$`)
@@ -87,7 +96,8 @@ func ParseTypedData(raw json.RawMessage) (*apitypes.TypedData, error) {
 	if err != nil {
 		return nil, err
 	}
-	norm, err := checkValue(td.Types, "message", td.PrimaryType, msg)
+	budget := maxStructValues
+	norm, err := checkValue(td.Types, &budget, "message", td.PrimaryType, msg)
 	if err != nil {
 		return nil, err
 	}
@@ -121,13 +131,21 @@ func parseTypes(raw json.RawMessage) (apitypes.Types, error) {
 	if err := json.Unmarshal(raw, &decl); err != nil {
 		return nil, fieldErr("types", "must map type names to arrays of {name, type}")
 	}
+	if len(decl) > maxTypes {
+		return nil, fieldErr("types", fmt.Sprintf("more than %d types", maxTypes))
+	}
 	if _, ok := decl["EIP712Domain"]; !ok {
 		return nil, fieldErr("types.EIP712Domain", "required")
 	}
 	out := make(apitypes.Types, len(decl))
 	names := make([]string, 0, len(decl))
-	for n := range decl {
+	members := 0
+	for n, fs := range decl {
 		names = append(names, n)
+		members += len(fs)
+	}
+	if members > maxMembers {
+		return nil, fieldErr("types", fmt.Sprintf("more than %d members in all", maxMembers))
 	}
 	slices.Sort(names)
 	for _, n := range names {
@@ -304,7 +322,8 @@ func parseDomain(ts apitypes.Types, raw json.RawMessage) (apitypes.TypedDataDoma
 	if err != nil {
 		return d, err
 	}
-	norm, err := checkValue(ts, "domain", "EIP712Domain", v)
+	budget := 1
+	norm, err := checkValue(ts, &budget, "domain", "EIP712Domain", v)
 	if err != nil {
 		return d, err
 	}
@@ -329,7 +348,7 @@ func parseDomain(ts apitypes.Types, raw json.RawMessage) (apitypes.TypedDataDoma
 // checkValue validates v against the EIP-712 type typ and returns it
 // normalised for apitypes: integers become *big.Int, everything else keeps
 // its JSON form.
-func checkValue(ts apitypes.Types, path, typ string, v any) (any, error) {
+func checkValue(ts apitypes.Types, budget *int, path, typ string, v any) (any, error) {
 	base, dims, err := splitArrays(path, typ)
 	if err != nil {
 		return nil, err
@@ -345,13 +364,16 @@ func checkValue(ts apitypes.Types, path, typ string, v any) (any, error) {
 		elem := typ[:strings.LastIndexByte(typ, '[')]
 		out := make([]any, len(arr))
 		for i, e := range arr {
-			if out[i], err = checkValue(ts, fmt.Sprintf("%s[%d]", path, i), elem, e); err != nil {
+			if out[i], err = checkValue(ts, budget, fmt.Sprintf("%s[%d]", path, i), elem, e); err != nil {
 				return nil, err
 			}
 		}
 		return out, nil
 	}
 	if fields, ok := ts[base]; ok {
+		if *budget--; *budget < 0 {
+			return nil, fieldErr(path, fmt.Sprintf("more than %d struct values", maxStructValues))
+		}
 		obj, ok := v.(map[string]any)
 		if !ok {
 			return nil, fieldErr(path, "must be an object of type "+quote(base))
@@ -362,7 +384,7 @@ func checkValue(ts apitypes.Types, path, typ string, v any) (any, error) {
 			if !present || fv == nil {
 				return nil, fieldErr(path+"."+f.Name, "required")
 			}
-			if out[f.Name], err = checkValue(ts, path+"."+f.Name, f.Type, fv); err != nil {
+			if out[f.Name], err = checkValue(ts, budget, path+"."+f.Name, f.Type, fv); err != nil {
 				return nil, err
 			}
 		}

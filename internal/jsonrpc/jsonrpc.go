@@ -1,0 +1,289 @@
+// Package jsonrpc serves the Ethereum JSON-RPC 2.0 remote-signer methods
+// (eth_accounts, eth_sign, personal_sign, eth_signTransaction,
+// eth_signTypedData_v4) with the parameter orders Ethereum clients send, so
+// that ethers, web3.js and Foundry can use the vault as a remote signer.
+package jsonrpc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+
+	"github.com/moonvault/moonvault/internal/wallet/evm"
+)
+
+// JSON-RPC 2.0 error codes (JSON-RPC 2.0 §5.1).
+const (
+	CodeParse          = -32700
+	CodeInvalidRequest = -32600
+	CodeMethodNotFound = -32601
+	CodeInvalidParams  = -32602
+	CodeInternal       = -32603
+	CodeServer         = -32000
+)
+
+// MaxBatch bounds the requests of one batch.
+const MaxBatch = 100
+
+// Signer is implemented by the HTTP layer per request, bound to the
+// authenticated principal.
+type Signer interface {
+	Accounts(ctx context.Context) ([]common.Address, error)
+	SignMessage(ctx context.Context, addr common.Address, data []byte) ([]byte, error)
+	SignTransaction(ctx context.Context, tx json.RawMessage) ([]byte, error)
+	SignTypedData(ctx context.Context, addr common.Address, typedData json.RawMessage) ([]byte, error)
+}
+
+// Error is a JSON-RPC error object.
+type Error struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+type request struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params"`
+}
+
+type response struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Result  any             `json:"result,omitempty"`
+	Error   *Error          `json:"error,omitempty"`
+}
+
+var null = json.RawMessage("null")
+
+// Handle answers a request or a batch. It never panics; a body that is all
+// notifications answers nothing (nil).
+func Handle(ctx context.Context, s Signer, body []byte) (out []byte) {
+	defer func() {
+		if recover() != nil {
+			out = encode(response{JSONRPC: "2.0", ID: null, Error: &Error{Code: CodeInternal, Message: "internal error"}})
+		}
+	}()
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return encode(errResp(null, CodeInvalidRequest, "empty request"))
+	}
+	if body[0] == '[' {
+		var items []json.RawMessage
+		if err := json.Unmarshal(body, &items); err != nil {
+			return encode(errResp(null, CodeParse, "parse error: invalid JSON"))
+		}
+		if len(items) == 0 {
+			return encode(errResp(null, CodeInvalidRequest, "empty batch"))
+		}
+		if len(items) > MaxBatch {
+			return encode(errResp(null, CodeInvalidRequest, fmt.Sprintf("batch of %d requests exceeds %d", len(items), MaxBatch)))
+		}
+		var resps []response
+		for _, it := range items {
+			if r, ok := handleOne(ctx, s, it); ok {
+				resps = append(resps, r)
+			}
+		}
+		if len(resps) == 0 {
+			return nil
+		}
+		return encode(resps)
+	}
+	if !json.Valid(body) {
+		return encode(errResp(null, CodeParse, "parse error: invalid JSON"))
+	}
+	r, ok := handleOne(ctx, s, body)
+	if !ok {
+		return nil
+	}
+	return encode(r)
+}
+
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return []byte(`{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"internal error"}}`)
+	}
+	return b
+}
+
+func errResp(id json.RawMessage, code int, msg string) response {
+	return response{JSONRPC: "2.0", ID: id, Error: &Error{Code: code, Message: msg}}
+}
+
+// validID accepts the id types of JSON-RPC 2.0: string, number or null.
+func validID(id json.RawMessage) bool {
+	if len(id) == 0 {
+		return true
+	}
+	switch id[0] {
+	case '"', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'n':
+		return true
+	}
+	return false
+}
+
+// handleOne answers one request; ok is false for a notification.
+func handleOne(ctx context.Context, s Signer, raw json.RawMessage) (response, bool) {
+	var req request
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&req); err != nil || req.JSONRPC != "2.0" || req.Method == "" || !validID(req.ID) {
+		return errResp(null, CodeInvalidRequest, "invalid request: need jsonrpc \"2.0\", a method and an id"), true
+	}
+	notification := len(req.ID) == 0
+	result, err := dispatch(ctx, s, req.Method, req.Params)
+	if notification {
+		return response{}, false
+	}
+	if err != nil {
+		return response{JSONRPC: "2.0", ID: req.ID, Error: toError(err)}, true
+	}
+	return response{JSONRPC: "2.0", ID: req.ID, Result: result}, true
+}
+
+func toError(err error) *Error {
+	var je *Error
+	if errors.As(err, &je) {
+		return je
+	}
+	var fe *evm.FieldError
+	if errors.As(err, &fe) {
+		return &Error{Code: CodeInvalidParams, Message: fe.Error()}
+	}
+	return &Error{Code: CodeServer, Message: err.Error()}
+}
+
+func invalidParams(format string, a ...any) error {
+	return &Error{Code: CodeInvalidParams, Message: "invalid params: " + fmt.Sprintf(format, a...)}
+}
+
+// params decodes a positional parameter array, requiring at least min.
+func params(raw json.RawMessage, min, max int) ([]json.RawMessage, error) {
+	var ps []json.RawMessage
+	if len(raw) == 0 || string(raw) == "null" {
+		ps = nil
+	} else if err := json.Unmarshal(raw, &ps); err != nil {
+		return nil, invalidParams("params must be an array")
+	}
+	if len(ps) < min || len(ps) > max {
+		if min == max {
+			return nil, invalidParams("want %d parameters, got %d", min, len(ps))
+		}
+		return nil, invalidParams("want %d to %d parameters, got %d", min, max, len(ps))
+	}
+	return ps, nil
+}
+
+func address(raw json.RawMessage, name string) (common.Address, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil || !common.IsHexAddress(s) || !strings.HasPrefix(s, "0x") {
+		return common.Address{}, invalidParams("%s must be a 0x-prefixed 20-byte address", name)
+	}
+	return common.HexToAddress(s), nil
+}
+
+// message decodes the data of eth_sign/personal_sign: 0x-hex bytes, or —
+// as MetaMask and ethers accept — a plain UTF-8 string.
+func message(raw json.RawMessage) ([]byte, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, invalidParams("data must be a string")
+	}
+	if strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X") {
+		b, err := hexutil.Decode(s)
+		if err != nil {
+			return nil, invalidParams("data is not valid hex: %v", err)
+		}
+		return b, nil
+	}
+	return []byte(s), nil
+}
+
+func dispatch(ctx context.Context, s Signer, method string, raw json.RawMessage) (any, error) {
+	switch method {
+	case "eth_accounts":
+		if _, err := params(raw, 0, 0); err != nil {
+			return nil, err
+		}
+		addrs, err := s.Accounts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]string, len(addrs)) // EIP-55 checksummed
+		for i, a := range addrs {
+			out[i] = a.Hex()
+		}
+		return out, nil
+	case "eth_sign": // [address, data]
+		ps, err := params(raw, 2, 2)
+		if err != nil {
+			return nil, err
+		}
+		addr, err := address(ps[0], "address")
+		if err != nil {
+			return nil, err
+		}
+		data, err := message(ps[1])
+		if err != nil {
+			return nil, err
+		}
+		return sigResult(s.SignMessage(ctx, addr, data))
+	case "personal_sign": // [data, address, password?]
+		ps, err := params(raw, 2, 3)
+		if err != nil {
+			return nil, err
+		}
+		data, err := message(ps[0])
+		if err != nil {
+			return nil, err
+		}
+		addr, err := address(ps[1], "address")
+		if err != nil {
+			return nil, err
+		}
+		return sigResult(s.SignMessage(ctx, addr, data))
+	case "eth_signTransaction": // [tx]
+		ps, err := params(raw, 1, 1)
+		if err != nil {
+			return nil, err
+		}
+		if len(ps[0]) == 0 || ps[0][0] != '{' {
+			return nil, invalidParams("transaction must be an object")
+		}
+		return sigResult(s.SignTransaction(ctx, ps[0]))
+	case "eth_signTypedData_v4", "eth_signTypedData": // [address, typedData]
+		ps, err := params(raw, 2, 2)
+		if err != nil {
+			return nil, err
+		}
+		addr, err := address(ps[0], "address")
+		if err != nil {
+			return nil, err
+		}
+		return sigResult(s.SignTypedData(ctx, addr, ps[1]))
+	}
+	return nil, &Error{Code: CodeMethodNotFound, Message: "method not found: " + truncate(method, 64)}
+}
+
+func sigResult(b []byte, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return hexutil.Encode(b), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

@@ -1,0 +1,256 @@
+package jsonrpc
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/moonvault/moonvault/internal/wallet/evm"
+)
+
+// keySigner is a Signer over one in-memory key using package evm, the way
+// the HTTP layer's implementation signs through the wallet service.
+type keySigner struct {
+	key  *ecdsa.PrivateKey
+	addr common.Address
+}
+
+func newKeySigner(t testing.TB) *keySigner {
+	k, err := crypto.ToECDSA(crypto.Keccak256([]byte("cow")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &keySigner{key: k, addr: crypto.PubkeyToAddress(k.PublicKey)}
+}
+
+var errUnknownAccount = errors.New("unknown account")
+
+func (s *keySigner) Accounts(context.Context) ([]common.Address, error) {
+	return []common.Address{s.addr}, nil
+}
+
+func (s *keySigner) check(a common.Address) error {
+	if a != s.addr {
+		return errUnknownAccount
+	}
+	return nil
+}
+
+func (s *keySigner) SignMessage(_ context.Context, a common.Address, data []byte) ([]byte, error) {
+	if err := s.check(a); err != nil {
+		return nil, err
+	}
+	sig, _, err := evm.SignMessage(data, s.key)
+	return sig, err
+}
+
+func (s *keySigner) SignTransaction(_ context.Context, raw json.RawMessage) ([]byte, error) {
+	from, ok, err := evm.ParseFrom(raw)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, &Error{Code: CodeInvalidParams, Message: "from is required"}
+	}
+	if err := s.check(from); err != nil {
+		return nil, err
+	}
+	tx, chainID, err := evm.ParseTransaction(raw)
+	if err != nil {
+		return nil, err
+	}
+	signed, err := evm.SignTransaction(tx, chainID, s.key)
+	if err != nil {
+		return nil, err
+	}
+	return signed.MarshalBinary()
+}
+
+func (s *keySigner) SignTypedData(_ context.Context, a common.Address, raw json.RawMessage) ([]byte, error) {
+	if err := s.check(a); err != nil {
+		return nil, err
+	}
+	td, err := evm.ParseTypedData(raw)
+	if err != nil {
+		return nil, err
+	}
+	sig, _, err := evm.SignTypedData(td, s.key)
+	return sig, err
+}
+
+type panicSigner struct{ keySigner }
+
+func (panicSigner) Accounts(context.Context) ([]common.Address, error) { panic("boom") }
+
+const (
+	cowAddr = "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"
+	mail    = `{"types":{"EIP712Domain":[{"name":"name","type":"string"},{"name":"version","type":"string"},{"name":"chainId","type":"uint256"},{"name":"verifyingContract","type":"address"}],"Person":[{"name":"name","type":"string"},{"name":"wallet","type":"address"}],"Mail":[{"name":"from","type":"Person"},{"name":"to","type":"Person"},{"name":"contents","type":"string"}]},"primaryType":"Mail","domain":{"name":"Ether Mail","version":"1","chainId":1,"verifyingContract":"0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC"},"message":{"from":{"name":"Cow","wallet":"0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"},"to":{"name":"Bob","wallet":"0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB"},"contents":"Hello, Bob!"}}`
+	mailSig = "0x4355c47d63924e8a72e509b65029052eb6c299d53a04e167c5775fd466751c9d07299936d304c153f6443dfa05f40ff007d72911b6f72307f996231605b915621c"
+	tx      = `{"from":"` + cowAddr + `","chainId":"0x1","nonce":"0x0","maxFeePerGas":"0x2","maxPriorityFeePerGas":"0x1","gas":"0x5208","to":"0x3535353535353535353535353535353535353535","value":"0x1"}`
+)
+
+type reply struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Result  json.RawMessage `json:"result"`
+	Error   *Error          `json:"error"`
+}
+
+func call(t *testing.T, s Signer, body string) reply {
+	t.Helper()
+	out := Handle(context.Background(), s, []byte(body))
+	var r reply
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("response %q: %v", out, err)
+	}
+	if r.JSONRPC != "2.0" {
+		t.Fatalf("response without jsonrpc 2.0: %s", out)
+	}
+	return r
+}
+
+func TestMethodsAndErrors(t *testing.T) {
+	s := newKeySigner(t)
+	hello := hexutil.Encode([]byte("hello"))
+	cases := []struct {
+		name, body string
+		code       int    // 0: success
+		result     string // expected raw JSON result, "" to skip
+		msg        string // substring of the error message
+	}{
+		{"accounts", `{"jsonrpc":"2.0","id":1,"method":"eth_accounts","params":[]}`, 0, `["` + cowAddr + `"]`, ""},
+		{"accounts no params", `{"jsonrpc":"2.0","id":1,"method":"eth_accounts"}`, 0, `["` + cowAddr + `"]`, ""},
+		{"eth_sign", `{"jsonrpc":"2.0","id":2,"method":"eth_sign","params":["` + cowAddr + `","` + hello + `"]}`, 0, "", ""},
+		{"personal_sign hex", `{"jsonrpc":"2.0","id":3,"method":"personal_sign","params":["` + hello + `","` + strings.ToLower(cowAddr) + `"]}`, 0, "", ""},
+		{"personal_sign text + password", `{"jsonrpc":"2.0","id":3,"method":"personal_sign","params":["hello","` + cowAddr + `","pw"]}`, 0, "", ""},
+		{"signTypedData object", `{"jsonrpc":"2.0","id":4,"method":"eth_signTypedData_v4","params":["` + cowAddr + `",` + mail + `]}`, 0, `"` + mailSig + `"`, ""},
+		{"signTypedData string", `{"jsonrpc":"2.0","id":"x","method":"eth_signTypedData_v4","params":["` + cowAddr + `",` + mustJSON(mail) + `]}`, 0, `"` + mailSig + `"`, ""},
+		{"signTransaction", `{"jsonrpc":"2.0","id":5,"method":"eth_signTransaction","params":[` + tx + `]}`, 0, "", ""},
+		{"parse error", `{"jsonrpc":"2.0",`, CodeParseError, "", "parse"},
+		{"batch parse error", `[{"jsonrpc":"2.0"`, CodeParseError, "", "parse"},
+		{"not an object", `42`, CodeInvalidRequest, "", ""},
+		{"wrong version", `{"jsonrpc":"1.0","id":1,"method":"eth_accounts"}`, CodeInvalidRequest, "", "2.0"},
+		{"no method", `{"jsonrpc":"2.0","id":1}`, CodeInvalidRequest, "", "method"},
+		{"bad id", `{"jsonrpc":"2.0","id":{},"method":"eth_accounts"}`, CodeInvalidRequest, "", "id"},
+		{"empty batch", `[]`, CodeInvalidRequest, "", "empty"},
+		{"unknown method", `{"jsonrpc":"2.0","id":1,"method":"eth_sendTransaction","params":[]}`, CodeMethodNotFound, "", "eth_sendTransaction"},
+		{"params object", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":{"a":1}}`, CodeInvalidParams, "", "array"},
+		{"eth_sign arity", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["` + cowAddr + `"]}`, CodeInvalidParams, "", "expected 2"},
+		{"eth_sign bad address", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["0x12","0x00"]}`, CodeInvalidParams, "", "address"},
+		{"eth_sign bad checksum", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["0xcD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826","0x00"]}`, CodeInvalidParams, "", "checksum"},
+		{"eth_sign text data", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["` + cowAddr + `","hello"]}`, CodeInvalidParams, "", "hex"},
+		{"personal_sign bad hex", `{"jsonrpc":"2.0","id":1,"method":"personal_sign","params":["0xzz","` + cowAddr + `"]}`, CodeInvalidParams, "", "hex"},
+		{"unknown account", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["0x3535353535353535353535353535353535353535","0x00"]}`, CodeServer, "", "unknown account"},
+		{"typed data invalid", `{"jsonrpc":"2.0","id":1,"method":"eth_signTypedData_v4","params":["` + cowAddr + `",` + strings.Replace(mail, `"primaryType":"Mail"`, `"primaryType":"Letter"`, 1) + `]}`, CodeInvalidParams, "", "invalid primaryType"},
+		{"tx invalid", `{"jsonrpc":"2.0","id":1,"method":"eth_signTransaction","params":[` + strings.Replace(tx, `"chainId":"0x1",`, "", 1) + `]}`, CodeInvalidParams, "", "invalid chainId"},
+		{"tx not object", `{"jsonrpc":"2.0","id":1,"method":"eth_signTransaction","params":["0x00"]}`, CodeInvalidParams, "", "object"},
+		{"signer's own rpc error", `{"jsonrpc":"2.0","id":1,"method":"eth_signTransaction","params":[{"chainId":1}]}`, CodeInvalidParams, "", "from is required"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := call(t, s, c.body)
+			if c.code == 0 {
+				if r.Error != nil {
+					t.Fatalf("error %+v", r.Error)
+				}
+				if c.result != "" && string(r.Result) != c.result {
+					t.Fatalf("result %s, want %s", r.Result, c.result)
+				}
+				if len(r.Result) == 0 {
+					t.Fatal("no result")
+				}
+				return
+			}
+			if r.Error == nil || r.Error.Code != c.code {
+				t.Fatalf("error %+v, want code %d", r.Error, c.code)
+			}
+			if !strings.Contains(r.Error.Message, c.msg) {
+				t.Fatalf("message %q lacks %q", r.Error.Message, c.msg)
+			}
+		})
+	}
+}
+
+func mustJSON(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func TestSignaturesVerify(t *testing.T) {
+	s := newKeySigner(t)
+	r := call(t, s, `{"jsonrpc":"2.0","id":1,"method":"personal_sign","params":["hello","`+cowAddr+`"]}`)
+	var sigHex string
+	json.Unmarshal(r.Result, &sigHex)
+	sig := common.FromHex(sigHex)
+	if len(sig) != 65 || sig[64] < 27 {
+		t.Fatalf("signature %s", sigHex)
+	}
+	sig[64] -= 27
+	pub, err := crypto.SigToPub(crypto.Keccak256([]byte("\x19Ethereum Signed Message:\n5hello")), sig)
+	if err != nil || crypto.PubkeyToAddress(*pub) != s.addr {
+		t.Fatalf("personal_sign does not recover: %v", err)
+	}
+
+	r = call(t, s, `{"jsonrpc":"2.0","id":1,"method":"eth_signTransaction","params":[`+tx+`]}`)
+	var rawHex string
+	json.Unmarshal(r.Result, &rawHex)
+	var decoded types.Transaction
+	if err := decoded.UnmarshalBinary(common.FromHex(rawHex)); err != nil {
+		t.Fatal(err)
+	}
+	from, err := types.Sender(types.LatestSignerForChainID(decoded.ChainId()), &decoded)
+	if err != nil || from != s.addr {
+		t.Fatalf("signed tx sender %s, %v", from, err)
+	}
+}
+
+func TestBatchAndNotifications(t *testing.T) {
+	s := newKeySigner(t)
+	out := Handle(context.Background(), s, []byte(`[
+		{"jsonrpc":"2.0","id":1,"method":"eth_accounts"},
+		{"jsonrpc":"2.0","method":"eth_accounts"},
+		{"jsonrpc":"2.0","id":"b","method":"nope"},
+		7
+	]`))
+	var rs []reply
+	if err := json.Unmarshal(out, &rs); err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	if len(rs) != 3 {
+		t.Fatalf("want 3 responses (notification omitted), got %s", out)
+	}
+	if string(rs[0].ID) != "1" || rs[0].Error != nil {
+		t.Fatalf("first: %+v", rs[0])
+	}
+	if string(rs[1].ID) != `"b"` || rs[1].Error.Code != CodeMethodNotFound {
+		t.Fatalf("second: %+v", rs[1])
+	}
+	if string(rs[2].ID) != "null" || rs[2].Error.Code != CodeInvalidRequest {
+		t.Fatalf("third: %+v", rs[2])
+	}
+	if out := Handle(context.Background(), s, []byte(`{"jsonrpc":"2.0","method":"eth_accounts"}`)); out != nil {
+		t.Fatalf("notification answered: %s", out)
+	}
+	if out := Handle(context.Background(), s, []byte(`[{"jsonrpc":"2.0","method":"eth_accounts"}]`)); out != nil {
+		t.Fatalf("all-notification batch answered: %s", out)
+	}
+	big := "[" + strings.Repeat(`{"jsonrpc":"2.0","id":1,"method":"eth_accounts"},`, MaxBatch) + `{"jsonrpc":"2.0","id":1,"method":"eth_accounts"}]`
+	if r := call(t, s, big); r.Error == nil || r.Error.Code != CodeInvalidRequest {
+		t.Fatalf("oversized batch: %+v", r)
+	}
+}
+
+func TestPanicBecomesInternalError(t *testing.T) {
+	r := call(t, panicSigner{*newKeySigner(t)}, `{"jsonrpc":"2.0","id":9,"method":"eth_accounts"}`)
+	if r.Error == nil || r.Error.Code != CodeInternal || string(r.ID) != "9" {
+		t.Fatalf("%+v", r)
+	}
+}

@@ -1,0 +1,66 @@
+package server
+
+import (
+	"bytes"
+	"crypto/tls"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/moonvault/moonvault/internal/config"
+)
+
+// BenchmarkSignMessageHTTPS measures the whole hot path over real HTTPS:
+// TLS, limits, JWT authentication, policy, key load, secp256k1 signature,
+// audit (group commit with fsync), response. Run with -cpu and compare
+// with BenchmarkSecp256k1Sign in internal/auth.
+//
+//	go test -run '^$' -bench SignMessageHTTPS -benchtime 5s ./internal/server
+func BenchmarkSignMessageHTTPS(b *testing.B) {
+	for _, withAudit := range []bool{false, true} {
+		name := "no-audit"
+		if withAudit {
+			name = "audit-file"
+		}
+		b.Run(name, func(b *testing.B) {
+			logPath := b.TempDir() + "/audit.log"
+			tn := startNode(b, b.TempDir(), nodeOpts{mutate: func(c *config.Server) {
+				if withAudit {
+					c.AuditFile = logPath
+				}
+			}})
+			var ir initResp
+			tn.mustCall(200, "POST", "/v1/sys/init", map[string]int{"secret_shares": 1, "secret_threshold": 1}, &ir)
+			var st sealStatus
+			tn.mustCall(200, "POST", "/v1/sys/unseal", map[string]string{"key": ir.Keys[0]}, &st)
+			tn.token = ir.RootToken
+			tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "bench"}, nil)
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tn.pool, MinVersion: tls.VersionTLS13}, MaxIdleConnsPerHost: 256, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
+			client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+			body := []byte(`{"data":"hello","encoding":"utf8"}`)
+			url := tn.url + "/v1/accounts/bench/sign-message"
+			b.SetParallelism(32) // 32 x GOMAXPROCS connections
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+					req.Header.Set("Authorization", "Bearer "+tn.token)
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+		})
+	}
+}

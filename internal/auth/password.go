@@ -107,7 +107,7 @@ func parsePHC(phc string) (argonParams, []byte, []byte, error) {
 	if err1 != nil || err2 != nil || len(salt) < 8 || len(hash) < 16 || len(hash) > 64 {
 		return p, nil, nil, errBadPHC
 	}
-	p.KeyLen = uint32(len(hash))
+	p.KeyLen = uint32(len(hash)) // #nosec G115 -- len(hash) <= 64, checked above
 	p.SaltLen = len(salt)
 	return p, salt, hash, nil
 }

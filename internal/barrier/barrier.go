@@ -296,7 +296,7 @@ func (kr *keyring) seal(path string, value []byte) []byte {
 	_, _ = rand.Read(rec[1+termLen : headerLen])
 	aad := append(rec[n:n], rec[:1+termLen]...)
 	aad = append(aad, path...)
-	return t.aead.Seal(rec[:headerLen], rec[1+termLen:headerLen], value, aad)
+	return t.aead.Seal(rec[:headerLen], rec[1+termLen:headerLen], value, aad) // #nosec G407 -- the nonce is filled by crypto/rand just above
 }
 
 // open authenticates and decrypts a record stored at path.

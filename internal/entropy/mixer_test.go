@@ -49,12 +49,12 @@ func TestMixerFaultInjection(t *testing.T) {
 	if st := m.Stats(); st.Mode != "augmentation" || st.Source != "pkcs11" {
 		t.Fatalf("stats = %+v", st)
 	}
-	read := func() (int, error, []byte) {
+	read := func() (int, []byte, error) {
 		p := bytes.Repeat([]byte{0xAA}, 32)
 		n, err := m.Read(p)
-		return n, err, p
+		return n, p, err
 	}
-	if n, err, _ := read(); err != nil || n != 32 {
+	if n, _, err := read(); err != nil || n != 32 {
 		t.Fatalf("healthy read = %d, %v", n, err)
 	}
 	before := m.Stats().HSMBytesRead
@@ -68,7 +68,7 @@ func TestMixerFaultInjection(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			failures := m.Stats().HealthFailures
 			mode.Store(int32(tc.fault))
-			n, err, p := read()
+			n, p, err := read()
 			if n != 0 || !errors.Is(err, entropy.ErrUnavailable) {
 				t.Fatalf("faulty read = %d, %v; want 0, ErrUnavailable", n, err)
 			}
@@ -82,11 +82,11 @@ func TestMixerFaultInjection(t *testing.T) {
 				t.Fatalf("health_failures = %d, want %d", got, failures+1)
 			}
 			// Still broken: still refused.
-			if _, err, _ := read(); !errors.Is(err, entropy.ErrUnavailable) {
+			if _, _, err := read(); !errors.Is(err, entropy.ErrUnavailable) {
 				t.Fatalf("second faulty read: %v", err)
 			}
 			mode.Store(int32(healthy))
-			n, err, p = read()
+			n, p, err = read()
 			if err != nil || n != 32 || bytes.Equal(p, bytes.Repeat([]byte{0xAA}, 32)) {
 				t.Fatalf("healed read = %d, %v", n, err)
 			}

@@ -183,12 +183,18 @@ func params(raw json.RawMessage, min, max int) ([]json.RawMessage, error) {
 	return ps, nil
 }
 
+// address reads a 0x-prefixed address; a mixed-case one must carry a valid
+// EIP-55 checksum (a wrong one is a typo, not an account to sign with).
 func address(raw json.RawMessage, name string) (common.Address, error) {
 	var s string
-	if err := json.Unmarshal(raw, &s); err != nil || !common.IsHexAddress(s) || !strings.HasPrefix(s, "0x") {
+	if err := json.Unmarshal(raw, &s); err != nil {
 		return common.Address{}, invalidParams("%s must be a 0x-prefixed 20-byte address", name)
 	}
-	return common.HexToAddress(s), nil
+	a, err := evm.ParseAddress(name, s)
+	if err != nil {
+		return common.Address{}, invalidParams("%s", err.Error())
+	}
+	return a, nil
 }
 
 // message decodes the data of eth_sign/personal_sign: 0x-hex bytes, or —

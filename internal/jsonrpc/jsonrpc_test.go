@@ -88,7 +88,7 @@ func (s *keySigner) SignTypedData(_ context.Context, a common.Address, raw json.
 
 type panicSigner struct{ keySigner }
 
-func (panicSigner) Accounts(context.Context) ([]common.Address, error) { panic("boom") }
+func (*panicSigner) Accounts(context.Context) ([]common.Address, error) { panic("boom") }
 
 const (
 	cowAddr = "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"
@@ -134,8 +134,8 @@ func TestMethodsAndErrors(t *testing.T) {
 		{"signTypedData object", `{"jsonrpc":"2.0","id":4,"method":"eth_signTypedData_v4","params":["` + cowAddr + `",` + mail + `]}`, 0, `"` + mailSig + `"`, ""},
 		{"signTypedData string", `{"jsonrpc":"2.0","id":"x","method":"eth_signTypedData_v4","params":["` + cowAddr + `",` + mustJSON(mail) + `]}`, 0, `"` + mailSig + `"`, ""},
 		{"signTransaction", `{"jsonrpc":"2.0","id":5,"method":"eth_signTransaction","params":[` + tx + `]}`, 0, "", ""},
-		{"parse error", `{"jsonrpc":"2.0",`, CodeParseError, "", "parse"},
-		{"batch parse error", `[{"jsonrpc":"2.0"`, CodeParseError, "", "parse"},
+		{"parse error", `{"jsonrpc":"2.0",`, CodeParse, "", "parse"},
+		{"batch parse error", `[{"jsonrpc":"2.0"`, CodeParse, "", "parse"},
 		{"not an object", `42`, CodeInvalidRequest, "", ""},
 		{"wrong version", `{"jsonrpc":"1.0","id":1,"method":"eth_accounts"}`, CodeInvalidRequest, "", "2.0"},
 		{"no method", `{"jsonrpc":"2.0","id":1}`, CodeInvalidRequest, "", "method"},
@@ -143,10 +143,10 @@ func TestMethodsAndErrors(t *testing.T) {
 		{"empty batch", `[]`, CodeInvalidRequest, "", "empty"},
 		{"unknown method", `{"jsonrpc":"2.0","id":1,"method":"eth_sendTransaction","params":[]}`, CodeMethodNotFound, "", "eth_sendTransaction"},
 		{"params object", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":{"a":1}}`, CodeInvalidParams, "", "array"},
-		{"eth_sign arity", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["` + cowAddr + `"]}`, CodeInvalidParams, "", "expected 2"},
+		{"eth_sign arity", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["` + cowAddr + `"]}`, CodeInvalidParams, "", "want 2 parameters"},
 		{"eth_sign bad address", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["0x12","0x00"]}`, CodeInvalidParams, "", "address"},
 		{"eth_sign bad checksum", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["0xcD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826","0x00"]}`, CodeInvalidParams, "", "checksum"},
-		{"eth_sign text data", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["` + cowAddr + `","hello"]}`, CodeInvalidParams, "", "hex"},
+		{"eth_sign text data", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["` + cowAddr + `","hello"]}`, 0, "", ""},
 		{"personal_sign bad hex", `{"jsonrpc":"2.0","id":1,"method":"personal_sign","params":["0xzz","` + cowAddr + `"]}`, CodeInvalidParams, "", "hex"},
 		{"unknown account", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["0x3535353535353535353535353535353535353535","0x00"]}`, CodeServer, "", "unknown account"},
 		{"typed data invalid", `{"jsonrpc":"2.0","id":1,"method":"eth_signTypedData_v4","params":["` + cowAddr + `",` + strings.Replace(mail, `"primaryType":"Mail"`, `"primaryType":"Letter"`, 1) + `]}`, CodeInvalidParams, "", "invalid primaryType"},
@@ -249,8 +249,8 @@ func TestBatchAndNotifications(t *testing.T) {
 }
 
 func TestPanicBecomesInternalError(t *testing.T) {
-	r := call(t, panicSigner{*newKeySigner(t)}, `{"jsonrpc":"2.0","id":9,"method":"eth_accounts"}`)
-	if r.Error == nil || r.Error.Code != CodeInternal || string(r.ID) != "9" {
+	r := call(t, &panicSigner{*newKeySigner(t)}, `{"jsonrpc":"2.0","id":9,"method":"eth_accounts"}`)
+	if r.Error == nil || r.Error.Code != CodeInternal || r.Error.Message != "internal error" {
 		t.Fatalf("%+v", r)
 	}
 }

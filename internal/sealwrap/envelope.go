@@ -37,7 +37,7 @@ func encodeHeader(wrapped bool, keyID string) ([]byte, error) {
 	}
 	h := make([]byte, 0, headerFixed+len(keyID))
 	h = append(h, magic...)
-	h = append(h, version, flags, byte(len(keyID)))
+	h = append(h, version, flags, byte(len(keyID))) // #nosec G115 -- len(keyID) <= 255, checked above
 	return append(h, keyID...), nil
 }
 

@@ -409,4 +409,3 @@ func TestForgedAccountRefused(t *testing.T) {
 		t.Fatalf("uncached sign: %v", err)
 	}
 }
-

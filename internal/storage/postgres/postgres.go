@@ -67,7 +67,6 @@ type Backend struct {
 	stop     context.CancelFunc
 	stopped  chan struct{}
 	closed   bool
-	closeErr error
 }
 
 var (

@@ -373,12 +373,12 @@ func testConcurrent(t *testing.T, b storage.Backend) {
 				k := fmt.Sprintf("conc/%d/%03d", w, i)
 				v := []byte(k + "=value")
 				if err := b.Put(t.Context(), k, v); err != nil {
-					errc <- fmt.Errorf("Put(%s): %w", k, err)
+					errc <- fmt.Errorf("put %s: %w", k, err)
 					return
 				}
 				got, err := b.Get(t.Context(), k)
 				if err != nil || !bytes.Equal(got, v) {
-					errc <- fmt.Errorf("Get(%s) after Put = %q, %v", k, got, err)
+					errc <- fmt.Errorf("get %s after put = %q, %v", k, got, err)
 					return
 				}
 			}
@@ -387,7 +387,7 @@ func testConcurrent(t *testing.T, b storage.Backend) {
 			defer wg.Done()
 			for range perWriter {
 				if _, err := b.List(t.Context(), "conc/", "", 10); err != nil {
-					errc <- fmt.Errorf("List: %w", err)
+					errc <- fmt.Errorf("list: %w", err)
 					return
 				}
 			}

@@ -48,7 +48,6 @@ func commands() map[string]command {
 		"user":     {"manage users (admin)", runUser},
 		"audit":    {"verify an audit log, hash a value", runAudit},
 		"attest":   {"verify the server's TEE attestation", runAttest},
-		"bench":    {"load tool: drive sign-message or account creation, report throughput and latency", runBench},
 	}
 }
 

@@ -91,7 +91,9 @@ func classify(err error) (int, string, string, http.Header) {
 		return 400, "weak_password", err.Error(), nil
 	case errors.Is(err, auth.ErrUserExists), errors.Is(err, wallet.ErrExists):
 		return 409, "conflict", err.Error(), nil
-	case errors.Is(err, wallet.ErrInvalidName), errors.Is(err, wallet.ErrInvalidKey):
+	case errors.Is(err, wallet.ErrKeyMismatch):
+		return 500, "integrity_error", "stored key does not match the account", nil
+	case errors.Is(err, wallet.ErrInvalidName), errors.Is(err, wallet.ErrInvalidKey), errors.Is(err, wallet.ErrInvalidOwner):
 		return 400, "invalid_request", err.Error(), nil
 	case errors.Is(err, auth.ErrNotFound), errors.Is(err, wallet.ErrNotFound):
 		return 404, "not_found", "not found", nil

@@ -16,17 +16,17 @@ type histogram struct {
 
 func bucket(us uint64) int {
 	if us < 64 {
-		return int(us)
+		return int(us) // #nosec G115 -- us < 64
 	}
-	shift := bits.Len64(us) - 6 // us>>shift is in [32, 64)
-	i := 64 + (shift-1)*32 + int(us>>uint(shift)) - 32
+	shift := bits.Len64(us) - 6                        // us>>shift is in [32, 64)
+	i := 64 + (shift-1)*32 + int(us>>uint(shift)) - 32 // #nosec G115 -- us>>shift < 64
 	return min(i, len(histogram{}.counts)-1)
 }
 
 // lowerBound is the smallest value, in µs, that falls in bucket i.
 func lowerBound(i int) uint64 {
 	if i < 64 {
-		return uint64(i)
+		return uint64(i) // #nosec G115 -- 0 <= i < 64
 	}
 	k := i - 64
 	return uint64(k%32+32) << uint(k/32+1)
@@ -60,7 +60,7 @@ func (h *histogram) quantile(q float64) time.Duration {
 	for i, c := range h.counts {
 		seen += c
 		if seen >= rank {
-			return min(time.Duration(lowerBound(i))*time.Microsecond, h.max)
+			return min(time.Duration(lowerBound(i))*time.Microsecond, h.max) // #nosec G115 -- bucket bounds are below 2^40 µs
 		}
 	}
 	return h.max

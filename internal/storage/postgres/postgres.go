@@ -61,12 +61,12 @@ type Backend struct {
 	notifyPrefixes []string
 
 	// listener state; the listener starts with the first Subscribe.
-	mu       sync.Mutex
-	subs     map[uint64]func(string)
-	nextID   uint64
-	stop     context.CancelFunc
-	stopped  chan struct{}
-	closed   bool
+	mu      sync.Mutex
+	subs    map[uint64]func(string)
+	nextID  uint64
+	stop    context.CancelFunc
+	stopped chan struct{}
+	closed  bool
 }
 
 var (

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -115,8 +114,6 @@ func decodeString(field string, raw json.RawMessage) (string, error) {
 	}
 	return s, nil
 }
-
-var errNotInteger = errors.New("not an integer")
 
 // parseQuantity reads an unsigned integer of at most bits bits from a JSON
 // value: a 0x-hex string (JSON-RPC quantity; leading zeros tolerated), a

@@ -173,7 +173,7 @@ func (p *txParser) txType() uint8 {
 			p.err = fieldErr("type", fmt.Sprintf("unsupported transaction type %s (supported: 0-4)", t))
 			return 0
 		}
-		return uint8(t.Uint64())
+		return uint8(t.Uint64()) // #nosec G115 -- checked <= SetCodeTxType (4) above
 	}
 	switch {
 	case p.has("maxFeePerBlobGas") || p.has("blobVersionedHashes"):
@@ -418,7 +418,7 @@ func parseAuthorization(path string, raw json.RawMessage) (types.SetCodeAuthoriz
 	}
 	a.ChainID = *u256(vals["chainId"])
 	a.Nonce = vals["nonce"].Uint64()
-	a.V = uint8(vals["yParity"].Uint64())
+	a.V = uint8(vals["yParity"].Uint64()) // #nosec G115 -- yParity is checked to be 0 or 1 just above
 	a.R = *u256(vals["r"])
 	a.S = *u256(vals["s"])
 	// EIP-7702: an authorization whose signer cannot be recovered is skipped

@@ -61,6 +61,10 @@ func BenchmarkSignMessageHTTPS(b *testing.B) {
 			})
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+			if a := tn.node.Audit; a != nil {
+				st := a.Stats()
+				b.ReportMetric(float64(st.Lines)/float64(max(st.Batches, 1)), "lines/batch")
+			}
 		})
 	}
 }

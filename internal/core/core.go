@@ -301,7 +301,13 @@ func (c *Core) Init(ctx context.Context, req InitRequest) (*InitResult, error) {
 	if err := c.opts.Storage.Batch(ctx, physical); err != nil {
 		return nil, fmt.Errorf("store seal config: %w", err)
 	}
-	if err := c.unsealWith(ctx, root); err != nil {
+	if err := c.unsealWith(ctx, root); errors.Is(err, ErrUnsealRefused) {
+		// require_tee outside a TEE: the vault is initialised and its shares
+		// are returned (they are the only copy), but it stays sealed; a root
+		// token can be generated with the shares once unsealed in a TEE.
+		c.log.Warn("vault initialized but left sealed", "reason", err)
+		return res, nil
+	} else if err != nil {
 		return nil, err
 	}
 	if c.opts.Hooks.RootToken != nil {

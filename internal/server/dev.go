@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,7 +41,7 @@ func (n *Node) devSetup(ctx context.Context, addr string) error {
 			if err := os.WriteFile(keyPath, []byte(base64.StdEncoding.EncodeToString(res.Keys[0])), 0o600); err != nil {
 				return fmt.Errorf("dev: save unseal key: %w", err)
 			}
-			if _, err := n.Core.Unseal(ctx, res.Keys[0]); err != nil {
+			if _, err := n.Core.Unseal(ctx, res.Keys[0]); err != nil && !errors.Is(err, core.ErrUnsealRefused) {
 				return fmt.Errorf("dev unseal: %w", err)
 			}
 		}
@@ -49,7 +50,7 @@ func (n *Node) devSetup(ctx context.Context, addr string) error {
 		}
 	} else if st.Sealed {
 		if n.hsm != nil {
-			if err := n.Core.AutoUnseal(ctx); err != nil {
+			if err := n.Core.AutoUnseal(ctx); err != nil && !errors.Is(err, core.ErrUnsealRefused) {
 				return fmt.Errorf("dev auto-unseal: %w", err)
 			}
 		} else {
@@ -64,13 +65,16 @@ func (n *Node) devSetup(ctx context.Context, addr string) error {
 			}
 			_, err = n.Core.Unseal(ctx, share)
 			secret.Wipe(share)
-			if err != nil {
+			if err != nil && !errors.Is(err, core.ErrUnsealRefused) {
 				return fmt.Errorf("dev unseal: %w", err)
 			}
 		}
 	}
 	if n.Core.Sealed() {
-		return errors.New("dev: vault is still sealed")
+		// require_tee outside a TEE: serve sealed (health 503); the log
+		// already says why.
+		fmt.Fprintf(n.out(), "\nMoon Vault dev server at https://%s is SEALED: a TEE is required (require_tee) and none was detected.\n\n", addr)
+		return nil
 	}
 
 	password := secret.String(os.Getenv("MOONVAULT_DEV_ADMIN_PASSWORD"))
@@ -97,10 +101,7 @@ func (n *Node) devSetup(ctx context.Context, addr string) error {
 			return err
 		}
 	}
-	out := n.opts.Out
-	if out == nil {
-		out = os.Stderr
-	}
+	out := n.out()
 	fmt.Fprintf(out, "\nMoon Vault dev server (do not use in production)\n\n")
 	fmt.Fprintf(out, "  Address:            https://%s\n", addr)
 	fmt.Fprintf(out, "  Seal:               %s\n", n.Core.SealType())
@@ -121,4 +122,11 @@ func (n *Node) devSetup(ctx context.Context, addr string) error {
 	}
 	fmt.Fprintf(out, "\n  export MOONVAULT_ADDR=https://%s\n  export MOONVAULT_CACERT=%s\n  moonvault login -username admin\n\n", addr, caPath)
 	return nil
+}
+
+func (n *Node) out() io.Writer {
+	if n.opts.Out == nil {
+		return os.Stderr
+	}
+	return n.opts.Out
 }

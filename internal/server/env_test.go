@@ -62,6 +62,7 @@ type nodeOpts struct {
 	logTo  io.Writer
 	// auditSinks are extra audit sinks (fault injection).
 	auditSinks []audit.Sink
+	wrapRandom func(HSMRandom) HSMRandom
 }
 
 // startNode runs a node over dir until the test ends (or stop is called).
@@ -82,7 +83,7 @@ func startNode(t testing.TB, dir string, o nodeOpts) *testNode {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := Build(ctx, Options{Config: cfg, Dev: o.dev, Logger: log, Out: io.Discard, AuditSinks: o.auditSinks})
+	n, err := Build(ctx, Options{Config: cfg, Dev: o.dev, Logger: log, Out: io.Discard, AuditSinks: o.auditSinks, WrapHSMRandom: o.wrapRandom})
 	if err != nil {
 		cancel()
 		t.Fatalf("build node: %v", err)

@@ -116,7 +116,16 @@ func TestPKCS11AutoUnsealSealWrapEntropy(t *testing.T) {
 	waitUnsealed(t, tn)
 	tn.token = ir.RootToken
 	tn.mustCall(200, "POST", "/v1/accounts/imported/sign-message", map[string]string{"data": "hi"}, nil)
+	// operator rewrap: every CSP already under the current HSM key is left
+	// alone (only the keyring is rewritten), and everything still works.
+	var rw struct{ Rewrapped int }
+	tn.mustCall(200, "POST", "/v1/sys/rewrap", nil, &rw)
+	if rw.Rewrapped != 1 {
+		t.Fatalf("rewrapped %d values, want 1 (the keyring)", rw.Rewrapped)
+	}
+	tn.mustCall(200, "POST", "/v1/accounts/imported/sign-message", map[string]string{"data": "hi"}, nil)
 	tn.stop()
+	checkNoCSPInClear(t, dir, hc, known)
 
 	// A wrong PIN: sealed, the log names the PKCS#11 code, never the PIN.
 	logs := &lockedBuf{}

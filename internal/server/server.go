@@ -54,7 +54,13 @@ type Options struct {
 	// AuditSinks are audit sinks beyond those of the configuration (for
 	// embedding, and fault-injecting sinks in tests).
 	AuditSinks []audit.Sink
+	// WrapHSMRandom, when set, wraps the HSM's random source before the
+	// entropy mixer sees it (fault injection in tests).
+	WrapHSMRandom func(HSMRandom) HSMRandom
 }
+
+// HSMRandom draws n bytes from the HSM's generator.
+type HSMRandom = func(ctx context.Context, n int) ([]byte, error)
 
 // Node is one running vault.
 type Node struct {
@@ -146,7 +152,11 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 		}
 	}
 	if mode == "augmentation" {
-		n.mixer = entropy.NewMixer(n.hsm.GenerateRandom, log)
+		src := HSMRandom(n.hsm.GenerateRandom)
+		if opts.WrapHSMRandom != nil {
+			src = opts.WrapHSMRandom(src)
+		}
+		n.mixer = entropy.NewMixer(src, log)
 	} else {
 		n.mixer = entropy.OS()
 	}

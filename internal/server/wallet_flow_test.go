@@ -2,6 +2,9 @@ package server
 
 import (
 	"encoding/json"
+	"net/http"
+
+	"github.com/go-jose/go-jose/v4"
 	"math/big"
 	"strings"
 	"testing"
@@ -75,6 +78,49 @@ func TestWalletFlow(t *testing.T) {
 		t.Fatalf("weak password = %d %+v", got, e)
 	}
 	alice, bob := login(t, tn, "alice", pw), login(t, tn, "bob", pw)
+
+	// A standard JOSE library verifies the access token against the JWKS.
+	var jwks jose.JSONWebKeySet
+	tn.mustCall(200, "GET", "/v1/auth/jwks", nil, &jwks)
+	jws, err := jose.ParseSigned(alice, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		t.Fatalf("parse access token: %v", err)
+	}
+	keys := jwks.Key(jws.Signatures[0].Header.KeyID)
+	if len(keys) != 1 {
+		t.Fatalf("kid %q not in the JWKS", jws.Signatures[0].Header.KeyID)
+	}
+	payload, err := jws.Verify(keys[0].Key)
+	if err != nil {
+		t.Fatalf("go-jose does not verify the access token: %v", err)
+	}
+	var claims map[string]any
+	_ = json.Unmarshal(payload, &claims)
+	for _, c := range []string{"iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "auth_time", "amr", "acr"} {
+		if _, ok := claims[c]; !ok {
+			t.Errorf("claim %s missing", c)
+		}
+	}
+
+	// Failed logins are limited: 429 with Retry-After.
+	limited := false
+	for i := 0; i < 15 && !limited; i++ {
+		req, _ := http.NewRequest("POST", tn.url+"/v1/auth/login", strings.NewReader(`{"username":"carol","password":"not the password"}`))
+		resp, err := tn.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 429 {
+			limited = true
+			if resp.Header.Get("Retry-After") == "" {
+				t.Fatal("429 without Retry-After")
+			}
+		}
+	}
+	if !limited {
+		t.Fatal("15 failed logins never answered 429")
+	}
 
 	// Accounts.
 	tn.token = alice

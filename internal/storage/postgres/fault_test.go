@@ -1,22 +1,19 @@
 package postgres_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/storage/postgres"
 	"github.com/moonvault/moonvault/internal/storage/postgres/pgtest"
+	"github.com/moonvault/moonvault/internal/storage/storagetest"
 )
 
 func batchOps(w, i int) []storage.Op {
@@ -138,73 +135,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 const killEnv = "MOONVAULT_PG_KILL_CHILD_URL"
 
-// TestKillDurability SIGKILLs a child writing through the backend and
-// checks every write it acknowledged is in the database.
+// TestKillDurability: every write acknowledged before a SIGKILL is in the
+// database afterwards (the shared contract in storagetest). The database
+// server itself is not killed: other packages' tests share it.
 func TestKillDurability(t *testing.T) {
-	if url := os.Getenv(killEnv); url != "" {
-		killChild(url)
-		return
+	url := os.Getenv("MOONVAULT_STORAGETEST_KILL_TARGET")
+	if url == "" {
+		url = pgtest.NewDatabase(t)
+		open(t, url) // migrate before the child starts
 	}
-	url := pgtest.NewDatabase(t)
-	open(t, url) // migrate before the child starts
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKillDurability$", "-test.count=1")
-	cmd.Env = append(os.Environ(), killEnv+"="+url)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start child: %v", err)
-	}
-	var acked []string
-	sc := bufio.NewScanner(out)
-	for len(acked) < 200 && sc.Scan() {
-		if k, ok := strings.CutPrefix(sc.Text(), "ack "); ok {
-			acked = append(acked, k)
-		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatalf("kill child: %v", err)
-	}
-	err = cmd.Wait()
-	if len(acked) < 200 {
-		t.Fatalf("child stopped after %d acks: %v", len(acked), err)
-	}
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child did not die by SIGKILL: %v", err)
-	}
-	b := open(t, url)
-	for _, k := range acked {
-		v, err := b.Get(t.Context(), k)
-		if err != nil || string(v) != "value-of-"+k {
-			t.Fatalf("acknowledged %s lost after kill -9: %q, %v", k, v, err)
-		}
-	}
-	t.Logf("%d acknowledged writes survived SIGKILL", len(acked))
-}
-
-func killChild(url string) {
-	ctx := context.Background()
-	b, err := postgres.Open(ctx, url, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child open:", err)
-		os.Exit(2)
-	}
-	w := bufio.NewWriter(os.Stdout)
-	for i := 0; ; i++ {
-		k := fmt.Sprintf("kill/%08d", i)
-		if i%2 == 0 {
-			err = b.Put(ctx, k, []byte("value-of-"+k))
-		} else {
-			err = b.Batch(ctx, []storage.Op{{Key: k, Value: []byte("value-of-" + k)}, {Key: k + "/x", Value: []byte("x")}})
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "child write:", err)
-			os.Exit(2)
-		}
-		fmt.Fprintf(w, "ack %s\n", k)
-		w.Flush()
-	}
+	storagetest.KillDurability(t, url, func(u string) (storage.Backend, error) { return postgres.Open(context.Background(), u, nil) })
 }

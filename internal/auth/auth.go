@@ -48,8 +48,10 @@ const (
 	prefixRevoked  = "auth/revoked/"
 	prefixJWTKeys  = "auth/jwt-keys/"
 	prefixJWTSeeds = "auth/jwt-seeds/"
-	prefixTOTP     = "auth/totp/"
-	prefixAPIKeys  = "auth/apikeys/"
+	// prefixDeletedUsers holds tombstones of deleted usernames.
+	prefixDeletedUsers = "auth/deleted-users/"
+	prefixTOTP         = "auth/totp/"
+	prefixAPIKeys      = "auth/apikeys/"
 )
 
 // Config tunes the service. Zero values take the documented defaults.

@@ -30,7 +30,9 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (*Tokens, error) {
 	}
 	now := s.now()
 	uk, ak := userKey(in.Username), addrKey(in.RemoteAddr)
-	if wait := s.limiter.retryAfter(now, uk, ak); wait > 0 {
+	wait, release := s.limiter.reserve(now, uk, ak)
+	defer release()
+	if wait > 0 {
 		s.log.Warn("login throttled", "username", in.Username, "remote_addr", in.RemoteAddr, "retry_after", wait)
 		return nil, &RateLimitError{RetryAfter: wait}
 	}

@@ -355,7 +355,7 @@ func TestStepUp(t *testing.T) {
 	// Password only: never enough.
 	e.user("bob", "user")
 	pb, _ := e.auth(e.login("bob").AccessToken)
-	if err := rules.Authorize(pb, policy.ActionAPIKeyCreate, nil, e.clock.Now()); !errors.Is(err, policy.ErrStepUpRequired) {
+	if err := rules.Authorize(pb, policy.ActionAPIKeyCreate, &policy.Resource{Owner: "bob"}, e.clock.Now()); !errors.Is(err, policy.ErrStepUpRequired) {
 		t.Fatal(err)
 	}
 }

@@ -19,6 +19,10 @@ type limiter struct {
 type failWindow struct {
 	start time.Time
 	n     int
+	// pending counts attempts being verified now: they count against the
+	// limit, so a burst of concurrent guesses cannot all pass the check
+	// before the first failure is recorded.
+	pending int
 }
 
 const maxLimiterEntries = 100000
@@ -34,10 +38,14 @@ func (l *limiter) retryAfter(now time.Time, keys ...string) time.Duration {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.waitLocked(now, keys)
+}
+
+func (l *limiter) waitLocked(now time.Time, keys []string) time.Duration {
 	var wait time.Duration
 	for _, k := range keys {
 		w := l.m[k]
-		if k == "" || w == nil || now.Sub(w.start) >= l.window || w.n < l.max {
+		if k == "" || w == nil || now.Sub(w.start) >= l.window || w.n+w.pending < l.max {
 			continue
 		}
 		if d := w.start.Add(l.window).Sub(now); d > wait {
@@ -45,6 +53,39 @@ func (l *limiter) retryAfter(now time.Time, keys ...string) time.Duration {
 		}
 	}
 	return wait
+}
+
+// reserve checks the keys and, when they may try, counts this attempt as
+// pending until release is called: check and count are one atomic step.
+func (l *limiter) reserve(now time.Time, keys ...string) (time.Duration, func()) {
+	if l.max <= 0 {
+		return 0, func() {}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if wait := l.waitLocked(now, keys); wait > 0 {
+		return wait, func() {}
+	}
+	held := make([]*failWindow, 0, len(keys))
+	for _, k := range keys {
+		if k == "" {
+			continue
+		}
+		w := l.m[k]
+		if w == nil || now.Sub(w.start) >= l.window {
+			w = &failWindow{start: now}
+			l.m[k] = w
+		}
+		w.pending++
+		held = append(held, w)
+	}
+	return 0, func() {
+		l.mu.Lock()
+		for _, w := range held {
+			w.pending--
+		}
+		l.mu.Unlock()
+	}
 }
 
 func (l *limiter) fail(now time.Time, keys ...string) {

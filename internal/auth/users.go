@@ -73,6 +73,11 @@ func (s *Service) CreateUser(ctx context.Context, username string, password secr
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("auth: create user: %w", err)
 	}
+	if _, err := s.kv.Get(ctx, prefixDeletedUsers+username); err == nil {
+		return nil, fmt.Errorf("%w: %q belonged to a deleted user and is never reused (its accounts and grants stay bound to it)", ErrUserExists, username)
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("auth: create user: %w", err)
+	}
 	rec := &userRecord{Username: username, Role: role, PasswordHash: phc, CreatedAt: s.now().UTC()}
 	if err := s.putJSON(ctx, prefixUsers+username, rec); err != nil {
 		return nil, fmt.Errorf("auth: create user: %w", err)
@@ -141,7 +146,10 @@ func (s *Service) DeleteUser(ctx context.Context, username string) error {
 	if err != nil {
 		return err
 	}
-	ops := []storage.Op{{Key: prefixUsers + username, Delete: true}, {Key: prefixTOTP + username, Delete: true}}
+	// A tombstone keeps the name from ever being reused: accounts, keys and
+	// grants are keyed by username, so a new namesake would inherit them.
+	ops := []storage.Op{{Key: prefixUsers + username, Delete: true}, {Key: prefixTOTP + username, Delete: true},
+		{Key: prefixDeletedUsers + username, Value: []byte(s.now().UTC().Format(time.RFC3339))}}
 	for _, k := range keys {
 		ops = append(ops, storage.Op{Key: prefixAPIKeys + k.ID, Delete: true})
 	}

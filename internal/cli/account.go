@@ -65,6 +65,9 @@ func runLogin(g *globals, args []string) error {
 			if err := os.WriteFile(f, []byte(tok+"\n"), 0o600); err != nil {
 				return fmt.Errorf("store token: %w", err)
 			}
+			if err := os.Chmod(f, 0o600); err != nil { // an older file keeps its mode otherwise
+				return fmt.Errorf("store token: %w", err)
+			}
 		}
 	}
 	if g.format == "json" {

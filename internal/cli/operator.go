@@ -61,10 +61,19 @@ func opUnseal(g *globals, args []string) error {
 	}
 	body := map[string]any{"reset": reset}
 	if !reset {
-		if len(pos) != 1 {
-			return usageError{"usage: moonvault operator unseal KEY"}
+		switch len(pos) {
+		case 0:
+			// Prompted (or piped), so the share stays out of argv and history.
+			k, err := readSecret(g, "MOONVAULT_UNSEAL_KEY", "Unseal key: ")
+			if err != nil {
+				return err
+			}
+			body["key"] = k
+		case 1:
+			body["key"] = pos[0]
+		default:
+			return usageError{"usage: moonvault operator unseal [KEY] (prompted when omitted)"}
 		}
-		body["key"] = pos[0]
 	}
 	c, err := newClient(g)
 	if err != nil {

@@ -155,21 +155,34 @@ func (c *Core) RekeyUpdate(ctx context.Context, nonce string, share []byte) (Rek
 		return RekeyStatus{}, err
 	}
 	newCfg := *cfg
-	var ops []storage.Op
 	if cfg.Type == "shamir" {
-		if err := c.opts.Barrier.Rekey(ctx, newKey); err != nil {
-			return RekeyStatus{}, fmt.Errorf("re-encrypt keyring: %w", err)
-		}
 		newCfg.SecretShares, newCfg.SecretThreshold = st.n, st.t
 	} else {
-		sum := sha256.Sum256(newKey)
-		ops = append(ops, storage.Op{Key: keyRecoveryHash, Value: sum[:]})
 		newCfg.RecoveryShares, newCfg.RecoveryThreshold = st.n, st.t
 	}
+	// Neither write may be abandoned half-way because the client went away.
+	wctx := context.WithoutCancel(ctx)
+	oldRaw, _ := json.Marshal(cfg)
 	raw, _ := json.Marshal(newCfg)
-	ops = append(ops, storage.Op{Key: keySealConfig, Value: raw})
-	if err := c.opts.Storage.Batch(ctx, ops); err != nil {
-		return RekeyStatus{}, fmt.Errorf("store new seal config: %w", err)
+	if cfg.Type == "shamir" {
+		// Seal config first, then the keyring under the new root key: if the
+		// keyring write fails the old config is put back and the old shares
+		// still unseal; the new root key never protects data unless its
+		// shares are about to be returned.
+		if err := c.opts.Storage.Put(wctx, keySealConfig, raw); err != nil {
+			return RekeyStatus{}, fmt.Errorf("store new seal config: %w", err)
+		}
+		if err := c.opts.Barrier.Rekey(wctx, newKey); err != nil {
+			if rerr := c.opts.Storage.Put(wctx, keySealConfig, oldRaw); rerr != nil {
+				c.log.Error("rekey failed and the previous seal config could not be restored", "err", rerr)
+			}
+			return RekeyStatus{}, fmt.Errorf("re-encrypt keyring: %w", err)
+		}
+	} else {
+		sum := sha256.Sum256(newKey)
+		if err := c.opts.Storage.Batch(wctx, []storage.Op{{Key: keyRecoveryHash, Value: sum[:]}, {Key: keySealConfig, Value: raw}}); err != nil {
+			return RekeyStatus{}, fmt.Errorf("store new recovery key: %w", err)
+		}
 	}
 	c.log.Info("rekey complete", "seal", cfg.Type, "shares", st.n, "threshold", st.t)
 	return RekeyStatus{Complete: true, N: st.n, T: st.t, Required: st.t, Keys: keys}, nil

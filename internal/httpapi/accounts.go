@@ -16,6 +16,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 
+	"github.com/moonvault/moonvault/internal/auth"
 	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/jsonrpc"
 	"github.com/moonvault/moonvault/internal/policy"
@@ -156,6 +157,14 @@ func (a *API) grant(q *request) (int, any, error) {
 	}
 	acc, err := a.loadAccount(q, policy.ActionAccountGrant)
 	if err != nil {
+		return 0, nil, err
+	}
+	// Only an existing user can be granted (names of deleted users are never
+	// reused, so a grant cannot pass to a later namesake).
+	if _, err := a.d.Auth.GetUser(q.ctx(), req.Principal); err != nil {
+		if errors.Is(err, auth.ErrNotFound) {
+			return 0, nil, errBadRequest("invalid_request", "invalid principal: no such user")
+		}
 		return 0, nil, err
 	}
 	if err := a.d.Wallet.Grant(q.ctx(), acc.Owner, acc.Name, req.Principal); err != nil {
@@ -355,7 +364,7 @@ func (s *rpcSigner) account(ctx context.Context, addr common.Address, act policy
 		if errors.Is(err, wallet.ErrNotFound) {
 			return nil, &jsonrpc.Error{Code: -32000, Message: "unknown account " + addr.Hex()}
 		}
-		return nil, err
+		return nil, rpcErr(err)
 	}
 	if err := s.a.authorize(s.q, act, &policy.Resource{Owner: acc.Owner, Name: acc.Name, Grants: acc.Grants}); err != nil {
 		if errors.Is(err, policy.ErrStepUpRequired) {
@@ -363,8 +372,22 @@ func (s *rpcSigner) account(ctx context.Context, addr common.Address, act policy
 		}
 		return nil, &jsonrpc.Error{Code: -32000, Message: "unknown account " + addr.Hex()}
 	}
-	s.q.account, s.q.address = acc.Owner+"/"+acc.Name, acc.Address.Hex()
+	// A batch may sign with several accounts: the audit line names them all.
+	s.q.account = appendList(s.q.account, acc.Owner+"/"+acc.Name)
+	s.q.address = appendList(s.q.address, acc.Address.Hex())
 	return acc, nil
+}
+
+func appendList(list, item string) string {
+	if list == "" {
+		return item
+	}
+	for _, x := range strings.Split(list, ",") {
+		if x == item {
+			return list
+		}
+	}
+	return list + "," + item
 }
 
 func (s *rpcSigner) Accounts(ctx context.Context) ([]common.Address, error) {
@@ -377,7 +400,7 @@ func (s *rpcSigner) Accounts(ctx context.Context) ([]common.Address, error) {
 	for {
 		accs, next, err := s.a.d.Wallet.List(ctx, p.Owner, after, 1000)
 		if err != nil {
-			return nil, err
+			return nil, rpcErr(err)
 		}
 		for i := range accs {
 			if s.a.authorize(s.q, policy.ActionSign, &policy.Resource{Owner: accs[i].Owner, Name: accs[i].Name, Grants: accs[i].Grants}) == nil ||
@@ -413,7 +436,7 @@ func (s *rpcSigner) SignTransaction(ctx context.Context, raw json.RawMessage) ([
 	if err != nil {
 		return nil, err
 	}
-	acc, err := s.account(ctx, *from, policy.ActionSign)
+	acc, err := s.account(ctx, *from, policy.ActionSign) // errors already safe for clients
 	if err != nil {
 		return nil, err
 	}
@@ -421,7 +444,8 @@ func (s *rpcSigner) SignTransaction(ctx context.Context, raw json.RawMessage) ([
 	if err != nil {
 		return nil, rpcErr(err)
 	}
-	return signed.MarshalBinary()
+	raw, err = signed.MarshalBinary()
+	return raw, rpcErr(err)
 }
 
 func (s *rpcSigner) SignTypedData(ctx context.Context, addr common.Address, raw json.RawMessage) ([]byte, error) {

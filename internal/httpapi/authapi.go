@@ -70,15 +70,15 @@ func (a *API) rotateJWTKey(q *request) (int, any, error) {
 // listSessions lists the caller's sessions; an admin may ask for another
 // user's with ?username=.
 func (a *API) listSessions(q *request) (int, any, error) {
-	user := q.principal.Owner
-	if u := q.URL.Query().Get("username"); u != "" && u != user {
-		if err := a.d.Policy.Authorize(q.principal, policy.ActionSessionManage, nil, a.d.Now()); err != nil {
-			return 0, nil, err
-		}
-		user = u
-	}
 	if q.principal.IsAPIKey() {
 		return 0, nil, errForbidden("API keys have no sessions")
+	}
+	user := q.principal.Owner
+	if u := q.URL.Query().Get("username"); u != "" {
+		user = u
+	}
+	if err := a.d.Policy.Authorize(q.principal, policy.ActionSessionManage, &policy.Resource{Owner: user}, a.d.Now()); err != nil {
+		return 0, nil, err
 	}
 	ss, err := a.d.Auth.Sessions(q.ctx(), user)
 	if err != nil {
@@ -94,10 +94,12 @@ func (a *API) revokeSession(q *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if s.Username != q.principal.Owner || q.principal.IsAPIKey() {
-		if err := a.d.Policy.Authorize(q.principal, policy.ActionSessionManage, nil, a.d.Now()); err != nil {
-			return 0, nil, errNotFound("not found")
-		}
+	if q.principal.IsAPIKey() {
+		return 0, nil, errForbidden("API keys have no sessions")
+	}
+	if err := a.d.Policy.Authorize(q.principal, policy.ActionSessionManage, &policy.Resource{Owner: s.Username}, a.d.Now()); err != nil {
+		// Another user's session: do not reveal that it exists.
+		return 0, nil, errNotFound("not found")
 	}
 	if err := a.d.Auth.RevokeSession(q.ctx(), sid); err != nil {
 		return 0, nil, err
@@ -144,7 +146,7 @@ func (a *API) totpDisable(q *request) (int, any, error) {
 	if err := a.requireUser(q); err != nil {
 		return 0, nil, err
 	}
-	if err := a.d.Policy.Authorize(q.principal, policy.ActionMFADisable, nil, a.d.Now()); err != nil {
+	if err := a.d.Policy.Authorize(q.principal, policy.ActionMFADisable, &policy.Resource{Owner: q.principal.Subject}, a.d.Now()); err != nil {
 		return 0, nil, err
 	}
 	if err := a.d.Auth.DisableTOTP(q.ctx(), q.principal.Subject); err != nil {
@@ -162,7 +164,7 @@ func (a *API) createAPIKey(q *request) (int, any, error) {
 	if err := decode(q, &req, false); err != nil {
 		return 0, nil, err
 	}
-	if err := a.d.Policy.Authorize(q.principal, policy.ActionAPIKeyCreate, nil, a.d.Now()); err != nil {
+	if err := a.d.Policy.Authorize(q.principal, policy.ActionAPIKeyCreate, &policy.Resource{Owner: q.principal.Owner}, a.d.Now()); err != nil {
 		return 0, nil, err
 	}
 	id, key, err := a.d.Auth.CreateAPIKey(q.ctx(), q.principal.Owner, req.Name, req.Actions, req.Accounts)
@@ -175,7 +177,7 @@ func (a *API) createAPIKey(q *request) (int, any, error) {
 }
 
 func (a *API) listAPIKeys(q *request) (int, any, error) {
-	if err := a.d.Policy.Authorize(q.principal, policy.ActionAPIKeyManage, nil, a.d.Now()); err != nil {
+	if err := a.d.Policy.Authorize(q.principal, policy.ActionAPIKeyManage, &policy.Resource{Owner: q.principal.Owner}, a.d.Now()); err != nil {
 		return 0, nil, err
 	}
 	ks, err := a.d.Auth.ListAPIKeys(q.ctx(), q.principal.Owner)
@@ -186,7 +188,7 @@ func (a *API) listAPIKeys(q *request) (int, any, error) {
 }
 
 func (a *API) revokeAPIKey(q *request) (int, any, error) {
-	if err := a.d.Policy.Authorize(q.principal, policy.ActionAPIKeyManage, nil, a.d.Now()); err != nil {
+	if err := a.d.Policy.Authorize(q.principal, policy.ActionAPIKeyManage, &policy.Resource{Owner: q.principal.Owner}, a.d.Now()); err != nil {
 		return 0, nil, err
 	}
 	if err := a.d.Auth.RevokeAPIKey(q.ctx(), q.principal.Owner, q.PathValue("id")); err != nil {

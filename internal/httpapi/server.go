@@ -186,6 +186,10 @@ func (a *API) wrap(rt route) http.Handler {
 				return
 			}
 		}
+		if a.d.Logger.Enabled(r.Context(), slog.LevelDebug) {
+			a.d.Logger.Debug("request", "request_id", requestID(r), "op", rt.op, "method", r.Method,
+				"path", r.URL.Path, "status", status, "code", code, "latency", time.Since(start).String())
+		}
 		for k, v := range hdr {
 			w.Header()[k] = v
 		}

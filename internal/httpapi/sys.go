@@ -273,6 +273,9 @@ func (a *API) attestation(q *request) (int, any, error) {
 }
 
 func (a *API) auditHash(q *request) (int, any, error) {
+	if a.d.Audit == nil {
+		return 0, nil, errNotFound("no audit sink is configured")
+	}
 	var req struct {
 		Input secret.String `json:"input"`
 	}
@@ -286,6 +289,9 @@ func (a *API) auditHash(q *request) (int, any, error) {
 }
 
 func (a *API) auditPublicKey(q *request) (int, any, error) {
+	if a.d.Audit == nil {
+		return 0, nil, errNotFound("no audit sink is configured")
+	}
 	id, pub := a.d.Audit.PublicKey()
 	if pub == nil {
 		return 0, nil, errNotFound("no audit signing key")

@@ -172,7 +172,12 @@ func authorizeUser(p *identity.Principal, a Action, res *Resource) error {
 		}
 		return ErrDenied
 	case ActionSessionManage, ActionAPIKeyManage, ActionAPIKeyCreate, ActionMFADisable:
-		self := res == nil || res.Owner == "" || res.Owner == user
+		// The handler names the user acted on; a missing one is denied, never
+		// taken as "self" (a nil resource once let any user end others' sessions).
+		if res == nil || res.Owner == "" {
+			return ErrDenied
+		}
+		self := res.Owner == user
 		switch {
 		case self:
 			return nil

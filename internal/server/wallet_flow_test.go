@@ -279,6 +279,39 @@ func TestWalletFlow(t *testing.T) {
 		t.Fatalf("unknown method code %d", rerr.Code)
 	}
 
+	// Sessions: a user neither lists nor ends another user's sessions.
+	tn.token = bob
+	if got := tn.call("GET", "/v1/auth/sessions?username=alice", nil, &e); got != 403 {
+		t.Fatalf("bob lists alice's sessions: %d", got)
+	}
+	var mine struct {
+		Sessions []struct {
+			ID string `json:"id"`
+		} `json:"sessions"`
+	}
+	tn.callTok(alice, "GET", "/v1/auth/sessions", nil, &mine)
+	if len(mine.Sessions) == 0 || mine.Sessions[0].ID == "" {
+		t.Fatal("alice has no sessions listed")
+	}
+	for _, s := range mine.Sessions {
+		if got := tn.call("DELETE", "/v1/auth/sessions/"+s.ID, nil, &e); got != 404 {
+			t.Fatalf("bob ends alice's session: %d", got)
+		}
+	}
+	if got := tn.callTok(alice, "GET", "/v1/accounts", nil, nil); got != 200 {
+		t.Fatalf("alice's session was ended by bob: %d", got)
+	}
+	// A deleted user's name is never reused, so no one inherits its wallets.
+	tn.token = root
+	tn.mustCall(204, "DELETE", "/v1/users/bob", nil, nil)
+	if got := tn.call("POST", "/v1/users", map[string]string{"username": "bob", "password": pw}, &e); got != 409 {
+		t.Fatalf("recreate deleted user = %d", got)
+	}
+	tn.token = alice
+	if got := tn.call("POST", "/v1/accounts/treasury/grants", map[string]string{"principal": "nobody"}, &e); got != 400 {
+		t.Fatalf("grant to unknown user = %d", got)
+	}
+
 	// Logout revokes the session at once.
 	tn.mustCall(204, "POST", "/v1/auth/logout", nil, nil)
 	if got := tn.call("GET", "/v1/accounts", nil, &e); got != 401 {

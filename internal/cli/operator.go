@@ -52,14 +52,15 @@ func opInit(g *globals, args []string) error {
 }
 
 func opUnseal(g *globals, args []string) error {
-	var reset bool
+	var reset, migrate bool
 	pos, err := g.flags("operator unseal", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&reset, "reset", false, "discard the unseal progress")
+		fs.BoolVar(&migrate, "migrate", false, "seal migration: move a Shamir-sealed vault to the HSM configured on the server")
 	})
 	if err != nil {
 		return err
 	}
-	body := map[string]any{"reset": reset}
+	body := map[string]any{"reset": reset, "migrate": migrate}
 	if !reset {
 		switch len(pos) {
 		case 0:

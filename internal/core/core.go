@@ -45,6 +45,7 @@ var (
 	ErrNoRekey            = errors.New("no rekey in progress")
 	ErrNonceMismatch      = errors.New("rekey nonce does not match the rekey in progress")
 	ErrUnsealRefused      = errors.New("unseal refused by policy")
+	ErrMigrationRequired  = errors.New("seal migration required: the configuration names an HSM but the vault uses the Shamir seal; unseal with migrate (moonvault operator unseal -migrate KEY) to move the root key to the HSM")
 )
 
 // AutoSeal protects the root key with a key held by an HSM.
@@ -79,6 +80,10 @@ type Hooks struct {
 	BeforeUnseal func() error
 	// KeyringWrapper returns the seal wrap used for the barrier keyring (nil: none).
 	KeyringWrapper func() barrier.Wrapper
+	// MigrateCSPs runs during a Shamir -> HSM seal migration, with the
+	// barrier unsealed and no service started: seal-wrap every CSP and the
+	// keyring with the HSM.
+	MigrateCSPs func(ctx context.Context, b *barrier.Barrier) error
 }
 
 // Options configure a Core.
@@ -98,9 +103,10 @@ type Core struct {
 	opts Options
 	log  *slog.Logger
 
-	mu       sync.Mutex
-	progress [][]byte // unseal shares received so far (Shamir)
-	rekey    *rekeyState
+	mu          sync.Mutex
+	progress    [][]byte // unseal shares received so far (Shamir)
+	pendingRoot secret.Bytes
+	rekey       *rekeyState
 }
 
 // New returns a Core over an initialised or empty storage.
@@ -129,6 +135,9 @@ type Status struct {
 	Progress     int    `json:"progress"`
 	RecoverySeal bool   `json:"recovery_seal"`
 	Term         uint32 `json:"term,omitempty"`
+	// Migration: the storage holds a Shamir-sealed vault and the node is
+	// configured with an HSM; unsealing with migrate moves it.
+	Migration bool `json:"migration,omitempty"`
 }
 
 // Status reports the seal state. Reading the seal config may fail when the
@@ -144,6 +153,7 @@ func (c *Core) Status(ctx context.Context) (Status, error) {
 		return st, err
 	}
 	st.Initialized = true
+	st.Migration = cfg.Type != c.SealType()
 	if cfg.Type == "shamir" {
 		st.T, st.N = cfg.SecretThreshold, cfg.SecretShares
 	} else {
@@ -371,17 +381,48 @@ func ParseShare(raw []byte) error {
 // Unseal adds one share (Shamir). Duplicates are ignored. At the threshold
 // the shares are combined; a wrong combination resets progress.
 func (c *Core) Unseal(ctx context.Context, share []byte) (Status, error) {
+	st, _, err := c.unseal(ctx, share, false)
+	return st, err
+}
+
+// UnsealMigrate is Unseal for a seal migration (Shamir -> HSM): at the
+// threshold the root key is wrapped by the HSM, every CSP is seal-wrapped,
+// and the new recovery shares are returned, once.
+func (c *Core) UnsealMigrate(ctx context.Context, share []byte) (Status, []secret.Bytes, error) {
+	return c.unseal(ctx, share, true)
+}
+
+func (c *Core) unseal(ctx context.Context, share []byte, migrate bool) (Status, []secret.Bytes, error) {
 	c.mu.Lock()
-	err := c.unsealStep(ctx, share)
+	recovery, err := c.unsealStep(ctx, share, migrate)
 	c.mu.Unlock()
 	st, serr := c.Status(ctx)
 	if err == nil {
 		err = serr
 	}
-	return st, err
+	return st, recovery, err
 }
 
-func (c *Core) unsealStep(ctx context.Context, share []byte) error {
+func (c *Core) unsealStep(ctx context.Context, share []byte, migrate bool) ([]secret.Bytes, error) {
+	if err := c.unsealStepShares(ctx, share, migrate); err != nil || c.pendingRoot == nil {
+		return nil, err
+	}
+	root := c.pendingRoot
+	c.pendingRoot = nil
+	defer root.Destroy()
+	cfg, err := c.sealConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if migrate {
+		return c.migrateLocked(ctx, cfg, root)
+	}
+	return nil, c.unsealWith(ctx, root)
+}
+
+// unsealStepShares records one share; at the threshold it leaves the
+// combined key in pendingRoot.
+func (c *Core) unsealStepShares(ctx context.Context, share []byte, migrate bool) error {
 	cfg, err := c.sealConfig(ctx)
 	if err != nil {
 		return err
@@ -391,6 +432,12 @@ func (c *Core) unsealStep(ctx context.Context, share []byte) error {
 	}
 	if cfg.Type != "shamir" {
 		return fmt.Errorf("%w: the %s seal unseals automatically; shares are recovery keys", ErrAutoSeal, cfg.Type)
+	}
+	switch {
+	case c.opts.AutoSeal != nil && !migrate:
+		return ErrMigrationRequired
+	case c.opts.AutoSeal == nil && migrate:
+		return fmt.Errorf("%w: migrate needs an HSM in the configuration (hsm_lib)", ErrInvalidRequest)
 	}
 	if err := ParseShare(share); err != nil {
 		return err
@@ -418,8 +465,8 @@ func (c *Core) unsealStep(ctx context.Context, share []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w; unseal progress was reset", err)
 	}
-	defer root.Destroy()
-	return c.unsealWith(ctx, root)
+	c.pendingRoot = root
+	return nil
 }
 
 // ResetUnseal discards the unseal progress.
@@ -447,8 +494,12 @@ func (c *Core) AutoUnseal(ctx context.Context) error {
 	if !c.opts.Barrier.Sealed() {
 		return nil
 	}
-	if _, err := c.sealConfig(ctx); err != nil {
+	cfg, err := c.sealConfig(ctx)
+	if err != nil {
 		return err
+	}
+	if cfg.Type == "shamir" {
+		return ErrMigrationRequired
 	}
 	wrapped, err := c.opts.Storage.Get(ctx, keyWrappedRoot)
 	if err != nil {

@@ -73,7 +73,7 @@ func classify(err error) (int, string, string, http.Header) {
 		return 400, "already_initialized", "the vault is already initialized", nil
 	case errors.Is(err, core.ErrInvalidShare), errors.Is(err, core.ErrWrongCombination),
 		errors.Is(err, core.ErrInvalidRequest), errors.Is(err, core.ErrAutoSeal),
-		errors.Is(err, core.ErrNoRekey), errors.Is(err, core.ErrNonceMismatch):
+		errors.Is(err, core.ErrNoRekey), errors.Is(err, core.ErrNonceMismatch), errors.Is(err, core.ErrMigrationRequired):
 		return 400, codeFor(err), err.Error(), nil
 	case errors.Is(err, core.ErrUnsealRefused):
 		return 503, "unseal_refused", err.Error(), nil
@@ -109,6 +109,8 @@ func codeFor(err error) string {
 		return "wrong_shares"
 	case errors.Is(err, core.ErrInvalidShare):
 		return "invalid_share"
+	case errors.Is(err, core.ErrMigrationRequired):
+		return "migration_required"
 	}
 	return "invalid_request"
 }

@@ -107,8 +107,9 @@ func parseShareText(s string) ([]byte, error) {
 
 func (a *API) unseal(q *request) (int, any, error) {
 	var req struct {
-		Key   string `json:"key"`
-		Reset bool   `json:"reset"`
+		Key     string `json:"key"`
+		Reset   bool   `json:"reset"`
+		Migrate bool   `json:"migrate"`
 	}
 	if err := decode(q, &req, false); err != nil {
 		return 0, nil, err
@@ -123,6 +124,20 @@ func (a *API) unseal(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	defer secret.Wipe(share)
+	if req.Migrate {
+		st, recovery, err := a.d.Core.UnsealMigrate(q.ctx(), share)
+		if err != nil {
+			return 0, nil, err
+		}
+		if recovery == nil {
+			return 200, st, nil
+		}
+		// The migration is done: the new recovery shares are shown once.
+		return 200, struct {
+			core.Status
+			RecoveryKeys []string `json:"recovery_keys_b64"`
+		}{st, b64s(recovery)}, nil
+	}
 	st, err := a.d.Core.Unseal(q.ctx(), share)
 	if err != nil {
 		return 0, nil, err

@@ -230,6 +230,12 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 			Sealing:      n.onSealing,
 			RootToken:    n.rootToken,
 			BeforeUnseal: n.teeCheck,
+			MigrateCSPs: func(ctx context.Context, b *barrier.Barrier) error {
+				if _, err := n.sealer.Rewrap(ctx, b, cspPrefixes); err != nil {
+					return err
+				}
+				return b.SetWrapper(ctx, n.sealer)
+			},
 			KeyringWrapper: func() barrier.Wrapper {
 				if n.hsm != nil && cfg.SealWrapEnabled() {
 					return n.sealer
@@ -272,6 +278,9 @@ func (n *Node) rootToken(ctx context.Context) (string, error) {
 	return t.AccessToken, nil
 }
 
+// cspPrefixes hold every seal-wrapped critical security parameter.
+var cspPrefixes = []string{"wallet/keys/", "auth/jwt-seeds/", "auth/totp/", "audit/keys/"}
+
 // Audit keys are CSPs kept behind the barrier and seal-wrapped.
 const (
 	auditHMACKey    = "audit/keys/hmac"
@@ -307,8 +316,7 @@ func auditKeyID(pub ed25519.PublicKey) string {
 }
 
 // loadOrCreateCSP reads a seal-wrapped secret, creating it from the entropy
-// source on first use. Two nodes racing to create it converge: the loser
-// re-reads the winner's value.
+// source on first use.
 func (n *Node) loadOrCreateCSP(ctx context.Context, path string, size int) (secret.Bytes, error) {
 	env, err := n.barrier.Get(ctx, path)
 	if err == nil {
@@ -330,7 +338,15 @@ func (n *Node) loadOrCreateCSP(ctx context.Context, path string, size int) (secr
 		k.Destroy()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
-	return k, nil
+	k.Destroy()
+	// Read back what storage holds: when two nodes create the key at once,
+	// the last write wins and both use it (storage has no compare-and-swap;
+	// a node that read before the final write picks it up at its next unseal).
+	env, err = n.barrier.Get(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return n.sealer.Unwrap(ctx, path, env)
 }
 
 func (n *Node) onSealing() {
@@ -347,7 +363,7 @@ func (n *Node) rewrap(ctx context.Context) (int, error) {
 	if n.hsm == nil || !n.cfg.SealWrapEnabled() {
 		return 0, errors.New("seal wrap needs the pkcs11 seal with seal_wrap enabled")
 	}
-	count, err := n.sealer.Rewrap(ctx, n.barrier, []string{"wallet/keys/", "auth/jwt-seeds/", "auth/totp/", "audit/keys/"})
+	count, err := n.sealer.Rewrap(ctx, n.barrier, cspPrefixes)
 	if err != nil {
 		return count, err
 	}

@@ -31,16 +31,7 @@ func newLimiter(max int, window time.Duration) *limiter {
 	return &limiter{max: max, window: window, m: map[string]*failWindow{}}
 }
 
-// retryAfter is how long the caller must wait, 0 when any key may try.
-func (l *limiter) retryAfter(now time.Time, keys ...string) time.Duration {
-	if l.max <= 0 {
-		return 0
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.waitLocked(now, keys)
-}
-
+// waitLocked is how long the caller must wait, 0 when every key may try.
 func (l *limiter) waitLocked(now time.Time, keys []string) time.Duration {
 	var wait time.Duration
 	for _, k := range keys {

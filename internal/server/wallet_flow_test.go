@@ -82,7 +82,7 @@ func TestWalletFlow(t *testing.T) {
 	// A standard JOSE library verifies the access token against the JWKS.
 	var jwks jose.JSONWebKeySet
 	tn.mustCall(200, "GET", "/v1/auth/jwks", nil, &jwks)
-	jws, err := jose.ParseSigned(alice, []jose.SignatureAlgorithm{jose.EdDSA})
+	jws, err := jose.ParseSignedCompact(alice, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil {
 		t.Fatalf("parse access token: %v", err)
 	}

@@ -133,8 +133,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-const killEnv = "MOONVAULT_PG_KILL_CHILD_URL"
-
 // TestKillDurability: every write acknowledged before a SIGKILL is in the
 // database afterwards (the shared contract in storagetest). The database
 // server itself is not killed: other packages' tests share it.

@@ -30,7 +30,7 @@ func KillDurability(t *testing.T, target string, open func(target string) (stora
 	if child := os.Getenv(killEnv); child != "" {
 		killChild(child, open)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1") // #nosec G204 -- the test binary itself
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1") // #nosec G204 G702 -- re-executes this test binary with fixed arguments
 	cmd.Env = append(os.Environ(), killEnv+"="+target)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()

@@ -81,8 +81,11 @@ func TestRequireTEE(t *testing.T) {
 		t.Fatalf("log does not say a TEE is required:\n%s", logs.String())
 	}
 
-	// Dev mode too: it serves, sealed.
-	dev := startNode(t, t.TempDir(), nodeOpts{dev: true, mutate: func(c *config.Server) { c.RequireTEE = true }})
+	// Dev mode too: it serves, sealed. (The token comes from hsmtest: dev
+	// mode's own SoftHSM2 directory would replace the process-wide one the
+	// other tests of this package share.)
+	hc := hsmtest.NewToken(t)
+	dev := startNode(t, t.TempDir(), nodeOpts{dev: true, mutate: func(c *config.Server) { withHSM(hc)(c); c.RequireTEE = true }})
 	if got := dev.call("GET", "/v1/sys/health", nil, nil); got != 503 {
 		t.Fatalf("dev health under require_tee = %d, want 503", got)
 	}

@@ -57,18 +57,9 @@ func (l *limiter) reserve(now time.Time, keys ...string) (time.Duration, func())
 	if wait := l.waitLocked(now, keys); wait > 0 {
 		return wait, func() {}
 	}
-	held := make([]*failWindow, 0, len(keys))
-	for _, k := range keys {
-		if k == "" {
-			continue
-		}
-		w := l.m[k]
-		if w == nil || now.Sub(w.start) >= l.window {
-			w = &failWindow{start: now}
-			l.m[k] = w
-		}
+	held := l.windowsLocked(now, keys)
+	for _, w := range held {
 		w.pending++
-		held = append(held, w)
 	}
 	return 0, func() {
 		l.mu.Lock()
@@ -82,9 +73,18 @@ func (l *limiter) reserve(now time.Time, keys ...string) (time.Duration, func())
 func (l *limiter) fail(now time.Time, keys ...string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for _, w := range l.windowsLocked(now, keys) {
+		w.n++
+	}
+}
+
+// windowsLocked returns the current window of each non-empty key, starting
+// a new one where there is none or it has expired.
+func (l *limiter) windowsLocked(now time.Time, keys []string) []*failWindow {
 	if len(l.m) >= maxLimiterEntries {
 		l.pruneLocked(now)
 	}
+	ws := make([]*failWindow, 0, len(keys))
 	for _, k := range keys {
 		if k == "" {
 			continue
@@ -94,8 +94,9 @@ func (l *limiter) fail(now time.Time, keys ...string) {
 			w = &failWindow{start: now}
 			l.m[k] = w
 		}
-		w.n++
+		ws = append(ws, w)
 	}
+	return ws
 }
 
 // reset clears a key after a successful login (only the user key: an

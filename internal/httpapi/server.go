@@ -87,9 +87,10 @@ func New(d Deps) *API {
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))
 	}
-	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, requestID(r), &apiError{status: 404, code: "not_found", message: "no such endpoint: " + r.Method + " " + r.URL.Path})
-	})
+	// Requests to no route are answered, and audited, too.
+	a.mux.Handle("/", a.wrap(route{op: "unknown", access: public, h: func(q *request) (int, any, error) {
+		return 0, nil, &apiError{status: 404, code: "not_found", message: "no such endpoint: " + q.Method + " " + q.URL.Path}
+	}}))
 	return a
 }
 
@@ -292,10 +293,6 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	_, _ = w.Write(append(buf, '\n'))
 }
 
-func writeError(w http.ResponseWriter, rid string, err error) {
-	status, code, msg, _ := classify(err)
-	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
-}
 
 // decode reads a JSON body strictly into v: size-limited (413), unknown
 // fields refused, one value only. An empty body decodes to the zero value

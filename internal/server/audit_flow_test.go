@@ -116,6 +116,10 @@ func TestAuditFullExercise(t *testing.T) {
 	tn.token = rt.AccessToken
 	tn.mustCall(204, "DELETE", "/v1/accounts/imported", nil, nil)
 
+	// A request to no route is audited too.
+	if got := tn.call("GET", "/v1/no-such-endpoint", nil, nil); got != 404 {
+		t.Fatalf("unknown endpoint = %d", got)
+	}
 	// The operator can find a token's uses by hashing it.
 	tn.token = ir.RootToken
 	var h struct{ Hash string }
@@ -140,7 +144,7 @@ func TestAuditFullExercise(t *testing.T) {
 	if !bytes.Contains(raw, []byte(h.Hash)) {
 		t.Error("the HMAC of the refresh token is not in the log")
 	}
-	for _, want := range []string{`"operation":"accounts.sign_message"`, `"api_key_id":`, `"subject":"alice"`, `"status":401`, `"error_code":"invalid_credentials"`, `"account":"alice/imported"`} {
+	for _, want := range []string{`"operation":"accounts.sign_message"`, `"api_key_id":`, `"subject":"alice"`, `"status":401`, `"error_code":"invalid_credentials"`, `"account":"alice/imported"`, `"operation":"unknown"`} {
 		if !bytes.Contains(raw, []byte(want)) {
 			t.Errorf("log lacks %s", want)
 		}

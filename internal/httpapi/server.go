@@ -293,7 +293,6 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	_, _ = w.Write(append(buf, '\n'))
 }
 
-
 // decode reads a JSON body strictly into v: size-limited (413), unknown
 // fields refused, one value only. An empty body decodes to the zero value
 // when allowEmpty.

@@ -115,6 +115,12 @@ func TestAuditFullExercise(t *testing.T) {
 	secrets = append(secrets, rt.AccessToken, rt.RefreshToken)
 	tn.token = rt.AccessToken
 	tn.mustCall(204, "DELETE", "/v1/accounts/imported", nil, nil)
+	if got := tn.call("GET", "/v1/accounts/imported", nil, nil); got != 404 {
+		t.Fatalf("deleted account answers %d, want 404", got)
+	}
+	if got := tn.call("POST", "/v1/accounts/imported/sign-message", map[string]string{"data": "x"}, nil); got != 404 {
+		t.Fatalf("deleted account still signs: %d", got)
+	}
 
 	// A request to no route is audited too.
 	if got := tn.call("GET", "/v1/no-such-endpoint", nil, nil); got != 404 {

@@ -16,7 +16,7 @@ func (a *API) table() []route {
 		{"DELETE", "/v1/sys/rekey/init", "sys.rekey.cancel", unsealed, a.rekeyCancel},
 		{"POST", "/v1/sys/rekey/update", "sys.rekey.update", unsealed, a.rekeyUpdate},
 		{"POST", "/v1/sys/generate-root", "sys.generate_root", unsealed, a.generateRoot},
-		{"POST", "/v1/sys/rewrap", "sys.rewrap", admin, a.rewrap},
+		{"POST", "/v1/sys/rewrap", "sys.rewrap", adminExclusive, a.rewrap},
 		{"GET", "/v1/sys/entropy", "sys.entropy", admin, a.entropyStatus},
 		{"GET", "/v1/sys/hardening", "sys.hardening", admin, a.hardening},
 		{"GET", "/v1/sys/attestation", "sys.attestation", public, a.attestation},

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/audit"
@@ -54,6 +55,10 @@ const (
 	unsealed               // no token; needs the vault unsealed
 	authed                 // a valid token or API key; unsealed
 	admin                  // an admin user token; unsealed
+	// adminExclusive is admin, and runs alone on this node: requests in
+	// flight finish first and new ones wait (operator rewrap, which must not
+	// race a concurrent write of the values it rewrites).
+	adminExclusive
 )
 
 type handlerFunc func(*request) (int, any, error)
@@ -69,6 +74,8 @@ type API struct {
 	d      Deps
 	mux    *http.ServeMux
 	routes []route
+	// gate lets an exclusive operation run with no other request in flight.
+	gate sync.RWMutex
 }
 
 // New builds the handler with every route.
@@ -157,6 +164,13 @@ func (q *request) hashSecret(field, value string) {
 // run the handler, audit (fail closed), then write the response.
 func (a *API) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rt.access == adminExclusive {
+			a.gate.Lock()
+			defer a.gate.Unlock()
+		} else {
+			a.gate.RLock()
+			defer a.gate.RUnlock()
+		}
 		start := time.Now()
 		q := &request{Request: r, api: a}
 		status, body, err := a.serve(rt, q)
@@ -217,7 +231,7 @@ func (a *API) serve(rt route, q *request) (int, any, error) {
 			return 0, nil, err
 		}
 		q.principal = p
-		if rt.access == admin {
+		if rt.access >= admin {
 			if err := a.d.Policy.Authorize(p, policy.ActionSysAdmin, nil, a.d.Now()); err != nil {
 				return 0, nil, err
 			}

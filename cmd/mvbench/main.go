@@ -9,8 +9,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/moonvault/moonvault/internal/loadgen"
 	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/tlsconfig"
 )
 
 func main() {
@@ -45,17 +44,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if *cacert != "" {
-		pem, err := os.ReadFile(*cacert) // #nosec G703 G304 -- the user names the CA file to trust
-		if err != nil {
-			return err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("no certificate in %s", *cacert)
-		}
-		tlsConf.RootCAs = pool
+	tlsConf, err := tlsconfig.ClientConfig(*cacert)
+	if err != nil {
+		return err
 	}
 	cfg := loadgen.Config{
 		Addr: *addr, TLS: tlsConf, Username: *username,

@@ -11,6 +11,7 @@ import (
 	"github.com/moonvault/moonvault/internal/barrier"
 	"github.com/moonvault/moonvault/internal/core"
 	"github.com/moonvault/moonvault/internal/entropy"
+	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/wallet"
@@ -51,6 +52,11 @@ func classify(err error) (int, string, string, http.Header) {
 		h := http.Header{}
 		h.Set("Retry-After", strconv.Itoa(max(1, int(rl.RetryAfter.Seconds()+0.999))))
 		return 429, "rate_limited", "too many failed attempts; retry later", h
+	}
+	var he *hsm.Error
+	if errors.As(err, &he) || errors.Is(err, hsm.ErrTokenNotFound) || errors.Is(err, hsm.ErrClosed) {
+		// The HSM is unreachable or refusing: nothing was done; retry later.
+		return 503, "hsm_unavailable", "the HSM is unavailable; retry later", nil
 	}
 	var ie *auth.InvalidInputError
 	if errors.As(err, &ie) {

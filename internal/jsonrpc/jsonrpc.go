@@ -234,29 +234,13 @@ func dispatch(ctx context.Context, s Signer, method string, raw json.RawMessage)
 		if err != nil {
 			return nil, err
 		}
-		addr, err := address(ps[0], "address")
-		if err != nil {
-			return nil, err
-		}
-		data, err := message(ps[1])
-		if err != nil {
-			return nil, err
-		}
-		return sigResult(s.SignMessage(ctx, addr, data))
-	case "personal_sign": // [data, address, password?]
+		return signMessage(ctx, s, ps[0], ps[1])
+	case "personal_sign": // [data, address, password?] (the password is ignored)
 		ps, err := params(raw, 2, 3)
 		if err != nil {
 			return nil, err
 		}
-		data, err := message(ps[0])
-		if err != nil {
-			return nil, err
-		}
-		addr, err := address(ps[1], "address")
-		if err != nil {
-			return nil, err
-		}
-		return sigResult(s.SignMessage(ctx, addr, data))
+		return signMessage(ctx, s, ps[1], ps[0])
 	case "eth_signTransaction": // [tx]
 		ps, err := params(raw, 1, 1)
 		if err != nil {
@@ -266,7 +250,9 @@ func dispatch(ctx context.Context, s Signer, method string, raw json.RawMessage)
 			return nil, invalidParams("transaction must be an object")
 		}
 		return sigResult(s.SignTransaction(ctx, ps[0]))
-	case "eth_signTypedData_v4", "eth_signTypedData": // [address, typedData]
+	// Only v4: the legacy eth_signTypedData (v1) takes another shape and
+	// encoding, and signing it as v4 would sign something else.
+	case "eth_signTypedData_v4": // [address, typedData]
 		ps, err := params(raw, 2, 2)
 		if err != nil {
 			return nil, err
@@ -278,6 +264,19 @@ func dispatch(ctx context.Context, s Signer, method string, raw json.RawMessage)
 		return sigResult(s.SignTypedData(ctx, addr, ps[1]))
 	}
 	return nil, &Error{Code: CodeMethodNotFound, Message: "method not found: " + truncate(method, 64)}
+}
+
+// signMessage is eth_sign and personal_sign: EIP-191 over the data.
+func signMessage(ctx context.Context, s Signer, addrRaw, dataRaw json.RawMessage) (any, error) {
+	addr, err := address(addrRaw, "address")
+	if err != nil {
+		return nil, err
+	}
+	data, err := message(dataRaw)
+	if err != nil {
+		return nil, err
+	}
+	return sigResult(s.SignMessage(ctx, addr, data))
 }
 
 func sigResult(b []byte, err error) (any, error) {

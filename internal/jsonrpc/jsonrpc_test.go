@@ -142,6 +142,7 @@ func TestMethodsAndErrors(t *testing.T) {
 		{"bad id", `{"jsonrpc":"2.0","id":{},"method":"eth_accounts"}`, CodeInvalidRequest, "", "id"},
 		{"empty batch", `[]`, CodeInvalidRequest, "", "empty"},
 		{"unknown method", `{"jsonrpc":"2.0","id":1,"method":"eth_sendTransaction","params":[]}`, CodeMethodNotFound, "", "eth_sendTransaction"},
+		{"legacy typed data v1 is not signed as v4", `{"jsonrpc":"2.0","id":1,"method":"eth_signTypedData","params":[]}`, CodeMethodNotFound, "", "eth_signTypedData"},
 		{"params object", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":{"a":1}}`, CodeInvalidParams, "", "array"},
 		{"eth_sign arity", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["` + cowAddr + `"]}`, CodeInvalidParams, "", "want 2 parameters"},
 		{"eth_sign bad address", `{"jsonrpc":"2.0","id":1,"method":"eth_sign","params":["0x12","0x00"]}`, CodeInvalidParams, "", "address"},

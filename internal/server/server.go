@@ -459,11 +459,13 @@ func (n *Node) close() {
 		n.cancelRun()
 	}
 	n.wg.Wait()
-	if n.Core != nil {
-		n.Core.Seal()
-	}
+	// Close the audit log while its signing key is still loaded, so the
+	// final checkpoint is signed; then seal, which wipes every key.
 	if n.Audit != nil {
 		_ = n.Audit.Close()
+	}
+	if n.Core != nil {
+		n.Core.Seal()
 	}
 	if n.store != nil {
 		_ = n.store.Close()

@@ -9,8 +9,8 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
-	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/storage/bolt"
+	"github.com/moonvault/moonvault/internal/storage/storagetest"
 )
 
 // Parallel write benchmarks run with many goroutines per CPU, as an HTTP
@@ -50,24 +50,7 @@ func BenchmarkPutSerial(b *testing.B) {
 func BenchmarkAccountCreate(b *testing.B) {
 	be := openTemp(b)
 	defer be.Close()
-	var n atomic.Int64
-	b.SetParallelism(writeParallelism)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := n.Add(1)
-			err := be.Batch(context.Background(), []storage.Op{
-				{Key: fmt.Sprintf("wallet/accounts/owner/%012d", i), Value: make([]byte, 200)},
-				{Key: fmt.Sprintf("wallet/keys/owner/%012d", i), Value: make([]byte, 120)},
-				{Key: fmt.Sprintf("wallet/addresses/0x%040x", i), Value: make([]byte, 60)},
-			})
-			if err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "accounts/s")
+	storagetest.BenchAccountCreate(b, be, writeParallelism)
 }
 
 var sizes = []int{1_000, 100_000, 1_000_000}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/storage/postgres/pgtest"
+	"github.com/moonvault/moonvault/internal/storage/storagetest"
 )
 
 const writeParallelism = 16
@@ -54,24 +55,7 @@ func BenchmarkPutParallel(b *testing.B) {
 // BenchmarkAccountCreate is one Batch of 3 keys, as an account creation.
 func BenchmarkAccountCreate(b *testing.B) {
 	be := open(b, pgtest.NewDatabase(b))
-	var n atomic.Int64
-	b.SetParallelism(writeParallelism)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := n.Add(1)
-			err := be.Batch(context.Background(), []storage.Op{
-				{Key: fmt.Sprintf("wallet/accounts/owner/%012d", i), Value: make([]byte, 200)},
-				{Key: fmt.Sprintf("wallet/keys/owner/%012d", i), Value: make([]byte, 120)},
-				{Key: fmt.Sprintf("wallet/addresses/0x%040x", i), Value: make([]byte, 60)},
-			})
-			if err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "accounts/s")
+	storagetest.BenchAccountCreate(b, be, writeParallelism)
 }
 
 // BenchmarkNotifyLatency is the time from a Put on one node to the

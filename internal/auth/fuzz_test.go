@@ -38,7 +38,7 @@ func TestDecodeLoginRequest(t *testing.T) {
 				return
 			}
 			var ie *InvalidInputError
-			if !errors.As(err, &ie) || ie.Field != tt.field {
+			if !errors.As(err, &ie) || ie.Name != tt.field {
 				t.Fatalf("DecodeLoginRequest = %v, want field %s", err, tt.field)
 			}
 		})

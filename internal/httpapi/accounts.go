@@ -85,7 +85,7 @@ func (a *API) createAccount(q *request) (int, any, error) {
 		act = policy.ActionAccountImport
 		k, err := hex.DecodeString(strings.TrimPrefix(req.PrivateKey.Reveal(), "0x"))
 		if err != nil || len(k) != 32 {
-			return 0, nil, errBadRequest("invalid_request", "private_key must be 32 bytes of hex")
+			return 0, nil, errField("private_key", "must be 32 bytes of hex")
 		}
 		key = secret.Bytes(k)
 		defer key.Destroy()
@@ -106,7 +106,7 @@ func (a *API) listAccounts(q *request) (int, any, error) {
 	if v := q.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			return 0, nil, errBadRequest("invalid_request", "limit must be an integer from 1 to 1000")
+			return 0, nil, errField("limit", "must be an integer from 1 to 1000")
 		}
 		limit = n
 	}
@@ -153,7 +153,7 @@ func (a *API) grant(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	if req.Principal == "" {
-		return 0, nil, errBadRequest("invalid_request", "principal is required")
+		return 0, nil, errField("principal", "is required")
 	}
 	acc, err := a.loadAccount(q, policy.ActionAccountGrant)
 	if err != nil {
@@ -163,7 +163,7 @@ func (a *API) grant(q *request) (int, any, error) {
 	// reused, so a grant cannot pass to a later namesake).
 	if _, err := a.d.Auth.GetUser(q.ctx(), req.Principal); err != nil {
 		if errors.Is(err, auth.ErrNotFound) {
-			return 0, nil, errBadRequest("invalid_request", "invalid principal: no such user")
+			return 0, nil, errField("principal", "no such user")
 		}
 		return 0, nil, err
 	}
@@ -190,20 +190,20 @@ func decodeMessage(data, encoding string) ([]byte, error) {
 	switch encoding {
 	case "", "utf8":
 		if !utf8.ValidString(data) {
-			return nil, errBadRequest("invalid_request", "data is not valid UTF-8")
+			return nil, errField("data", "is not valid UTF-8")
 		}
 		b = []byte(data)
 	case "hex":
 		d, err := hexutil.Decode(ensure0x(data))
 		if err != nil {
-			return nil, errBadRequest("invalid_request", "data is not valid hex: "+err.Error())
+			return nil, errField("data", "is not valid hex: "+err.Error())
 		}
 		b = d
 	default:
-		return nil, errBadRequest("invalid_request", `encoding must be "utf8" or "hex"`)
+		return nil, errField("encoding", `must be "utf8" or "hex"`)
 	}
 	if len(b) > maxMessage {
-		return nil, errBadRequest("invalid_request", "data exceeds the size limit of "+strconv.Itoa(maxMessage)+" bytes")
+		return nil, errField("data", "exceeds the size limit of "+strconv.Itoa(maxMessage)+" bytes")
 	}
 	return b, nil
 }
@@ -224,7 +224,7 @@ func (a *API) signMessage(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	if req.Data == nil {
-		return 0, nil, errBadRequest("invalid_request", "data is required")
+		return 0, nil, errField("data", "is required")
 	}
 	msg, err := decodeMessage(*req.Data, req.Encoding)
 	if err != nil {
@@ -249,7 +249,7 @@ func (a *API) signTypedData(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	if len(req.TypedData) == 0 {
-		return 0, nil, errBadRequest("invalid_request", "typed_data is required")
+		return 0, nil, errField("typed_data", "is required")
 	}
 	td, err := evm.ParseTypedData(req.TypedData)
 	if err != nil {
@@ -272,13 +272,13 @@ func txFrom(raw json.RawMessage) (*common.Address, error) {
 		From *string `json:"from"`
 	}
 	if err := json.Unmarshal(raw, &f); err != nil {
-		return nil, &evm.FieldError{Field: "transaction", Msg: "must be a JSON object"}
+		return nil, &evm.FieldError{Name: "transaction", Msg: "must be a JSON object"}
 	}
 	if f.From == nil {
 		return nil, nil
 	}
 	if !common.IsHexAddress(*f.From) {
-		return nil, &evm.FieldError{Field: "from", Msg: "not a 20-byte hex address"}
+		return nil, &evm.FieldError{Name: "from", Msg: "not a 20-byte hex address"}
 	}
 	addr := common.HexToAddress(*f.From)
 	return &addr, nil
@@ -302,7 +302,7 @@ func (a *API) signTransaction(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	if len(req.Transaction) == 0 {
-		return 0, nil, errBadRequest("invalid_request", "transaction is required")
+		return 0, nil, errField("transaction", "is required")
 	}
 	from, err := txFrom(req.Transaction)
 	if err != nil {
@@ -317,7 +317,7 @@ func (a *API) signTransaction(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	if from != nil && *from != acc.Address {
-		return 0, nil, errBadRequest("invalid_request", "invalid from: does not match the account's address")
+		return 0, nil, errField("from", "does not match the account's address")
 	}
 	signed, err := a.d.Wallet.SignTransaction(q.ctx(), acc, tx, chainID)
 	if err != nil {
@@ -341,9 +341,9 @@ func (a *API) rpc(q *request) (int, any, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return 0, nil, &apiError{status: 413, code: "payload_too_large", message: "request body is larger than the limit"}
+			return 0, nil, errTooLarge
 		}
-		return 0, nil, errBadRequest("invalid_body", "could not read the request body")
+		return 0, nil, errInvalid("invalid_body", "could not read the request body")
 	}
 	out := jsonrpc.Handle(q.ctx(), &rpcSigner{a: a, q: q}, body)
 	if len(out) == 0 {
@@ -430,7 +430,7 @@ func (s *rpcSigner) SignTransaction(ctx context.Context, raw json.RawMessage) ([
 		return nil, err
 	}
 	if from == nil {
-		return nil, &evm.FieldError{Field: "from", Msg: "is required"}
+		return nil, &evm.FieldError{Name: "from", Msg: "is required"}
 	}
 	tx, chainID, err := evm.ParseTransaction(raw)
 	if err != nil {
@@ -466,8 +466,8 @@ func rpcErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	_, code, msg, _ := classify(err)
-	return &jsonrpc.Error{Code: -32000, Message: code + ": " + msg}
+	f := classify(err)
+	return &jsonrpc.Error{Code: -32000, Message: f.code + ": " + f.message}
 }
 
 var _ = identity.RoleAdmin

@@ -16,8 +16,11 @@ func (a *API) login(q *request) (int, any, error) {
 	if err := decode(q, &req, false); err != nil {
 		return 0, nil, err
 	}
-	if req.Username == "" || req.Password == "" {
-		return 0, nil, errBadRequest("invalid_request", "username and password are required")
+	if req.Username == "" {
+		return 0, nil, errField("username", "is required")
+	}
+	if req.Password == "" {
+		return 0, nil, errField("password", "is required")
 	}
 	q.principal = &identity.Principal{Subject: req.Username}
 	tok, err := a.d.Auth.Login(q.ctx(), auth.LoginInput{
@@ -39,7 +42,7 @@ func (a *API) refresh(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	if req.RefreshToken == "" {
-		return 0, nil, errBadRequest("invalid_request", "refresh_token is required")
+		return 0, nil, errField("refresh_token", "is required")
 	}
 	q.hashSecret("refresh_token", req.RefreshToken.Reveal())
 	tok, err := a.d.Auth.Refresh(q.ctx(), req.RefreshToken, remoteIP(q.Request), q.UserAgent())

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 
@@ -47,6 +49,19 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Kind maps the JSON-RPC code to an error kind: the request's fault, or a
+// failure the server reported (already classified before it became an
+// *Error).
+func (e *Error) Kind() errkind.Kind {
+	switch e.Code {
+	case CodeParse, CodeInvalidRequest, CodeInvalidParams:
+		return errkind.Invalid
+	case CodeMethodNotFound:
+		return errkind.NotFound
+	}
+	return errkind.Unavailable
+}
 
 type request struct {
 	JSONRPC string          `json:"jsonrpc"`

@@ -4,9 +4,10 @@
 package policy
 
 import (
-	"errors"
 	"slices"
 	"time"
+
+	"github.com/moonvault/moonvault/internal/errkind"
 
 	"github.com/moonvault/moonvault/internal/identity"
 )
@@ -41,10 +42,10 @@ const AllScopeWildcard = "*"
 var (
 	// ErrDenied means the principal may not perform the action (HTTP 403
 	// forbidden).
-	ErrDenied = errors.New("policy: permission denied")
+	ErrDenied = errkind.New(errkind.Denied, "forbidden", "not allowed")
 	// ErrStepUpRequired means the action is sensitive and the principal must
 	// authenticate again with a second factor (HTTP 403 mfa_required).
-	ErrStepUpRequired = errors.New("policy: recent multi-factor authentication required")
+	ErrStepUpRequired = errkind.New(errkind.Denied, "mfa_required", "this operation needs a recent login with a TOTP code (step-up)")
 )
 
 // DefaultStepUpMaxAge bounds how old auth_time may be for a sensitive

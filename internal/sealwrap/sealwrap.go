@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
@@ -18,13 +20,13 @@ import (
 var (
 	// ErrIntegrity means an envelope is malformed or does not authenticate
 	// for its path (tampered, or moved from another path).
-	ErrIntegrity = errors.New("sealwrap: integrity check failed")
+	ErrIntegrity = errkind.New(errkind.Integrity, "integrity_error", "sealwrap: integrity check failed")
 	// ErrWrongKey means the value was wrapped under a key id this Sealer
 	// does not hold.
-	ErrWrongKey = errors.New("sealwrap: wrapped under another key")
+	ErrWrongKey = errkind.New(errkind.Unavailable, "seal_key_unavailable", "sealwrap: wrapped under a key this node does not hold")
 	// ErrNotWrapped means seal wrap is enabled but the value is stored
 	// plain: refused (fail closed) until Rewrap has wrapped it.
-	ErrNotWrapped = errors.New("sealwrap: value is not seal-wrapped")
+	ErrNotWrapped = errkind.New(errkind.Unavailable, "rewrap_required", "sealwrap: value is not seal-wrapped (run moonvault operator rewrap)")
 )
 
 // Wrapper encrypts with a key the barrier does not hold (seal.PKCS11,

@@ -4,17 +4,19 @@ package storage
 
 import (
 	"context"
-	"errors"
 
 	"github.com/moonvault/moonvault/internal/errkind"
 )
 
 var (
 	// ErrNotFound is returned by Get for a key that does not exist.
-	ErrNotFound = errors.New("storage: not found")
+	ErrNotFound = errkind.New(errkind.NotFound, "not_found", "storage: not found")
 	// ErrUnavailable means the backend cannot be reached; callers answer 503
 	// storage_unavailable and retry later. Backends wrap their cause with it.
-	ErrUnavailable = errors.New("storage: unavailable")
+	ErrUnavailable = errkind.New(errkind.Unavailable, "storage_unavailable", "storage is unavailable; retry later")
+	// ErrInvalidKey means a key breaks the rules of Backend (empty, too
+	// long, not printable ASCII).
+	ErrInvalidKey = errkind.New(errkind.Invalid, "", "storage: invalid key")
 	// ErrConflict is returned by CompareAndSwap when the stored value is not
 	// the expected one: another writer (on this node or another) won.
 	ErrConflict = errkind.New(errkind.Conflict, "conflict", "storage: value changed concurrently")

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
@@ -47,14 +49,14 @@ type Sealer interface {
 
 // Errors the HTTP layer maps to statuses.
 var (
-	ErrNotFound     = errors.New("account not found")
-	ErrExists       = errors.New("account already exists")
-	ErrInvalidName  = errors.New("invalid account name: use 1-64 of a-z A-Z 0-9 . _ -")
-	ErrInvalidOwner = errors.New("invalid owner or grantee")
-	ErrInvalidKey   = errors.New("invalid private key: need 32 bytes, a valid secp256k1 scalar")
+	ErrNotFound     = errkind.New(errkind.NotFound, "not_found", "account not found")
+	ErrExists       = errkind.New(errkind.Conflict, "conflict", "account already exists")
+	ErrInvalidName  = errkind.New(errkind.Invalid, "invalid_request", "invalid account name: use 1-64 of a-z A-Z 0-9 . _ -")
+	ErrInvalidOwner = errkind.New(errkind.Invalid, "invalid_request", "invalid owner or grantee")
+	ErrInvalidKey   = errkind.New(errkind.Invalid, "invalid_request", "invalid private key: need 32 bytes, a valid secp256k1 scalar")
 	// ErrKeyMismatch means a stored key does not match its account record:
 	// storage was tampered with or corrupted. Fail closed.
-	ErrKeyMismatch = errors.New("stored key does not match account address")
+	ErrKeyMismatch = errkind.New(errkind.Integrity, "integrity_error", "stored key does not match account address")
 )
 
 const (

@@ -101,7 +101,7 @@ func TestSignTransactionChainMismatch(t *testing.T) {
 	}
 	_, err = SignTransaction(tx, big.NewInt(5), testKey(t, "k"))
 	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Field != "chainId" {
+	if !errors.As(err, &fe) || fe.Name != "chainId" {
 		t.Fatalf("want chainId error, got %v", err)
 	}
 }
@@ -121,7 +121,7 @@ func TestQuantities(t *testing.T) {
 		tx, _, err := ParseTransaction(json.RawMessage(`{` + base + `,"value":` + c.value + `}`))
 		if c.want == "" {
 			var fe *FieldError
-			if !errors.As(err, &fe) || fe.Field != "value" {
+			if !errors.As(err, &fe) || fe.Name != "value" {
 				t.Errorf("value %s: want error naming value, got %v", c.value, err)
 			}
 			continue
@@ -158,7 +158,7 @@ func TestDataLimit(t *testing.T) {
 	big := "0x" + string(bytes.Repeat([]byte("00"), MaxDataSize+1))
 	_, _, err := ParseTransaction(json.RawMessage(`{"chainId":1,"nonce":0,"gas":1,"gasPrice":1,"data":"` + big + `"}`))
 	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Field != "data" {
+	if !errors.As(err, &fe) || fe.Name != "data" {
 		t.Fatalf("want data error, got %v", err)
 	}
 }
@@ -239,7 +239,7 @@ func TestTypedDataTypes(t *testing.T) {
 		}
 		_, err := ParseTypedData(in)
 		var fe *FieldError
-		if !errors.As(err, &fe) || fe.Field != bad.field {
+		if !errors.As(err, &fe) || fe.Name != bad.field {
 			t.Errorf("%s: want error naming %s, got %v", bad.to, bad.field, err)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"math/big"
 	"slices"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto/kzg4844"
@@ -445,7 +447,7 @@ func sortedKeys(m map[string]json.RawMessage) []string {
 
 // ErrChainMismatch means a typed transaction names a different chain than
 // the one it is being signed for.
-var ErrChainMismatch = errors.New("transaction chain id differs from signing chain id")
+var ErrChainMismatch = errkind.New(errkind.Invalid, "", "transaction chain id differs from signing chain id")
 
 // SignTransaction signs tx for chainID with go-ethereum's latest signer
 // (EIP-155 for legacy transactions, the typed-transaction signers for 1-4).
@@ -457,7 +459,7 @@ func SignTransaction(tx *types.Transaction, chainID *big.Int, key *ecdsa.Private
 		return nil, fieldErr("chainId", "must be positive (EIP-155)")
 	}
 	if tx.Type() != types.LegacyTxType && tx.ChainId().Cmp(chainID) != 0 {
-		return nil, &FieldError{Field: "chainId", Msg: ErrChainMismatch.Error()}
+		return nil, &FieldError{Name: "chainId", Msg: ErrChainMismatch.Error(), Sentinel: ErrChainMismatch}
 	}
 	signed, err := types.SignTx(tx, types.LatestSignerForChainID(chainID), key)
 	if err != nil {

@@ -26,15 +26,6 @@ import (
 	"github.com/moonvault/moonvault/internal/storage"
 )
 
-// KV is the logical key/value store (the barrier).
-type KV interface {
-	Get(ctx context.Context, key string) ([]byte, error)
-	Put(ctx context.Context, key string, value []byte) error
-	Delete(ctx context.Context, key string) error
-	List(ctx context.Context, prefix, after string, limit int) ([]string, error)
-	Batch(ctx context.Context, ops []storage.Op) error
-}
-
 // Sealer seal-wraps critical security parameters (package sealwrap).
 type Sealer interface {
 	Wrap(ctx context.Context, path string, plaintext []byte) ([]byte, error)
@@ -146,7 +137,7 @@ func (c *Config) setDefaults() error {
 // ErrNotStarted until Start.
 type Service struct {
 	cfg    Config
-	kv     KV
+	kv     storage.KV
 	sealer Sealer
 	rand   io.Reader
 	log    *slog.Logger
@@ -187,7 +178,7 @@ type Service struct {
 }
 
 // New checks cfg and builds a service; call Start after unseal.
-func New(cfg Config, kv KV, sealer Sealer, rand io.Reader, log *slog.Logger) (*Service, error) {
+func New(cfg Config, kv storage.KV, sealer Sealer, rand io.Reader, log *slog.Logger) (*Service, error) {
 	if kv == nil || sealer == nil || rand == nil {
 		return nil, errors.New("auth: kv, sealer and rand are required")
 	}

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -10,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,101 +16,21 @@ import (
 	"github.com/moonvault/moonvault/internal/entropy"
 	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/secret"
-	"github.com/moonvault/moonvault/internal/storage"
+	"github.com/moonvault/moonvault/internal/storage/inmem"
 )
 
-// memKV is a small in-memory KV with a change feed, standing in for the
-// barrier (real storage integration is tested by the lead).
-type memKV struct {
-	mu   sync.Mutex
-	m    map[string][]byte
-	subs map[int]func(string)
-	next int
-	puts int
-}
+// memKV is the in-memory storage backend standing in for the barrier,
+// with helpers to inspect what was written.
+type memKV struct{ *inmem.Backend }
 
-func newMemKV() *memKV { return &memKV{m: map[string][]byte{}, subs: map[int]func(string){}} }
-
-func (k *memKV) Get(_ context.Context, key string) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.m[key]
-	if !ok {
-		return nil, fmt.Errorf("get %s: %w", key, storage.ErrNotFound)
-	}
-	return bytes.Clone(v), nil
-}
-
-func (k *memKV) Put(ctx context.Context, key string, value []byte) error {
-	return k.Batch(ctx, []storage.Op{{Key: key, Value: value}})
-}
-
-func (k *memKV) Delete(ctx context.Context, key string) error {
-	return k.Batch(ctx, []storage.Op{{Key: key, Delete: true}})
-}
-
-func (k *memKV) List(_ context.Context, prefix, after string, limit int) ([]string, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var out []string
-	for key := range k.m {
-		if strings.HasPrefix(key, prefix) && (after == "" || key > after) {
-			out = append(out, key)
-		}
-	}
-	slices.Sort(out)
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
-}
-
-func (k *memKV) Batch(_ context.Context, ops []storage.Op) error {
-	k.mu.Lock()
-	for _, op := range ops {
-		if op.Delete {
-			delete(k.m, op.Key)
-		} else {
-			k.m[op.Key] = bytes.Clone(op.Value)
-			k.puts++
-		}
-	}
-	subs := make([]func(string), 0, len(k.subs))
-	for _, fn := range k.subs {
-		subs = append(subs, fn)
-	}
-	k.mu.Unlock()
-	for _, fn := range subs {
-		for _, op := range ops {
-			fn(op.Key)
-		}
-	}
-	return nil
-}
-
-func (k *memKV) Subscribe(fn func(string)) func() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	id := k.next
-	k.next++
-	k.subs[id] = fn
-	return func() {
-		k.mu.Lock()
-		delete(k.subs, id)
-		k.mu.Unlock()
-	}
-}
+func newMemKV() *memKV { return &memKV{inmem.New()} }
 
 func (k *memKV) keys(prefix string) []string {
 	out, _ := k.List(context.Background(), prefix, "", 0)
 	return out
 }
 
-func (k *memKV) putCount() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.puts
-}
+func (k *memKV) putCount() int { return k.Puts() }
 
 // testSealer is AES-256-GCM with the path as associated data.
 type testSealer struct{ aead cipher.AEAD }

@@ -38,15 +38,6 @@ type Wrapper interface {
 	KeyID() string
 }
 
-// KV is the logical (barrier) key/value interface.
-type KV interface {
-	Get(ctx context.Context, key string) ([]byte, error)
-	Put(ctx context.Context, key string, value []byte) error
-	Delete(ctx context.Context, key string) error
-	List(ctx context.Context, prefix, after string, limit int) ([]string, error)
-	Batch(ctx context.Context, ops []storage.Op) error
-}
-
 // Sealer wraps and unwraps CSP values. Safe for concurrent use.
 type Sealer struct {
 	w        Wrapper            // current; nil when seal wrap is disabled
@@ -131,7 +122,7 @@ func (s *Sealer) unwrap(ctx context.Context, path string, envelope []byte, accep
 // number of values rewritten. Run it while no other writer changes these
 // prefixes (the core holds its state lock), or a concurrent write may be
 // overwritten with the older value.
-func (s *Sealer) Rewrap(ctx context.Context, kv KV, prefixes []string) (int, error) {
+func (s *Sealer) Rewrap(ctx context.Context, kv storage.KV, prefixes []string) (int, error) {
 	count := 0
 	for _, prefix := range prefixes {
 		after := ""
@@ -159,7 +150,7 @@ func (s *Sealer) Rewrap(ctx context.Context, kv KV, prefixes []string) (int, err
 	return count, nil
 }
 
-func (s *Sealer) rewrapPage(ctx context.Context, kv KV, keys []string) ([]storage.Op, error) {
+func (s *Sealer) rewrapPage(ctx context.Context, kv storage.KV, keys []string) ([]storage.Op, error) {
 	var ops []storage.Op
 	for _, k := range keys {
 		v, err := kv.Get(ctx, k)

@@ -29,10 +29,13 @@ type Op struct {
 	Delete bool
 }
 
-// Backend is the physical storage contract. Keys are slash-separated paths
-// of printable ASCII; values are opaque. Every method is safe for concurrent
-// use. A write that returns nil is durable (fsynced or committed).
-type Backend interface {
+// KV is the key/value contract every layer speaks: a physical Backend, and
+// the barrier above it (same calls, values encrypted). Services (auth,
+// wallet, sealwrap, audit) take a KV; they never know which one.
+// Keys are slash-separated paths of printable ASCII; values are opaque.
+// Every method is safe for concurrent use. A write that returns nil is
+// durable (fsynced or committed).
+type KV interface {
 	// Get returns the value, or an error wrapping ErrNotFound.
 	Get(ctx context.Context, key string) ([]byte, error)
 	// Put creates or replaces the value.
@@ -51,6 +54,11 @@ type Backend interface {
 	// deletes the key. When the stored value differs it writes nothing and
 	// returns an error wrapping ErrConflict.
 	CompareAndSwap(ctx context.Context, key string, old, next []byte) error
+}
+
+// Backend is the physical storage contract: a KV that can be closed.
+type Backend interface {
+	KV
 	// Close releases the backend.
 	Close() error
 }

@@ -32,15 +32,6 @@ import (
 	"github.com/moonvault/moonvault/internal/storage"
 )
 
-// KV is the logical (barrier-encrypted) key/value store.
-type KV interface {
-	Get(ctx context.Context, key string) ([]byte, error)
-	Put(ctx context.Context, key string, value []byte) error
-	Delete(ctx context.Context, key string) error
-	List(ctx context.Context, prefix, after string, limit int) ([]string, error)
-	Batch(ctx context.Context, ops []storage.Op) error
-}
-
 // Sealer seal-wraps critical security parameters (package sealwrap).
 type Sealer interface {
 	Wrap(ctx context.Context, path string, plaintext []byte) ([]byte, error)
@@ -120,7 +111,7 @@ type Options struct {
 
 // Service manages accounts. It is safe for concurrent use.
 type Service struct {
-	kv     KV
+	kv     storage.KV
 	sealer Sealer
 	rand   io.Reader
 	log    *slog.Logger
@@ -132,7 +123,7 @@ type Service struct {
 
 // New returns a Service. rand is the CSP entropy source (the entropy
 // mixer); when it fails, Create fails closed and writes nothing.
-func New(kv KV, sealer Sealer, rand io.Reader, opts Options) *Service {
+func New(kv storage.KV, sealer Sealer, rand io.Reader, opts Options) *Service {
 	if opts.CacheSize == 0 {
 		opts.CacheSize = defaultCacheSize
 	}

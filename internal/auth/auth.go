@@ -45,6 +45,17 @@ const (
 	prefixAPIKeys      = "auth/apikeys/"
 )
 
+// CSPPrefixes hold auth's seal-wrapped critical security parameters (JWT
+// signing seeds, TOTP secrets), for operator rewrap and seal migration.
+func CSPPrefixes() []string { return []string{prefixJWTSeeds, prefixTOTP} }
+
+// NotifyPrefixes are the keys every node of a cluster must see change at
+// once (revocations, users, signing keys, API keys); the rest is read on
+// demand.
+func NotifyPrefixes() []string {
+	return []string{prefixRevoked, prefixUsers, prefixJWTKeys, prefixAPIKeys}
+}
+
 // Config tunes the service. Zero values take the documented defaults.
 type Config struct {
 	Issuer   string // default "moonvault"

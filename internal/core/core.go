@@ -35,6 +35,10 @@ const (
 	rootKeySize     = 32
 )
 
+// NotifyPrefixes are the core's keys, which every node of a cluster must
+// see change at once (seal configuration, keyring).
+func NotifyPrefixes() []string { return []string{"core/"} }
+
 // Errors mapped by the HTTP layer.
 var (
 	ErrNotInitialized     = errkind.New(errkind.Sealed, "not_initialized", "vault is not initialized")

@@ -50,9 +50,12 @@ var (
 	ErrKeyMismatch = errkind.New(errkind.Integrity, "integrity_error", "stored key does not match account address")
 )
 
+// CSPPrefix holds the seal-wrapped private keys.
+const CSPPrefix = "wallet/keys/"
+
 const (
 	prefixAccounts  = "wallet/accounts/"
-	prefixKeys      = "wallet/keys/"
+	prefixKeys      = CSPPrefix
 	prefixAddresses = "wallet/addresses/"
 
 	defaultCacheSize = 10_000

@@ -165,13 +165,13 @@ type problem struct{ name, msg string }
 func (p *problem) Error() string {
 	s, ok := Lookup(p.name)
 	if !ok {
-		return p.name + ": " + p.msg
+		return p.name + ": " + oneLine(p.msg)
 	}
 	how := "set " + s.Name + " in the config file or " + s.Env()
 	if f := s.Flag(); f != "" {
 		how += " or -" + f
 	}
-	return fmt.Sprintf("%s: %s (%s)", s.Name, p.msg, how)
+	return fmt.Sprintf("%s: %s (%s)", s.Name, oneLine(p.msg), how)
 }
 
 // LoadFile merges the file at path into c. The format follows the

@@ -33,7 +33,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (*Tokens, error) {
 	wait, release := s.limiter.reserve(now, uk, ak)
 	defer release()
 	if wait > 0 {
-		s.log.Warn("login throttled", "username", in.Username, "remote_addr", in.RemoteAddr, "retry_after", wait)
+		s.log.Warn("login throttled", "username", in.Username, "remote_addr", in.RemoteAddr, "retry_after", int(wait.Seconds()+0.999))
 		return nil, &RateLimitError{RetryAfter: wait}
 	}
 	rec, err := s.loadUser(ctx, in.Username)

@@ -32,29 +32,58 @@ var txFields = map[string]bool{
 	"blobVersionedHashes": true, "authorizationList": true,
 }
 
-// ParseTransaction parses a JSON-RPC transaction object (as sent to
-// eth_signTransaction) into an unsigned transaction and its chain id.
+// Tx is a transaction object, parsed once: the unsigned transaction, the
+// chain it is for, and the `from` it names (nil when absent), which the
+// sign pipeline compares with, or uses to find, the signing account.
+type Tx struct {
+	Tx      *types.Transaction
+	ChainID *big.Int
+	From    *common.Address
+}
+
+// ParseTx parses a JSON-RPC transaction object (as sent to
+// eth_signTransaction) in one pass.
 //
 // chainId, nonce and gas are required: a remote signer has no node to fill
-// them in. `from` is validated for syntax but otherwise ignored: the caller
-// compares it with the signing account (see ParseFrom). `gasLimit` is
-// accepted as an alias of `gas` (ethers), `input` of `data` (both given:
-// must be equal). Unknown members are refused with a FieldError.
-func ParseTransaction(raw json.RawMessage) (*types.Transaction, *big.Int, error) {
+// them in. `gasLimit` is accepted as an alias of `gas` (ethers), `input` of
+// `data` (both given: must be equal). Unknown members are refused with a
+// FieldError.
+func ParseTx(raw json.RawMessage) (*Tx, error) {
 	if err := checkJSON("transaction", raw); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	f, err := decodeObject("transaction", raw)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, k := range sortedKeys(f) {
 		if !txFields[k] {
-			return nil, nil, fieldErr(k, "unknown transaction field")
+			return nil, fieldErr(k, "unknown transaction field")
 		}
 	}
 	p := txParser{f: f}
-	return p.parse()
+	tx, chainID, err := p.parse()
+	if err != nil {
+		return nil, err
+	}
+	out := &Tx{Tx: tx, ChainID: chainID}
+	if !isNull(f["from"]) {
+		from, err := parseAddressJSON("from", f["from"])
+		if err != nil {
+			return nil, err
+		}
+		out.From = &from
+	}
+	return out, nil
+}
+
+// ParseTransaction is ParseTx without `from`.
+func ParseTransaction(raw json.RawMessage) (*types.Transaction, *big.Int, error) {
+	t, err := ParseTx(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t.Tx, t.ChainID, nil
 }
 
 // ParseFrom returns the `from` member of a transaction object, if any.

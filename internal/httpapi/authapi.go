@@ -7,20 +7,31 @@ import (
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
-func (a *API) login(q *request) (int, any, error) {
-	var req struct {
-		Username string        `json:"username"`
-		Password secret.String `json:"password"`
-		TOTP     secret.String `json:"totp"`
+// loginBody is the body of POST /v1/auth/login.
+type loginBody struct {
+	Username string        `json:"username"`
+	Password secret.String `json:"password"`
+	TOTP     secret.String `json:"totp"`
+}
+
+// check refuses a body without credentials before any password work.
+func (b *loginBody) check() error {
+	if b.Username == "" {
+		return errField("username", "is required")
 	}
+	if b.Password == "" {
+		return errField("password", "is required")
+	}
+	return nil
+}
+
+func (a *API) login(q *request) (int, any, error) {
+	var req loginBody
 	if err := decode(q, &req, false); err != nil {
 		return 0, nil, err
 	}
-	if req.Username == "" {
-		return 0, nil, errField("username", "is required")
-	}
-	if req.Password == "" {
-		return 0, nil, errField("password", "is required")
+	if err := req.check(); err != nil {
+		return 0, nil, err
 	}
 	q.principal = &identity.Principal{Subject: req.Username}
 	tok, err := a.d.Auth.Login(q.ctx(), auth.LoginInput{

@@ -322,9 +322,8 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	_, _ = w.Write(append(buf, '\n'))
 }
 
-// decode reads a JSON body strictly into v: size-limited (413), unknown
-// fields refused, one value only. An empty body decodes to the zero value
-// when allowEmpty.
+// decode reads a JSON body strictly into v (decodeJSON); a body over the
+// size limit answers 413.
 func decode(q *request, v any, allowEmpty bool) error {
 	data, err := io.ReadAll(q.Body)
 	if err != nil {
@@ -334,6 +333,13 @@ func decode(q *request, v any, allowEmpty bool) error {
 		}
 		return errInvalid("invalid_body", "could not read the request body")
 	}
+	return decodeJSON(data, v, allowEmpty)
+}
+
+// decodeJSON is the one request decoder: one JSON value, unknown fields
+// refused, no trailing data, and errors that never echo input values. An
+// empty body decodes to the zero value when allowEmpty.
+func decodeJSON(data []byte, v any, allowEmpty bool) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		if allowEmpty {
 			return nil

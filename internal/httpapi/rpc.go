@@ -8,6 +8,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/jsonrpc"
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/wallet"
@@ -66,7 +67,7 @@ func (s *rpcSigner) Sign(ctx context.Context, c *jsonrpc.Call) ([]byte, error) {
 	sig, err := s.a.sign(s.q, accountRef{address: &c.Account}, signRequest{message: c.Message, typed: c.TypedData, tx: c.Tx})
 	switch {
 	case errors.Is(err, wallet.ErrNotFound):
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeServer, Message: "unknown account " + c.Account.Hex()}
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeServer, Message: "unknown account " + c.Account.Hex(), ErrKind: errkind.NotFound}
 	case err != nil:
 		return nil, rpcErr(err)
 	case sig.tx != nil:
@@ -87,5 +88,5 @@ func rpcErr(err error) error {
 	if f.status == http.StatusBadRequest {
 		code = jsonrpc.CodeInvalidParams
 	}
-	return &jsonrpc.Error{Code: code, Message: f.code + ": " + f.message}
+	return &jsonrpc.Error{Code: code, Message: f.code + ": " + f.message, ErrKind: errkind.Of(err)}
 }

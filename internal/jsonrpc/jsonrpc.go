@@ -57,21 +57,24 @@ type Signer interface {
 type Error struct {
 	Code    int    `json:"code"`
 	Message string `json:"message"`
+	// ErrKind is the kind of the domain error this answers, when the
+	// server translated one (not sent).
+	ErrKind errkind.Kind `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Message }
 
-// Kind maps the JSON-RPC code to an error kind: the request's fault, or a
-// failure the server reported (already classified before it became an
-// *Error).
+// Kind is the translated error's kind, or the request's fault by code.
 func (e *Error) Kind() errkind.Kind {
-	switch e.Code {
-	case CodeParse, CodeInvalidRequest, CodeInvalidParams:
-		return errkind.Invalid
-	case CodeMethodNotFound:
+	switch {
+	case e.ErrKind != errkind.Other:
+		return e.ErrKind
+	case e.Code == CodeMethodNotFound:
 		return errkind.NotFound
+	case e.Code == CodeInternal:
+		return errkind.Other
 	}
-	return errkind.Unavailable
+	return errkind.Invalid
 }
 
 type request struct {

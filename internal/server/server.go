@@ -30,6 +30,7 @@ import (
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/hsm/softhsm"
 	"github.com/moonvault/moonvault/internal/httpapi"
+	"github.com/moonvault/moonvault/internal/metrics"
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/secret"
@@ -82,6 +83,9 @@ type Node struct {
 	att     tee.Attester
 	certs   *tlsconfig.Reloader
 	devCert *tlsconfig.DevCert
+	restore restoreState
+	// Metrics is the node's Prometheus registry and request observer.
+	Metrics *metrics.Metrics
 
 	runCtx    context.Context
 	cancelRun context.CancelFunc
@@ -194,7 +198,8 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: log})
+	n.Metrics = n.newMetrics()
+	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: log, OnSign: n.Metrics.Signature})
 
 	var sinks []audit.Sink
 	if cfg.AuditFile != "" {
@@ -258,7 +263,9 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 		Rewrap:       n.rewrap,
 		Logger:       log,
 		MaxBody:      cfg.MaxRequestBytes,
+		Operations:   n.operations(),
 	})
+	n.watchRestores()
 	return n, nil
 }
 
@@ -279,7 +286,7 @@ func (n *Node) rootToken(ctx context.Context) (string, error) {
 }
 
 // cspPrefixes hold every seal-wrapped critical security parameter.
-var cspPrefixes = []string{"wallet/keys/", "auth/jwt-seeds/", "auth/totp/", "audit/keys/"}
+var cspPrefixes = []string{"wallet/keys/", "auth/jwt-seeds/", "auth/totp/", "audit/keys/", "sys/snapshot/"}
 
 // Audit keys are CSPs kept behind the barrier and seal-wrapped.
 const (
@@ -288,6 +295,9 @@ const (
 )
 
 func (n *Node) onUnsealed(ctx context.Context, _ *barrier.Barrier) error {
+	if err := n.checkRestored(ctx); err != nil {
+		return err
+	}
 	if err := n.Auth.Start(n.runCtx); err != nil {
 		return fmt.Errorf("start auth: %w", err)
 	}

@@ -169,13 +169,13 @@ func TestErrorsHaveKinds(t *testing.T) {
 // in the table.
 func TestVectors(t *testing.T) {
 	want := map[string]string{
-		"fail_truncated.snap":     "truncated",
-		"fail_flipped_byte.snap":  "SHA-256 mismatch",
-		"fail_wrong_version.snap": "format version 2",
-		"fail_bad_magic.snap":     "not a Moon Vault snapshot",
-		"fail_bad_signature.snap": "signature does not verify",
+		"fail_truncated.snap":      "truncated",
+		"fail_flipped_byte.snap":   "SHA-256 mismatch",
+		"fail_wrong_version.snap":  "format version 2",
+		"fail_bad_magic.snap":      "not a Moon Vault snapshot",
+		"fail_bad_signature.snap":  "signature does not verify",
 		"fail_count_mismatch.snap": "header announces 6 records but the file holds 5",
-		"fail_unordered.snap":     "does not sort after",
+		"fail_unordered.snap":      "does not sort after",
 	}
 	files, err := filepath.Glob("testdata/*.snap")
 	if err != nil || len(files) == 0 {

@@ -11,6 +11,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/storage/internal/keypath"
 )
@@ -26,7 +27,7 @@ const (
 )
 
 // ErrRestoreInProgress refuses a second concurrent restore.
-var ErrRestoreInProgress = errors.New("bolt: a restore is already in progress")
+var ErrRestoreInProgress = errkind.New(errkind.Conflict, "restore_in_progress", "a restore is already in progress")
 
 // boltView is one read transaction: bbolt's MVCC gives it a consistent view
 // while writers go on.

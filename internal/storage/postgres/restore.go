@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/storage/internal/keypath"
 )
@@ -26,7 +27,7 @@ const (
 
 // ErrRestoreInProgress refuses a restore while another runs on the same
 // database (this node or another).
-var ErrRestoreInProgress = errors.New("postgres: a restore is already in progress on this database")
+var ErrRestoreInProgress = errkind.New(errkind.Conflict, "restore_in_progress", "a restore is already in progress on this database (this node or another)")
 
 type pgView struct {
 	conn  *pgxpool.Conn

@@ -155,12 +155,6 @@ func (n *Node) Restore(ctx context.Context, r io.Reader, force bool) (*RestoreRe
 	}()
 	start := time.Now()
 	hdr, err := snapshot.Read(ctx, r, snapshot.Handler{
-		Header: func(h *snapshot.Header) error {
-			if own != nil && !force && !bytes.Equal(h.PublicKey, own) {
-				return snapshot.ErrForeign
-			}
-			return nil
-		},
 		Record: func(key string, value []byte) error {
 			if key == restoreMarker {
 				return nil // replaced by this restore's marker
@@ -170,6 +164,11 @@ func (n *Node) Restore(ctx context.Context, r io.Reader, force bool) (*RestoreRe
 	})
 	if err != nil {
 		return nil, err
+	}
+	// Checked once the file is known intact, so a damaged file is reported
+	// as damaged whoever made it.
+	if own != nil && !force && !bytes.Equal(hdr.PublicKey, own) {
+		return nil, snapshot.ErrForeign
 	}
 	m := marker{ID: newID(), RestoredAt: time.Now().UTC(), CreatedAt: hdr.CreatedAt, Storage: hdr.Storage, Records: hdr.Records, PublicKey: hdr.PublicKey}
 	raw, _ := json.Marshal(m)

@@ -116,6 +116,9 @@ func readRecords(ctx context.Context, in *hashReader, hdr *Header, fn func(strin
 			}
 		}
 		if key, err = in.field(key, MaxKeyLen); err != nil {
+			if errors.Is(err, errCut) {
+				return invalid("truncated: the file ends inside record %d of %d", n+1, hdr.Records)
+			}
 			return invalid("record %d of %d: key: %v", n+1, hdr.Records, err)
 		}
 		if err := checkKey(key); err != nil {
@@ -125,6 +128,9 @@ func readRecords(ctx context.Context, in *hashReader, hdr *Header, fn func(strin
 			return invalid("record %d of %d: key %q does not sort after %q (records out of order or duplicated)", n+1, hdr.Records, key, prev)
 		}
 		if val, err = in.field(val, MaxValueLen); err != nil {
+			if errors.Is(err, errCut) {
+				return invalid("truncated: the file ends inside record %d of %d (%q)", n+1, hdr.Records, key)
+			}
 			return invalid("record %d of %d (%q): value: %v", n+1, hdr.Records, key, err)
 		}
 		n++
@@ -176,6 +182,9 @@ func checkKey(k []byte) error {
 	return nil
 }
 
+// errCut is the end of the file inside a record.
+var errCut = errors.New("the file ends inside a record")
+
 // hashReader reads from br and hashes what it consumes (until h is nil).
 type hashReader struct {
 	br *bufio.Reader
@@ -206,7 +215,7 @@ func (in *hashReader) uvarint() (uint64, error) {
 	for i := 0; i < binary.MaxVarintLen64; i++ {
 		c, err := in.byte()
 		if err != nil {
-			return 0, errors.New("the file ends inside a length")
+			return 0, errCut
 		}
 		if c < 0x80 {
 			if i == binary.MaxVarintLen64-1 && c > 1 {
@@ -234,7 +243,7 @@ func (in *hashReader) field(buf []byte, limit int) ([]byte, error) {
 	}
 	buf = buf[:n]
 	if err := in.full(buf); err != nil {
-		return nil, errors.New("the file ends inside the record")
+		return nil, errCut
 	}
 	return buf, nil
 }

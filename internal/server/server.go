@@ -58,6 +58,11 @@ type Options struct {
 	// WrapHSMRandom, when set, wraps the HSM's random source before the
 	// entropy mixer sees it (fault injection in tests).
 	WrapHSMRandom func(HSMRandom) HSMRandom
+	// Reload, when set, reads the configuration again on SIGHUP; the
+	// settings that can change safely are applied (reload.go).
+	Reload func() (config.Server, error)
+	// LogLevel, when set, is the level of Logger, changed by a reload.
+	LogLevel *slog.LevelVar
 }
 
 // HSMRandom draws n bytes from the HSM's generator.
@@ -84,6 +89,8 @@ type Node struct {
 	certs   *tlsconfig.Reloader
 	devCert *tlsconfig.DevCert
 	restore restoreState
+	// auditFile is the audit file sink, whose rotation size reloads.
+	auditFile *audit.FileSink
 	// Metrics is the node's Prometheus registry and request observer.
 	Metrics *metrics.Metrics
 
@@ -207,6 +214,7 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("audit file: %w", err)
 		}
+		n.auditFile = fs
 		sinks = append(sinks, fs)
 	}
 	if cfg.AuditStdout {
@@ -486,7 +494,8 @@ func (n *Node) close() {
 }
 
 // Run builds the node, prepares dev mode when asked, and serves until
-// SIGINT/SIGTERM; SIGHUP reloads the TLS certificate.
+// SIGINT/SIGTERM; SIGHUP reloads the TLS certificate and the settings
+// that can change safely (reload.go).
 func Run(ctx context.Context, opts Options) error {
 	n, err := Build(ctx, opts)
 	if err != nil {
@@ -511,11 +520,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			if err := n.ReloadTLS(); err != nil {
-				n.log.Error("TLS reload failed; keeping the previous certificate", "err", err)
-			} else {
-				n.log.Info("TLS certificate reloaded")
-			}
+			n.reload()
 		}
 	}()
 	n.log.Info("moonvault listening", "address", ln.Addr().String(), "tls_min_version", n.cfg.TLSMinVersion, "storage", n.cfg.Storage, "seal", n.Core.SealType())

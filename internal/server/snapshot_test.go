@@ -183,7 +183,7 @@ func TestSnapshotShamir(t *testing.T) {
 	checkSigns(t, dst, alice)
 }
 
-func initHSM(t *testing.T, tn *testNode) string {
+func initHSM(t testing.TB, tn *testNode) string {
 	t.Helper()
 	var ir initResp
 	tn.mustCall(200, "POST", "/v1/sys/init", map[string]int{"recovery_shares": 1, "recovery_threshold": 1}, &ir)

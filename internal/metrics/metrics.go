@@ -40,6 +40,7 @@ type Metrics struct {
 	duration   *prometheus.HistogramVec
 	signatures *prometheus.CounterVec
 	policy     *prometheus.CounterVec
+	snapshot   prometheus.Gauge
 
 	// Children looked up once: the request path pays a map load, not
 	// the label hashing of WithLabelValues.
@@ -74,7 +75,11 @@ func New(src Sources) *Metrics {
 			Help: "Policy decisions on signing requests (allow, deny, require_approval).",
 		}, []string{"decision"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.signatures, m.policy,
+	m.snapshot = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "moonvault_snapshot_last_success_timestamp_seconds",
+		Help: "Unix time of the last snapshot this node streamed completely (0: none since start).",
+	})
+	m.reg.MustRegister(m.requests, m.duration, m.signatures, m.policy, m.snapshot,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Zero-valued series from the start, so rate() and alerts see them
@@ -167,6 +172,14 @@ func (m *Metrics) Signature(chain, kind string) {
 		return
 	}
 	m.signatures.WithLabelValues(oneOf(chain, chains), oneOf(kind, kinds)).Inc()
+}
+
+// SnapshotTaken records a snapshot streamed completely at t.
+func (m *Metrics) SnapshotTaken(t time.Time) {
+	if m == nil {
+		return
+	}
+	m.snapshot.Set(float64(t.Unix()))
 }
 
 // PolicyDecision counts one policy decision (for the policy engine).

@@ -106,6 +106,7 @@ func (n *Node) Snapshot(ctx context.Context) (func(w io.Writer) error, error) {
 			return err
 		}
 		n.log.Info("snapshot taken", "records", h.Records, "term", h.Term, "duration", time.Since(start).String())
+		n.Metrics.SnapshotTaken(time.Now())
 		return nil
 	}, nil
 }

@@ -230,18 +230,19 @@ func (in *hashReader) uvarint() (uint64, error) {
 }
 
 // field reads a uvarint length (at most limit) and that many bytes into buf.
-func (in *hashReader) field(buf []byte, limit int) ([]byte, error) {
+func (in *hashReader) field(buf []byte, limit uint64) ([]byte, error) {
 	n, err := in.uvarint()
 	if err != nil {
 		return nil, err
 	}
-	if n > uint64(limit) {
+	if n > limit {
 		return nil, fmt.Errorf("length %d is over the %d limit", n, limit)
 	}
-	if cap(buf) < int(n) {
-		buf = make([]byte, n)
+	size := int(n) // #nosec G115 -- n <= limit, at most MaxValueLen (64 MiB)
+	if cap(buf) < size {
+		buf = make([]byte, size)
 	}
-	buf = buf[:n]
+	buf = buf[:size]
 	if err := in.full(buf); err != nil {
 		return nil, errCut
 	}
@@ -249,13 +250,13 @@ func (in *hashReader) field(buf []byte, limit int) ([]byte, error) {
 }
 
 // block reads a uint32 length (at most limit) and that many bytes.
-func (in *hashReader) block(limit int) ([]byte, error) {
+func (in *hashReader) block(limit uint32) ([]byte, error) {
 	var b [4]byte
 	if err := in.full(b[:]); err != nil {
 		return nil, errors.New("the file ends before it")
 	}
 	n := binary.BigEndian.Uint32(b[:])
-	if uint64(n) > uint64(limit) {
+	if n > limit {
 		return nil, fmt.Errorf("length %d is over the %d limit", n, limit)
 	}
 	p := make([]byte, n)

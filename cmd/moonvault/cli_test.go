@@ -61,30 +61,31 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("top-level help lists %v", cmds)
 	}
 	checked := 0
-	for _, c := range cmds {
-		out, _, code := run(t, nil, c, "-h")
+	var walk func(path []string)
+	walk = func(path []string) {
+		name := strings.Join(path, " ")
+		out, _, code := run(t, nil, append(path, "-h")...)
 		if code != 0 {
-			t.Errorf("moonvault %s -h: exit %d\n%s", c, code, out)
-			continue
+			t.Errorf("moonvault %s -h: exit %d\n%s", name, code, out)
+			return
 		}
 		subs := commandsOf(out)
-		if len(subs) == 0 { // a command with flags
-			if !strings.Contains(out, "flags:") || !strings.Contains(out, "example:\n  moonvault "+c) {
-				t.Errorf("moonvault %s -h shows no flags or example:\n%s", c, out)
+		if len(subs) == 0 { // a command: its flags and an example
+			if !strings.Contains(out, "flags:") || !strings.Contains(out, "example:\n  moonvault "+name) {
+				t.Errorf("moonvault %s -h shows no flags or example:\n%s", name, out)
 			}
 			checked++
-			continue
+			return
+		}
+		if regexp.MustCompile(`(?m)^  \S+\s*$`).MatchString(out) {
+			t.Errorf("moonvault %s -h: a command without a summary:\n%s", name, out)
 		}
 		for _, s := range subs {
-			out, _, code := run(t, nil, c, s, "-h")
-			if code != 0 || !strings.Contains(out, "flags:") || !strings.Contains(out, "example:\n  moonvault "+c+" "+s) {
-				t.Errorf("moonvault %s %s -h: exit %d\n%s", c, s, code, out)
-			}
-			checked++
+			walk(append(append([]string{}, path...), s))
 		}
-		if strings.Contains(out, "  \n") || regexp.MustCompile(`(?m)^  \S+\s*$`).MatchString(out) {
-			t.Errorf("moonvault %s -h: a subcommand without a summary:\n%s", c, out)
-		}
+	}
+	for _, c := range cmds {
+		walk([]string{c})
 	}
 	if checked < 25 {
 		t.Errorf("checked only %d commands", checked)

@@ -44,7 +44,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"server":   {"run the Moon Vault server", runServer},
-		"operator": {"init, unseal, seal, status, rotate, rekey, rewrap, generate-root", runOperator},
+		"operator": {"init, unseal, seal, status, rotate, rotate-jwt, rekey, rewrap, generate-root, snapshot", runOperator},
 		"login":    {"log in; the session is kept and refreshed until logout", runLogin},
 		"logout":   {"end the session and forget its tokens", runLogout},
 		"account":  {"create, list, get, delete accounts and sign with them", runAccount},

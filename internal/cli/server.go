@@ -31,27 +31,39 @@ func runServer(g *globals, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{"server takes no arguments: " + strings.Join(fs.Args(), " ")}
 	}
-	cfg := config.Defaults()
-	if *cfgFile != "" {
-		if err := cfg.LoadFile(*cfgFile); err != nil {
-			return err
+	var tempDir string
+	// load reads file < env < flags; it runs again on SIGHUP.
+	load := func() (config.Server, error) {
+		cfg := config.Defaults()
+		if *cfgFile != "" {
+			if err := cfg.LoadFile(*cfgFile); err != nil {
+				return cfg, err
+			}
 		}
+		if err := cfg.LoadEnv(os.Environ()); err != nil {
+			return cfg, err
+		}
+		var setErr error
+		fs.Visit(func(f *flag.Flag) {
+			name := strings.ReplaceAll(f.Name, "-", "_")
+			if _, ok := vals[name]; ok && setErr == nil {
+				setErr = cfg.Set(name, f.Value.String())
+			}
+		})
+		if setErr != nil {
+			return cfg, setErr
+		}
+		if *dev && *devListen != "" {
+			cfg.ListenAddress = *devListen
+		}
+		if *dev && cfg.DataDir == "" {
+			cfg.DataDir = tempDir
+		}
+		return cfg, nil
 	}
-	if err := cfg.LoadEnv(os.Environ()); err != nil {
+	cfg, err := load()
+	if err != nil {
 		return err
-	}
-	var setErr error
-	fs.Visit(func(f *flag.Flag) {
-		name := strings.ReplaceAll(f.Name, "-", "_")
-		if _, ok := vals[name]; ok && setErr == nil {
-			setErr = cfg.Set(name, f.Value.String())
-		}
-	})
-	if setErr != nil {
-		return setErr
-	}
-	if *dev && *devListen != "" {
-		cfg.ListenAddress = *devListen
 	}
 	if *dev && cfg.DataDir == "" {
 		dir, err := os.MkdirTemp("", "moonvault-dev-")
@@ -59,17 +71,19 @@ func runServer(g *globals, args []string) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		cfg.DataDir = dir
+		tempDir, cfg.DataDir = dir, dir
 	}
 	// The logger first: every later problem is one log line.
 	node, err := cfg.Resolve(config.Mode{Dev: *dev})
 	if err != nil {
 		return err
 	}
-	log := newLogger(g, node.Log)
+	level := new(slog.LevelVar)
+	level.Set(node.Log.Level)
+	log := newLogger(g, node.Log.Format, level)
 	slog.SetDefault(log)
 	log.Info("moonvault starting", "version", versionString())
-	err = server.Run(context.Background(), server.Options{Config: cfg, Dev: *dev, Out: g.stdout, Logger: log})
+	err = server.Run(context.Background(), server.Options{Config: cfg, Dev: *dev, Out: g.stdout, Logger: log, Reload: load, LogLevel: level})
 	if err != nil {
 		log.Error("moonvault cannot start", "err", err.Error())
 		return errLogged
@@ -80,9 +94,10 @@ func runServer(g *globals, args []string) error {
 // errLogged: the error is already in the log; exit 1 without repeating it.
 var errLogged = errors.New("logged")
 
-func newLogger(g *globals, l config.Log) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: l.Level}
-	if l.Format == "text" {
+// newLogger logs at the level held by lv, which a reload may change.
+func newLogger(g *globals, format string, lv *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "text" {
 		return slog.New(slog.NewTextHandler(g.stderr, opts))
 	}
 	return slog.New(slog.NewJSONHandler(g.stderr, opts))
@@ -90,6 +105,6 @@ func newLogger(g *globals, l config.Log) *slog.Logger {
 
 var serverHelp = help{
 	usage:   "moonvault server [-config FILE] [-dev] [flags]",
-	summary: "Run the Moon Vault server. Settings come from the file, then MOONVAULT_* variables, then flags (flags win); docs/configuration.md lists them all.",
+	summary: "Run the Moon Vault server. Settings come from the file, then MOONVAULT_* variables, then flags (flags win); docs/configuration.md lists them all. SIGHUP reloads the TLS certificate and the settings that can change while serving.",
 	example: "moonvault server -config /etc/moonvault/server.hcl\n  moonvault server -dev -dev-listen-address 127.0.0.1:8300",
 }

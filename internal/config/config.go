@@ -61,6 +61,10 @@ type Server struct {
 	SignRequiresMFA bool   `hcl:"sign_requires_mfa,optional" json:"sign_requires_mfa,omitempty"`
 
 	MaxRequestBytes int64 `hcl:"max_request_bytes,optional" json:"max_request_bytes,omitempty"`
+
+	// MetricsUnauthenticated serves /v1/sys/metrics without a token (as
+	// Vault's unauthenticated_metrics_access), also while sealed.
+	MetricsUnauthenticated bool `hcl:"metrics_unauthenticated,optional" json:"metrics_unauthenticated,omitempty"`
 }
 
 // Defaults returns a configuration with every default filled in.
@@ -139,6 +143,7 @@ var settings = []Setting{
 	{Name: "idle_timeout", Doc: "A session unused this long ends (Go duration)."},
 	{Name: "sign_requires_mfa", Doc: "Every signature needs a recent TOTP login (step-up)."},
 	{Name: "max_request_bytes", Doc: "Largest request body accepted (bytes)."},
+	{Name: "metrics_unauthenticated", Doc: "Serve GET /v1/sys/metrics without a token, also while sealed (as Vault's unauthenticated_metrics_access)."},
 }
 
 // Settings lists every setting.

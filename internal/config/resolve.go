@@ -40,6 +40,8 @@ type Node struct {
 	SignRequiresMFA bool
 
 	MaxRequestBytes int64
+
+	MetricsUnauthenticated bool
 }
 
 // TLS is the serving certificate. CertFile is "" only in dev mode (a
@@ -96,6 +98,8 @@ func (c Server) Resolve(m Mode) (*Node, error) {
 		RequireHardening: c.RequireHardening,
 		SignRequiresMFA:  c.SignRequiresMFA,
 		MaxRequestBytes:  c.MaxRequestBytes,
+
+		MetricsUnauthenticated: c.MetricsUnauthenticated,
 	}
 	for _, check := range []func() error{
 		func() error { return checkListen(c.ListenAddress) },

@@ -28,10 +28,11 @@ const (
 	Unavailable          // a dependency is down; retry later (503)
 	Sealed               // the vault is sealed or not ready (503)
 	Integrity            // stored data failed authentication (500, logged)
+	Unsupported          // this server does not offer the operation (501)
 )
 
 var names = [...]string{"other", "invalid", "unauthenticated", "denied", "not_found", "conflict",
-	"too_large", "rate_limited", "unavailable", "sealed", "integrity"}
+	"too_large", "rate_limited", "unavailable", "sealed", "integrity", "unsupported"}
 
 func (k Kind) String() string {
 	if int(k) < len(names) {

@@ -36,6 +36,7 @@ var kinds = [...]struct {
 	errkind.Unavailable:     {503, "unavailable", "a dependency is unavailable; retry later"},
 	errkind.Sealed:          {503, "sealed", "the vault is sealed"},
 	errkind.Integrity:       {500, "integrity_error", "stored data failed its integrity check"},
+	errkind.Unsupported:     {501, "not_supported", "this node does not offer this operation"},
 }
 
 // fixedMessages are the answers for codes whose declaring error speaks to

@@ -27,7 +27,10 @@ import (
 	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/shamir"
+	"github.com/moonvault/moonvault/internal/snapshot"
 	"github.com/moonvault/moonvault/internal/storage"
+	"github.com/moonvault/moonvault/internal/storage/bolt"
+	"github.com/moonvault/moonvault/internal/storage/postgres"
 	"github.com/moonvault/moonvault/internal/tee"
 	"github.com/moonvault/moonvault/internal/wallet"
 	"github.com/moonvault/moonvault/internal/wallet/evm"
@@ -106,6 +109,12 @@ var domainErrors = map[string]error{
 	"shamir.ErrShareLengthMismatch": shamir.ErrShareLengthMismatch,
 	"shamir.ErrZeroX":               shamir.ErrZeroX,
 	"shamir.ErrDuplicateX":          shamir.ErrDuplicateX,
+
+	"snapshot.ErrInvalid": snapshot.ErrInvalid,
+	"snapshot.ErrForeign": snapshot.ErrForeign,
+
+	"storage/bolt.ErrRestoreInProgress":     bolt.ErrRestoreInProgress,
+	"storage/postgres.ErrRestoreInProgress": postgres.ErrRestoreInProgress,
 
 	"storage.ErrNotFound":    storage.ErrNotFound,
 	"storage.ErrUnavailable": storage.ErrUnavailable,

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/audit"
@@ -46,6 +47,8 @@ type Deps struct {
 	Logger  *slog.Logger
 	MaxBody int64
 	Now     func() time.Time
+	// Operations: snapshots, restore, metrics (operations.go).
+	Operations Operations
 }
 
 // access says what a route needs before its handler runs.
@@ -60,6 +63,9 @@ const (
 	// flight finish first and new ones wait (operator rewrap, which must not
 	// race a concurrent write of the values it rewrites).
 	adminExclusive
+	// initOrAdminExclusive runs alone, without a token while the vault is
+	// not initialised and as adminExclusive after (restore, see restoreAccess).
+	initOrAdminExclusive
 )
 
 type handlerFunc func(*request) (int, any, error)
@@ -76,7 +82,8 @@ type API struct {
 	mux    *http.ServeMux
 	routes []route
 	// gate lets an exclusive operation run with no other request in flight.
-	gate sync.RWMutex
+	gate    sync.RWMutex
+	maxBody atomic.Int64
 }
 
 // New builds the handler with every route.
@@ -91,6 +98,7 @@ func New(d Deps) *API {
 		d.Now = time.Now
 	}
 	a := &API{d: d, mux: http.NewServeMux()}
+	a.maxBody.Store(d.MaxBody)
 	a.routes = a.table()
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))
@@ -121,7 +129,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := newRequestID()
 	h.Set("X-Request-Id", id)
 	r = r.WithContext(context.WithValue(r.Context(), ridKey{}, id))
-	r.Body = http.MaxBytesReader(w, r.Body, a.d.MaxBody)
+	r.Body = http.MaxBytesReader(w, r.Body, a.bodyLimit(w, r))
 	a.mux.ServeHTTP(w, r)
 }
 
@@ -165,10 +173,14 @@ func (q *request) hashSecret(field, value string) {
 // run the handler, audit (fail closed), then write the response.
 func (a *API) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rt.access == adminExclusive {
+		switch {
+		case rt.method == http.MethodGet && rt.access == public:
+			// Read-only probes (health, seal status, metrics) never wait
+			// behind an exclusive operation such as a long restore.
+		case rt.access >= adminExclusive:
 			a.gate.Lock()
 			defer a.gate.Unlock()
-		} else {
+		default:
 			a.gate.RLock()
 			defer a.gate.RUnlock()
 		}
@@ -195,6 +207,7 @@ func (a *API) wrap(rt route) http.Handler {
 			if aerr := a.d.Audit.Record(r.Context(), e); aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
 				f := classify(audit.ErrUnavailable)
+				a.observe(rt.op, f.status, start)
 				writeJSON(w, f.status, errorBody{Error: errorDetail{Code: f.code, Message: f.message}})
 				return
 			}
@@ -203,8 +216,13 @@ func (a *API) wrap(rt route) http.Handler {
 			a.d.Logger.Debug("request", "request_id", requestID(r), "op", rt.op, "method", r.Method,
 				"path", r.URL.Path, "status", status, "code", code, "latency", time.Since(start).String())
 		}
+		a.observe(rt.op, status, start)
 		for k, v := range hdr {
 			w.Header()[k] = v
+		}
+		if sb, ok := body.(streamBody); ok {
+			sb(w)
+			return
 		}
 		if raw, ok := body.(rawJSON); ok {
 			w.Header().Set("Content-Type", "application/json")
@@ -217,6 +235,9 @@ func (a *API) wrap(rt route) http.Handler {
 }
 
 func (a *API) serve(rt route, q *request) (int, any, error) {
+	if rt.access == initOrAdminExclusive {
+		rt.access = a.restoreAccess(q)
+	}
 	if rt.access >= unsealed && a.d.Core.Sealed() {
 		if _, err := a.d.Core.Status(q.ctx()); err != nil {
 			return 0, nil, err
@@ -276,7 +297,7 @@ func authFailure(err error) error {
 func (a *API) failed(r *http.Request, op string, err error) failure {
 	f := classify(err)
 	switch {
-	case f.status >= 500 && f.status != 503:
+	case f.status == 500:
 		a.d.Logger.Error("request failed", "request_id", requestID(r), "op", op, "code", f.code, "err", err.Error())
 	case f.status == 503:
 		a.d.Logger.Warn("request refused: dependency unavailable", "request_id", requestID(r), "op", op, "code", f.code, "err", err.Error())

@@ -26,6 +26,7 @@ import (
 	"github.com/moonvault/moonvault/internal/core"
 	"github.com/moonvault/moonvault/internal/entropy"
 	"github.com/moonvault/moonvault/internal/httpapi"
+	"github.com/moonvault/moonvault/internal/metrics"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/tee"
@@ -49,6 +50,11 @@ type Options struct {
 	// WrapHSMRandom, when set, wraps the HSM's random source before the
 	// entropy mixer sees it (fault injection in tests).
 	WrapHSMRandom func(HSMRandom) HSMRandom
+	// Reload, when set, reads the configuration again on SIGHUP; the
+	// settings that can change safely are applied (reload.go).
+	Reload func() (config.Server, error)
+	// LogLevel, when set, is the level of Logger, changed by a reload.
+	LogLevel *slog.LevelVar
 }
 
 // HSMRandom draws n bytes from the HSM's generator.
@@ -56,23 +62,31 @@ type HSMRandom = func(ctx context.Context, n int) ([]byte, error)
 
 // Node is one running vault.
 type Node struct {
-	opts    Options
-	cfg     *config.Node
-	log     *slog.Logger
-	store   storage.Backend
-	hsm     *hsmConn
-	rand    io.Reader
-	mixer   *entropy.Mixer
-	barrier *barrier.Barrier
-	sealer  *sealwrap.Sealer
-	Core    *core.Core
-	Auth    *auth.Service
-	Wallet  *wallet.Service
-	Audit   *audit.Log
-	API     *httpapi.API
-	att     tee.Attester
-	certs   *tlsconfig.Reloader
-	devCert *tlsconfig.DevCert
+	opts Options
+	// settings are the settings as given (file, env, flags), compared with
+	// a reloaded configuration; cfg is their validated, typed form.
+	settings config.Server
+	cfg      *config.Node
+	log      *slog.Logger
+	store    storage.Backend
+	hsm      *hsmConn
+	rand     io.Reader
+	mixer    *entropy.Mixer
+	barrier  *barrier.Barrier
+	sealer   *sealwrap.Sealer
+	Core     *core.Core
+	Auth     *auth.Service
+	Wallet   *wallet.Service
+	Audit    *audit.Log
+	API      *httpapi.API
+	att      tee.Attester
+	certs    *tlsconfig.Reloader
+	devCert  *tlsconfig.DevCert
+	restore  restoreState
+	// auditFile is the audit file sink, whose rotation size reloads.
+	auditFile *audit.FileSink
+	// Metrics is the node's Prometheus registry and request observer.
+	Metrics *metrics.Metrics
 
 	runCtx    context.Context
 	cancelRun context.CancelFunc
@@ -86,7 +100,7 @@ func Build(ctx context.Context, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{opts: opts, cfg: cfg, log: opts.Logger}
+	n := &Node{opts: opts, settings: opts.Config, cfg: cfg, log: opts.Logger}
 	if n.log == nil {
 		n.log = slog.Default()
 	}
@@ -107,11 +121,13 @@ func Build(ctx context.Context, opts Options) (*Node, error) {
 			return nil, err
 		}
 	}
+	n.watchRestores()
 	return n, nil
 }
 
 // Run builds the node, listens, prepares dev mode when asked, and serves
-// until SIGINT/SIGTERM; SIGHUP reloads the TLS certificate.
+// until SIGINT/SIGTERM; SIGHUP reloads the TLS certificate and the settings
+// that can change safely (reload.go).
 func Run(ctx context.Context, opts Options) error {
 	n, err := Build(ctx, opts)
 	if err != nil {
@@ -136,11 +152,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			if err := n.ReloadTLS(); err != nil {
-				n.log.Error("TLS reload failed; keeping the previous certificate", "err", err)
-			} else {
-				n.log.Info("TLS certificate reloaded")
-			}
+			n.reload()
 		}
 	}()
 	n.log.Info("moonvault listening", "address", ln.Addr().String(), "tls_min_version", tlsVersionName(n.cfg.TLS.MinVersion),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"time"
@@ -131,7 +132,8 @@ func (n *Node) newServices(context.Context) (err error) {
 		AccessTTL: n.cfg.AccessTokenTTL, SessionLifetime: n.cfg.SessionLifetime, IdleTimeout: n.cfg.IdleTimeout,
 		Subscribe: n.barrier.Subscribe,
 	}, n.barrier, n.sealer, n.rand, n.log)
-	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: n.log})
+	n.Metrics = n.newMetrics()
+	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: n.log, OnSign: n.Metrics.Signature})
 	return err
 }
 
@@ -139,7 +141,7 @@ func (n *Node) sealWrapped() bool { return n.hsm != nil && n.cfg.SealWrap }
 
 // cspPrefixes hold every seal-wrapped critical security parameter.
 func cspPrefixes() []string {
-	return slices.Concat([]string{wallet.CSPPrefix, audit.CSPPrefix}, auth.CSPPrefixes())
+	return slices.Concat([]string{wallet.CSPPrefix, audit.CSPPrefix, path.Dir(snapshotSigningKey) + "/"}, auth.CSPPrefixes())
 }
 
 func (n *Node) openAudit(context.Context) error {
@@ -149,6 +151,7 @@ func (n *Node) openAudit(context.Context) error {
 		if err != nil {
 			return config.Wrong("audit_file", "%v", err)
 		}
+		n.auditFile = fs
 		sinks = append(sinks, fs)
 	}
 	if n.cfg.Audit.Stdout {
@@ -209,6 +212,7 @@ func (n *Node) newAPI(context.Context) error {
 		Rewrap:       n.rewrap,
 		Logger:       n.log,
 		MaxBody:      n.cfg.MaxRequestBytes,
+		Operations:   n.operations(),
 	})
 	return nil
 }
@@ -232,6 +236,9 @@ func (n *Node) rootToken(ctx context.Context) (string, error) {
 }
 
 func (n *Node) onUnsealed(ctx context.Context, _ *barrier.Barrier) error {
+	if err := n.checkRestored(ctx); err != nil {
+		return err
+	}
 	if err := n.Auth.Start(n.runCtx); err != nil {
 		return fmt.Errorf("start auth: %w", err)
 	}

@@ -98,13 +98,13 @@ func ValidID(id string) bool { return policyIDRE.MatchString(id) }
 
 func newPolicyID() string { return "pol_" + strings.ToLower(rand.Text()) }
 
-func headKey(id string) string             { return PolicyPrefix + id }
-func versionKey(id string, v int) string   { return fmt.Sprintf("%s%s/%010d", versionPrefix, id, v) }
-func limitKey(id, account string) string   { return limitPrefix + id + "/" + account }
-func versionListPrefix(id string) string   { return versionPrefix + id + "/" }
-func policyIDFromKey(key string) string    { return strings.TrimPrefix(key, PolicyPrefix) }
-func isPolicyKey(key string) bool          { return strings.HasPrefix(key, PolicyPrefix) }
-func notFound(id string) error             { return fmt.Errorf("%w: %s", ErrNotFound, id) }
+func headKey(id string) string              { return PolicyPrefix + id }
+func versionKey(id string, v int) string    { return fmt.Sprintf("%s%s/%010d", versionPrefix, id, v) }
+func limitKey(id, account string) string    { return limitPrefix + id + "/" + account }
+func versionListPrefix(id string) string    { return versionPrefix + id + "/" }
+func policyIDFromKey(key string) string     { return strings.TrimPrefix(key, PolicyPrefix) }
+func isPolicyKey(key string) bool           { return strings.HasPrefix(key, PolicyPrefix) }
+func notFound(id string) error              { return fmt.Errorf("%w: %s", ErrNotFound, id) }
 func storageErr(op string, err error) error { return fmt.Errorf("signpolicy: %s: %w", op, err) }
 
 var errLostRace = errors.New("signpolicy: lost a race for the version slot")

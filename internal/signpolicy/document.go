@@ -92,7 +92,7 @@ func fieldErr(name, msg string) error {
 func Decode(data []byte) (*Document, error) {
 	if len(data) > MaxDocumentSize {
 		return nil, &errkind.Field{Name: "body", Msg: fmt.Sprintf("policy document exceeds %d bytes", MaxDocumentSize),
-			K: errkind.TooLarge, Code: "payload_too_large", Sentinel: ErrInvalidDocument}
+			K: errkind.TooLarge, Code: "payload_too_large"}
 	}
 	if err := checkJSON(data); err != nil {
 		return nil, err

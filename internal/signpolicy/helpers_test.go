@@ -223,3 +223,5 @@ func twoNodes(t testing.TB, backend string) (*barrier.Barrier, *barrier.Barrier)
 	t.Cleanup(b.Seal)
 	return a, b
 }
+
+func docJSON(d Document) string { return string(mustJSON(d)) }

@@ -3,6 +3,7 @@ package signpolicy
 import (
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"time"
 
@@ -93,6 +94,7 @@ func (c *compiler) compile(condition string) (*program, error) {
 		return nil, errkind.FieldErr("condition", fmt.Sprintf("must be a bool expression, not %s", cel.FormatCELType(checked.OutputType())))
 	}
 	canonLiterals(checked.NativeRep())
+	foldAmounts(checked.NativeRep())
 	prg, err := c.env.Program(checked,
 		cel.CostLimit(MaxCost),
 		cel.EvalOptions(cel.OptOptimize),
@@ -146,6 +148,60 @@ func canonLiterals(a *ast.AST) {
 			e.SetKindCase(fac.NewLiteral(e.ID(), types.String(c)))
 		}
 	}
+}
+
+// foldAmounts replaces constructor calls on literals (ether(10),
+// wei("2000000000000000000000")) by their value, so that evaluation does
+// not parse the same constant again for every request. The node keeps its
+// id, and so its checked type (bigint).
+func foldAmounts(a *ast.AST) {
+	fac := ast.NewExprFactory()
+	for _, e := range ast.MatchDescendants(ast.NavigateAST(a), ast.KindMatcher(ast.CallKind)) {
+		call := e.AsCall()
+		name := call.FunctionName()
+		if call.IsMemberFunction() || !isAmountFunc(name) {
+			continue
+		}
+		args := make([]ref.Val, len(call.Args()))
+		for i, arg := range call.Args() {
+			if arg.Kind() != ast.LiteralKind {
+				args = nil
+				break
+			}
+			args[i] = arg.AsLiteral()
+		}
+		if v, ok := constAmount(name, args); ok {
+			e.SetKindCase(fac.NewLiteral(e.ID(), v))
+		}
+	}
+}
+
+// constAmount evaluates a constructor on constant arguments.
+func constAmount(name string, args []ref.Val) (BigInt, bool) {
+	decimals := unitDecimals(name)
+	switch {
+	case name == "units" && len(args) == 2:
+		d, ok := args[1].(types.Int)
+		if !ok || d < 0 || d > 77 {
+			return BigInt{}, false
+		}
+		decimals = int(d)
+	case len(args) != 1:
+		return BigInt{}, false
+	}
+	switch x := args[0].(type) {
+	case types.String:
+		v, err := parseUnits(string(x), decimals)
+		return BigInt{v}, err == nil
+	case types.Int:
+		if x < 0 {
+			return BigInt{}, false
+		}
+		return BigInt{new(big.Int).Mul(big.NewInt(int64(x)), pow10(decimals))}, true
+	case types.Uint:
+		return BigInt{new(big.Int).Mul(new(big.Int).SetUint64(uint64(x)), pow10(decimals))}, true
+	}
+	return BigInt{}, false
 }
 
 // amountLiteralValidator checks, at write time, that a string literal given

@@ -140,6 +140,8 @@ type compiled struct {
 	pol   *Policy
 	prg   *program   // nil when broken
 	limit *limitSpec // nil without a limit
+	// reason is the reason of a stateless match.
+	reason string
 	// broken is why a stored policy does not compile (for example after an
 	// upgrade changed the language). A broken deny or require_approval
 	// policy matches every request in scope: it fails closed.
@@ -224,7 +226,7 @@ func (e *Engine) compilePolicy(p *Policy) *compiled {
 		e.log.Error("stored transaction policy does not compile; it fails closed", "policy", p.ID, "err", err)
 		return &compiled{pol: p, broken: err}
 	}
-	return &compiled{pol: p, prg: prg, limit: l}
+	return &compiled{pol: p, prg: prg, limit: l, reason: "condition holds: " + truncate(p.Condition, 200)}
 }
 
 // Reload reads and compiles every policy. Until it first succeeds,
@@ -398,7 +400,7 @@ func (e *Engine) evaluate(ctx context.Context, in *intent.Intent, approved []str
 		case p.limit != nil:
 			limited = append(limited, p)
 		default:
-			res.add(p, "condition holds: "+truncate(p.pol.Condition, 200), approved)
+			res.add(p, p.reason, approved)
 		}
 	}
 	res.decide()

@@ -288,10 +288,19 @@ func (e *Engine) refresh(ctx context.Context, id string) error {
 
 // Create validates, compiles and stores a new policy.
 func (e *Engine) Create(ctx context.Context, d *Document, by Actor) (*Policy, error) {
+	return e.CreateWithID(ctx, NewID(), d, by)
+}
+
+// CreateWithID is Create with an id from NewID; a second create of the
+// same id fails with a conflict.
+func (e *Engine) CreateWithID(ctx context.Context, id string, d *Document, by Actor) (*Policy, error) {
+	if !ValidID(id) {
+		return nil, fieldErr("id", "must come from NewID")
+	}
 	if _, _, err := e.compileDoc(d); err != nil {
 		return nil, err
 	}
-	p, err := e.store.write(ctx, newPolicyID(), OpCreate, d, by, 0)
+	p, err := e.store.write(ctx, id, OpCreate, d, by, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -46,6 +46,8 @@ const (
 // Errors of the store.
 var (
 	ErrNotFound = errkind.New(errkind.NotFound, "policy_not_found", "policy not found")
+	// ErrExists: a create of an id that exists (a change applied twice).
+	ErrExists = errkind.New(errkind.Conflict, "policy_exists", "policy id already exists")
 	// ErrVersionConflict: the policy changed since the version the caller
 	// read (optimistic concurrency, If-Match style).
 	ErrVersionConflict = errkind.New(errkind.Conflict, "policy_version_conflict", "the policy was changed by someone else; read it again")
@@ -96,7 +98,10 @@ var policyIDRE = regexp.MustCompile(`^pol_[a-z2-7]{26}$`)
 // ValidID reports whether id has the form of a policy id.
 func ValidID(id string) bool { return policyIDRE.MatchString(id) }
 
-func newPolicyID() string { return "pol_" + strings.ToLower(rand.Text()) }
+// NewID returns a fresh policy id (for a create that waits for approval:
+// the id is fixed when the change is requested, so applying it twice
+// cannot create two policies).
+func NewID() string { return "pol_" + strings.ToLower(rand.Text()) }
 
 func headKey(id string) string              { return PolicyPrefix + id }
 func versionKey(id string, v int) string    { return fmt.Sprintf("%s%s/%010d", versionPrefix, id, v) }
@@ -172,7 +177,7 @@ func (s *store) write(ctx context.Context, id, op string, doc *Document, actor A
 		}
 		switch {
 		case op == OpCreate && found:
-			return nil, errkind.New(errkind.Conflict, "policy_exists", "policy id already exists")
+			return nil, ErrExists
 		case op != OpCreate && (!found || head.Deleted):
 			return nil, notFound(id)
 		case ifVersion != 0 && n != ifVersion:

@@ -127,15 +127,15 @@ type Vote struct {
 // printed or logged.
 type Body []byte
 
-func (Body) String() string           { return "[request body]" }
-func (Body) GoString() string         { return "[request body]" }
-func (Body) LogValue() slog.Value     { return slog.StringValue("[request body]") }
+func (Body) String() string                 { return "[request body]" }
+func (Body) GoString() string               { return "[request body]" }
+func (Body) LogValue() slog.Value           { return slog.StringValue("[request body]") }
 func (b Body) MarshalJSON() ([]byte, error) { return json.Marshal("[request body]") }
 
 // PolicyChange is a create, update or delete of a transaction policy
 // waiting for approval.
 type PolicyChange struct {
-	Op          string               `json:"op"`               // signpolicy.OpCreate, OpUpdate, OpDelete
+	Op          string               `json:"op"`     // signpolicy.OpCreate, OpUpdate, OpDelete
 	Policy      string               `json:"policy"` // the policy id (for a create, assigned when requested)
 	BaseVersion int                  `json:"base_version,omitempty"`
 	Document    *signpolicy.Document `json:"document,omitempty"`

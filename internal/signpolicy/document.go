@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/big"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -82,6 +83,9 @@ var (
 var ErrInvalidDocument = errkind.New(errkind.Invalid, "invalid_policy", "invalid policy")
 
 func fieldErr(name, msg string) error {
+	if name == "" {
+		name, msg = "body", `field "": `+msg
+	}
 	return &errkind.Field{Name: name, Msg: msg, Code: "invalid_policy", Sentinel: ErrInvalidDocument}
 }
 
@@ -106,10 +110,30 @@ func Decode(data []byte) (*Document, error) {
 	if err := dec.Decode(&d); err != nil {
 		return nil, jsonFieldErr(err)
 	}
+	// "owners": [] means the same as no owners; keep one form.
+	if len(d.Accounts) == 0 {
+		d.Accounts = nil
+	}
+	if len(d.Owners) == 0 {
+		d.Owners = nil
+	}
+	if d.Approvals != nil && len(d.Approvals.Approvers) == 0 {
+		d.Approvals.Approvers = nil
+	}
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
 	return &d, nil
+}
+
+// objectKeys are the exact member names of each object of a document.
+// encoding/json matches names case-insensitively, so {"name": "a",
+// "NAME": "b"} would be two names for one field; refusing every key that
+// is not exactly a field closes that door.
+var objectKeys = map[string][]string{
+	"":          {"name", "effect", "condition", "accounts", "owners", "limit", "approvals"},
+	"limit":     {"amount", "count", "window"},
+	"approvals": {"threshold", "approvers"},
 }
 
 // jsonFieldErr turns encoding/json errors into field errors.
@@ -187,6 +211,9 @@ func walkJSON(dec *json.Decoder, path string, depth int) error {
 			}
 			if seen[k] {
 				return fieldErr(child, "duplicate key")
+			}
+			if keys, ok := objectKeys[path]; ok && !slices.Contains(keys, k) {
+				return fieldErr(child, "unknown field")
 			}
 			seen[k] = true
 			if err := walkJSON(dec, child, depth+1); err != nil {

@@ -35,6 +35,7 @@ var failField = map[string]string{
 	"fail_accounts_and_owners.json":  "accounts",
 	"fail_name_control.json":         "name",
 	"fail_deep.json":                 "accounts[0][0][0][0][0][0][0][0]",
+	"fail_case_variant_key.json":     "Effect",
 	"fail_malformed.json":            "body",
 }
 

@@ -118,16 +118,30 @@ func NewAccount(pub []byte, n Network, t AddressType) (*Account, error) {
 	if len(pub) != btcec.PubKeyBytesLenCompressed {
 		return nil, ErrPublicKey
 	}
-	key, err := btcec.ParsePubKey(pub)
-	if err != nil {
+	if _, err := btcec.ParsePubKey(pub); err != nil {
+		return nil, ErrPublicKey
+	}
+	return newAccount(pub, n, t)
+}
+
+// newAccount is NewAccount for a public key already known to be valid
+// (the pipeline's stored accounts): a P2WPKH script is a hash of the key,
+// and decompressing it on every request would cost a square root.
+func newAccount(pub []byte, n Network, t AddressType) (*Account, error) {
+	if len(pub) != btcec.PubKeyBytesLenCompressed || (pub[0] != 2 && pub[0] != 3) {
 		return nil, ErrPublicKey
 	}
 	a := &Account{Network: n, Type: t, PublicKey: append([]byte(nil), pub...)}
 	var addr btcutil.Address
+	var err error
 	switch t {
 	case P2WPKH:
 		addr, err = btcutil.NewAddressWitnessPubKeyHash(btcutil.Hash160(pub), n.Params())
 	case P2TR:
+		key, perr := btcec.ParsePubKey(pub)
+		if perr != nil {
+			return nil, ErrPublicKey
+		}
 		// BIP-86: the output key is the internal key tweaked with
 		// H_TapTweak(P) and no script tree.
 		a.xonly = schnorr.SerializePubKey(key)

@@ -51,19 +51,26 @@ func (c Chain) DerivationPath(o chain.Options, index uint32) (hd.Path, error) {
 
 // Address is the account's bech32 (P2WPKH) or bech32m (P2TR) address.
 func (c Chain) Address(o chain.Options, pub []byte) (string, error) {
-	a, err := c.account(chain.Account{Options: o, PublicKey: pub})
+	o, err := c.Options(o)
+	if err != nil {
+		return "", err
+	}
+	a, err := NewAccount(pub, Network(o.Network), AddressType(o.AddressType))
 	if err != nil {
 		return "", err
 	}
 	return a.Address, nil
 }
 
+// account rebuilds a stored account for a request. Its public key was
+// checked for being on the curve when the account was made (Address), so
+// that is not redone; its address must still be the key's.
 func (c Chain) account(a chain.Account) (*Account, error) {
 	o, err := c.Options(a.Options)
 	if err != nil {
 		return nil, err
 	}
-	acct, err := NewAccount(a.PublicKey, Network(o.Network), AddressType(o.AddressType))
+	acct, err := newAccount(a.PublicKey, Network(o.Network), AddressType(o.AddressType))
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +80,8 @@ func (c Chain) account(a chain.Account) (*Account, error) {
 	return acct, nil
 }
 
-// NewKey prepares the account's key.
+// NewKey prepares the account's key, checking it against the account's
+// public key.
 func (c Chain) NewKey(raw secret.Bytes, a chain.Account) (chain.Key, error) {
 	acct, err := c.account(a)
 	if err != nil {

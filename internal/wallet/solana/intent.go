@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/big"
 
+	"github.com/btcsuite/btcd/btcutil/base58"
 	sol "github.com/gagliardetto/solana-go"
 
 	"github.com/moonvault/moonvault/internal/intent"
@@ -49,7 +50,7 @@ func describe(m *sol.Message, pub sol.PublicKey) *intent.Intent {
 	}
 	addr := func(idx uint16) string {
 		if k, ok := key(idx); ok {
-			return k.String()
+			return base58.Encode(k[:])
 		}
 		return ""
 	}

@@ -61,7 +61,7 @@ func (t *Transaction) SignTransaction(k *Key) (*SignedTransaction, error) {
 	}
 	sig := k.sign(t.tx.raw)
 	t.tx.sigs[t.slot] = sig
-	return &SignedTransaction{Signature: sig.String(), Transaction: t.tx.encode()}, nil
+	return &SignedTransaction{Signature: encodeSig(sig), Transaction: t.tx.encode()}, nil
 }
 
 // MaxMessageSize bounds sign-message data.
@@ -104,7 +104,7 @@ func (m *Message) SignMessage(k *Key) (*SignedMessage, error) {
 	if k == nil {
 		return nil, errors.New("solana: nil key")
 	}
-	return &SignedMessage{Signature: k.sign(m.data).String()}, nil
+	return &SignedMessage{Signature: encodeSig(k.sign(m.data))}, nil
 }
 
 func copyIntent(in *intent.Intent) *intent.Intent {

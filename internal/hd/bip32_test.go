@@ -230,3 +230,44 @@ func TestEd25519NeedsHardened(t *testing.T) {
 		t.Fatalf("over-deep path: %v", err)
 	}
 }
+
+// TestConcurrentDerivation: one Master serves concurrent derivations (the
+// pipeline derives accounts of one wallet in parallel).
+func TestConcurrentDerivation(t *testing.T) {
+	m, err := NewMaster(bytes.Repeat([]byte{3}, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Destroy()
+	want, err := m.Secp256k1(Path{H(84), H(0), H(0), 0, 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			for i := range 20 {
+				k, err := m.Secp256k1(Path{H(84), H(0), H(0), 0, 0})
+				if err == nil && !bytes.Equal(k.Public, want.Public) {
+					err = errors.New("a different key")
+				}
+				if err == nil {
+					_, err = m.Secp256k1(Path{0, uint32(g), uint32(i)})
+				}
+				if err == nil {
+					_, err = m.Ed25519(Path{H(44), H(501), H(uint32(i)), H(0)})
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

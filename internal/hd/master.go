@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
@@ -64,6 +65,11 @@ func NewMaster(seed secret.Bytes) (*Master, error) {
 	copy(m.fp[:], btcutil.Hash160(pub.SerializeCompressed())[:4])
 	return m, nil
 }
+
+// String, GoString and LogValue keep the master key out of logs.
+func (*Master) String() string       { return "[redacted]" }
+func (*Master) GoString() string     { return "[redacted]" }
+func (*Master) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 
 // Destroy wipes the seed and the master key.
 func (m *Master) Destroy() {

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"math/big"
 
 	"github.com/btcsuite/btcd/btcec/v2"
@@ -62,6 +63,11 @@ func NewKey(raw secret.Bytes, a *Account) (*Key, error) {
 	return k, nil
 }
 
+// String, GoString and LogValue keep a key out of logs and error text.
+func (*Key) String() string       { return "[redacted]" }
+func (*Key) GoString() string     { return "[redacted]" }
+func (*Key) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
 // Public returns the 33-byte compressed public key.
 func (k *Key) Public() []byte { return k.pub }
 
@@ -70,9 +76,10 @@ func (k *Key) Destroy() {
 	if k == nil {
 		return
 	}
+	//lint:ignore SA1019 go-ethereum's signer takes *ecdsa.PrivateKey; wiping its scalar needs D
 	if k.ecdsa != nil && k.ecdsa.D != nil {
-		clear(k.ecdsa.D.Bits())
-		k.ecdsa.D.SetInt64(0)
+		clear(k.ecdsa.D.Bits()) //lint:ignore SA1019 as above
+		k.ecdsa.D.SetInt64(0)   //lint:ignore SA1019 as above
 	}
 	if k.tweaked != nil {
 		k.tweaked.Zero()
@@ -232,7 +239,7 @@ func (r *Request) signP2WPKH(k *Key, i int, in input, hashes *txscript.TxSigHash
 	if err != nil {
 		return err
 	}
-	sig = append(sig, byte(in.sighash))
+	sig = append(sig, byte(in.sighash)) // #nosec G115 -- checkSighash admits only one-byte sighash types
 	// A partial signature for this key already present (a PSBT signed
 	// before) is replaced, not duplicated. The signature is added directly
 	// rather than through psbt.Updater.Sign, whose checks (DER form, key on
@@ -278,7 +285,7 @@ func (r *Request) signP2TR(k *Key, i int, in input, hashes *txscript.TxSigHashes
 		return err
 	}
 	if in.sighash != txscript.SigHashDefault {
-		sig = append(sig, byte(in.sighash))
+		sig = append(sig, byte(in.sighash)) // #nosec G115 -- checkSighash admits only one-byte sighash types
 	}
 	pin := &r.packet.Inputs[i]
 	pin.TaprootKeySpendSig = sig

@@ -3,8 +3,12 @@ package chain_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"math/big"
 	"strings"
 	"testing"
 
@@ -236,5 +240,38 @@ func BenchmarkSign(b *testing.B) {
 			}
 			b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 		})
+	}
+}
+
+// TestKeysRedacted: printing or logging a prepared key or the HD master
+// shows no key material.
+func TestKeysRedacted(t *testing.T) {
+	m := master(t)
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	for name := range chains {
+		_, a, key := account(t, m, name, chain.Options{})
+		p, _ := chains[name].DerivationPath(a.Options, 0)
+		k, err := chain.DeriveKey(m, chains[name].KeyType(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secretHex := hex.EncodeToString(k.Private)
+		log.Info("key", "key", key, "master", m, "derived", k.Private)
+		out := fmt.Sprintf("%v %+v %#v %s %v %+v", key, key, key, key, m, k)
+		for _, s := range []string{out, buf.String()} {
+			if strings.Contains(s, secretHex) || strings.Contains(s, secretHex[:16]) {
+				t.Fatalf("%s: key material printed: %s", name, s)
+			}
+		}
+		if !strings.Contains(out, "[redacted]") {
+			t.Fatalf("%s: %s", name, out)
+		}
+		// Decimal forms (a big.Int scalar) must not show either.
+		d := new(big.Int).SetBytes(k.Private).String()
+		if strings.Contains(out, d[:20]) || strings.Contains(buf.String(), d[:20]) {
+			t.Fatalf("%s: scalar printed", name)
+		}
+		k.Destroy()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -64,6 +65,11 @@ func NewKey(raw secret.Bytes, addr common.Address) (*Key, error) {
 	return &Key{priv: k}, nil
 }
 
+// String, GoString and LogValue keep a key out of logs and error text.
+func (*Key) String() string       { return "[redacted]" }
+func (*Key) GoString() string     { return "[redacted]" }
+func (*Key) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
 // ECDSA is the key in go-ethereum's form, for the sign functions above.
 func (k *Key) ECDSA() *ecdsa.PrivateKey { return k.priv }
 
@@ -78,9 +84,10 @@ func (k *Key) Destroy() {
 }
 
 func zeroECDSA(k *ecdsa.PrivateKey) {
+	//lint:ignore SA1019 go-ethereum's signer takes *ecdsa.PrivateKey; wiping its scalar needs D
 	if k != nil && k.D != nil {
-		clear(k.D.Bits())
-		k.D.SetInt64(0)
+		clear(k.D.Bits()) //lint:ignore SA1019 as above
+		k.D.SetInt64(0)   //lint:ignore SA1019 as above
 	}
 }
 

@@ -134,6 +134,7 @@ func TestChainInterface(t *testing.T) {
 		t.Fatal("sign-psbt accepted for Ethereum")
 	}
 	key.Destroy()
+	//lint:ignore SA1019 the test checks that Destroy reached the scalar
 	if key.(*Key).priv.D.Sign() != 0 {
 		t.Fatal("Destroy did not wipe")
 	}

@@ -8,6 +8,7 @@ package solana
 import (
 	"crypto/ed25519"
 	"fmt"
+	"log/slog"
 
 	"github.com/btcsuite/btcd/btcutil/base58"
 	sol "github.com/gagliardetto/solana-go"
@@ -57,6 +58,11 @@ func NewKey(raw secret.Bytes, pub []byte) (*Key, error) {
 	}
 	return &Key{priv: priv, pub: sol.PublicKeyFromBytes(pub)}, nil
 }
+
+// String, GoString and LogValue keep a key out of logs and error text.
+func (*Key) String() string       { return "[redacted]" }
+func (*Key) GoString() string     { return "[redacted]" }
+func (*Key) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 
 // Public returns the 32-byte public key.
 func (k *Key) Public() []byte { return k.pub[:] }

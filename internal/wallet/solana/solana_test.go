@@ -312,7 +312,7 @@ func TestChainInterface(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ans, err = req.Sign(key); err != nil {
+	if _, err = req.Sign(key); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Parse(chain.Input{Op: chain.OpSignPSBT, Encoded: "x"}, acct); err == nil {

@@ -168,6 +168,50 @@ func (b *Backend) Batch(ctx context.Context, ops []storage.Op) error {
 	return nil
 }
 
+// CompareAndSwap writes next at key only if the stored value is old (see
+// storage.Backend). The check and the write share one bbolt transaction,
+// and bbolt has a single writer, so no other write can come between them.
+func (b *Backend) CompareAndSwap(ctx context.Context, key string, old, next []byte) error {
+	if err := keypath.Check(key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cas := func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucket)
+		cur := bk.Get([]byte(key))
+		switch {
+		case old == nil && cur != nil,
+			old != nil && (cur == nil || !bytes.Equal(cur, old)):
+			return fmt.Errorf("compare-and-swap %q: %w", key, storage.ErrConflict)
+		case next == nil && cur == nil:
+			return nil
+		case next == nil:
+			return bk.Delete([]byte(key))
+		}
+		v := bytes.Clone(next)
+		if v == nil {
+			v = []byte{}
+		}
+		return bk.Put([]byte(key), v)
+	}
+	// As in Batch; a conflict inside a coalesced batch makes bbolt rerun this
+	// closure alone, which then reports the conflict to this caller only.
+	var err error
+	if b.writers.Add(1) == 1 {
+		err = b.db.Update(cas)
+	} else {
+		err = b.db.Batch(cas)
+	}
+	b.writers.Add(-1)
+	if err != nil {
+		return wrap(err)
+	}
+	b.notify([]storage.Op{{Key: key, Value: next, Delete: next == nil}})
+	return nil
+}
+
 // List seeks the cursor to the first candidate and walks at most limit keys,
 // so its cost is O(log n + limit) whatever the database size.
 func (b *Backend) List(ctx context.Context, prefix, after string, limit int) ([]string, error) {

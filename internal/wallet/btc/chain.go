@@ -75,7 +75,7 @@ func (c Chain) account(a chain.Account) (*Account, error) {
 		return nil, err
 	}
 	if a.Address != "" && a.Address != acct.Address {
-		return nil, fmt.Errorf("btc: the account's address does not match its public key")
+		return nil, fmt.Errorf("btc: %w", chain.ErrAccountMismatch)
 	}
 	return acct, nil
 }
@@ -114,7 +114,7 @@ func (c chainRequest) Intent() *intent.Intent { return c.r.Intent() }
 func (c chainRequest) Sign(k chain.Key) (any, error) {
 	key, ok := k.(*Key)
 	if !ok {
-		return nil, fmt.Errorf("btc: not a Bitcoin key")
+		return nil, fmt.Errorf("btc: not a Bitcoin key: %w", chain.ErrKeyMismatch)
 	}
 	return c.r.SignPSBT(key)
 }

@@ -3,7 +3,6 @@ package btc
 import (
 	"bytes"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -32,7 +31,7 @@ var (
 	// already finalized).
 	ErrNothingToSign = errkind.New(errkind.Invalid, "nothing_to_sign", "no input of this PSBT pays this account")
 	// ErrSigned: a Request signs once; parse again to sign again.
-	ErrSigned = errors.New("btc: request already signed")
+	ErrSigned = errkind.New(errkind.Conflict, "", "btc: request already signed")
 )
 
 // Options change what Parse accepts.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/moonvault/moonvault/internal/intent"
 	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/wallet/chain"
 )
 
 // Key is an account's prepared signing key.
@@ -44,7 +45,7 @@ func NewKey(raw secret.Bytes, a *Account) (*Key, error) {
 	priv, pub := btcec.PrivKeyFromBytes(raw)
 	defer priv.Zero()
 	if !bytes.Equal(pub.SerializeCompressed(), a.PublicKey) {
-		return nil, fmt.Errorf("btc: private key does not match the account's public key")
+		return nil, fmt.Errorf("btc: %w", chain.ErrKeyMismatch)
 	}
 	k := &Key{typ: a.Type, pub: append([]byte(nil), a.PublicKey...)}
 	switch a.Type {
@@ -190,7 +191,7 @@ func (r *Request) SignPSBT(k *Key) (*Result, error) {
 		return nil, ErrSigned
 	}
 	if k == nil || !bytes.Equal(k.pub, r.acct.PublicKey) || k.typ != r.acct.Type {
-		return nil, fmt.Errorf("btc: the key is not this account's")
+		return nil, fmt.Errorf("btc: %w", chain.ErrKeyMismatch)
 	}
 	r.signed = true
 	p := r.packet

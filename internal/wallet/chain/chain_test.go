@@ -18,6 +18,7 @@ import (
 	sol "github.com/gagliardetto/solana-go"
 	"github.com/gagliardetto/solana-go/programs/system"
 
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/hd"
 	"github.com/moonvault/moonvault/internal/intent"
 	"github.com/moonvault/moonvault/internal/secret"
@@ -273,5 +274,33 @@ func TestKeysRedacted(t *testing.T) {
 			t.Fatalf("%s: scalar printed", name)
 		}
 		k.Destroy()
+	}
+}
+
+// TestMismatchesAreIntegrityErrors: a stored account whose address is not
+// its key's, or a private key that is not the account's, is an integrity
+// failure on every chain (a 500 that is logged, never the caller's 4xx).
+func TestMismatchesAreIntegrityErrors(t *testing.T) {
+	m := master(t)
+	for name, c := range chains {
+		_, a, key := account(t, m, name, chain.Options{})
+		defer key.Destroy()
+		wrongAddr := a
+		_, other, _ := account(t, m, name, chain.Options{})
+		p, _ := c.DerivationPath(a.Options, 1)
+		k1, err := chain.DeriveKey(m, c.KeyType(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wrongAddr.Address, err = c.Address(a.Options, k1.Public); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.NewKey(k1.Private, a); !errors.Is(err, chain.ErrKeyMismatch) || errkind.Of(err) != errkind.Integrity {
+			t.Errorf("%s: another key: %v", name, err)
+		}
+		if _, err := c.Parse(request(t, name, other), wrongAddr); !errors.Is(err, chain.ErrAccountMismatch) || errkind.Of(err) != errkind.Integrity {
+			t.Errorf("%s: mismatched account: %v", name, err)
+		}
+		k1.Destroy()
 	}
 }

@@ -79,3 +79,13 @@ func DeriveKey(m *hd.Master, kt KeyType, p hd.Path) (*hd.Key, error) {
 	}
 	return nil, fmt.Errorf("chain: unknown key type %q", kt)
 }
+
+// Errors a chain package returns when stored data disagrees with itself:
+// a bug or tampering, never the caller's fault.
+var (
+	// ErrAccountMismatch: an account's address is not its public key's.
+	ErrAccountMismatch = errkind.New(errkind.Integrity, "", "the account's address does not match its public key")
+	// ErrKeyMismatch: a private key is not the account's (or the key given
+	// to Sign is another chain's or account's).
+	ErrKeyMismatch = errkind.New(errkind.Integrity, "", "the private key is not the account's")
+)

@@ -60,7 +60,7 @@ func NewKey(raw secret.Bytes, addr common.Address) (*Key, error) {
 	}
 	if crypto.PubkeyToAddress(k.PublicKey) != addr {
 		zeroECDSA(k)
-		return nil, errors.New("evm: private key does not match the account's address")
+		return nil, fmt.Errorf("evm: %w", chain.ErrKeyMismatch)
 	}
 	return &Key{priv: k}, nil
 }
@@ -167,7 +167,7 @@ func accountAddress(a chain.Account) (common.Address, error) {
 			return addr, err
 		}
 		if a.Address != "" && (!common.IsHexAddress(a.Address) || common.HexToAddress(a.Address) != addr) {
-			return addr, errors.New("evm: the account's address does not match its public key")
+			return addr, fmt.Errorf("evm: %w", chain.ErrAccountMismatch)
 		}
 		return addr, nil
 	}
@@ -223,7 +223,7 @@ func (Chain) Parse(in chain.Input, a chain.Account) (chain.Request, error) {
 func ethKey(k chain.Key) (*ecdsa.PrivateKey, error) {
 	key, ok := k.(*Key)
 	if !ok || key == nil {
-		return nil, errors.New("evm: not an Ethereum key")
+		return nil, fmt.Errorf("evm: not an Ethereum key: %w", chain.ErrKeyMismatch)
 	}
 	return key.priv, nil
 }

@@ -57,7 +57,7 @@ func (t *Transaction) Intent() *intent.Intent { return copyIntent(t.intent) }
 // signature in the account's slot.
 func (t *Transaction) SignTransaction(k *Key) (*SignedTransaction, error) {
 	if k == nil || t.tx.msg.AccountKeys[t.slot] != k.pub {
-		return nil, errors.New("solana: the key is not this transaction's signer")
+		return nil, fmt.Errorf("solana: %w", chain.ErrKeyMismatch)
 	}
 	sig := k.sign(t.tx.raw)
 	t.tx.sigs[t.slot] = sig
@@ -175,7 +175,7 @@ func checkAccount(a chain.Account) error {
 		return err
 	}
 	if a.Address != "" && a.Address != addr {
-		return errors.New("solana: the account's address does not match its public key")
+		return fmt.Errorf("solana: %w", chain.ErrAccountMismatch)
 	}
 	return nil
 }
@@ -213,7 +213,7 @@ func (r txRequest) Intent() *intent.Intent { return r.t.Intent() }
 func (r txRequest) Sign(k chain.Key) (any, error) {
 	key, ok := k.(*Key)
 	if !ok {
-		return nil, errors.New("solana: not a Solana key")
+		return nil, fmt.Errorf("solana: not a Solana key: %w", chain.ErrKeyMismatch)
 	}
 	return r.t.SignTransaction(key)
 }
@@ -225,7 +225,7 @@ func (r msgRequest) Intent() *intent.Intent { return r.m.Intent() }
 func (r msgRequest) Sign(k chain.Key) (any, error) {
 	key, ok := k.(*Key)
 	if !ok {
-		return nil, errors.New("solana: not a Solana key")
+		return nil, fmt.Errorf("solana: not a Solana key: %w", chain.ErrKeyMismatch)
 	}
 	return r.m.SignMessage(key)
 }

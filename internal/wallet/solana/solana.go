@@ -16,6 +16,7 @@ import (
 	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/hd"
 	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/wallet/chain"
 )
 
 // CoinType is Solana's SLIP-0044 coin type.
@@ -54,7 +55,7 @@ func NewKey(raw secret.Bytes, pub []byte) (*Key, error) {
 	priv := ed25519.NewKeyFromSeed(raw)
 	if string(priv[ed25519.SeedSize:]) != string(pub) {
 		secret.Wipe(priv)
-		return nil, fmt.Errorf("solana: private key does not match the account's public key")
+		return nil, fmt.Errorf("solana: %w", chain.ErrKeyMismatch)
 	}
 	return &Key{priv: priv, pub: sol.PublicKeyFromBytes(pub)}, nil
 }

@@ -14,12 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/approval"
 	"github.com/moonvault/moonvault/internal/audit"
 	"github.com/moonvault/moonvault/internal/auth"
 	"github.com/moonvault/moonvault/internal/barrier"
 	"github.com/moonvault/moonvault/internal/core"
 	"github.com/moonvault/moonvault/internal/entropy"
 	"github.com/moonvault/moonvault/internal/errkind"
+	"github.com/moonvault/moonvault/internal/hd"
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/hsm/softhsm"
 	"github.com/moonvault/moonvault/internal/jsonrpc"
@@ -27,13 +29,17 @@ import (
 	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/shamir"
+	"github.com/moonvault/moonvault/internal/signpolicy"
 	"github.com/moonvault/moonvault/internal/snapshot"
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/storage/bolt"
 	"github.com/moonvault/moonvault/internal/storage/postgres"
 	"github.com/moonvault/moonvault/internal/tee"
 	"github.com/moonvault/moonvault/internal/wallet"
+	"github.com/moonvault/moonvault/internal/wallet/btc"
+	"github.com/moonvault/moonvault/internal/wallet/chain"
 	"github.com/moonvault/moonvault/internal/wallet/evm"
+	"github.com/moonvault/moonvault/internal/wallet/solana"
 )
 
 // domainErrors lists every exported Err* value and error type of
@@ -138,6 +144,37 @@ var domainErrors = map[string]error{
 	"wallet.ErrKeyMismatch":  wallet.ErrKeyMismatch,
 
 	"wallet/evm.ErrChainMismatch": evm.ErrChainMismatch,
+
+	"approval.ErrAlreadyVoted":              approval.ErrAlreadyVoted,
+	"approval.ErrExpired":                   approval.ErrExpired,
+	"approval.ErrMFARequired":               approval.ErrMFARequired,
+	"approval.ErrNotApprover":               approval.ErrNotApprover,
+	"approval.ErrNotFound":                  approval.ErrNotFound,
+	"approval.ErrNotPending":                approval.ErrNotPending,
+	"approval.ErrSelfApproval":              approval.ErrSelfApproval,
+	"approval.ErrUnsatisfiable":             approval.ErrUnsatisfiable,
+	"approval.ErrWrongState":                approval.ErrWrongState,
+	"hd.ErrInvalidMnemonic":                 hd.ErrInvalidMnemonic,
+	"hd.ErrInvalidPath":                     hd.ErrInvalidPath,
+	"hd.ErrNotHardened":                     hd.ErrNotHardened,
+	"signpolicy.ErrCostLimit":               signpolicy.ErrCostLimit,
+	"signpolicy.ErrExists":                  signpolicy.ErrExists,
+	"signpolicy.ErrInvalidDocument":         signpolicy.ErrInvalidDocument,
+	"signpolicy.ErrNotFound":                signpolicy.ErrNotFound,
+	"signpolicy.ErrNotLoaded":               signpolicy.ErrNotLoaded,
+	"signpolicy.ErrVersionConflict":         signpolicy.ErrVersionConflict,
+	"wallet/btc.ErrNothingToSign":           btc.ErrNothingToSign,
+	"wallet/btc.ErrPublicKey":               btc.ErrPublicKey,
+	"wallet/btc.ErrSigned":                  btc.ErrSigned,
+	"wallet/btc.ErrUnsupported":             btc.ErrUnsupported,
+	"wallet/chain.ErrAccountMismatch":       chain.ErrAccountMismatch,
+	"wallet/chain.ErrBadKey":                chain.ErrBadKey,
+	"wallet/chain.ErrKeyMismatch":           chain.ErrKeyMismatch,
+	"wallet/evm.ErrFromMismatch":            evm.ErrFromMismatch,
+	"wallet/solana.ErrMessageIsTransaction": solana.ErrMessageIsTransaction,
+	"wallet/solana.ErrNotSigner":            solana.ErrNotSigner,
+	"wallet/solana.ErrPublicKey":            solana.ErrPublicKey,
+	"wallet/solana.ErrUnsupported":          solana.ErrUnsupported,
 }
 
 // TestEveryDomainErrorHasAnAnswer walks internal/... for exported Err*

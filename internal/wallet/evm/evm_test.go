@@ -245,12 +245,17 @@ func TestTypedDataTypes(t *testing.T) {
 	}
 }
 
-func TestParseFrom(t *testing.T) {
-	a, ok, err := ParseFrom(json.RawMessage(`{"from":"0x9d8a62f656a8d1615c1294fd71e9cfb3e4855a4f"}`))
-	if err != nil || !ok || a != common.HexToAddress("0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F") {
-		t.Fatalf("ParseFrom = %s %v %v", a, ok, err)
+func TestParseTxFrom(t *testing.T) {
+	base := `"chainId":"0x1","nonce":"0x0","gas":"0x5208","gasPrice":"0x1","to":"0x3535353535353535353535353535353535353535"`
+	tx, err := ParseTx(json.RawMessage(`{"from":"0x9d8a62f656a8d1615c1294fd71e9cfb3e4855a4f",` + base + `}`))
+	if err != nil || tx.From == nil || *tx.From != common.HexToAddress("0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F") || tx.ChainID.Int64() != 1 {
+		t.Fatalf("ParseTx = %+v %v", tx, err)
 	}
-	if _, ok, err := ParseFrom(json.RawMessage(`{}`)); ok || err != nil {
-		t.Fatalf("absent from: %v %v", ok, err)
+	if tx, err := ParseTx(json.RawMessage(`{` + base + `}`)); err != nil || tx.From != nil {
+		t.Fatalf("absent from: %+v %v", tx, err)
+	}
+	var fe *FieldError
+	if _, err := ParseTx(json.RawMessage(`{"from":"0x12",` + base + `}`)); !errors.As(err, &fe) || fe.Name != "from" {
+		t.Fatalf("bad from: %v", err)
 	}
 }

@@ -86,19 +86,6 @@ func ParseTransaction(raw json.RawMessage) (*types.Transaction, *big.Int, error)
 	return t.Tx, t.ChainID, nil
 }
 
-// ParseFrom returns the `from` member of a transaction object, if any.
-func ParseFrom(raw json.RawMessage) (addr common.Address, ok bool, err error) {
-	f, err := decodeObject("transaction", raw)
-	if err != nil {
-		return common.Address{}, false, err
-	}
-	if isNull(f["from"]) {
-		return common.Address{}, false, nil
-	}
-	a, err := parseAddressJSON("from", f["from"])
-	return a, err == nil, err
-}
-
 type txParser struct {
 	f   map[string]json.RawMessage
 	err error

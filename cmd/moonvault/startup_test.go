@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
 )
 
 // runServerOnce runs `moonvault server args...` expecting it to stop by
@@ -81,6 +83,13 @@ func TestStartupMistakes(t *testing.T) {
 	defer busy.Close()
 
 	data := t.TempDir()
+	// A data dir whose database another process holds open (here: this test).
+	locked := t.TempDir()
+	db, err := bbolt.Open(filepath.Join(locked, "moonvault.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
 	base := func(extra ...string) []string {
 		return append([]string{"-listen-address", "127.0.0.1:0", "-data-dir", data, "-tls-cert-file", cert, "-tls-key-file", key}, extra...)
 	}
@@ -116,6 +125,7 @@ func TestStartupMistakes(t *testing.T) {
 		{"invalid log level", nil, base("-log-level", "verbose"), 1, "log_level", "verbose"},
 		{"invalid duration", []string{"MOONVAULT_SESSION_LIFETIME=12 hours"}, base(), 1, "session_lifetime", "not a duration"},
 		{"invalid boolean", []string{"MOONVAULT_AUDIT_STDOUT=maybe"}, base(), 1, "audit_stdout", "not a boolean"},
+		{"database in use", nil, base("-data-dir", locked), 1, "data_dir", "cannot open the database"},
 		{"no data dir", nil, []string{"-listen-address", "127.0.0.1:0", "-tls-cert-file", cert, "-tls-key-file", key}, 1, "data_dir", "storage bolt"},
 		{"pkcs11 library missing", hsmEnv, base("-hsm-lib", "/nonexistent/libpkcs11.so"), 1, "hsm_lib", "no such file"},
 		{"pkcs11 library does not load", hsmEnv, base("-hsm-lib", notALib), 1, "hsm_lib", "not a PKCS#11 library"},

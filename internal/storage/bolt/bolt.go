@@ -85,6 +85,9 @@ func openDB(path string, noSync bool) (*bbolt.DB, error) {
 		InitialMmapSize: initialMmapSize,
 		NoSync:          noSync,
 	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("bolt: %s is locked by another process (another server on this data_dir?): %w", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}

@@ -45,6 +45,8 @@ type Deps struct {
 	Logger  *slog.Logger
 	MaxBody int64
 	Now     func() time.Time
+	// Limits bound the unauthenticated routes per client address.
+	Limits Limits
 }
 
 // access says what a route needs before its handler runs.
@@ -76,6 +78,8 @@ type API struct {
 	routes []route
 	// gate lets an exclusive operation run with no other request in flight.
 	gate sync.RWMutex
+	// publicLimit and attestLimit bound unauthenticated requests per address.
+	publicLimit, attestLimit *addrLimiter
 }
 
 // New builds the handler with every route.
@@ -90,6 +94,9 @@ func New(d Deps) *API {
 		d.Now = time.Now
 	}
 	a := &API{d: d, mux: http.NewServeMux()}
+	lim := d.Limits.withDefaults()
+	a.publicLimit = newAddrLimiter(lim.PublicRate, lim.PublicBurst)
+	a.attestLimit = newAddrLimiter(lim.AttestRate, lim.AttestBurst)
 	a.routes = a.table()
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))
@@ -164,6 +171,9 @@ func (q *request) hashSecret(field, value string) {
 // run the handler, audit (fail closed), then write the response.
 func (a *API) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.throttle(rt, w, r) {
+			return
+		}
 		if rt.access == adminExclusive {
 			a.gate.Lock()
 			defer a.gate.Unlock()
@@ -308,7 +318,7 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 }
 
 // decode reads a JSON body strictly into v: size-limited (413), unknown
-// fields refused, one value only. An empty body decodes to the zero value
+// fields and duplicate keys refused, one value only. An empty body decodes to the zero value
 // when allowEmpty.
 func decode(q *request, v any, allowEmpty bool) error {
 	data, err := io.ReadAll(q.Body)
@@ -324,6 +334,9 @@ func decode(q *request, v any, allowEmpty bool) error {
 			return nil
 		}
 		return errBadRequest("invalid_json", "request body is empty; a JSON object is required")
+	}
+	if k, dup := duplicateKey(data); dup {
+		return errBadRequest("invalid_json", "malformed JSON body: duplicate key "+quoteName(k))
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -351,6 +364,15 @@ func jsonProblem(err error) string {
 		return "unexpected end of input"
 	}
 	return "not a JSON object"
+}
+
+// quoteName quotes a member name for an error message, clipped.
+func quoteName(k string) string {
+	if len(k) > 64 {
+		k = k[:64] + "..."
+	}
+	b, _ := json.Marshal(k)
+	return string(b)
 }
 
 func itoa(n int) string {

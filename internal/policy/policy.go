@@ -25,12 +25,12 @@ const (
 	// ActionAccountUngrant withdraws a grant: the owner only, and no
 	// step-up (taking rights away must stay easy).
 	ActionAccountUngrant Action = "account.ungrant"
-	ActionSign          Action = "account.sign"
-	ActionUserManage    Action = "user.manage"
-	ActionSessionManage Action = "session.manage"
-	ActionAPIKeyCreate  Action = "apikey.create"
-	ActionAPIKeyManage  Action = "apikey.manage"
-	ActionMFADisable    Action = "mfa.disable"
+	ActionSign           Action = "account.sign"
+	ActionUserManage     Action = "user.manage"
+	ActionSessionManage  Action = "session.manage"
+	ActionAPIKeyCreate   Action = "apikey.create"
+	ActionAPIKeyManage   Action = "apikey.manage"
+	ActionMFADisable     Action = "mfa.disable"
 	// ActionSysAdmin covers sys operations: rotate, seal, entropy,
 	// hardening, audit hash.
 	ActionSysAdmin Action = "sys"

@@ -186,6 +186,8 @@ type Service struct {
 	cancelSub func()
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+	// bg tracks background writes (shared login failure counts).
+	bg sync.WaitGroup
 }
 
 // New checks cfg and builds a service; call Start after unseal.
@@ -282,6 +284,7 @@ func (s *Service) Stop() {
 	}
 	s.cancel()
 	s.wg.Wait()
+	s.bg.Wait()
 	// Persist what the hot path has seen, best effort.
 	s.flushLastSeen(context.Background(), true)
 	s.keysMu.Lock()

@@ -14,19 +14,106 @@ import (
 	"time"
 
 	"github.com/moonvault/moonvault/internal/entropy"
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/storage/inmem"
 )
 
 // memKV is the in-memory storage backend standing in for the barrier,
-// with helpers to inspect what was written.
-type memKV struct{ *inmem.Backend }
+// with fault injection: records that fail their integrity check, and hooks
+// that interleave nodes.
+type memKV struct {
+	*inmem.Backend
+	mu sync.Mutex // guards the fields below
+	// corrupt lists keys whose records fail their integrity check, as the
+	// barrier reports a tampered record.
+	corrupt map[string]bool
+	// getHook, when set, runs after every Get has read its value (tests
+	// interleave nodes).
+	getHook func(key string)
+	// putHook, when set, runs before every write.
+	putHook func(key string)
+}
 
-func newMemKV() *memKV { return &memKV{inmem.New()} }
+var errTestIntegrity = errkind.New(errkind.Integrity, "integrity_error", "memkv: integrity check failed")
+
+func newMemKV() *memKV { return &memKV{Backend: inmem.New()} }
+
+func (k *memKV) Get(ctx context.Context, key string) ([]byte, error) {
+	k.mu.Lock()
+	hook, bad := k.getHook, k.corrupt[key]
+	k.mu.Unlock()
+	if hook != nil {
+		defer hook(key) // after the read: the value is already taken
+	}
+	if bad {
+		return nil, fmt.Errorf("get %s: %w", key, errTestIntegrity)
+	}
+	return k.Backend.Get(ctx, key)
+}
+
+func (k *memKV) beforeWrite(keys ...string) {
+	k.mu.Lock()
+	hook := k.putHook
+	k.mu.Unlock()
+	if hook != nil {
+		for _, key := range keys {
+			hook(key)
+		}
+	}
+}
+
+func (k *memKV) Put(ctx context.Context, key string, value []byte) error {
+	k.beforeWrite(key)
+	return k.Backend.Put(ctx, key, value)
+}
+
+func (k *memKV) Delete(ctx context.Context, key string) error {
+	k.beforeWrite(key)
+	return k.Backend.Delete(ctx, key)
+}
+
+func (k *memKV) Batch(ctx context.Context, ops []storage.Op) error {
+	keys := make([]string, len(ops))
+	for i, op := range ops {
+		keys[i] = op.Key
+	}
+	k.beforeWrite(keys...)
+	return k.Backend.Batch(ctx, ops)
+}
+
+func (k *memKV) CompareAndSwap(ctx context.Context, key string, old, next []byte) error {
+	k.beforeWrite(key)
+	return k.Backend.CompareAndSwap(ctx, key, old, next)
+}
+
+// Update is the barrier's read-modify-write, through this KV's hooks.
+func (k *memKV) Update(ctx context.Context, key string, fn storage.UpdateFunc) error {
+	return storage.Update(ctx, k, key, fn)
+}
+
+// setRaw writes below the hooks, as a node that had the value in flight.
+func (k *memKV) setRaw(key string, v []byte) {
+	if err := k.Backend.Put(context.Background(), key, v); err != nil {
+		panic(err)
+	}
+}
 
 func (k *memKV) keys(prefix string) []string {
 	out, _ := k.List(context.Background(), prefix, "", 0)
+	return out
+}
+
+// jwtKeys lists the signing key records (not the signer record).
+func (k *memKV) jwtKeys() []string {
+	var out []string
+	for _, key := range k.keys(prefixJWTKeys) {
+		if key != jwtSignerPath {
+			out = append(out, key)
+		}
+	}
 	return out
 }
 

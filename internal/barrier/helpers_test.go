@@ -50,6 +50,9 @@ func (downBackend) Put(context.Context, string, []byte) error   { return errDown
 func (downBackend) Delete(context.Context, string) error        { return errDown }
 func (downBackend) Batch(context.Context, []storage.Op) error   { return errDown }
 func (downBackend) Close() error                                { return nil }
+func (downBackend) Update(context.Context, string, storage.UpdateFunc) error {
+	return errDown
+}
 func (downBackend) CompareAndSwap(context.Context, string, []byte, []byte) error {
 	return errDown
 }
@@ -87,6 +90,9 @@ func (s *switchable) List(ctx context.Context, p, a string, l int) ([]string, er
 }
 func (s *switchable) CompareAndSwap(ctx context.Context, k string, o, n []byte) error {
 	return s.target().CompareAndSwap(ctx, k, o, n)
+}
+func (s *switchable) Update(ctx context.Context, k string, fn storage.UpdateFunc) error {
+	return s.target().Update(ctx, k, fn)
 }
 
 var errEntropy = errors.New("entropy unavailable: hsm down")

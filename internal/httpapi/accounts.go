@@ -192,7 +192,7 @@ func (a *API) grant(q *request) (int, any, error) {
 }
 
 func (a *API) revokeGrant(q *request) (int, any, error) {
-	acc, err := a.resolveAccount(q, pathRef(q), policy.ActionAccountGrant)
+	acc, err := a.resolveAccount(q, pathRef(q), policy.ActionAccountUngrant)
 	if err != nil {
 		return 0, nil, err
 	}

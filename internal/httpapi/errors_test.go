@@ -74,6 +74,7 @@ var domainErrors = map[string]error{
 	"barrier.ErrAlreadyInitialized": barrier.ErrAlreadyInitialized,
 	"barrier.ErrNotInitialized":     barrier.ErrNotInitialized,
 	"barrier.ErrWrapperMismatch":    barrier.ErrWrapperMismatch,
+	"barrier.ErrBudgetExhausted":    barrier.ErrBudgetExhausted,
 
 	"core.ErrNotInitialized":     core.ErrNotInitialized,
 	"core.ErrAlreadyInitialized": core.ErrAlreadyInitialized,
@@ -86,6 +87,7 @@ var domainErrors = map[string]error{
 	"core.ErrNonceMismatch":      core.ErrNonceMismatch,
 	"core.ErrUnsealRefused":      core.ErrUnsealRefused,
 	"core.ErrMigrationRequired":  core.ErrMigrationRequired,
+	"core.ErrSealTampered":       core.ErrSealTampered,
 
 	"entropy.ErrUnavailable": entropy.ErrUnavailable,
 
@@ -127,14 +129,16 @@ var domainErrors = map[string]error{
 	"storage.ErrInvalidKey":  storage.ErrInvalidKey,
 	"storage.ErrConflict":    storage.ErrConflict,
 
-	"tee.ErrInvalidNonce":        tee.ErrInvalidNonce,
-	"tee.ErrNoTLSKey":            tee.ErrNoTLSKey,
-	"tee.ErrReportDataMismatch":  tee.ErrReportDataMismatch,
-	"tee.ErrNoTEE":               tee.ErrNoTEE,
-	"tee.ErrDebugTEE":            tee.ErrDebugTEE,
-	"tee.ErrMeasurementMismatch": tee.ErrMeasurementMismatch,
-	"tee.ErrUnknownTEE":          tee.ErrUnknownTEE,
-	"tee.ErrTEERequired":         tee.ErrTEERequired,
+	"tee.ErrInvalidNonce":           tee.ErrInvalidNonce,
+	"tee.ErrNoTLSKey":               tee.ErrNoTLSKey,
+	"tee.ErrReportDataMismatch":     tee.ErrReportDataMismatch,
+	"tee.ErrNoTEE":                  tee.ErrNoTEE,
+	"tee.ErrDebugTEE":               tee.ErrDebugTEE,
+	"tee.ErrMeasurementMismatch":    tee.ErrMeasurementMismatch,
+	"tee.ErrUnknownTEE":             tee.ErrUnknownTEE,
+	"tee.ErrTEERequired":            tee.ErrTEERequired,
+	"tee.ErrNoReferenceMeasurement": tee.ErrNoReferenceMeasurement,
+	"tee.ErrCollateralUnchecked":    tee.ErrCollateralUnchecked,
 
 	"wallet.ErrNotFound":     wallet.ErrNotFound,
 	"wallet.ErrExists":       wallet.ErrExists,

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -23,6 +24,10 @@ func (a *API) rpc(q *request) (int, any, error) {
 			return 0, nil, errTooLarge
 		}
 		return 0, nil, errInvalid("invalid_body", "could not read the request body")
+	}
+	if k, dup := duplicateKey(body); dup {
+		// JSON-RPC 2.0 §5.1: an invalid Request object, answered in kind.
+		return 200, rawJSON(rpcDuplicateKey(k)), nil
 	}
 	out := jsonrpc.Handle(q.ctx(), &rpcSigner{a: a, q: q}, body)
 	if len(out) == 0 {
@@ -89,4 +94,10 @@ func rpcErr(err error) error {
 		code = jsonrpc.CodeInvalidParams
 	}
 	return &jsonrpc.Error{Code: code, Message: f.code + ": " + f.message, ErrKind: errkind.Of(err)}
+}
+
+func rpcDuplicateKey(k string) []byte {
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil,
+		"error": map[string]any{"code": jsonrpc.CodeInvalidRequest, "message": "invalid request: duplicate key " + quoteName(k)}})
+	return b
 }

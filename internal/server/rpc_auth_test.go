@@ -107,16 +107,8 @@ func TestJSONRPCAuthorization(t *testing.T) {
 		t.Fatalf("signed by %s, want %s", got.Hex(), bobs.Address)
 	}
 
-	// A grant opens the account to bob, on JSON-RPC as on REST; revoking closes it.
+	// Grants and API keys need a step-up login with TOTP.
 	tn.token = alice
-	tn.mustCall(204, "POST", "/v1/accounts/treasury/grants", map[string]string{"principal": "bob"}, nil)
-	allowed("bob (granted)", bob, "", treasury.Address)
-	refused("bob (granted treasury only)", bob, "", other.Address, "unknown account")
-	tn.mustCall(204, "DELETE", "/v1/accounts/treasury/grants/bob", nil, nil)
-	refused("bob (grant revoked)", bob, "", treasury.Address, "unknown account")
-
-	// An API key scoped to other accounts. Creating a key needs a step-up
-	// login with TOTP.
 	var enr struct {
 		Secret string `json:"secret"`
 	}
@@ -129,6 +121,15 @@ func TestJSONRPCAuthorization(t *testing.T) {
 	}
 	tn.mustCall(200, "POST", "/v1/auth/login", map[string]string{"username": "alice", "password": pw, "totp": code2}, &tok)
 	tn.token = tok.AccessToken
+
+	// A grant opens the account to bob, on JSON-RPC as on REST; revoking closes it.
+	tn.mustCall(204, "POST", "/v1/accounts/treasury/grants", map[string]string{"principal": "bob"}, nil)
+	allowed("bob (granted)", bob, "", treasury.Address)
+	refused("bob (granted treasury only)", bob, "", other.Address, "unknown account")
+	tn.mustCall(204, "DELETE", "/v1/accounts/treasury/grants/bob", nil, nil)
+	refused("bob (grant revoked)", bob, "", treasury.Address, "unknown account")
+
+	// An API key scoped to other accounts.
 	var key struct {
 		Key string `json:"key"`
 	}

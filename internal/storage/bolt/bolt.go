@@ -338,3 +338,8 @@ func wrap(err error) error {
 	}
 	return err
 }
+
+// Update implements storage.KV: a read-modify-write over CompareAndSwap.
+func (b *Backend) Update(ctx context.Context, key string, fn storage.UpdateFunc) error {
+	return storage.Update(ctx, b, key, fn)
+}

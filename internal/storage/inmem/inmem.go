@@ -177,3 +177,8 @@ func (b *Backend) Puts() int {
 	defer b.mu.RUnlock()
 	return b.puts
 }
+
+// Update implements storage.KV: a read-modify-write over CompareAndSwap.
+func (b *Backend) Update(ctx context.Context, key string, fn storage.UpdateFunc) error {
+	return storage.Update(ctx, b, key, fn)
+}

@@ -41,6 +41,29 @@ const (
 // at start): evaluation fails closed until Reload succeeds.
 var ErrNotLoaded = errkind.New(errkind.Unavailable, "policies_unavailable", "transaction policies are not loaded")
 
+// ErrPolicyDenied is the sentinel of a request that a deny policy (or a
+// limit) refused: 403 policy_denied. The error returned is a *DeniedError
+// naming the policy and the reason.
+var ErrPolicyDenied = errkind.New(errkind.Denied, "policy_denied", "denied by a transaction policy")
+
+// DeniedError is a refusal by one policy.
+type DeniedError struct{ Match Match }
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("denied by policy %q (%s): %s", e.Match.Name, e.Match.Policy, e.Match.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrPolicyDenied) hold and gives the kind.
+func (e *DeniedError) Unwrap() error { return ErrPolicyDenied }
+
+// Err returns the refusal of a deny result (a *DeniedError), else nil.
+func (r *Result) Err() error {
+	if d := r.Denial(); d != nil {
+		return &DeniedError{Match: *d}
+	}
+	return nil
+}
+
 // Match is one policy that matched a request, with a human reason.
 type Match struct {
 	Policy  string `json:"policy"` // the policy id

@@ -407,3 +407,57 @@ func TestFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestTokensList: intent.tokens holds every token movement, whichever of
+// Token and Tokens the chain package filled, so a rule over the list cannot
+// be passed with a harmless first movement (a decoy).
+func TestTokensList(t *testing.T) {
+	e := newEngine(t, newMemKV(), nil)
+	p := mustCreate(t, e, `{"name": "no transfers to stranger", "effect": "deny",
+		"condition": "intent.tokens.exists(t, t.to == \"`+stranger+`\")"}`)
+	first := intent.Token{Contract: usdc, Method: "transfer", To: treasury, Amount: units("1", 6)}
+	bad := intent.Token{Contract: usdc, Method: "transfer", To: strings.ToUpper(stranger[2:]), Amount: units("1", 6)}
+	bad.To = "0x" + bad.To
+	for _, tc := range []struct {
+		name string
+		in   *intent.Intent
+		want Decision
+	}{
+		{"decoy first", with(ethTx(usdc, nil), func(in *intent.Intent) {
+			in.Token, in.Tokens = &first, []intent.Token{first, bad}
+		}), DecisionDeny},
+		{"only Tokens filled", with(ethTx(usdc, nil), func(in *intent.Intent) {
+			in.Tokens = []intent.Token{first, bad}
+		}), DecisionDeny},
+		{"only Token filled", with(ethTx(usdc, nil), func(in *intent.Intent) { in.Token = &bad }), DecisionDeny},
+		{"harmless", with(ethTx(usdc, nil), func(in *intent.Intent) {
+			in.Token, in.Tokens = &first, []intent.Token{first}
+		}), DecisionAllow},
+		{"none", ethTx(stranger, eth("1")), DecisionAllow},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.in.Normalize()
+			res, err := e.Evaluate(context.Background(), tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Decision != tc.want {
+				t.Fatalf("decision %s, want %s", res.Decision, tc.want)
+			}
+			if tc.want == DecisionDeny {
+				var de *DeniedError
+				if err := res.Err(); !errors.As(err, &de) || de.Match.Policy != p.ID || !errors.Is(err, ErrPolicyDenied) {
+					t.Fatalf("Err() = %v", err)
+				}
+			} else if res.Err() != nil {
+				t.Fatal("Err() on an allowed result")
+			}
+		})
+	}
+	// The dry run's intent document carries the list, and reads back.
+	in := with(ethTx(usdc, nil), func(in *intent.Intent) { in.Token, in.Tokens = &first, []intent.Token{first, bad} })
+	back, err := DescribeIntent(in).Intent()
+	if err != nil || len(back.Tokens) != 2 || back.Tokens[1].To != bad.To || back.Tokens[1].Amount.Cmp(bad.Amount) != 0 {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+}

@@ -130,7 +130,7 @@ var _ traits.FieldTester = object{}
 // policy evaluated for it.
 type intentView struct {
 	chain, network, kind, account, owner, principal, to, selector types.String
-	amr, delegates, outputs                                       ref.Val
+	amr, delegates, outputs, tokens                               ref.Val
 	chainID                                                       types.Int
 	hasChainID                                                    bool
 	value                                                         BigInt
@@ -204,6 +204,10 @@ func newSchema() (*schema, error) {
 		}
 		return object{s.token, s.zeroToken}
 	}, func(v any) bool { return in(v).token != nil })
+	// tokens lists every token movement: a condition that reads only
+	// intent.token (the first) could be passed by a harmless first transfer
+	// followed by the one it means to stop.
+	s.intent.add("tokens", types.NewListType(s.token.t), func(v any) ref.Val { return in(v).tokens }, nil)
 	s.intent.add("typed_data", s.typedData.t, func(v any) ref.Val {
 		if t := in(v).typedData; t != nil {
 			return object{s.typedData, t}
@@ -325,8 +329,8 @@ func (s *schema) view(in *intent.Intent) *intentView {
 		delegates: types.NewStringList(s, canonAll(in.Delegates)),
 	}
 	v.chainID, v.hasChainID = chainIDVal(in.ChainID)
-	if t := in.Token; t != nil {
-		v.token = &tokenView{
+	tokenOf := func(t *intent.Token) *tokenView {
+		return &tokenView{
 			contract: types.String(canonAddress(t.Contract, btc)),
 			method:   types.String(t.Method),
 			from:     types.String(canonAddress(t.From, btc)),
@@ -334,6 +338,23 @@ func (s *schema) view(in *intent.Intent) *intentView {
 			amount:   newBigInt(t.Amount),
 		}
 	}
+	// token is the first movement and tokens all of them, whichever of the
+	// two fields the chain package filled.
+	toks := make([]ref.Val, 0, max(len(in.Tokens), 1))
+	for i := range in.Tokens {
+		tv := tokenOf(&in.Tokens[i])
+		if i == 0 {
+			v.token = tv
+		}
+		toks = append(toks, object{s.token, tv})
+	}
+	if t := in.Token; t != nil {
+		v.token = tokenOf(t)
+		if len(in.Tokens) == 0 {
+			toks = append(toks, object{s.token, v.token})
+		}
+	}
+	v.tokens = types.NewRefValList(s, toks)
 	if td := in.TypedData; td != nil {
 		d := td.Domain
 		v.typedData = &typedDataView{

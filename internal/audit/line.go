@@ -50,6 +50,16 @@ type Entry struct {
 	ErrorCode  string            `json:"error_code,omitempty"`
 	LatencyMS  float64           `json:"latency_ms,omitempty"`
 	Hashed     map[string]string `json:"hashed,omitempty"`
+	// PolicyDecision is the transaction policy decision of a signing
+	// request (allow, deny, require_approval; a JSON-RPC batch lists each
+	// once, comma-separated) and Policies the ids of the policies that
+	// matched, or of the policy a policy request changed.
+	PolicyDecision string `json:"policy_decision,omitempty"`
+	Policies       string `json:"policies,omitempty"`
+	// Approval is the approval the request created, voted on or completed
+	// (or a sweep expired), and ApprovalStatus its status afterwards.
+	Approval       string `json:"approval,omitempty"`
+	ApprovalStatus string `json:"approval_status,omitempty"`
 }
 
 // startBody is the content of a "start" line: the log was opened, or a

@@ -35,6 +35,9 @@ const (
 	// ActionSysAdmin covers sys operations: rotate, seal, entropy,
 	// hardening, audit hash.
 	ActionSysAdmin Action = "sys"
+	// ActionPolicyWrite creates, changes or deletes a transaction policy:
+	// admins, with step-up (a stolen session must not lift a limit).
+	ActionPolicyWrite Action = "policy.write"
 )
 
 // AllScopeWildcard in an API key's Actions or Accounts means "all": for
@@ -92,10 +95,11 @@ func APIKeyAction(a Action) bool { return apiKeyActions[a] }
 // IsSensitive reports whether a needs a recent second factor: importing a
 // key, deleting an account, granting another principal the use of an
 // account (it hands out signing rights, as an API key does), creating an
-// API key, disabling MFA, and signing when r.SignRequiresMFA.
+// API key, disabling MFA, changing a transaction policy, and signing when
+// r.SignRequiresMFA.
 func IsSensitive(a Action, r Rules) bool {
 	switch a {
-	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable:
+	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable, ActionPolicyWrite:
 		return true
 	case ActionSign:
 		return r.SignRequiresMFA
@@ -171,7 +175,7 @@ func authorizeUser(p *identity.Principal, a Action, res *Resource) error {
 			return nil
 		}
 		return ErrDenied
-	case ActionUserManage, ActionSysAdmin:
+	case ActionUserManage, ActionSysAdmin, ActionPolicyWrite:
 		if admin {
 			return nil
 		}

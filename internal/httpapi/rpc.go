@@ -69,31 +69,42 @@ func (s *rpcSigner) Accounts(ctx context.Context) ([]common.Address, error) {
 }
 
 func (s *rpcSigner) Sign(ctx context.Context, c *jsonrpc.Call) ([]byte, error) {
-	sig, err := s.a.sign(s.q, accountRef{address: &c.Account}, signRequest{message: c.Message, typed: c.TypedData, tx: c.Tx})
+	sig, err := s.a.sign(s.q, accountRef{address: &c.Account}, rpcRequest(c))
 	switch {
 	case errors.Is(err, wallet.ErrNotFound):
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeServer, Message: "unknown account " + c.Account.Hex(), ErrKind: errkind.NotFound}
 	case err != nil:
 		return nil, rpcErr(err)
-	case sig.tx != nil:
-		raw, err := sig.tx.MarshalBinary()
-		return raw, rpcErr(err)
 	}
-	return sig.sig, nil
+	raw, err := rpcResult(sig)
+	return raw, rpcErr(err)
 }
 
 // rpcErr gives a JSON-RPC error the API's code and message: invalid
-// parameters keep their field, nothing internal is shown.
+// parameters keep their field, nothing internal is shown. A policy denial
+// and a request held for approval have codes of their own, with the
+// policy or the approval in data.
 func rpcErr(err error) error {
 	if err == nil {
 		return nil
 	}
+	var held *approvalHeld
+	if errors.As(err, &held) {
+		return &jsonrpc.Error{Code: jsonrpc.CodeApprovalRequired,
+			Message: "approval_required: the request is held for approval " + held.ap.ID + "; nothing was signed",
+			Data:    map[string]any{"code": "approval_required", "approval": held.ap}, ErrKind: errkind.Conflict}
+	}
 	f := classify(err)
 	code := jsonrpc.CodeServer
-	if f.status == http.StatusBadRequest {
+	var data any
+	switch {
+	case f.policy != nil:
+		code = jsonrpc.CodePolicyDenied
+		data = map[string]string{"code": f.code, "policy": f.policy.ID, "name": f.policy.Name, "reason": f.policy.Reason}
+	case f.status == http.StatusBadRequest:
 		code = jsonrpc.CodeInvalidParams
 	}
-	return &jsonrpc.Error{Code: code, Message: f.code + ": " + f.message, ErrKind: errkind.Of(err)}
+	return &jsonrpc.Error{Code: code, Message: f.code + ": " + f.message, Data: data, ErrKind: errkind.Of(err)}
 }
 
 func rpcDuplicateKey(k string) []byte {

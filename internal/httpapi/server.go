@@ -20,12 +20,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/approval"
 	"github.com/moonvault/moonvault/internal/audit"
 	"github.com/moonvault/moonvault/internal/auth"
 	"github.com/moonvault/moonvault/internal/core"
 	"github.com/moonvault/moonvault/internal/entropy"
 	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/policy"
+	"github.com/moonvault/moonvault/internal/signpolicy"
 	"github.com/moonvault/moonvault/internal/tee"
 	"github.com/moonvault/moonvault/internal/wallet"
 )
@@ -51,6 +53,8 @@ type Deps struct {
 	Limits Limits
 	// Operations: snapshots, restore, metrics (operations.go).
 	Operations Operations
+	// Policies: transaction policies and approvals (gate.go).
+	Policies Policies
 }
 
 // access says what a route needs before its handler runs.
@@ -161,6 +165,16 @@ type request struct {
 	// audit fields a handler fills in
 	account, address string
 	hashed           map[string]string
+	// policy decisions, matched policies and approvals (gate.go)
+	decisions, policies        string
+	approvalID, approvalStatus string
+	// held are results whose limit spend this request reserved; they are
+	// released if the answer cannot be audited (nobody gets the signature).
+	held []*signpolicy.Result
+	// replay is the approval whose request is being run again at its
+	// threshold; dry is a policy dry run (gate.go).
+	replay *approval.Approval
+	dry    *dryRun
 }
 
 func (q *request) ctx() context.Context { return q.Context() }
@@ -202,7 +216,7 @@ func (a *API) wrap(rt route) http.Handler {
 		if err != nil {
 			f := a.failed(r, rt.op, err)
 			status, code, hdr = f.status, f.code, f.header
-			body = errorBody{Error: errorDetail{Code: f.code, Message: f.message, Field: f.field}}
+			body = errorBody{Error: errorDetail{Code: f.code, Message: f.message, Field: f.field, Policy: f.policy}}
 		}
 		if a.d.Audit != nil {
 			e := &audit.Entry{
@@ -210,12 +224,14 @@ func (a *API) wrap(rt route) http.Handler {
 				Method: r.Method, Path: r.URL.Path, Operation: rt.op,
 				Account: q.account, Address: q.address, Status: status, ErrorCode: code,
 				LatencyMS: float64(time.Since(start).Microseconds()) / 1000, Hashed: q.hashed,
+				PolicyDecision: q.decisions, Policies: q.policies, Approval: q.approvalID, ApprovalStatus: q.approvalStatus,
 			}
 			if p := q.principal; p != nil {
 				e.Subject, e.SessionID, e.APIKeyID = p.Subject, p.SessionID, p.APIKeyID
 			}
 			if aerr := a.d.Audit.Record(r.Context(), e); aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
+				q.releaseAll()
 				f := classify(audit.ErrUnavailable)
 				a.observe(rt.op, f.status, start)
 				writeJSON(w, f.status, errorBody{Error: errorDetail{Code: f.code, Message: f.message}})
@@ -328,6 +344,16 @@ type errorDetail struct {
 	Message string `json:"message"`
 	// Field names the request field that is wrong, for invalid input.
 	Field string `json:"field,omitempty"`
+	// Policy names the transaction policy that refused the request
+	// (policy_denied).
+	Policy *deniedBy `json:"policy,omitempty"`
+}
+
+// deniedBy is the policy that denied a request, and why.
+type deniedBy struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
 }
 
 type errorBody struct {

@@ -65,6 +65,11 @@ type Server struct {
 	// MetricsUnauthenticated serves /v1/sys/metrics without a token (as
 	// Vault's unauthenticated_metrics_access), also while sealed.
 	MetricsUnauthenticated bool `hcl:"metrics_unauthenticated,optional" json:"metrics_unauthenticated,omitempty"`
+
+	// PolicyChangeApprovals makes every policy change an approval that
+	// this many admins other than the one asking must approve.
+	PolicyChangeApprovals int64  `hcl:"policy_change_approvals,optional" json:"policy_change_approvals,omitempty"`
+	ApprovalTTL           string `hcl:"approval_ttl,optional" json:"approval_ttl,omitempty"`
 }
 
 // Defaults returns a configuration with every default filled in.
@@ -81,6 +86,7 @@ func Defaults() Server {
 		SessionLifetime: "12h",
 		IdleTimeout:     "1h",
 		MaxRequestBytes: 1 << 20,
+		ApprovalTTL:     "24h",
 	}
 }
 
@@ -144,6 +150,8 @@ var settings = []Setting{
 	{Name: "sign_requires_mfa", Doc: "Every signature needs a recent TOTP login (step-up)."},
 	{Name: "max_request_bytes", Doc: "Largest request body accepted (bytes)."},
 	{Name: "metrics_unauthenticated", Doc: "Serve GET /v1/sys/metrics without a token, also while sealed (as Vault's unauthenticated_metrics_access)."},
+	{Name: "policy_change_approvals", Doc: "When above 0, creating, changing or deleting a transaction policy becomes an approval that this many admins other than the requester must approve (fresh MFA each), so one stolen admin session cannot lift a limit. 0 to 10."},
+	{Name: "approval_ttl", Doc: "How long a request held for approval (require_approval, or a policy change) waits for its approvers before it expires (Go duration, 1m to 720h)."},
 }
 
 // Settings lists every setting.

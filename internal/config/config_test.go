@@ -159,6 +159,9 @@ func TestResolve(t *testing.T) {
 		{"hsm slot", func(s *Server) { s.HSMLib, s.HSMSlot, s.HSMPIN = lib, "first", "1" }, "hsm_slot", "first"},
 		{"hsm settings without lib", func(s *Server) { s.HSMTokenLabel = "t" }, "hsm_lib", "hsm_token_label"},
 		{"max request", func(s *Server) { s.MaxRequestBytes = -1 }, "max_request_bytes", "positive"},
+		{"policy change approvals", func(s *Server) { s.PolicyChangeApprovals = -1 }, "policy_change_approvals", "between 0 and 10"},
+		{"approval ttl", func(s *Server) { s.ApprovalTTL = "1d" }, "approval_ttl", "not a duration"},
+		{"approval ttl range", func(s *Server) { s.ApprovalTTL = "1s" }, "approval_ttl", "between 1m and 720h"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Defaults()

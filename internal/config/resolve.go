@@ -42,6 +42,9 @@ type Node struct {
 	MaxRequestBytes int64
 
 	MetricsUnauthenticated bool
+
+	PolicyChangeApprovals int
+	ApprovalTTL           time.Duration
 }
 
 // TLS is the serving certificate. CertFile is "" only in dev mode (a
@@ -111,6 +114,7 @@ func (c Server) Resolve(m Mode) (*Node, error) {
 		func() error { n.EntropyAuto = c.EntropyMode == "" && c.HSMLib == "" && m.Dev; return nil },
 		func() (err error) { n.AccessTokenTTL, n.SessionLifetime, n.IdleTimeout, err = c.sessions(); return err },
 		c.limits,
+		func() (err error) { n.PolicyChangeApprovals, n.ApprovalTTL, err = c.approvals(); return err },
 	} {
 		if err := check(); err != nil {
 			return nil, err
@@ -320,6 +324,27 @@ func (c Server) sessions() (ttl, life, idle time.Duration, err error) {
 		return
 	}
 	return ttl, life, idle, nil
+}
+
+// Bounds of the approval settings.
+const (
+	maxPolicyChangeApprovals = 10
+	minApprovalTTL           = time.Minute
+	maxApprovalTTL           = 30 * 24 * time.Hour
+)
+
+func (c Server) approvals() (int, time.Duration, error) {
+	if c.PolicyChangeApprovals < 0 || c.PolicyChangeApprovals > maxPolicyChangeApprovals {
+		return 0, 0, Wrong("policy_change_approvals", "%d must be between 0 and %d", c.PolicyChangeApprovals, maxPolicyChangeApprovals)
+	}
+	ttl, err := time.ParseDuration(c.ApprovalTTL)
+	if err != nil {
+		return 0, 0, Wrong("approval_ttl", "%q is not a duration (e.g. 24h, 90m)", c.ApprovalTTL)
+	}
+	if ttl < minApprovalTTL || ttl > maxApprovalTTL {
+		return 0, 0, Wrong("approval_ttl", "%s must be between 1m and 720h", c.ApprovalTTL)
+	}
+	return int(c.PolicyChangeApprovals), ttl, nil
 }
 
 func (c Server) limits() error {

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/approval"
 	"github.com/moonvault/moonvault/internal/audit"
 	"github.com/moonvault/moonvault/internal/auth"
 	"github.com/moonvault/moonvault/internal/barrier"
@@ -28,6 +29,7 @@ import (
 	"github.com/moonvault/moonvault/internal/httpapi"
 	"github.com/moonvault/moonvault/internal/metrics"
 	"github.com/moonvault/moonvault/internal/sealwrap"
+	"github.com/moonvault/moonvault/internal/signpolicy"
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/tee"
 	"github.com/moonvault/moonvault/internal/tlsconfig"
@@ -87,6 +89,11 @@ type Node struct {
 	auditFile *audit.FileSink
 	// Metrics is the node's Prometheus registry and request observer.
 	Metrics *metrics.Metrics
+	// Policies and Approvals: transaction policies (policies.go).
+	Policies   *signpolicy.Engine
+	Approvals  *approval.Manager
+	policyMu   sync.Mutex
+	policyLoop *policyLoop
 
 	runCtx    context.Context
 	cancelRun context.CancelFunc

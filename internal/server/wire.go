@@ -22,6 +22,7 @@ import (
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/signpolicy"
 	"github.com/moonvault/moonvault/internal/storage/bolt"
 	"github.com/moonvault/moonvault/internal/storage/postgres"
 	"github.com/moonvault/moonvault/internal/tee"
@@ -106,7 +107,7 @@ func (n *Node) openStorage(ctx context.Context) error {
 			return config.Wrong("postgres_url", "cannot use the database: %v", err)
 		}
 		// Other nodes must see these at once; everything else is read on demand.
-		pg.NotifyOnly(slices.Concat(core.NotifyPrefixes(), auth.NotifyPrefixes())...)
+		pg.NotifyOnly(slices.Concat(core.NotifyPrefixes(), auth.NotifyPrefixes(), []string{signpolicy.PolicyPrefix})...)
 		n.store = pg
 	default:
 		if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
@@ -134,7 +135,10 @@ func (n *Node) newServices(context.Context) (err error) {
 	}, n.barrier, n.sealer, n.rand, n.log)
 	n.Metrics = n.newMetrics()
 	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: n.log, OnSign: n.Metrics.Signature})
-	return err
+	if err != nil {
+		return err
+	}
+	return n.newPolicies()
 }
 
 func (n *Node) sealWrapped() bool { return n.hsm != nil && n.cfg.SealWrap }
@@ -213,6 +217,7 @@ func (n *Node) newAPI(context.Context) error {
 		Logger:       n.log,
 		MaxBody:      n.cfg.MaxRequestBytes,
 		Operations:   n.operations(),
+		Policies:     n.apiPolicies(),
 	})
 	return nil
 }
@@ -248,6 +253,7 @@ func (n *Node) onUnsealed(ctx context.Context, _ *barrier.Barrier) error {
 			return err
 		}
 	}
+	n.startPolicies(ctx)
 	return nil
 }
 
@@ -256,6 +262,7 @@ func (n *Node) loadOrCreateCSP(ctx context.Context, path string, size int) (secr
 }
 
 func (n *Node) onSealing() {
+	n.stopPolicies()
 	n.Auth.Stop()
 	n.Wallet.Purge()
 	if n.Audit != nil {

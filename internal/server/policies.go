@@ -44,6 +44,7 @@ func (n *Node) apiPolicies() httpapi.Policies {
 // logged: until a reload succeeds, signing fails closed (503
 // policies_unavailable).
 func (n *Node) startPolicies(ctx context.Context) {
+	n.stopPolicies() // one loop per unsealed period
 	if err := n.Policies.Reload(ctx); err != nil {
 		n.log.Error("transaction policies could not be loaded; signing is refused until they are", "err", err)
 	}

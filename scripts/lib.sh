@@ -185,12 +185,25 @@ mv_ensure_postgres() {
 	mv_die "PostgreSQL answers at $MV_PG_HOST:$MV_PG_PORT but user postgres cannot log in without a password: add 'host all all 127.0.0.1/32 trust' at the top of /etc/postgresql/$v/main/pg_hba.conf and reload, or set MOONVAULT_TEST_POSTGRES_URL"
 }
 
+# mv_ensure_ethers installs ethers v6 (package-lock.json) for the tests that
+# check signatures with it (internal/ethersverify), when node_modules is
+# missing. Node.js and npm must be installed (node 18 or later).
+mv_ensure_ethers() {
+	local dir
+	dir="$(mv_repo_root)/internal/ethersverify/testdata/ethers"
+	[ -f "$dir/node_modules/ethers/package.json" ] && return 0
+	command -v npm >/dev/null 2>&1 || mv_die "npm not found: install Node.js 18 or later (the ethers signature checks need it)"
+	mv_log "npm ci in $dir"
+	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || mv_die "npm ci failed in $dir"
+}
+
 # mv_ensure_test_deps installs and starts everything the test suite needs.
 mv_ensure_test_deps() {
 	command -v go >/dev/null 2>&1 || mv_die "go not found in PATH (install Go $(mv_go_version) first)"
 	mv_ensure_cc
 	mv_ensure_softhsm
 	mv_ensure_postgres
+	mv_ensure_ethers
 }
 
 # mv_go_version prints the Go version go.mod asks for.

@@ -270,3 +270,23 @@ type approvalAnswer struct {
 	} `json:"requirements"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
+
+// rawHdr sends body with a token and extra headers and returns the answer.
+func (tn *testNode) rawHdr(method, path, tok string, body []byte, hdr map[string]string) (int, []byte) {
+	tn.t.Helper()
+	req, err := http.NewRequest(method, tn.url+path, bytes.NewReader(body))
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := tn.client.Do(req)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}

@@ -198,7 +198,7 @@ func erc20Call(method, to string, amount *big.Int) string {
 
 // docPolicies reads the policies of docs/policies.md: fenced blocks whose
 // info string is "json policy:NAME".
-func docPolicies(t *testing.T) map[string]json.RawMessage {
+func docPolicies(t testing.TB) map[string]json.RawMessage {
 	t.Helper()
 	f, err := os.Open("../../docs/policies.md")
 	if err != nil {

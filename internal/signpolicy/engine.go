@@ -154,7 +154,7 @@ func New(kv Storage, opts Options) (*Engine, error) {
 	return &Engine{
 		c: c, now: now, log: log,
 		store: &store{kv: kv, now: now},
-		lim:   &limiter{kv: kv, now: now},
+		lim:   &limiter{kv: kv, now: now, locks: newKeyLocks()},
 	}, nil
 }
 
@@ -454,7 +454,7 @@ func (e *Engine) applyLimits(ctx context.Context, res *Result, in *intent.Intent
 		return errkind.New(errkind.Invalid, "", "signpolicy: a limited request must name its account")
 	}
 	value := valueOf(in)
-	rsv := &Reservation{kv: e.lim.kv}
+	rsv := &Reservation{kv: e.lim.kv, locks: e.lim.locks}
 	fail := func(err error) error {
 		if rerr := rsv.Release(ctx); rerr != nil {
 			e.log.Error("releasing limit reservations failed; the spend stays counted", "err", rerr)

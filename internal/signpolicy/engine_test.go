@@ -461,3 +461,55 @@ func TestTokensList(t *testing.T) {
 		t.Fatalf("round trip: %+v %v", back, err)
 	}
 }
+
+// TestUntrackedOnlyWhenBounded: conditions whose estimated worst case is
+// within MaxCost run without the cost tracker (every example of
+// docs/policies.md does); looping ones never; and a request with a field
+// past the sizes the estimate assumed (here 100 000 outputs) is evaluated
+// by the tracked program, so the limit still stops it.
+func TestUntrackedOnlyWhenBounded(t *testing.T) {
+	e := newEngine(t, newMemKV(), nil)
+	for name, doc := range docExamples(t) {
+		d, err := Decode([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := e.c.compile(d.Condition)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.fast == nil {
+			t.Errorf("example %s runs with the cost tracker: its estimate should be bounded", name)
+		}
+	}
+	l := bigList(1000)
+	for _, cond := range []string{l + ".exists(x, " + l + ".exists(y, x * y == -1))", "intent.outputs.all(o, intent.outputs.all(p, o.address != p.address || o.script.matches(p.script)))"} {
+		p, err := e.c.compile(cond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.fast != nil {
+			t.Errorf("%.60s… runs untracked", cond)
+		}
+	}
+	deny := mustCreate(t, e, `{"name": "unknown outputs", "effect": "deny",
+		"condition": "intent.outputs.exists(o, o.address == \"bc1qnotthere\" && o.value > sats(1))"}`)
+	if p := e.set.Load().byID[deny.ID]; p.prg.fast == nil {
+		t.Fatal("the outputs rule should be bounded for up to 64 outputs")
+	}
+	few := psbt(coldBTC, exchBTC)
+	if res, err := e.Evaluate(context.Background(), few); err != nil || res.Decision != DecisionAllow {
+		t.Fatalf("two outputs: %+v %v", res, err)
+	}
+	many := psbt()
+	for range 100_000 {
+		many.Outputs = append(many.Outputs, intent.Output{Address: coldBTC, Value: big.NewInt(600)})
+	}
+	if withinBounds(many) {
+		t.Fatal("100 000 outputs within bounds")
+	}
+	res, err := e.Evaluate(context.Background(), many)
+	if err != nil || res.Decision != DecisionDeny || !strings.Contains(res.Matched[0].Reason, "cost limit") {
+		t.Fatalf("100 000 outputs: %+v %v", res, err)
+	}
+}

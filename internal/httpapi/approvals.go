@@ -129,7 +129,7 @@ func (a *API) approve(q *request) (int, any, error) {
 	ap, ready, err := m.Approve(q.ctx(), id, q.principal)
 	switch {
 	case errors.Is(err, approval.ErrExpired):
-		q.approvalStatus = string(approval.StatusExpired)
+		q.approvalStatus = appendList(q.approvalStatus, string(approval.StatusExpired))
 		return 0, nil, err
 	case errors.Is(err, approval.ErrNotPending):
 		// Only an eligible approver with fresh MFA gets here: finish an
@@ -162,7 +162,7 @@ func (a *API) reject(q *request) (int, any, error) {
 	}
 	ap, err := m.Reject(q.ctx(), approvalID(q), q.principal)
 	if errors.Is(err, approval.ErrExpired) {
-		q.approvalStatus = string(approval.StatusExpired)
+		q.approvalStatus = appendList(q.approvalStatus, string(approval.StatusExpired))
 	}
 	if err != nil {
 		return 0, nil, err

@@ -201,10 +201,11 @@ func (q *request) noteDecision(res *signpolicy.Result) {
 	}
 }
 
-// noteApproval records an approval and its status for the audit line.
+// noteApproval records an approval and its status for the audit line;
+// a request that moves it twice (approved, then signed) lists both.
 func (q *request) noteApproval(ap *approval.Approval) {
 	q.approvalID = appendList(q.approvalID, ap.ID)
-	q.approvalStatus = string(ap.Status)
+	q.approvalStatus = appendList(q.approvalStatus, string(ap.Status))
 }
 
 // mergeList adds each item of a comma-separated list to list (appendList).

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common/hexutil"
 
+	"github.com/moonvault/moonvault/internal/approval"
 	"github.com/moonvault/moonvault/internal/audit"
 	"github.com/moonvault/moonvault/internal/ethersverify"
 )
@@ -228,17 +229,39 @@ func TestApprovalFlow(t *testing.T) {
 		t.Fatalf("approval result differs from the sign endpoint's answer:\n%s\n%s", signed.Result, direct)
 	}
 
+	// Nobody decides in time: the sweep expires it (run here with a clock
+	// 25 h ahead; nodes run it every minute) and audits the expiry.
+	tn.mustCallTok(at.boss.token, 201, "POST", "/v1/policies", docPolicies(t)["large-transfers"], &at.policy)
+	stale := at.request(t, txBody(strangerAddr, wei(t, "13"), 11, 1, ""))
+	later := approval.New(tn.node.barrier, approval.Options{Now: func() time.Time { return time.Now().Add(25 * time.Hour) }})
+	tn.node.expireApprovals(t.Context(), later)
+	var exp approvalAnswer
+	tn.mustCallTok(at.treasury.token, 200, "GET", "/v1/approvals/"+stale.ID, nil, &exp)
+	if exp.Status != "expired" {
+		t.Fatalf("after the sweep: %+v", exp)
+	}
+	if lines := at.sink.find(func(m map[string]any) bool {
+		return field(m, "operation") == "approvals.expire" && field(m, "approval") == stale.ID && field(m, "approval_status") == "expired"
+	}); len(lines) != 1 {
+		t.Fatalf("expiry audit lines: %v", lines)
+	}
+	if _, e := at.vote(t, at.alice, "approve", stale.ID, 409); e.Error.Code != "approval_not_pending" {
+		t.Fatalf("approve after expiry: %+v", e)
+	}
+
 	// Every transition is audited, naming the approval.
 	for id, want := range map[string][]string{
-		ap.ID:    {"pending", "signed"},
+		ap.ID:    {"pending", "approved", "signed"},
 		rej.ID:   {"pending", "rejected"},
-		rpcAp.ID: {"pending", "signed"},
-		late.ID:  {"pending", "denied"},
+		rpcAp.ID: {"pending", "approved", "signed"},
+		late.ID:  {"pending", "approved", "denied"},
 	} {
 		lines := at.sink.find(func(m map[string]any) bool { return field(m, "approval") == id })
 		seen := map[string]bool{}
 		for _, m := range lines {
-			seen[field(m, "approval_status")] = true
+			for _, st := range strings.Split(field(m, "approval_status"), ",") {
+				seen[st] = true
+			}
 		}
 		for _, s := range want {
 			if !seen[s] {

@@ -85,7 +85,7 @@ func (n *Node) startPolicies(ctx context.Context) {
 					n.log.Warn("transaction policy resync failed", "err", err)
 				}
 			case <-sweep.C:
-				n.expireApprovals(loopCtx)
+				n.expireApprovals(loopCtx, n.Approvals)
 			}
 		}
 	}()
@@ -108,8 +108,8 @@ func (n *Node) stopPolicies() {
 
 // expireApprovals persists the expiry of approvals past their time, one
 // audit line each.
-func (n *Node) expireApprovals(ctx context.Context) {
-	expired, err := n.Approvals.Expire(ctx)
+func (n *Node) expireApprovals(ctx context.Context, m *approval.Manager) {
+	expired, err := m.Expire(ctx)
 	if err != nil {
 		n.log.Warn("approval expiry sweep failed", "err", err)
 	}

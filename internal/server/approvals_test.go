@@ -99,7 +99,7 @@ func TestApprovalFlow(t *testing.T) {
 	body := txBody(strangerAddr, wei(t, "11"), 5, 1, "")
 	ap := at.request(t, body)
 	if ap.Status != "pending" || ap.Kind != "sign" || ap.Operation != "sign-transaction" || ap.Intent["value"] != "11000000000000000000" ||
-		ap.ExpiresAt.Sub(time.Now()) < 23*time.Hour || len(ap.Requirements) != 1 || ap.Requirements[0].Threshold != 2 {
+		time.Until(ap.ExpiresAt) < 23*time.Hour || len(ap.Requirements) != 1 || ap.Requirements[0].Threshold != 2 {
 		t.Fatalf("approval: %+v", ap)
 	}
 

@@ -34,7 +34,7 @@ const (
 	maxItems = 64
 )
 
-var fieldBounds = map[string]uint64{
+var fieldBounds = map[string]int{
 	"intent.chain":      maxShort,
 	"intent.network":    maxShort,
 	"intent.kind":       maxShort,
@@ -80,7 +80,7 @@ func (sizeEstimator) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
 		return &checker.SizeEstimate{Min: 1, Max: 1}
 	}
 	if b, ok := fieldBounds[strings.Join(n.Path(), ".")]; ok {
-		return &checker.SizeEstimate{Min: 0, Max: b}
+		return &checker.SizeEstimate{Min: 0, Max: uint64(b)} // #nosec G115 -- b is one of the small positive constants above
 	}
 	return nil
 }
@@ -100,9 +100,9 @@ func (c *compiler) bounded(a *cel.Ast) bool {
 func withinBounds(in *intent.Intent) bool {
 	str := func(s string, path string) bool {
 		b := fieldBounds[path]
-		return uint64(len(s)) <= b || uint64(utf8.RuneCountInString(s)) <= b
+		return len(s) <= b || utf8.RuneCountInString(s) <= b
 	}
-	items := func(n int, path string) bool { return uint64(n) <= fieldBounds[path] }
+	items := func(n int, path string) bool { return n <= fieldBounds[path] }
 	token := func(t *intent.Token, path string) bool {
 		return str(t.Contract, path+".contract") && str(t.Method, path+".method") &&
 			str(t.From, path+".from") && str(t.To, path+".to")

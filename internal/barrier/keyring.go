@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -159,12 +158,14 @@ func (b *Barrier) Rotate(ctx context.Context) (uint32, error) {
 	return t.term, nil
 }
 
-// Rekey re-encrypts the keyring under newRoot (operator rekey). The caller
-// must make newRoot recoverable (new shares delivered, or HSM-wrapped and
-// stored) before or atomically with this call: once it returns, the old
-// root key no longer unseals. Other nodes must be unsealed again with the
-// new root key, as their Reload will fail with ErrWrongRootKey.
-func (b *Barrier) Rekey(ctx context.Context, newRoot secret.Bytes) error {
+// Rekey re-encrypts the keyring under newRoot (operator rekey, seal
+// migration). The caller must make newRoot recoverable (new shares
+// delivered, or HSM-wrapped and stored) before or atomically with this
+// call: extra storage ops (e.g. the HSM-wrapped new root key) are written
+// in the same atomic batch as the keyring. Once it returns, the old root
+// key no longer unseals. Other nodes must be unsealed again with the new
+// root key, as their Reload will fail with ErrWrongRootKey.
+func (b *Barrier) Rekey(ctx context.Context, newRoot secret.Bytes, extra ...storage.Op) error {
 	if err := checkRootKey(newRoot); err != nil {
 		return err
 	}
@@ -174,7 +175,7 @@ func (b *Barrier) Rekey(ctx context.Context, newRoot secret.Bytes) error {
 	if err != nil {
 		return err
 	}
-	if err := b.writeKeyring(ctx, newRoot, b.wrapper, cur); err != nil {
+	if err := b.writeKeyring(ctx, newRoot, b.wrapper, cur, extra...); err != nil {
 		return err
 	}
 	b.root.Destroy()
@@ -323,12 +324,17 @@ func buildTerm(n uint32, key secret.Bytes, installed time.Time) (*term, error) {
 	return &term{term: n, key: key, installed: installed, aead: aead}, nil
 }
 
+// newGCM is AES-256-GCM with a random 96-bit nonce that the cipher draws
+// itself and puts first (nonce || ciphertext || tag, the layout records
+// already had). Caller-chosen nonces through cipher.NewGCM are not
+// approved by Go's FIPS 140-3 module and fail under GODEBUG=fips140=only
+// (NIST SP 800-38D §8.2.2; FIPS 140-3 IG C.H).
 func newGCM(key []byte) (cipher.AEAD, error) {
 	blk, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, fmt.Errorf("barrier: %w", err)
 	}
-	return cipher.NewGCM(blk)
+	return cipher.NewGCMWithRandomNonce(blk)
 }
 
 func (kr *keyring) destroy() {
@@ -337,8 +343,9 @@ func (kr *keyring) destroy() {
 	}
 }
 
-// writeKeyring encrypts kr under root (wrapped by w if set) and stores it.
-func (b *Barrier) writeKeyring(ctx context.Context, root secret.Bytes, w Wrapper, kr *keyring) error {
+// writeKeyring encrypts kr under root (wrapped by w if set) and stores it,
+// with extra ops in the same atomic batch.
+func (b *Barrier) writeKeyring(ctx context.Context, root secret.Bytes, w Wrapper, kr *keyring, extra ...storage.Op) error {
 	js := kr.marshal()
 	defer secret.Wipe(js)
 	var payload []byte
@@ -358,11 +365,13 @@ func (b *Barrier) writeKeyring(ctx context.Context, root secret.Bytes, w Wrapper
 	if err != nil {
 		return err
 	}
-	blob := make([]byte, 1+nonceLen, 1+nonceLen+len(payload)+tagLen)
-	blob[0] = ringVersion
-	_, _ = rand.Read(blob[1:])
-	blob = aead.Seal(blob, blob[1:], payload, ringAAD)
-	if err := b.backend.Put(ctx, keyringPath, blob); err != nil {
+	blob := aead.Seal([]byte{ringVersion}, nil, payload, ringAAD) // ringVersion || nonce || ct || tag
+	if len(extra) > 0 {
+		err = b.backend.Batch(ctx, append(extra, storage.Op{Key: keyringPath, Value: blob}))
+	} else {
+		err = b.backend.Put(ctx, keyringPath, blob)
+	}
+	if err != nil {
 		return fmt.Errorf("barrier: writing keyring: %w", err)
 	}
 	return nil
@@ -390,7 +399,7 @@ func openKeyring(ctx context.Context, root secret.Bytes, w Wrapper, blob []byte)
 	if err != nil {
 		return nil, err
 	}
-	payload, err := aead.Open(nil, blob[1:1+nonceLen], blob[1+nonceLen:], ringAAD)
+	payload, err := aead.Open(nil, nil, blob[1:], ringAAD)
 	if err != nil {
 		return nil, fmt.Errorf("%w (or the keyring record was altered)", ErrWrongRootKey)
 	}

@@ -42,6 +42,16 @@ type Server struct {
 	HSMSlot       string        `hcl:"hsm_slot,optional" json:"hsm_slot,omitempty"`
 	HSMPIN        secret.String `hcl:"hsm_pin,optional" json:"hsm_pin,omitempty"`
 	HSMKeyLabel   string        `hcl:"hsm_key_label,optional" json:"hsm_key_label,omitempty"`
+	// HSMMechanism is aes_gcm (default), aes_cbc_pad_hmac or rsa_oaep: how
+	// the HSM wraps the root key, the keyring and every seal-wrapped CSP.
+	HSMMechanism string `hcl:"hsm_mechanism,optional" json:"hsm_mechanism,omitempty"`
+	// HSMHMACKeyLabel is aes_cbc_pad_hmac's HMAC key (default
+	// hsm_key_label + "-hmac").
+	HSMHMACKeyLabel string `hcl:"hsm_hmac_key_label,optional" json:"hsm_hmac_key_label,omitempty"`
+	// HSMRSAOAEPHash is rsa_oaep's hash: sha256 (default) or sha1.
+	HSMRSAOAEPHash string `hcl:"hsm_rsa_oaep_hash,optional" json:"hsm_rsa_oaep_hash,omitempty"`
+	// FIPSMode refuses to start unless Go's FIPS 140-3 mode is on.
+	FIPSMode bool `hcl:"fips_mode,optional" json:"fips_mode,omitempty"`
 	// EntropyMode is "augmentation" (default with the pkcs11 seal) or "off".
 	EntropyMode string `hcl:"entropy_mode,optional" json:"entropy_mode,omitempty"`
 	// SealWrap controls seal wrapping of CSPs; on by default.
@@ -205,6 +215,9 @@ func (c *Server) Validate() error {
 	if c.EntropyMode == "augmentation" && c.HSMLib == "" {
 		return errors.New("entropy_mode augmentation needs an HSM (hsm_lib)")
 	}
+	if err := c.validateHSM(); err != nil {
+		return err
+	}
 	for name, d := range map[string]string{"access_token_ttl": c.AccessTokenTTL, "session_lifetime": c.SessionLifetime, "idle_timeout": c.IdleTimeout} {
 		if _, err := time.ParseDuration(d); err != nil {
 			return fmt.Errorf("%s %q: not a duration", name, d)
@@ -227,3 +240,32 @@ func Duration(s string) time.Duration {
 
 // SealWrapEnabled reports the effective seal wrap setting (default on).
 func (c *Server) SealWrapEnabled() bool { return c.SealWrap == nil || *c.SealWrap }
+
+// validateHSM checks the hsm_* settings that have a fixed set of choices.
+func (c *Server) validateHSM() error {
+	switch c.HSMMechanism {
+	case "", "aes_gcm", "aes_cbc_pad_hmac", "rsa_oaep":
+	default:
+		return fmt.Errorf("hsm_mechanism %q: use aes_gcm (default), aes_cbc_pad_hmac or rsa_oaep", c.HSMMechanism)
+	}
+	switch c.HSMRSAOAEPHash {
+	case "", "sha256", "sha1":
+	default:
+		return fmt.Errorf("hsm_rsa_oaep_hash %q: use sha256 (default) or sha1", c.HSMRSAOAEPHash)
+	}
+	if c.HSMHMACKeyLabel != "" && c.HSMHMACKeyLabel == c.HSMKeyLabel {
+		return fmt.Errorf("hsm_hmac_key_label %q: must differ from hsm_key_label", c.HSMHMACKeyLabel)
+	}
+	if c.HSMSlot != "" {
+		if _, err := strconv.ParseUint(c.HSMSlot, 10, 32); err != nil {
+			return fmt.Errorf("hsm_slot %q: not a slot number", c.HSMSlot)
+		}
+	}
+	if c.HSMLib != "" && c.HSMTokenLabel == "" && c.HSMSlot == "" {
+		return errors.New("hsm_lib is set but no token is chosen: set hsm_token_label or hsm_slot (a token without a label, such as opencryptoki's, is chosen by hsm_slot)")
+	}
+	if c.HSMLib != "" && c.HSMPIN == "" {
+		return errors.New("hsm_pin is missing: the HSM needs its user PIN (set hsm_pin or MOONVAULT_HSM_PIN)")
+	}
+	return nil
+}

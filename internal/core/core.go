@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/moonvault/moonvault/internal/barrier"
+	"github.com/moonvault/moonvault/internal/fips"
+	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/shamir"
 	"github.com/moonvault/moonvault/internal/storage"
@@ -48,13 +50,9 @@ var (
 	ErrMigrationRequired  = errors.New("seal migration required: the configuration names an HSM but the vault uses the Shamir seal; unseal with migrate (moonvault operator unseal -migrate KEY) to move the root key to the HSM")
 )
 
-// AutoSeal protects the root key with a key held by an HSM.
-type AutoSeal interface {
-	Type() string
-	EnsureKey(ctx context.Context) (created bool, err error)
-	Encrypt(ctx context.Context, plaintext, aad []byte) ([]byte, error)
-	Decrypt(ctx context.Context, ciphertext, aad []byte) ([]byte, error)
-}
+// AutoSeal protects the root key with a key held by an HSM: the one seal
+// interface, seal.Seal.
+type AutoSeal = seal.Seal
 
 // SealConfig is stored in the clear at core/seal-config.
 type SealConfig struct {
@@ -107,6 +105,9 @@ type Core struct {
 	progress    [][]byte // unseal shares received so far (Shamir)
 	pendingRoot secret.Bytes
 	rekey       *rekeyState
+
+	reasonMu     sync.Mutex
+	sealedReason string // why auto-unseal has not succeeded; "" when none
 }
 
 // New returns a Core over an initialised or empty storage.
@@ -138,12 +139,22 @@ type Status struct {
 	// Migration: the storage holds a Shamir-sealed vault and the node is
 	// configured with an HSM; unsealing with migrate moves it.
 	Migration bool `json:"migration,omitempty"`
+	// SealedReason says why an auto-sealed vault is still sealed (the last
+	// auto-unseal error: e.g. the HSM token it waits for, or a refused PIN).
+	SealedReason string `json:"sealed_reason,omitempty"`
+	// FIPS140 is Go's FIPS 140-3 mode: "off", "on" or "only".
+	FIPS140 string `json:"fips140"`
 }
 
 // Status reports the seal state. Reading the seal config may fail when the
 // storage is down.
 func (c *Core) Status(ctx context.Context) (Status, error) {
-	st := Status{Type: c.SealType(), Sealed: c.opts.Barrier.Sealed()}
+	st := Status{Type: c.SealType(), Sealed: c.opts.Barrier.Sealed(), FIPS140: fips.Mode()}
+	if st.Sealed {
+		c.reasonMu.Lock()
+		st.SealedReason = c.sealedReason
+		c.reasonMu.Unlock()
+	}
 	cfg, err := c.sealConfig(ctx)
 	switch {
 	case errors.Is(err, ErrNotInitialized):
@@ -516,16 +527,23 @@ func (c *Core) AutoUnseal(ctx context.Context) error {
 
 // RunAutoUnseal retries AutoUnseal with exponential backoff until the vault
 // is unsealed or ctx ends, logging why each attempt failed (the HSM's
-// PKCS#11 return code by name; never the PIN).
+// PKCS#11 return code by name; never the PIN); the seal status shows the
+// same reason. A failure the seal marks seal.ErrNoRetry (a refused or
+// missing PIN) stops the retries at once: the vault stays sealed until
+// restarted with a fixed configuration.
 func (c *Core) RunAutoUnseal(ctx context.Context, minWait, maxWait time.Duration) {
 	wait := minWait
 	for c.Sealed() {
 		err := c.AutoUnseal(ctx)
+		c.setSealedReason(err)
 		switch {
 		case err == nil:
 			return
 		case errors.Is(err, ErrNotInitialized):
 			wait = minWait // init unseals by itself; just keep watching
+		case errors.Is(err, seal.ErrNoRetry):
+			c.log.Error("auto-unseal failed and will not be retried; vault stays sealed until restarted with a fixed configuration", "err", err)
+			return
 		default:
 			c.log.Error("auto-unseal failed; vault stays sealed", "err", err, "retry_in", wait.String())
 		}
@@ -536,6 +554,16 @@ func (c *Core) RunAutoUnseal(ctx context.Context, minWait, maxWait time.Duration
 		}
 		wait = min(wait*2, maxWait)
 	}
+}
+
+func (c *Core) setSealedReason(err error) {
+	reason := ""
+	if err != nil && !errors.Is(err, ErrNotInitialized) {
+		reason = "auto-unseal failed: " + err.Error()
+	}
+	c.reasonMu.Lock()
+	c.sealedReason = reason
+	c.reasonMu.Unlock()
 }
 
 // Seal stops the services, zeroizes the keys held in memory and seals.

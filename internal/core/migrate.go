@@ -14,10 +14,16 @@ import (
 
 // migrateLocked moves a Shamir-sealed vault to the HSM seal, as Vault's
 // seal migration does: the operators' threshold of unseal shares proves the
-// root key; the HSM then wraps it, every CSP and the keyring are
-// seal-wrapped, and a recovery key split like the old shares replaces them.
-// The seal config is written last, so an interrupted migration is simply
-// run again (the rewrap skips what is already wrapped).
+// root key; every CSP and the keyring are seal-wrapped; a new root key,
+// wrapped by the HSM, replaces the old one, and a recovery key split like
+// the old shares replaces them. The old unseal shares then combine to a
+// key that protects nothing: the keyring is re-encrypted under the new
+// root key, and new writes use a key term the old root key never saw.
+//
+// The keyring under the new root key, the wrapped new root key, the
+// recovery hash and the seal config are written in one atomic batch, so an
+// interrupted migration leaves the Shamir vault as it was (with CSPs
+// already rewrapped) and is simply run again.
 func (c *Core) migrateLocked(ctx context.Context, cfg *SealConfig, root secret.Bytes) ([]secret.Bytes, error) {
 	if c.opts.Hooks.BeforeUnseal != nil {
 		if err := c.opts.Hooks.BeforeUnseal(); err != nil {
@@ -49,7 +55,12 @@ func (c *Core) migrateLocked(ctx context.Context, cfg *SealConfig, root secret.B
 			return fail(fmt.Errorf("seal-wrap CSPs: %w", err))
 		}
 	}
-	wrapped, err := c.opts.AutoSeal.Encrypt(wctx, root, []byte(rootKeyAAD))
+	newRoot, err := c.newKey()
+	if err != nil {
+		return fail(err)
+	}
+	defer newRoot.Destroy()
+	wrapped, err := c.opts.AutoSeal.Encrypt(wctx, newRoot, []byte(rootKeyAAD))
 	if err != nil {
 		return fail(fmt.Errorf("wrap root key with the HSM: %w", err))
 	}
@@ -66,14 +77,19 @@ func (c *Core) migrateLocked(ctx context.Context, cfg *SealConfig, root secret.B
 	sum := sha256.Sum256(recovery)
 	newCfg := SealConfig{Type: c.opts.AutoSeal.Type(), RecoveryShares: n, RecoveryThreshold: t, SealWrap: w != nil}
 	raw, _ := json.Marshal(newCfg)
-	if err := c.opts.Storage.Batch(wctx, []storage.Op{
-		{Key: keyWrappedRoot, Value: wrapped},
-		{Key: keyRecoveryHash, Value: sum[:]},
-		{Key: keySealConfig, Value: raw},
-	}); err != nil {
+	if err := c.opts.Barrier.Rekey(wctx, newRoot,
+		storage.Op{Key: keyWrappedRoot, Value: wrapped},
+		storage.Op{Key: keyRecoveryHash, Value: sum[:]},
+		storage.Op{Key: keySealConfig, Value: raw},
+	); err != nil {
 		return fail(fmt.Errorf("store migrated seal: %w", err))
 	}
-	c.log.Warn("seal migrated from shamir to the HSM; the old unseal shares are now useless, the new recovery shares authorize operator actions", "seal", newCfg.Type, "recovery_shares", n, "recovery_threshold", t)
+	// Records written from now on use a term whose key was never under the
+	// old root key. (Failing here loses nothing: the migration is done.)
+	if _, err := c.opts.Barrier.Rotate(wctx); err != nil {
+		c.log.Warn("seal migrated, but the keyring rotation that follows it failed; run operator rotate", "err", err)
+	}
+	c.log.Warn("seal migrated from shamir to the HSM under a new root key; the old unseal shares are now useless, the new recovery shares authorize operator actions", "seal", newCfg.Type, "recovery_shares", n, "recovery_threshold", t)
 	if c.opts.Hooks.Unsealed != nil {
 		if err := c.opts.Hooks.Unsealed(ctx, c.opts.Barrier); err != nil {
 			c.sealLocked()
@@ -81,4 +97,49 @@ func (c *Core) migrateLocked(ctx context.Context, cfg *SealConfig, root secret.B
 		}
 	}
 	return shares, nil
+}
+
+// RewrapRootKey re-encrypts the HSM-wrapped root key with the seal's
+// current mechanism and key (operator rewrap, after hsm_mechanism or
+// hsm_key_label changed): the stored ciphertext records which mechanism
+// and key made it, so the seal still opens the old one. It is a no-op
+// for the Shamir seal.
+func (c *Core) RewrapRootKey(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.opts.Barrier.Sealed() {
+		return ErrSealed
+	}
+	if c.opts.AutoSeal == nil {
+		return nil
+	}
+	cfg, err := c.sealConfig(ctx)
+	if err != nil {
+		return err
+	}
+	if cfg.Type == "shamir" {
+		return nil
+	}
+	old, err := c.opts.Storage.Get(ctx, keyWrappedRoot)
+	if err != nil {
+		return fmt.Errorf("read wrapped root key: %w", err)
+	}
+	pt, err := c.opts.AutoSeal.Decrypt(ctx, old, []byte(rootKeyAAD))
+	if err != nil {
+		return fmt.Errorf("unwrap root key with the HSM: %w", err)
+	}
+	root := secret.Bytes(pt)
+	defer root.Destroy()
+	if err := c.opts.Barrier.VerifyRoot(ctx, root); err != nil {
+		return fmt.Errorf("the stored root key is not the one in use: %w", err)
+	}
+	wrapped, err := c.opts.AutoSeal.Encrypt(ctx, root, []byte(rootKeyAAD))
+	if err != nil {
+		return fmt.Errorf("wrap root key with the HSM: %w", err)
+	}
+	if err := c.opts.Storage.Put(context.WithoutCancel(ctx), keyWrappedRoot, wrapped); err != nil {
+		return fmt.Errorf("store wrapped root key: %w", err)
+	}
+	c.log.Info("root key rewrapped", "key_id", c.opts.AutoSeal.KeyID())
+	return nil
 }

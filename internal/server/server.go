@@ -27,10 +27,12 @@ import (
 	"github.com/moonvault/moonvault/internal/config"
 	"github.com/moonvault/moonvault/internal/core"
 	"github.com/moonvault/moonvault/internal/entropy"
+	"github.com/moonvault/moonvault/internal/fips"
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/hsm/softhsm"
 	"github.com/moonvault/moonvault/internal/httpapi"
 	"github.com/moonvault/moonvault/internal/policy"
+	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
@@ -57,6 +59,9 @@ type Options struct {
 	// WrapHSMRandom, when set, wraps the HSM's random source before the
 	// entropy mixer sees it (fault injection in tests).
 	WrapHSMRandom func(HSMRandom) HSMRandom
+	// WrapHSMAPI, when set, wraps the PKCS#11 library calls (fault
+	// injection in tests: hsmtest.Faults).
+	WrapHSMAPI func(hsm.API) hsm.API
 }
 
 // HSMRandom draws n bytes from the HSM's generator.
@@ -68,7 +73,7 @@ type Node struct {
 	cfg     config.Server
 	log     *slog.Logger
 	store   storage.Backend
-	hsm     *hsmConn
+	hsm     *seal.PKCS11
 	rand    io.Reader
 	mixer   *entropy.Mixer
 	barrier *barrier.Barrier
@@ -112,6 +117,9 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 	}
 	n.att = tee.Detect()
 
+	if err := fips.Check(cfg.FIPSMode); err != nil {
+		return nil, err
+	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("data_dir is required (-data-dir)")
 	}
@@ -133,16 +141,9 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 		}
 	}
 	if cfg.HSMLib != "" {
-		hc := hsm.Config{Lib: cfg.HSMLib, TokenLabel: cfg.HSMTokenLabel, PIN: cfg.HSMPIN, KeyLabel: cfg.HSMKeyLabel}
-		if cfg.HSMSlot != "" {
-			slot, err := strconv.ParseUint(cfg.HSMSlot, 10, 32)
-			if err != nil {
-				return nil, fmt.Errorf("hsm_slot %q: not a number", cfg.HSMSlot)
-			}
-			s := uint(slot)
-			hc.Slot = &s
+		if n.hsm, err = newSeal(cfg, opts.WrapHSMAPI, log); err != nil {
+			return nil, err
 		}
-		n.hsm = newHSMConn(hc, log)
 	}
 	mode := cfg.EntropyMode
 	if mode == "" {
@@ -357,11 +358,15 @@ func (n *Node) onSealing() {
 	}
 }
 
-// rewrap re-wraps every CSP with the current seal (after enabling seal wrap
-// or rotating the HSM key), and the keyring with it.
+// rewrap re-wraps every CSP with the current seal (after enabling seal wrap,
+// a new hsm_key_label or another hsm_mechanism), and the keyring and the
+// root key with it.
 func (n *Node) rewrap(ctx context.Context) (int, error) {
 	if n.hsm == nil || !n.cfg.SealWrapEnabled() {
 		return 0, errors.New("seal wrap needs the pkcs11 seal with seal_wrap enabled")
+	}
+	if err := n.Core.RewrapRootKey(ctx); err != nil {
+		return 0, err
 	}
 	count, err := n.sealer.Rewrap(ctx, n.barrier, cspPrefixes)
 	if err != nil {
@@ -510,4 +515,21 @@ func Run(ctx context.Context, opts Options) error {
 	}()
 	n.log.Info("moonvault listening", "address", ln.Addr().String(), "tls_min_version", n.cfg.TLSMinVersion, "storage", n.cfg.Storage, "seal", n.Core.SealType())
 	return n.Serve(sigctx, ln)
+}
+
+// newSeal builds the PKCS#11 seal from the hsm_* settings.
+func newSeal(cfg config.Server, wrap func(hsm.API) hsm.API, log *slog.Logger) (*seal.PKCS11, error) {
+	hc := hsm.Config{Lib: cfg.HSMLib, TokenLabel: cfg.HSMTokenLabel, PIN: cfg.HSMPIN, WrapAPI: wrap}
+	if cfg.HSMSlot != "" {
+		slot, err := strconv.ParseUint(cfg.HSMSlot, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("hsm_slot %q: not a number", cfg.HSMSlot)
+		}
+		s := uint(slot)
+		hc.Slot = &s
+	}
+	return seal.NewPKCS11(seal.Config{
+		HSM: hc, Mechanism: seal.Mechanism(cfg.HSMMechanism), KeyLabel: cfg.HSMKeyLabel,
+		HMACKeyLabel: cfg.HSMHMACKeyLabel, OAEPHash: cfg.HSMRSAOAEPHash,
+	}, log)
 }

@@ -522,6 +522,14 @@ func (c *Core) AutoUnseal(ctx context.Context) error {
 	}
 	root := secret.Bytes(pt)
 	defer root.Destroy()
+	// The configured key may be new (hsm_key_label or hsm_mechanism changed
+	// for a key rotation): create it now, so that new values are wrapped
+	// under it; operator rewrap then moves the old ones.
+	if created, err := c.opts.AutoSeal.EnsureKey(ctx); err != nil {
+		return fmt.Errorf("HSM key: %w", err)
+	} else if created {
+		c.log.Warn("created the configured HSM key; run operator rewrap to move the root key, the keyring and every CSP to it", "key_id", c.opts.AutoSeal.KeyID())
+	}
 	return c.unsealWith(ctx, root)
 }
 

@@ -53,8 +53,13 @@ func classify(err error) (int, string, string, http.Header) {
 		h.Set("Retry-After", strconv.Itoa(max(1, int(rl.RetryAfter.Seconds()+0.999))))
 		return 429, "rate_limited", "too many failed attempts; retry later", h
 	}
+	if errors.Is(err, entropy.ErrUnavailable) {
+		// Before the HSM check: a failed CSP generation is
+		// entropy_unavailable whatever its cause (docs/threat-model.md).
+		return 503, "entropy_unavailable", "entropy source unavailable; no key was generated", nil
+	}
 	var he *hsm.Error
-	if errors.As(err, &he) || errors.Is(err, hsm.ErrTokenNotFound) || errors.Is(err, hsm.ErrClosed) {
+	if errors.As(err, &he) || errors.Is(err, hsm.ErrUnavailable) || errors.Is(err, hsm.ErrTokenNotFound) || errors.Is(err, hsm.ErrClosed) {
 		// The HSM is unreachable or refusing: nothing was done; retry later.
 		return 503, "hsm_unavailable", "the HSM is unavailable; retry later", nil
 	}
@@ -67,8 +72,6 @@ func classify(err error) (int, string, string, http.Header) {
 		return 503, "sealed", "the vault is sealed", nil
 	case errors.Is(err, core.ErrNotInitialized):
 		return 503, "not_initialized", "the vault is not initialized", nil
-	case errors.Is(err, entropy.ErrUnavailable):
-		return 503, "entropy_unavailable", "entropy source unavailable; no key was generated", nil
 	case errors.Is(err, storage.ErrUnavailable):
 		return 503, "storage_unavailable", "storage is unavailable; retry later", nil
 	case errors.Is(err, audit.ErrUnavailable):

@@ -99,6 +99,9 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := fips.Check(cfg.FIPSMode); err != nil {
+		return nil, err
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -117,9 +120,6 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 	}
 	n.att = tee.Detect()
 
-	if err := fips.Check(cfg.FIPSMode); err != nil {
-		return nil, err
-	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("data_dir is required (-data-dir)")
 	}

@@ -365,7 +365,7 @@ func (b *Barrier) writeKeyring(ctx context.Context, root secret.Bytes, w Wrapper
 	if err != nil {
 		return err
 	}
-	blob := aead.Seal([]byte{ringVersion}, nil, payload, ringAAD) // ringVersion || nonce || ct || tag
+	blob := aead.Seal([]byte{ringVersion}, nil, payload, ringAAD) // #nosec G407 -- NewGCMWithRandomNonce draws the nonce (ringVersion || nonce || ct || tag)
 	if len(extra) > 0 {
 		err = b.backend.Batch(ctx, append(extra, storage.Op{Key: keyringPath, Value: blob}))
 	} else {

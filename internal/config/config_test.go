@@ -46,11 +46,23 @@ func TestYAMLStrictAndValidate(t *testing.T) {
 		t.Fatalf("typo accepted: %v", err)
 	}
 	cases := map[string]func(*Server){
-		"tls_min_version":  func(s *Server) { s.TLSMinVersion = "1.0" },
-		"storage":          func(s *Server) { s.Storage = "redis" },
-		"postgres_url":     func(s *Server) { s.Storage = "postgres" },
-		"access_token_ttl": func(s *Server) { s.AccessTokenTTL = "20m" },
-		"entropy_mode":     func(s *Server) { s.EntropyMode = "weird" },
+		"tls_min_version":   func(s *Server) { s.TLSMinVersion = "1.0" },
+		"storage":           func(s *Server) { s.Storage = "redis" },
+		"postgres_url":      func(s *Server) { s.Storage = "postgres" },
+		"access_token_ttl":  func(s *Server) { s.AccessTokenTTL = "20m" },
+		"entropy_mode":      func(s *Server) { s.EntropyMode = "weird" },
+		"hsm_mechanism":     func(s *Server) { s.HSMMechanism = "aes_ctr" },
+		"hsm_rsa_oaep_hash": func(s *Server) { s.HSMRSAOAEPHash = "md5" },
+		"hsm_hmac_key_label": func(s *Server) {
+			s.HSMHMACKeyLabel = s.HSMKeyLabel
+		},
+		"hsm_slot": func(s *Server) { s.HSMSlot = "three" },
+		"hsm_pin is missing": func(s *Server) {
+			s.HSMLib, s.HSMTokenLabel = "/usr/lib/softhsm/libsofthsm2.so", "t"
+		},
+		"set hsm_token_label or hsm_slot": func(s *Server) {
+			s.HSMLib, s.HSMPIN = "/usr/lib/softhsm/libsofthsm2.so", "1234"
+		},
 	}
 	for name, mut := range cases {
 		c := Defaults()
@@ -66,5 +78,29 @@ func TestYAMLStrictAndValidate(t *testing.T) {
 		return ""
 	}); err == nil || !strings.Contains(err.Error(), "MOONVAULT_REQUIRE_TEE") {
 		t.Fatalf("bad bool accepted: %v", err)
+	}
+}
+
+func TestHSMSettings(t *testing.T) {
+	dir := t.TempDir()
+	hcl := filepath.Join(dir, "c.hcl")
+	body := "hsm_lib = \"/x.so\"\nhsm_slot = \"3\"\nhsm_mechanism = \"aes_cbc_pad_hmac\"\nhsm_hmac_key_label = \"mac\"\nhsm_rsa_oaep_hash = \"sha1\"\nfips_mode = true\n"
+	if err := os.WriteFile(hcl, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Defaults()
+	if err := c.LoadFile(hcl); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LoadEnv(func(k string) string {
+		return map[string]string{"MOONVAULT_HSM_PIN": "1234", "MOONVAULT_HSM_MECHANISM": "rsa_oaep"}[k]
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if c.HSMSlot != "3" || c.HSMMechanism != "rsa_oaep" || c.HSMHMACKeyLabel != "mac" || c.HSMRSAOAEPHash != "sha1" || !c.FIPSMode {
+		t.Fatalf("%+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }

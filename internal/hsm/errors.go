@@ -30,6 +30,9 @@ var (
 	// ErrPINMissing means Config.PIN is empty: Open refuses before calling
 	// C_Login, which would answer with a misleading CKR_ARGUMENTS_BAD.
 	ErrPINMissing = errkind.New(errkind.Unavailable, "hsm_unavailable", "hsm: no PIN configured")
+	// ErrLibrary means the PKCS#11 library could not be loaded (no such
+	// file, or not a PKCS#11 module): a configuration error, not an outage.
+	ErrLibrary = errkind.New(errkind.Unavailable, "hsm_unavailable", "hsm: cannot load the PKCS#11 library")
 	// ErrPINRejected matches an *Error whose return code means the token
 	// refused the PIN itself (CKR_PIN_INCORRECT, CKR_PIN_LOCKED and the
 	// like). Trying again with the same PIN cannot succeed and counts

@@ -54,7 +54,7 @@ func acquire(path string) (*library, error) {
 	}
 	ctx := pkcs11.New(path)
 	if ctx == nil {
-		return nil, fmt.Errorf("hsm: cannot load PKCS#11 library %q", path)
+		return nil, fmt.Errorf("%w %q (hsm_lib): no such file, or not a PKCS#11 module", ErrLibrary, path)
 	}
 	own := true
 	if err := ctx.Initialize(); err != nil {

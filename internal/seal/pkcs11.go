@@ -158,11 +158,13 @@ func (s *PKCS11) noRetryLocked(err error) error {
 		why = "no HSM PIN is configured: set hsm_pin (MOONVAULT_HSM_PIN) and restart"
 	case errors.Is(err, hsm.ErrPINRejected):
 		why = "the HSM refused the PIN; stopped at once so that the token does not lock: fix hsm_pin (MOONVAULT_HSM_PIN) and restart"
+	case errors.Is(err, hsm.ErrLibrary):
+		why = "the PKCS#11 library does not load: fix hsm_lib and restart"
 	default:
 		return nil
 	}
 	s.fatal = fmt.Errorf("%w: %s (%s): %w", ErrNoRetry, why, s.Where(), err)
-	s.log.Error("HSM login refused; not retrying", "token_label", s.cfg.HSM.TokenLabel, "slot", slotString(s.cfg.HSM.Slot), "err", err)
+	s.log.Error("HSM unusable with this configuration; not retrying", "token_label", s.cfg.HSM.TokenLabel, "slot", slotString(s.cfg.HSM.Slot), "err", err)
 	return s.fatal
 }
 

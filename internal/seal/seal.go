@@ -44,7 +44,8 @@ var (
 	ErrDecrypt = errkind.New(errkind.Integrity, "", "seal: decryption failed")
 	// ErrNoRetry marks failures that retrying cannot fix and may make worse:
 	// the HSM refused the PIN (a real HSM locks after a few failures), no
-	// PIN is configured, or the token lacks the configured mechanism. The
+	// PIN is configured, the library does not load, or the token lacks the
+	// configured mechanism. The
 	// seal stops calling the token until the process is restarted with a
 	// fixed configuration.
 	ErrNoRetry = errkind.New(errkind.Unavailable, "hsm_unavailable", "not retrying")

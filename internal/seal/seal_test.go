@@ -238,6 +238,13 @@ func TestPINNotRetried(t *testing.T) {
 		t.Fatalf("after a locked PIN: %v, %d opens", err, f2.Opens())
 	}
 
+	hc4 := hsmtest.NewToken(t)
+	hc4.Lib = "/nonexistent/libpkcs11.so"
+	s4 := newSeal(t, seal.Config{HSM: hc4, KeyLabel: "k"})
+	if _, err := s4.GenerateRandom(ctx, 8); !errors.Is(err, seal.ErrNoRetry) || !errors.Is(err, hsm.ErrLibrary) || !strings.Contains(err.Error(), "hsm_lib") {
+		t.Fatalf("missing library: %v", err)
+	}
+
 	hc3 := hsmtest.NewToken(t)
 	hc3.PIN = ""
 	s3 := newSeal(t, seal.Config{HSM: hc3, KeyLabel: "k"})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/moonvault/moonvault/internal/barrier"
 	"github.com/moonvault/moonvault/internal/config"
+	"github.com/moonvault/moonvault/internal/entropy"
 	"github.com/moonvault/moonvault/internal/fips"
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/hsm/hsmtest"
@@ -66,8 +67,16 @@ func TestOpenCryptokiServer(t *testing.T) {
 			if st.Sealed || st.Type != "pkcs11" || st.FIPS140 != fips.Mode() {
 				t.Fatalf("seal status %+v", st)
 			}
+			var e1, e2 entropy.Stats
+			tn.mustCall(200, "GET", "/v1/sys/entropy", nil, &e1)
 			tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "ock"}, nil)
 			tn.mustCall(200, "POST", "/v1/accounts/ock/sign-message", map[string]string{"data": "hello"}, nil)
+			// Entropy augmentation needs only C_GenerateRandom: it works on
+			// a token without AES-GCM.
+			tn.mustCall(200, "GET", "/v1/sys/entropy", nil, &e2)
+			if e2.Mode != "augmentation" || e2.Source != "pkcs11" || e2.HSMBytesRead <= e1.HSMBytesRead {
+				t.Fatalf("entropy from the opencryptoki token: %+v -> %+v", e1, e2)
+			}
 			known := make(secret.Bytes, 32)
 			_, _ = rand.Read(known)
 			known[0] = 0x03

@@ -46,6 +46,8 @@ type Deps struct {
 	Logger  *slog.Logger
 	MaxBody int64
 	Now     func() time.Time
+	// Limits bound the unauthenticated routes per client address.
+	Limits Limits
 	// Operations: snapshots, restore, metrics (operations.go).
 	Operations Operations
 }
@@ -83,6 +85,8 @@ type API struct {
 	// gate lets an exclusive operation run with no other request in flight.
 	gate    sync.RWMutex
 	maxBody atomic.Int64
+	// publicLimit and attestLimit bound unauthenticated requests per address.
+	publicLimit, attestLimit *addrLimiter
 }
 
 // New builds the handler with every route.
@@ -98,6 +102,9 @@ func New(d Deps) *API {
 	}
 	a := &API{d: d, mux: http.NewServeMux()}
 	a.maxBody.Store(d.MaxBody)
+	lim := d.Limits.withDefaults()
+	a.publicLimit = newAddrLimiter(lim.PublicRate, lim.PublicBurst)
+	a.attestLimit = newAddrLimiter(lim.AttestRate, lim.AttestBurst)
 	a.routes = a.table()
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))
@@ -172,6 +179,9 @@ func (q *request) hashSecret(field, value string) {
 // run the handler, audit (fail closed), then write the response.
 func (a *API) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.throttle(rt, w, r) {
+			return
+		}
 		switch {
 		case rt.method == http.MethodGet && rt.access == public:
 			// Read-only probes (health, seal status, metrics) never wait
@@ -329,7 +339,7 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 }
 
 // decode reads a JSON body strictly into v: size-limited (413), unknown
-// fields refused, one value only. An empty body decodes to the zero value
+// fields and duplicate keys refused, one value only. An empty body decodes to the zero value
 // when allowEmpty.
 func decode(q *request, v any, allowEmpty bool) error {
 	data, err := io.ReadAll(q.Body)
@@ -345,6 +355,9 @@ func decode(q *request, v any, allowEmpty bool) error {
 			return nil
 		}
 		return errBadRequest("invalid_json", "request body is empty; a JSON object is required")
+	}
+	if k, dup := duplicateKey(data); dup {
+		return errBadRequest("invalid_json", "malformed JSON body: duplicate key "+quoteName(k))
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -372,6 +385,15 @@ func jsonProblem(err error) string {
 		return "unexpected end of input"
 	}
 	return "not a JSON object"
+}
+
+// quoteName quotes a member name for an error message, clipped.
+func quoteName(k string) string {
+	if len(k) > 64 {
+		k = k[:64] + "..."
+	}
+	b, _ := json.Marshal(k)
+	return string(b)
 }
 
 func itoa(n int) string {

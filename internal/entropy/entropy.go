@@ -9,4 +9,4 @@ import "github.com/moonvault/moonvault/internal/errkind"
 // entropy_unavailable, also when the cause in the chain is an HSM error
 // (the client learns that no key could be generated; the log names the
 // cause); generation resumes once the source is healthy.
-var ErrUnavailable = errkind.New(errkind.Unavailable, "entropy_unavailable", "entropy unavailable")
+var ErrUnavailable = errkind.New(errkind.Unavailable, "entropy_unavailable", "entropy source unavailable; no key was generated")

@@ -5,7 +5,8 @@ package fips
 
 import (
 	"crypto/fips140"
-	"errors"
+
+	"github.com/moonvault/moonvault/internal/errkind"
 )
 
 // Mode is "off", "on" or "only": GODEBUG=fips140 as the process runs it
@@ -22,7 +23,7 @@ func Mode() string {
 
 // ErrRequired is returned by Check when fips_mode is set and Go's FIPS
 // 140-3 mode is off.
-var ErrRequired = errors.New("fips_mode is set but Go's FIPS 140-3 mode is off: start the server with GODEBUG=fips140=on (or =only), or build it with GOFIPS140=v1.0.0")
+var ErrRequired = errkind.New(errkind.Invalid, "fips_required", "fips_mode is set but Go's FIPS 140-3 mode is off: start the server with GODEBUG=fips140=on (or =only), or build it with GOFIPS140=v1.0.0")
 
 // Check enforces fips_mode: with required set, the process must run in
 // FIPS 140-3 mode.

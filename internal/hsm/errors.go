@@ -24,7 +24,7 @@ var (
 	ErrKeyUnsafe = errkind.New(errkind.Conflict, "hsm_key_unsafe", "hsm: key refused")
 	// ErrDecrypt means the HSM rejected a ciphertext: wrong key, wrong
 	// associated data, or tampered bytes.
-	ErrDecrypt = errkind.New(errkind.Integrity, "", "hsm: decryption failed")
+	ErrDecrypt = errkind.New(errkind.Integrity, "integrity_error", "hsm: decryption failed")
 	// ErrClosed is returned by every operation after Close.
 	ErrClosed = errkind.New(errkind.Unavailable, "hsm_unavailable", "hsm: module closed")
 	// ErrPINMissing means Config.PIN is empty: Open refuses before calling
@@ -37,7 +37,7 @@ var (
 	// refused the PIN itself (CKR_PIN_INCORRECT, CKR_PIN_LOCKED and the
 	// like). Trying again with the same PIN cannot succeed and counts
 	// against the token's failed-login limit, so callers must not retry.
-	ErrPINRejected = errors.New("hsm: PIN rejected")
+	ErrPINRejected = errkind.New(errkind.Unavailable, "hsm_unavailable", "hsm: PIN rejected")
 )
 
 // Error is a PKCS#11 failure: the operation and the library's return code.
@@ -47,6 +47,12 @@ type Error struct {
 	Op string
 	RV pkcs11.Error
 }
+
+// Kind: the HSM is unreachable or refusing; nothing was done, retry later.
+func (e *Error) Kind() errkind.Kind { return errkind.Unavailable }
+
+// ErrorCode is the API code of every PKCS#11 failure.
+func (e *Error) ErrorCode() string { return "hsm_unavailable" }
 
 func (e *Error) Error() string { return "pkcs11 " + e.Op + ": " + rvName(e.RV) }
 

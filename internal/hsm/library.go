@@ -10,6 +10,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
@@ -80,7 +81,7 @@ func (l *library) release() error {
 }
 
 // ErrInUse is returned by Reset while a Module on the library is open.
-var ErrInUse = errors.New("hsm: library in use by an open module")
+var ErrInUse = errkind.New(errkind.Unavailable, "hsm_unavailable", "hsm: library in use by an open module")
 
 // Reset finalises the library at path (C_Finalize) if no Module uses it,
 // so that the next Open initialises it afresh: SoftHSM2 then reads

@@ -41,7 +41,7 @@ var (
 	// ErrDecrypt means a ciphertext did not authenticate: wrong key, wrong
 	// associated data, or tampered bytes. Other errors (HSM unavailable) do
 	// not wrap it.
-	ErrDecrypt = errkind.New(errkind.Integrity, "", "seal: decryption failed")
+	ErrDecrypt = errkind.New(errkind.Integrity, "integrity_error", "seal: decryption failed")
 	// ErrNoRetry marks failures that retrying cannot fix and may make worse:
 	// the HSM refused the PIN (a real HSM locks after a few failures), no
 	// PIN is configured, the library does not load, or the token lacks the

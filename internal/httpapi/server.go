@@ -98,10 +98,11 @@ func New(d Deps) *API {
 	}
 	a := &API{d: d, mux: http.NewServeMux()}
 	a.maxBody.Store(d.MaxBody)
-	a.routes = a.table()
+	a.routes = append(a.table(), a.consoleRoutes()...)
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))
 	}
+	a.mountConsole()
 	// Requests to no route are answered, and audited, too.
 	a.mux.Handle("/", a.wrap(route{op: "unknown", access: public, h: func(q *request) (int, any, error) {
 		return 0, nil, &apiError{status: 404, code: "not_found", message: "no such endpoint: " + q.Method + " " + q.URL.Path}

@@ -104,6 +104,7 @@ func (n *Node) devSetup(ctx context.Context, addr string) error {
 	out := n.out()
 	fmt.Fprintf(out, "\nMoon Vault dev server (do not use in production)\n\n")
 	fmt.Fprintf(out, "  Address:            https://%s\n", addr)
+	fmt.Fprintf(out, "  Web console:        https://%s/ui/\n", addr)
 	fmt.Fprintf(out, "  Seal:               %s\n", n.Core.SealType())
 	fmt.Fprintf(out, "  Data dir:           %s\n", n.cfg.DataDir)
 	if n.devCert != nil {

@@ -107,6 +107,9 @@ func (n *Node) devSetup(ctx context.Context, addr string) error {
 	fmt.Fprintf(out, "  Web console:        https://%s/ui/\n", addr)
 	fmt.Fprintf(out, "  Seal:               %s\n", n.Core.SealType())
 	fmt.Fprintf(out, "  Data dir:           %s\n", n.cfg.DataDir)
+	if n.cfg.AuditFile != "" {
+		fmt.Fprintf(out, "  Audit log:          %s\n", n.cfg.AuditFile)
+	}
 	if n.devCert != nil {
 		fmt.Fprintf(out, "  TLS certificate:    %s\n", caPath)
 		fmt.Fprintf(out, "  SHA-256 fingerprint: %s\n", n.devCert.Fingerprint)

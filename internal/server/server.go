@@ -130,6 +130,11 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 
+	// Dev mode audits like a real server, into the data dir, so that what a
+	// newcomer does (CLI or web console) shows up in the audit log.
+	if opts.Dev && cfg.AuditFile == "" && !cfg.AuditStdout {
+		cfg.AuditFile = filepath.Join(cfg.DataDir, "audit.log")
+	}
 	// HSM: configured, or SoftHSM2 in dev mode when it is installed.
 	if opts.Dev && cfg.HSMLib == "" {
 		if lib, ok := softhsm.FindLibrary(); ok {

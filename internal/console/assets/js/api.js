@@ -196,7 +196,9 @@ export async function get(path) {
 /** stepUp proves a fresh one-time code for this session, for operations
  * that need a recent second factor (API keys, approvals). */
 export async function stepUp(code) {
-  const r = await api('POST', '/v1/auth/console/step-up', { code });
+  if (!session) throw new ApiError(401, 'unauthenticated', 'You are signed out.');
+  if (Date.now() > session.expiresAt - 5000) await refresh();
+  const r = await raw('POST', '/v1/auth/console/step-up', { body: { code }, token: session.token, consoleCall: true });
   adopt(r.data);
 }
 

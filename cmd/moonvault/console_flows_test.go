@@ -25,6 +25,7 @@ func flowPasswordSignIn(t *testing.T, ce *consoleEnv) {
 	b.fill("Password", "not the password")
 	b.click("button", "Sign in")
 	b.waitText("[role=alert]", "invalid username, password or code")
+	b.shot("signin-error")
 
 	b.fill("Password", consoleAdminPW)
 	b.click("button", "Sign in")
@@ -159,6 +160,7 @@ func flowEthereumSign(t *testing.T, ce *consoleEnv) {
 	b.click("button", "Create account")
 	b.waitTitle("Account treasury — Moon Vault")
 	addr := b.text(`[data-field="address"] dd`)
+	b.shot("account")
 	if !common.IsHexAddress(addr) || common.HexToAddress(addr).Hex() != addr {
 		t.Fatalf("address %q is not EIP-55 hex", addr)
 	}
@@ -171,6 +173,7 @@ func flowEthereumSign(t *testing.T, ce *consoleEnv) {
 	b.fill("Message", msg)
 	b.click("button", "Sign")
 	sigHex := b.text(`[data-field="signature"] dd`)
+	b.shot("account-signed")
 	sig, err := hexutil.Decode(sigHex)
 	if err != nil || len(sig) != 65 {
 		t.Fatalf("signature %q", sigHex)
@@ -191,6 +194,7 @@ func flowEthereumSign(t *testing.T, ce *consoleEnv) {
 	b.waitText("table", "treasury")
 	b.waitText("table", addr)
 	b.waitText("table", "Ethereum")
+	b.shot("accounts")
 }
 
 func flowTOTPSignIn(t *testing.T, ce *consoleEnv) {
@@ -203,6 +207,7 @@ func flowTOTPSignIn(t *testing.T, ce *consoleEnv) {
 	b.fill("Password", pw)
 	b.click("button", "Sign in")
 	// The vault asks for the second factor; a wrong code shows its message.
+	b.shot("signin-code")
 	b.fill("One-time code", "000000")
 	b.click("button", "Sign in")
 	b.waitText("[role=alert]", "invalid username, password or code")
@@ -224,6 +229,7 @@ func flowMFAEnrolment(t *testing.T, ce *consoleEnv) {
 	b.click("button", "Set up two-factor sign-in")
 	b.find("image", "QR code of the authenticator setup link")
 	secret := b.text(`[data-secret="totp"]`)
+	b.shot("mfa-enrol")
 	codes := codesFor(t, secret)
 	b.fill("One-time code", codes.prev)
 	b.click("button", "Confirm")
@@ -249,6 +255,7 @@ func flowAPIKeys(t *testing.T, ce *consoleEnv) {
 	b.fill("One-time code", codes.next)
 	b.click("button", "Create API key")
 	key := b.text(`[data-secret="api-key"]`)
+	b.shot("api-key-created")
 	if !strings.HasPrefix(key, "mvk_") {
 		t.Fatalf("API key %q", key)
 	}
@@ -280,6 +287,7 @@ func flowRevokeSession(t *testing.T, ce *consoleEnv) {
 	b.signIn(ce, "rob", pw, "")
 	b.goTo("Sessions")
 	b.waitCSS("tr:has(.badge) button")
+	b.shot("sessions")
 	rows := evalJS[int](b, `document.querySelectorAll('tbody tr').length`)
 	if rows != 2 {
 		t.Fatalf("%d sessions listed, want 2", rows)
@@ -333,6 +341,7 @@ func flowAdminDisablesUser(t *testing.T, ce *consoleEnv) {
 	admin.find("button", "Disable")
 	admin.clickCSS(`tr[data-user="dora"] button`)
 	admin.waitText(`tr[data-user="dora"] .status`, "disabled")
+	admin.shot("users")
 	if code := ce.call(t, "", "POST", "/v1/auth/login", map[string]string{"username": "dora", "password": "passphrase for dora"}, nil); code != 401 {
 		t.Fatalf("a disabled user logs in: %d", code)
 	}
@@ -352,20 +361,25 @@ func flowSystemPage(t *testing.T, ce *consoleEnv) {
 	b.signIn(ce, "admin", consoleAdminPW, "")
 	b.goTo("System")
 	b.waitText("main", "pkcs11")   // seal type and entropy source: SoftHSM2 in dev mode
-	b.waitText("main", "Head seq") // audit head
+	b.waitText("main", "Head sequence number") // audit head
 	b.waitText("main", "Requests") // metrics summary
-	b.waitText("main", "Hsm bytes read")
+	b.waitText("main", "HSM bytes drawn")
+	b.shot("system")
 }
 
 func flowPhoneWidth(t *testing.T, ce *consoleEnv) {
 	b := ce.browser(t)
 	b.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	b.signIn(ce, "admin", consoleAdminPW, "")
+	b.find("button", "Create account")
 	overflow := evalJS[bool](b, `document.documentElement.scrollWidth > window.innerWidth + 1`)
 	if overflow {
 		t.Error("the accounts page scrolls sideways at 390 px")
 	}
+	b.shot("phone-accounts")
 	b.goTo("Sessions")
+	b.find("button", "Revoke")
+	b.shot("phone-sessions")
 	overflow = evalJS[bool](b, `document.documentElement.scrollWidth > window.innerWidth + 1`)
 	if overflow {
 		t.Error("the sessions page scrolls sideways at 390 px (tables scroll inside their box)")

@@ -554,6 +554,23 @@ func (b *browser) signIn(ce *consoleEnv, user, pw, code string) {
 	b.find("button", "Sign out")
 }
 
+// shot saves a full-page screenshot as NAME.png in $MOONVAULT_CONSOLE_SHOTS,
+// when set: a way to look at the pages the tests walk through.
+func (b *browser) shot(name string) {
+	b.t.Helper()
+	dir := os.Getenv("MOONVAULT_CONSOLE_SHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o600); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
 // goTo follows a link of the main navigation.
 func (b *browser) goTo(link string) {
 	b.t.Helper()

@@ -51,9 +51,9 @@ export function Accounts() {
           ${rows.length === 0 && html`<tr><td colspan="4">No accounts${chain ? ' on ' + chainName(chain) : ''} yet.</td></tr>`}
           ${rows.map((a) => html`<tr>
             <th scope="row"><a href=${'#/accounts/' + enc(a.owner && a.owner !== api.current()?.username ? a.owner + ':' + a.name : a.name)}>${a.name}</a></th>
-            <td>${chainName(a.chain)}${a.network && a.network !== 'mainnet' ? ' (' + a.network + ')' : ''}</td>
-            <td class="mono addr">${a.address}</td>
-            <td><${Time} value=${a.created_at} /></td>
+            <td data-label="Chain">${chainName(a.chain)}${a.network && a.network !== 'mainnet' ? ' (' + a.network + ')' : ''}</td>
+            <td class="mono addr" data-label="Address">${a.address}</td>
+            <td data-label="Created"><${Time} value=${a.created_at} /></td>
           </tr>`)}
         </tbody>
       </table>
@@ -142,7 +142,7 @@ export function Account({ name }) {
       <div class="account">
         <div class="card">
           <h2>Details</h2>
-          <${Facts} data=${{ ...a, chain: a.chain || 'ethereum' }} fields=${ACCOUNT_FIELDS}
+          <${Facts} data=${{ ...a, chain: chainName(a.chain) }} fields=${ACCOUNT_FIELDS}
             labels=${{ xpub: 'Extended public key (xpub)', public_key: 'Public key', created_at: 'Created' }} />
           <p><${Copy} value=${a.address} label="Copy address" /></p>
         </div>

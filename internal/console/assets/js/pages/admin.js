@@ -25,11 +25,11 @@ export function Users({ session }) {
       <tbody>
         ${pg.rows.map((u) => html`<tr data-user=${u.username}>
           <th scope="row" id=${'user-' + u.username}>${u.username}</th>
-          <td>${u.role}</td>
-          <td class="status">${u.disabled ? html`<span class="badge deny">disabled</span>` : 'active'}</td>
-          <td>${u.mfa_enabled ? 'on' : 'off'}</td>
-          <td><${Time} value=${u.created_at} /></td>
-          <td>${u.username === session.username
+          <td data-label="Role">${u.role}</td>
+          <td class="status" data-label="Status">${u.disabled ? html`<span class="badge deny">disabled</span>` : 'active'}</td>
+          <td data-label="Two-factor">${u.mfa_enabled ? 'on' : 'off'}</td>
+          <td data-label="Created"><${Time} value=${u.created_at} /></td>
+          <td class="actions">${u.username === session.username
             ? ''
             : u.disabled
               ? html`<button type="button" class="secondary small" aria-describedby=${'user-' + u.username} onClick=${setDisabled(u, false)} disabled=${act.busy}>Enable</button>`
@@ -121,12 +121,12 @@ function MetricsSummary() {
   return html`<${Facts} data=${summary} />`;
 }
 
-function Panel({ title, path, fields }) {
+function Panel({ title, path, fields, labels }) {
   const d = useLoad(() => api.get(path), [path]);
   return html`<section class="card" aria-labelledby=${'p-' + path}>
     <h2 id=${'p-' + path}>${title}</h2>
     <${ErrorBox} error=${d.error} />
-    ${d.data && html`<${Facts} data=${d.data} fields=${fields} />`}
+    ${d.data && html`<${Facts} data=${d.data} fields=${fields} labels=${labels} />`}
   </section>`;
 }
 
@@ -135,9 +135,12 @@ function Panel({ title, path, fields }) {
 export function System() {
   return html`<${Page} title="System">
     <div class="grid">
-      <${Panel} title="Seal" path="/v1/sys/seal-status" fields=${['type', 'initialized', 'sealed', 'recovery_seal', 't', 'n', 'progress', 'term']} />
-      <${Panel} title="Entropy and HSM" path="/v1/sys/entropy" fields=${['mode', 'source', 'hsm_bytes_read', 'health_failures']} />
-      <${Panel} title="Audit log head" path="/v1/sys/audit/public-key" fields=${['head_seq', 'head_hash', 'key_id', 'public_key']} />
+      <${Panel} title="Seal" path="/v1/sys/seal-status" fields=${['type', 'initialized', 'sealed', 'recovery_seal', 't', 'n', 'progress', 'term']}
+        labels=${{ type: 'Seal type', t: 'Threshold', n: 'Shares', recovery_seal: 'Recovery shares (HSM seal)', progress: 'Unseal progress', term: 'Key term' }} />
+      <${Panel} title="Entropy and HSM" path="/v1/sys/entropy" fields=${['mode', 'source', 'hsm_bytes_read', 'health_failures']}
+        labels=${{ mode: 'Entropy mode', source: 'Source (pkcs11 = HSM)', hsm_bytes_read: 'HSM bytes drawn', health_failures: 'SP 800-90B health-test failures' }} />
+      <${Panel} title="Audit log head" path="/v1/sys/audit/public-key" fields=${['head_seq', 'head_hash', 'key_id', 'public_key']}
+        labels=${{ head_seq: 'Head sequence number', head_hash: 'Head hash', key_id: 'Checkpoint key id', public_key: 'Checkpoint public key (Ed25519)' }} />
       <${Panel} title="Process hardening" path="/v1/sys/hardening" />
     </div>
     <section class="card" aria-labelledby="metrics-h">

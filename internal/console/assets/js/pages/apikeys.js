@@ -42,10 +42,10 @@ export function APIKeys() {
         ${!list.loading && rows.length === 0 && html`<tr><td colspan="5">No API keys.</td></tr>`}
         ${pg.rows.map((k) => html`<tr data-key=${k.id}>
           <th scope="row" id=${'key-' + k.id}>${k.name} <small class="mono">${k.id.slice(0, 8)}</small></th>
-          <td>${(k.actions || []).join(', ')}</td>
-          <td>${(k.accounts || []).join(', ')}</td>
-          <td><${Time} value=${k.created_at} /></td>
-          <td><button type="button" class="danger small" aria-describedby=${'key-' + k.id} onClick=${revoke(k)} disabled=${revokeAct.busy}>Revoke</button></td>
+          <td data-label="Actions">${(k.actions || []).join(', ')}</td>
+          <td data-label="Accounts">${(k.accounts || []).join(', ')}</td>
+          <td data-label="Created"><${Time} value=${k.created_at} /></td>
+          <td class="actions"><button type="button" class="danger small" aria-describedby=${'key-' + k.id} onClick=${revoke(k)} disabled=${revokeAct.busy}>Revoke</button></td>
         </tr>`)}
       </tbody>
     </table></div>

@@ -33,9 +33,9 @@ export function Policies() {
         ${!list.loading && !list.error && rows.length === 0 && html`<tr><td colspan="4">No policies: every request an account's owner makes is allowed.</td></tr>`}
         ${pg.rows.map((p) => html`<tr>
           <th scope="row"><a href=${'#/policies/' + enc(p.id || p.name)}>${p.name || p.id}</a></th>
-          <td><span class=${'badge ' + (p.effect || '')}>${p.effect}</span></td>
-          <td><code>${p.condition}</code></td>
-          <td>${scope(p)}</td>
+          <td data-label="Effect"><span class=${'badge ' + (p.effect || '')}>${p.effect}</span></td>
+          <td data-label="Condition"><code>${p.condition}</code></td>
+          <td data-label="Scope">${scope(p)}</td>
         </tr>`)}
       </tbody>
     </table></div>
@@ -104,7 +104,7 @@ function Evaluate() {
         : html`<div class="table-wrap"><table>
           <caption>Matched policies</caption>
           <thead><tr><th scope="col">Policy</th><th scope="col">Effect</th><th scope="col">Why</th></tr></thead>
-          <tbody>${listOf(result.matched, 'matched').map((m) => html`<tr><th scope="row">${m.policy}</th><td>${m.effect}</td><td>${m.reason}</td></tr>`)}</tbody>
+          <tbody>${listOf(result.matched, 'matched').map((m) => html`<tr><th scope="row">${m.policy}</th><td data-label="Effect">${m.effect}</td><td data-label="Why">${m.reason}</td></tr>`)}</tbody>
         </table></div>`}
       <h3>Decoded intent</h3>
       <${Intent} intent=${result.intent} />

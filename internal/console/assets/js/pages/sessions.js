@@ -34,12 +34,12 @@ export function Sessions({ session }) {
           const rid = 'sess-' + s.id;
           return html`<tr data-session=${s.id}>
             <th scope="row" id=${rid}><span class="mono">${String(s.id).slice(0, 8)}</span>${s.id === session.id ? html` <strong class="badge">this session</strong>` : ''}</th>
-            <td><${Time} value=${s.created_at} /></td>
-            <td><${Time} value=${s.last_seen} /></td>
-            <td><${Time} value=${s.expires_at} /></td>
-            <td>${s.remote_addr || '—'}<br /><small class="ua">${s.user_agent || ''}</small></td>
-            <td>${(s.amr || []).join(', ')}</td>
-            <td><button type="button" class="danger small" aria-describedby=${rid} onClick=${revoke(s)} disabled=${act.busy}>Revoke</button></td>
+            <td data-label="Started"><${Time} value=${s.created_at} /></td>
+            <td data-label="Last seen"><${Time} value=${s.last_seen} /></td>
+            <td data-label="Expires"><${Time} value=${s.expires_at} /></td>
+            <td data-label="From">${s.remote_addr || '—'}<br /><small class="ua">${s.user_agent || ''}</small></td>
+            <td data-label="Methods">${(s.amr || []).join(', ')}</td>
+            <td class="actions"><button type="button" class="danger small" aria-describedby=${rid} onClick=${revoke(s)} disabled=${act.busy}>Revoke</button></td>
           </tr>`;
         })}
       </tbody>

@@ -26,7 +26,7 @@ export function Wallets() {
       <thead><tr><th scope="col">Name</th><th scope="col">Fingerprint</th><th scope="col">Created</th></tr></thead>
       <tbody>
         ${!list.loading && rows.length === 0 && html`<tr><td colspan="3">No HD wallets.</td></tr>`}
-        ${pg.rows.map((w) => html`<tr><th scope="row">${w.name}</th><td class="mono">${w.fingerprint || '—'}</td><td><${Time} value=${w.created_at} /></td></tr>`)}
+        ${pg.rows.map((w) => html`<tr><th scope="row">${w.name}</th><td class="mono" data-label="Fingerprint">${w.fingerprint || '—'}</td><td data-label="Created"><${Time} value=${w.created_at} /></td></tr>`)}
       </tbody>
     </table></div>
     <${Pager} ...${pg} label="Wallet pages" />

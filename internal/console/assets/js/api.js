@@ -1,8 +1,8 @@
 // The console's only way to the vault: the public HTTP API, same origin.
 //
 // Where the session lives:
-// - the access token only in this module's memory (never in localStorage,
-//   sessionStorage, a cookie readable by script, or the URL);
+// - the access token only in this module's memory (never in web storage,
+//   a cookie readable by script, or the URL);
 // - the refresh token only in an HttpOnly, Secure, SameSite=Strict cookie
 //   scoped to /v1/auth/console/refresh, set by the server at console login.
 // A page reload restores the session by asking that endpoint for a new

@@ -11,7 +11,6 @@ package httpapi
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"io/fs"
 	"mime"
 	"net/http"
@@ -195,37 +194,18 @@ func (a *API) consoleAnswer(q *request, tok *auth.Tokens) (int, any, error) {
 	}), nil
 }
 
-// consoleFailure answers an authentication failure and deletes the cookie,
-// so a dead session is not presented again.
-func consoleFailure(err error) error {
-	st, code, msg, hdr := classify(err)
-	if st != http.StatusUnauthorized {
-		return err
-	}
-	h := http.Header{}
-	for k, v := range hdr {
-		h[k] = v
-	}
-	h.Add("Set-Cookie", refreshCookie("", 0).String())
-	return &apiError{status: st, code: code, message: msg, header: h}
-}
-
 // consoleLogin is /v1/auth/login for the console: the same body and checks,
 // and the refresh token goes into the cookie instead of the answer.
 func (a *API) consoleLogin(q *request) (int, any, error) {
 	if err := consoleGuard(q.Request); err != nil {
 		return 0, nil, err
 	}
-	var req struct {
-		Username string        `json:"username"`
-		Password secret.String `json:"password"`
-		TOTP     secret.String `json:"totp"`
-	}
+	var req loginBody
 	if err := decode(q, &req, false); err != nil {
 		return 0, nil, err
 	}
-	if req.Username == "" || req.Password == "" {
-		return 0, nil, errBadRequest("invalid_request", "username and password are required")
+	if err := req.check(); err != nil {
+		return 0, nil, err
 	}
 	q.principal = &identity.Principal{Subject: req.Username}
 	tok, err := a.d.Auth.Login(q.ctx(), auth.LoginInput{
@@ -247,12 +227,15 @@ func (a *API) consoleRefresh(q *request) (int, any, error) {
 	}
 	c, err := q.Cookie(consoleCookie)
 	if err != nil || c.Value == "" {
-		return 0, nil, consoleFailure(errUnauthenticated)
+		return 0, nil, errUnauthenticated
 	}
 	q.hashSecret("refresh_token", c.Value)
 	tok, err := a.d.Auth.Refresh(q.ctx(), secret.String(c.Value), remoteIP(q.Request), q.UserAgent())
 	if err != nil {
-		return 0, nil, consoleFailure(err)
+		// The cookie stays until it expires or the console logs in again:
+		// it names a session that no longer refreshes, and the answer to
+		// an error carries no Set-Cookie.
+		return 0, nil, err
 	}
 	return a.consoleAnswer(q, tok)
 }
@@ -290,9 +273,6 @@ func (a *API) consoleStepUp(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	tok, err := a.d.Auth.StepUp(q.ctx(), q.principal, req.Code, remoteIP(q.Request))
-	if errors.Is(err, auth.ErrNoSecondFactor) {
-		return 0, nil, &apiError{status: http.StatusConflict, code: "mfa_not_enrolled", message: auth.ErrNoSecondFactor.Msg}
-	}
 	if err != nil {
 		return 0, nil, err
 	}

@@ -360,9 +360,9 @@ func flowSystemPage(t *testing.T, ce *consoleEnv) {
 	b := ce.browser(t)
 	b.signIn(ce, "admin", consoleAdminPW, "")
 	b.goTo("System")
-	b.waitText("main", "pkcs11")   // seal type and entropy source: SoftHSM2 in dev mode
+	b.waitText("main", "pkcs11")               // seal type and entropy source: SoftHSM2 in dev mode
 	b.waitText("main", "Head sequence number") // audit head
-	b.waitText("main", "Requests") // metrics summary
+	b.waitText("main", "Requests")             // metrics summary
 	b.waitText("main", "HSM bytes drawn")
 	b.shot("system")
 }

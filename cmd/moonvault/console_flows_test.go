@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -185,6 +186,12 @@ func flowEthereumSign(t *testing.T, ce *consoleEnv) {
 	}
 	if got := crypto.PubkeyToAddress(*pub); got != common.HexToAddress(addr) {
 		t.Fatalf("signature recovers %s, want %s", got, addr)
+	}
+	// The console's actions are the API's calls, audited as such.
+	for _, op := range []string{"auth.console.login", "accounts.create", "accounts.sign_message"} {
+		if !ce.audited(t, op, "admin", map[bool]string{true: "admin/treasury"}[op != "auth.console.login"]) {
+			t.Errorf("no audit line for %s by admin", op)
+		}
 	}
 
 	// The list shows it under its chain; the filter keeps it.
@@ -419,6 +426,85 @@ func flowBitcoinHD(t *testing.T, ce *consoleEnv) {
 // flowApprove (phase 2): a policy needs one approval for messages on an
 // account; the request waits, an approver approves in the console with a
 // fresh code, and the approval holds the signature.
+//
+// Written against the contract in shared/DESIGN.md ("Policies"); it runs,
+// and is checked, once /v1/policies is served (phase 2).
 func flowApprove(t *testing.T, ce *consoleEnv) {
-	t.Fatal("phase 2: write against the approvals API once it is on main (issue 16)")
+	// A policy admin with TOTP (policy writes need step-up).
+	ce.mustCall(t, 201, ce.adminToken(t), "POST", "/v1/users", map[string]string{"username": "padmin", "password": "passphrase for padmin", "role": "admin"}, nil)
+	sec, _ := ce.enrollTOTP(t, "padmin", "passphrase for padmin")
+	padmin := ce.login(t, "padmin", "passphrase for padmin", codesFor(t, sec).cur)
+	// alice asks; ann approves.
+	alicePW := ce.newUser(t, "alice")
+	annPW := ce.newUser(t, "ann")
+	annSecret, _ := ce.enrollTOTP(t, "ann", annPW)
+	alice := ce.login(t, "alice", alicePW, "")
+	var acc struct{ Address string }
+	ce.mustCall(t, 201, alice, "POST", "/v1/accounts", map[string]string{"name": "payroll"}, &acc)
+	ce.mustCall(t, 201, padmin, "POST", "/v1/policies", map[string]any{
+		"name": "messages-need-ann", "effect": "require_approval", "condition": `intent.kind == "message"`,
+		"accounts": []string{"alice/payroll"}, "approvals": map[string]any{"threshold": 1, "approvers": []string{"ann"}},
+	}, nil)
+	const msg = "pay the team"
+	var pending struct {
+		Approval struct{ ID, Status string } `json:"approval"`
+	}
+	ce.mustCall(t, 202, alice, "POST", "/v1/accounts/payroll/sign-message", map[string]string{"data": msg}, &pending)
+	if pending.Approval.ID == "" || pending.Approval.Status != "pending" {
+		t.Fatalf("approval %+v", pending)
+	}
+
+	codes := codesFor(t, annSecret)
+	b := ce.browser(t)
+	b.signIn(ce, "ann", annPW, codes.cur)
+	b.goTo("Approvals")
+	b.waitText("main", "alice/payroll") // the decoded intent: account and kind
+	b.waitText("main", "message")
+	b.shot("approvals")
+	b.click("link", "sign-message on alice/payroll")
+	b.waitTitle("Approval " + pending.Approval.ID)
+	b.fill("One-time code", codes.next)
+	b.find("button", "Reject") // both decisions are offered
+	b.click("button", "Approve")
+	b.waitText(".notice", "You approved this request.")
+	b.waitText(`[data-field="status"]`, "signed")
+
+	var done struct {
+		Status string
+		Result struct{ Signature string }
+	}
+	ce.mustCall(t, 200, alice, "GET", "/v1/approvals/"+pending.Approval.ID, nil, &done)
+	sig, err := hexutil.Decode(done.Result.Signature)
+	if done.Status != "signed" || err != nil || len(sig) != 65 {
+		t.Fatalf("approval after approve: %+v", done)
+	}
+	sig[64] -= 27
+	pub, err := crypto.SigToPub(accounts.TextHash([]byte(msg)), sig)
+	if err != nil || crypto.PubkeyToAddress(*pub) != common.HexToAddress(acc.Address) {
+		t.Fatalf("the approved signature does not recover %s", acc.Address)
+	}
+}
+
+// flowPagination: 23 accounts show as a page of 20 and a page of 3, with the
+// server's cursor.
+func flowPagination(t *testing.T, ce *consoleEnv) {
+	pw := ce.newUser(t, "pat")
+	tok := ce.login(t, "pat", pw, "")
+	for i := range 23 {
+		ce.mustCall(t, 201, tok, "POST", "/v1/accounts", map[string]string{"name": fmt.Sprintf("acct-%02d", i)}, nil)
+	}
+	b := ce.browser(t)
+	b.signIn(ce, "pat", pw, "")
+	b.waitText("table", "acct-19")
+	if n := evalJS[int](b, `document.querySelectorAll('tbody tr').length`); n != 20 {
+		t.Fatalf("first page: %d rows", n)
+	}
+	b.click("button", "Next")
+	b.waitText("table", "acct-22")
+	b.waitText(".pager", "Page 2")
+	if n := evalJS[int](b, `document.querySelectorAll('tbody tr').length`); n != 3 {
+		t.Fatalf("second page: %d rows", n)
+	}
+	b.click("button", "Previous")
+	b.waitText("table", "acct-00")
 }

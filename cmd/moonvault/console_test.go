@@ -60,6 +60,7 @@ var consoleFlows = []consoleFlow{
 	{name: "an admin disables a user", run: flowAdminDisablesUser},
 	{name: "admin system page", run: flowSystemPage},
 	{name: "phone width", run: flowPhoneWidth},
+	{name: "long lists paginate", run: flowPagination},
 	// Phase 2: the APIs of issues 15 and 16.
 	{name: "create a Bitcoin account from an HD wallet", requires: "POST /v1/wallets", run: flowBitcoinHD},
 	{name: "approve a pending approval", requires: "POST /v1/policies", run: flowApprove},
@@ -92,6 +93,7 @@ func TestConsoleIdleLogout(t *testing.T) {
 // consoleEnv is one dev server and one Chromium shared by the flows.
 type consoleEnv struct {
 	sp      *serverProc
+	dir     string // the dev data dir (audit.log is there)
 	base    string // https://127.0.0.1:port
 	browse  context.Context
 	adminMu sync.Mutex
@@ -166,7 +168,24 @@ func startConsole(t *testing.T, extraEnv []string) *consoleEnv {
 		cancelBrowser()
 		cancelAlloc()
 	})
-	return &consoleEnv{sp: sp, base: "https://" + addr, browse: bctx}
+	return &consoleEnv{sp: sp, dir: dir, base: "https://" + addr, browse: bctx}
+}
+
+// audited reports whether the dev audit log has a line of operation op by
+// subject (and for account, when given).
+func (ce *consoleEnv) audited(t *testing.T, op, subject, account string) bool {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(ce.dir, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range bytes.Split(raw, []byte("\n")) {
+		var e struct{ Operation, Subject, Account string }
+		if json.Unmarshal(line, &e) == nil && e.Operation == op && e.Subject == subject && (account == "" || e.Account == account) {
+			return true
+		}
+	}
+	return false
 }
 
 // serves reports whether the server has the route (not "no such endpoint").

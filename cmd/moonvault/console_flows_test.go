@@ -508,3 +508,28 @@ func flowPagination(t *testing.T, ce *consoleEnv) {
 	b.click("button", "Previous")
 	b.waitText("table", "acct-00")
 }
+
+// flowPasswordChange: a user changes her password; the old one stops
+// working, the new one works, and her other sessions end.
+func flowPasswordChange(t *testing.T, ce *consoleEnv) {
+	pw := ce.newUser(t, "quinn")
+	other := ce.login(t, "quinn", pw, "")
+	b := ce.browser(t)
+	b.signIn(ce, "quinn", pw, "")
+	b.goTo("Password")
+	b.fill("Current password", pw)
+	b.fill("New password", "short")
+	b.click("button", "Change password")
+	b.waitText("[role=alert]", "password") // the API's message about the weak password
+	b.fill("New password", "a much better passphrase")
+	b.click("button", "Change password")
+	b.waitText(".notice", "Your password was changed")
+	if code := ce.call(t, other, "GET", "/v1/accounts", nil, nil); code != 401 {
+		t.Errorf("another session survives the change: %d", code)
+	}
+	if code := ce.call(t, "", "POST", "/v1/auth/login", map[string]string{"username": "quinn", "password": pw}, nil); code != 401 {
+		t.Errorf("old password: %d", code)
+	}
+	ce.login(t, "quinn", "a much better passphrase", "")
+	b.goTo("Accounts") // this session lives on
+}

@@ -61,6 +61,7 @@ var consoleFlows = []consoleFlow{
 	{name: "admin system page", run: flowSystemPage},
 	{name: "phone width", run: flowPhoneWidth},
 	{name: "long lists paginate", run: flowPagination},
+	{name: "change the password", run: flowPasswordChange},
 	// Phase 2: the APIs of issues 15 and 16.
 	{name: "create a Bitcoin account from an HD wallet", requires: "POST /v1/wallets", run: flowBitcoinHD},
 	{name: "approve a pending approval", requires: "POST /v1/policies", run: flowApprove},

@@ -11,6 +11,7 @@ import { Policies, Policy } from './pages/policies.js';
 import { Sessions } from './pages/sessions.js';
 import { APIKeys } from './pages/apikeys.js';
 import { MFA } from './pages/mfa.js';
+import { Password } from './pages/password.js';
 import { Users, System } from './pages/admin.js';
 
 const NAV = [
@@ -21,6 +22,7 @@ const NAV = [
   ['sessions', 'Sessions'],
   ['api-keys', 'API keys'],
   ['mfa', 'Two-factor'],
+  ['password', 'Password'],
 ];
 const ADMIN_NAV = [
   ['users', 'Users'],
@@ -79,6 +81,8 @@ function Main({ route, session }) {
       return html`<${APIKeys} />`;
     case 'mfa':
       return html`<${MFA} session=${session} />`;
+    case 'password':
+      return html`<${Password} session=${session} />`;
     case 'users':
       return admin ? html`<${Users} session=${session} />` : html`<${NotFound} />`;
     case 'system':

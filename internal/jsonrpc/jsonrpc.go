@@ -294,6 +294,10 @@ func ParseCall(method string, raw json.RawMessage) (c *Call, err error) {
 		if c.Message, err = evm.DecodeMessage(data, evm.EncodingAuto); err != nil {
 			return nil, err
 		}
+		if len(ps) == 3 {
+			// Keep no password: Params may be stored (an approval).
+			c.Params, _ = json.Marshal(ps[:2])
+		}
 	case "eth_signTransaction": // [tx]
 		ps, err := params(raw, 1, 1)
 		if err != nil {

@@ -187,9 +187,13 @@ func (q *request) release(res *signpolicy.Result) {
 }
 
 // releaseAll gives back every reservation of the request.
-func (q *request) releaseAll() {
-	for len(q.held) > 0 {
-		q.release(q.held[0])
+func (q *request) releaseAll() { q.releaseSince(0) }
+
+// releaseSince gives back the reservations made after the request held n
+// (one call of a JSON-RPC batch whose answer could not be made).
+func (q *request) releaseSince(n int) {
+	for len(q.held) > n {
+		q.release(q.held[len(q.held)-1])
 	}
 }
 

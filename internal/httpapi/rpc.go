@@ -69,6 +69,7 @@ func (s *rpcSigner) Accounts(ctx context.Context) ([]common.Address, error) {
 }
 
 func (s *rpcSigner) Sign(ctx context.Context, c *jsonrpc.Call) ([]byte, error) {
+	held := len(s.q.held)
 	sig, err := s.a.sign(s.q, accountRef{address: &c.Account}, rpcRequest(c))
 	switch {
 	case errors.Is(err, wallet.ErrNotFound):
@@ -77,6 +78,9 @@ func (s *rpcSigner) Sign(ctx context.Context, c *jsonrpc.Call) ([]byte, error) {
 		return nil, rpcErr(err)
 	}
 	raw, err := rpcResult(sig)
+	if err != nil {
+		s.q.releaseSince(held) // nobody gets this signature
+	}
 	return raw, rpcErr(err)
 }
 

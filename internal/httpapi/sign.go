@@ -171,11 +171,17 @@ func (a *API) runSign(q *request, op string, ref accountRef, body []byte) (any, 
 		ref = accountRef{address: addr}
 	}
 	req.op, req.body = op, body
+	held := len(q.held)
 	s, err := a.sign(q, ref, req)
 	if err != nil {
 		return nil, err
 	}
-	return so.encode(s)
+	out, err := so.encode(s)
+	if err != nil {
+		q.releaseSince(held) // nobody gets this signature
+		return nil, err
+	}
+	return out, nil
 }
 
 // readBody reads a request body under the size limit.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moonvault/moonvault/internal/audit"
 	"github.com/moonvault/moonvault/internal/config"
 	"github.com/moonvault/moonvault/internal/signpolicy"
 )
@@ -273,4 +274,36 @@ func TestPolicyChangeApprovals(t *testing.T) {
 		t.Fatalf("rejected delete: %+v", rej)
 	}
 	tn.mustCallTok(boss.token, 200, "GET", "/v1/policies/"+ver.ID, nil, nil)
+}
+
+// TestPolicyLimitReleasedWhenUnaudited: a signature whose audit line
+// cannot be written is never answered, so its limit spend is given back.
+func TestPolicyLimitReleasedWhenUnaudited(t *testing.T) {
+	sink := &flakySink{}
+	tn := startNode(t, t.TempDir(), nodeOpts{auditSinks: []audit.Sink{sink}})
+	root := initShamir(t, tn)
+	boss := enrolledUser(t, tn, root, "boss", "admin")
+	alice := createUser(t, tn, root, "alice", "user")
+	tn.mustCallTok(alice, 201, "POST", "/v1/accounts", map[string]string{"name": "hot"}, nil)
+	tn.mustCallTok(boss.token, 201, "POST", "/v1/policies", map[string]any{"name": "1 ETH a day", "effect": "deny",
+		"condition": "true", "limit": map[string]string{"amount": "1000000000000000000", "window": "24h"}}, nil)
+	tx := txBody(strangerAddr, wei(t, "0.6"), 0, 1, "")
+	sink.broken.Store(true)
+	var e apiErr
+	if c := tn.callTok(alice, "POST", "/v1/accounts/hot/sign-transaction", tx, &e); c != 503 || e.Error.Code != "audit_unavailable" {
+		t.Fatalf("unaudited signature: %d %+v", c, e)
+	}
+	sink.broken.Store(false)
+	var ev struct {
+		Decision string `json:"decision"`
+	}
+	tn.mustCallTok(alice, 200, "POST", "/v1/policies/evaluate", map[string]any{"account": "hot", "operation": "sign-transaction", "request": tx}, &ev)
+	if ev.Decision != "allow" {
+		t.Fatalf("the unanswered signature's spend stays counted: %s", ev.Decision)
+	}
+	tn.mustCallTok(alice, 200, "POST", "/v1/accounts/hot/sign-transaction", tx, nil)
+	tn.mustCallTok(alice, 200, "POST", "/v1/policies/evaluate", map[string]any{"account": "hot", "operation": "sign-transaction", "request": tx}, &ev)
+	if ev.Decision != "deny" {
+		t.Fatalf("a delivered signature's spend is counted: %s", ev.Decision)
+	}
 }

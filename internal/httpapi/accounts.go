@@ -110,7 +110,9 @@ func (a *API) listAccounts(q *request) (int, any, error) {
 		}
 		limit = n
 	}
-	if err := a.authorize(q, policy.ActionAccountRead, &policy.Resource{Owner: q.principal.Owner}); err != nil {
+	// Listing passes no resource (policy.Resource): an API key scoped to
+	// some accounts may list, and sees only those (filtered below).
+	if err := a.authorize(q, policy.ActionAccountRead, nil); err != nil {
 		return 0, nil, err
 	}
 	accs, next, err := a.d.Wallet.List(q.ctx(), q.principal.Owner, q.URL.Query().Get("after"), limit)
@@ -392,7 +394,7 @@ func appendList(list, item string) string {
 
 func (s *rpcSigner) Accounts(ctx context.Context) ([]common.Address, error) {
 	p := s.q.principal
-	if err := s.a.authorize(s.q, policy.ActionAccountRead, &policy.Resource{Owner: p.Owner}); err != nil {
+	if err := s.a.authorize(s.q, policy.ActionAccountRead, nil); err != nil { // listing: filtered per account below
 		return nil, &jsonrpc.Error{Code: -32000, Message: "not allowed"}
 	}
 	var out []common.Address

@@ -164,6 +164,26 @@ func checkGood(t *testing.T, v vector) {
 		if sig[64] != 27 && sig[64] != 28 {
 			t.Fatalf("v = %d", sig[64])
 		}
+	case "message":
+		// EIP-191 version 0x45: input is the message as a JSON string of
+		// 0x-hex bytes.
+		var data string
+		if err := json.Unmarshal(v.Input, &data); err != nil {
+			t.Fatalf("message input: %v", err)
+		}
+		sig, hash, err := SignMessage(hexutil.MustDecode(data), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Expect.Signature == "" {
+			t.Fatal("message vector without a signature")
+		}
+		if hexutil.Encode(sig) != v.Expect.Signature {
+			t.Fatalf("signature\n got %x\nwant %s", sig, v.Expect.Signature)
+		}
+		if v.Expect.Hash != "" && hexutil.Encode(hash) != v.Expect.Hash {
+			t.Fatalf("hash %x, want %s", hash, v.Expect.Hash)
+		}
 	default:
 		t.Fatalf("unknown kind %q", v.Kind)
 	}

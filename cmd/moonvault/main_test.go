@@ -4,7 +4,6 @@ package main
 // CLI subprocesses talking to it over HTTPS.
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/tls"
@@ -13,11 +12,11 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +24,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/accounts"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/moonvault/moonvault/internal/hsm/softhsm"
 	"github.com/moonvault/moonvault/internal/tlsconfig"
 )
 
@@ -46,19 +51,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// anyPort lets the server pick a free port; startServer reads the one it
+// got from its log. (Closing a probe listener and passing its port on
+// races with every other process looking for a port.)
+const anyPort = "127.0.0.1:0"
+
+// listeningRE finds the address in the server's "moonvault listening" log
+// line, JSON or text.
+var listeningRE = regexp.MustCompile(`moonvault listening.*?address"?[=:]"?([0-9.]+:[0-9]+)`)
 
 type serverProc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has been waited for
 	addr   string
 	caFile string
 	out    *syncBuffer
@@ -101,42 +106,58 @@ func writeTLS(t *testing.T, dir string) (cert, key string) {
 	return cert, key
 }
 
-// startServer runs `moonvault server` with args and waits for it to answer.
-func startServer(t *testing.T, addr, caFile string, env []string, args ...string) *serverProc {
+// startServer runs `moonvault server` with args (listening on anyPort),
+// learns its address from its log and waits for it to answer.
+func startServer(t *testing.T, caFile string, env []string, args ...string) *serverProc {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"server"}, args...)...)
+	cmd := exec.Command(binary, append([]string{"server"}, args...)...) // #nosec G204 G702 -- the binary built by TestMain
 	cmd.Env = append(os.Environ(), env...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	sp := &serverProc{t: t, cmd: cmd, addr: addr, caFile: caFile, out: out, env: env}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	sp := &serverProc{t: t, cmd: cmd, caFile: caFile, out: out, env: env, exited: exited}
 	t.Cleanup(func() {
-		if sp.cmd.ProcessState == nil {
-			_ = sp.cmd.Process.Kill()
-			_ = sp.cmd.Wait()
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
 		}
 		if t.Failed() {
 			t.Logf("server output:\n%s", out.String())
 		}
 	})
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(sp.caFile); err == nil {
-			sp.client = httpsClient(t, sp.caFile) // dev mode writes a new certificate at each start
+	// A hang guard, not a timing assertion: a start takes a second or two.
+	deadline := time.After(2 * time.Minute)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-exited:
+			t.Fatalf("server exited: %v\n%s", cmd.ProcessState, out.String())
+		case <-deadline:
+			t.Fatalf("server did not answer:\n%s", out.String())
+		case <-tick.C:
 		}
-		if sp.client != nil {
-			resp, err := sp.client.Get("https://" + addr + "/v1/sys/health")
-			if err == nil {
-				resp.Body.Close()
-				return sp
+		if sp.addr == "" {
+			m := listeningRE.FindStringSubmatch(out.String())
+			if m == nil {
+				continue
 			}
+			sp.addr = m[1]
 		}
-		time.Sleep(100 * time.Millisecond)
+		// dev mode writes a new certificate at each start, before it listens.
+		sp.client = httpsClient(t, sp.caFile)
+		resp, err := sp.client.Get("https://" + sp.addr + "/v1/sys/health")
+		if err == nil {
+			resp.Body.Close()
+			return sp
+		}
 	}
-	t.Fatalf("server did not answer:\n%s", out.String())
-	return nil
 }
 
 func httpsClient(t *testing.T, caFile string) *http.Client {
@@ -171,10 +192,8 @@ func (sp *serverProc) cli(env []string, args ...string) (string, int) {
 func (sp *serverProc) stop(sig syscall.Signal) {
 	sp.t.Helper()
 	_ = sp.cmd.Process.Signal(sig)
-	done := make(chan error, 1)
-	go func() { done <- sp.cmd.Wait() }()
 	select {
-	case <-done:
+	case <-sp.exited:
 	case <-time.After(30 * time.Second):
 		_ = sp.cmd.Process.Kill()
 		sp.t.Fatalf("server did not stop on %v", sig)
@@ -184,13 +203,12 @@ func (sp *serverProc) stop(sig syscall.Signal) {
 func TestBinaryLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := writeTLS(t, t.TempDir())
-	addr := freeAddr(t)
 	cfg := filepath.Join(t.TempDir(), "moonvault.hcl")
-	hcl := fmt.Sprintf("listen_address = %q\ndata_dir = %q\ntls_cert_file = %q\ntls_key_file = %q\n", addr, dir, cert, key)
+	hcl := fmt.Sprintf("listen_address = %q\ndata_dir = %q\ntls_cert_file = %q\ntls_key_file = %q\n", anyPort, dir, cert, key)
 	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sp := startServer(t, addr, cert, nil, "-config", cfg)
+	sp := startServer(t, cert, nil, "-config", cfg)
 
 	out, code := sp.cli(nil, "operator", "init", "-key-shares", "3", "-key-threshold", "2", "-format", "json")
 	if code != 0 {
@@ -232,7 +250,7 @@ func TestBinaryLifecycle(t *testing.T) {
 	sp.stop(syscall.SIGTERM)
 
 	// Restart: sealed; unseal; the data is there.
-	sp = startServer(t, addr, cert, nil, "-config", cfg)
+	sp = startServer(t, cert, nil, "-config", cfg)
 	if _, code := sp.cli(nil, "operator", "status"); code != 2 {
 		t.Fatal("restarted unsealed")
 	}
@@ -242,8 +260,31 @@ func TestBinaryLifecycle(t *testing.T) {
 		t.Fatalf("user after restart: %d %s", code, out)
 	}
 	out, code = sp.cli(tok, "operator", "rekey", "-key-shares", "2", "-key-threshold", "2", "-format", "json", ir.Keys[0], ir.Keys[2])
-	if code != 0 || !strings.Contains(out, "keys_b64") {
-		t.Fatalf("rekey: %d %s", code, out)
+	var rk struct {
+		Keys []string `json:"keys_b64"`
+	}
+	if err := json.Unmarshal([]byte(out), &rk); code != 0 || err != nil || len(rk.Keys) != 2 {
+		t.Fatalf("rekey: %d %s %v", code, out, err)
+	}
+	sp.stop(syscall.SIGTERM)
+
+	// After a restart the old shares no longer unseal; the new ones do.
+	sp = startServer(t, cert, nil, "-config", cfg)
+	sp.cli(nil, "operator", "unseal", ir.Keys[0])
+	sp.cli(nil, "operator", "unseal", ir.Keys[1])
+	if _, code := sp.cli(nil, "operator", "status"); code != 2 {
+		t.Fatal("the shares from before the rekey still unseal")
+	}
+	sp.cli(nil, "operator", "unseal", "-reset")
+	sp.cli(nil, "operator", "unseal", rk.Keys[1])
+	if out, code := sp.cli(nil, "operator", "unseal", rk.Keys[0]); code != 0 {
+		t.Fatalf("unseal with the new shares: %d %s", code, out)
+	}
+	if out, code := sp.cli(nil, "operator", "status", "-format", "json"); code != 0 || !strings.Contains(out, `"sealed": false`) {
+		t.Fatalf("status after unsealing with the new shares: %d %s", code, out)
+	}
+	if out, code := sp.cli(tok, "user", "get", "alice", "-format", "json"); code != 0 || !strings.Contains(out, "alice") {
+		t.Fatalf("user after rekey and restart: %d %s", code, out)
 	}
 	sp.stop(syscall.SIGTERM)
 }
@@ -253,9 +294,8 @@ func TestBinaryLifecycle(t *testing.T) {
 func TestKill9Durability(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := writeTLS(t, t.TempDir())
-	addr := freeAddr(t)
-	args := []string{"-listen-address", addr, "-data-dir", dir, "-tls-cert-file", cert, "-tls-key-file", key}
-	sp := startServer(t, addr, cert, nil, args...)
+	args := []string{"-listen-address", anyPort, "-data-dir", dir, "-tls-cert-file", cert, "-tls-key-file", key}
+	sp := startServer(t, cert, nil, args...)
 	out, _ := sp.cli(nil, "operator", "init", "-key-shares", "1", "-key-threshold", "1", "-format", "json")
 	var ir struct {
 		Keys      []string `json:"unseal_keys_b64"`
@@ -268,54 +308,78 @@ func TestKill9Durability(t *testing.T) {
 
 	var mu sync.Mutex
 	acked := map[string]string{}
+	const want = 150
+	enough := make(chan struct{}) // closed at the want-th acknowledgement
 	var n atomic.Int64
-	stop := make(chan struct{})
+	killed := make(chan struct{}) // closed just before the SIGKILL
+	werrs := make(chan error, 8)  // why a worker stopped before the kill
+	failed := func(err error) {
+		select {
+		case <-killed: // the server is gone: expected
+		default:
+			werrs <- err
+		}
+	}
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
 				name := fmt.Sprintf("w%d-%d", w, i)
 				body := strings.NewReader(`{"name":"` + name + `"}`)
-				req, _ := http.NewRequest("POST", "https://"+addr+"/v1/accounts", body)
+				req, _ := http.NewRequest("POST", "https://"+sp.addr+"/v1/accounts", body)
 				req.Header.Set("Authorization", "Bearer "+ir.RootToken)
 				resp, err := sp.client.Do(req)
 				if err != nil {
+					failed(err)
 					return
 				}
 				raw, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode == 201 {
-					var a struct{ Address string }
-					_ = json.Unmarshal(raw, &a)
-					mu.Lock()
-					acked[name] = a.Address
-					mu.Unlock()
-					n.Add(1)
+				if resp.StatusCode != 201 {
+					failed(fmt.Errorf("create %s: %d %s", name, resp.StatusCode, raw))
+					return
+				}
+				var a struct{ Address string }
+				_ = json.Unmarshal(raw, &a)
+				mu.Lock()
+				acked[name] = a.Address
+				mu.Unlock()
+				if n.Add(1) == want {
+					close(enough)
 				}
 			}
 		}(w)
 	}
-	for n.Load() < 150 {
-		time.Sleep(5 * time.Millisecond)
+	workersDone := make(chan struct{})
+	go func() { wg.Wait(); close(workersDone) }()
+	// Wait for the acknowledgements, or for every worker to give up (then
+	// the test fails with why, instead of waiting forever). The deadline is
+	// a hang guard, not a timing assertion.
+	select {
+	case <-enough:
+	case <-workersDone:
+		t.Fatalf("all writers stopped after %d acknowledgements: %v", n.Load(), <-werrs)
+	case <-time.After(5 * time.Minute):
+		t.Fatalf("%d acknowledgements after 5 minutes", n.Load())
 	}
+	close(killed)
 	_ = sp.cmd.Process.Signal(syscall.SIGKILL)
-	_ = sp.cmd.Wait()
-	close(stop)
-	wg.Wait()
+	<-sp.exited
+	<-workersDone // every request now fails: the writers return
+	select {
+	case err := <-werrs:
+		t.Fatalf("a writer failed before the kill: %v", err)
+	default:
+	}
 
-	sp = startServer(t, addr, cert, nil, args...)
+	sp = startServer(t, cert, nil, args...)
 	sp.cli(nil, "operator", "unseal", ir.Keys[0])
 	mu.Lock()
 	defer mu.Unlock()
 	for name, addrHex := range acked {
-		req, _ := http.NewRequest("GET", "https://"+addr+"/v1/accounts/"+name, nil)
+		req, _ := http.NewRequest("GET", "https://"+sp.addr+"/v1/accounts/"+name, nil)
 		req.Header.Set("Authorization", "Bearer "+ir.RootToken)
 		resp, err := sp.client.Do(req)
 		if err != nil {
@@ -332,17 +396,28 @@ func TestKill9Durability(t *testing.T) {
 }
 
 // TestDevServer runs `moonvault server -dev` as the README says and uses it
-// with the CLI: login, create an account, sign.
+// with the CLI: login, create an account, sign. With SoftHSM2 installed
+// (always under CI=true) dev mode must use it for the seal.
 func TestDevServer(t *testing.T) {
+	_, haveSoftHSM := softhsm.FindLibrary()
+	if !haveSoftHSM && os.Getenv("CI") == "true" {
+		t.Fatalf("SoftHSM2 not found in %v: CI must run dev mode with the pkcs11 seal", softhsm.Libraries)
+	}
+	wantSeal := "shamir"
+	if haveSoftHSM {
+		wantSeal = "pkcs11"
+	}
 	dir := t.TempDir()
-	addr := freeAddr(t)
 	env := []string{"MOONVAULT_DEV_ADMIN_PASSWORD=correct horse battery staple"}
-	sp := startServer(t, addr, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", addr, "-data-dir", dir)
+	sp := startServer(t, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
 	banner := sp.out.String()
-	for _, want := range []string{"SHA-256 fingerprint", "dev-ca.pem", "export MOONVAULT_ADDR"} {
+	for _, want := range []string{"SHA-256 fingerprint", "dev-ca.pem", "export MOONVAULT_ADDR", "https://" + sp.addr} {
 		if !strings.Contains(banner, want) {
 			t.Fatalf("banner lacks %q:\n%s", want, banner)
 		}
+	}
+	if m := regexp.MustCompile(`Seal:\s+(\S+)`).FindStringSubmatch(banner); m == nil || m[1] != wantSeal {
+		t.Fatalf("dev seal %v, want %s (SoftHSM2 installed: %v):\n%s", m, wantSeal, haveSoftHSM, banner)
 	}
 	if strings.Contains(banner, "correct horse battery staple") {
 		t.Fatal("banner prints the admin password given in the environment")
@@ -353,24 +428,48 @@ func TestDevServer(t *testing.T) {
 		t.Fatalf("login: %s", out)
 	}
 	out, code := sp.cli([]string{"HOME=" + home}, "account", "create", "treasury", "-format", "json")
-	if code != 0 || !strings.Contains(out, `"address"`) {
-		t.Fatalf("account create: %d %s", code, out)
+	var acc struct {
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal([]byte(out), &acc); code != 0 || err != nil || !common.IsHexAddress(acc.Address) {
+		t.Fatalf("account create: %d %s %v", code, out, err)
 	}
 	out, code = sp.cli([]string{"HOME=" + home}, "account", "sign-message", "treasury", "hello", "-format", "json")
-	if code != 0 || !strings.Contains(out, `"signature"`) {
-		t.Fatalf("sign-message: %d %s", code, out)
+	var sm struct {
+		Signature   string `json:"signature"`
+		MessageHash string `json:"message_hash"`
 	}
-	sc := bufio.NewScanner(strings.NewReader(banner))
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "Seal:") {
-			t.Log(strings.TrimSpace(sc.Text()))
-		}
+	if err := json.Unmarshal([]byte(out), &sm); code != 0 || err != nil {
+		t.Fatalf("sign-message: %d %s %v", code, out, err)
+	}
+	if got := recoverEIP191(t, []byte("hello"), sm.Signature); got != common.HexToAddress(acc.Address) {
+		t.Fatalf("sign-message signature recovers %s, want the account %s", got.Hex(), acc.Address)
+	}
+	if sm.MessageHash != hexutil.Encode(accounts.TextHash([]byte("hello"))) {
+		t.Fatalf("message_hash %s is not the EIP-191 hash of the message", sm.MessageHash)
 	}
 	sp.stop(syscall.SIGTERM)
 	// The dev data dir unseals again by itself.
-	sp = startServer(t, addr, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", addr, "-data-dir", dir)
-	if out, code := sp.cli([]string{"HOME=" + home}, "operator", "status", "-format", "json"); code != 0 || !strings.Contains(out, `"sealed": false`) {
+	sp = startServer(t, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
+	if out, code := sp.cli([]string{"HOME=" + home}, "operator", "status", "-format", "json"); code != 0 || !strings.Contains(out, `"sealed": false`) || !strings.Contains(out, wantSeal) {
 		t.Fatalf("dev restart: %d %s", code, out)
 	}
 	sp.stop(syscall.SIGTERM)
+}
+
+// recoverEIP191 returns the signer of an EIP-191 personal message signature
+// (r || s || v, v in {27, 28}).
+func recoverEIP191(t *testing.T, msg []byte, sigHex string) common.Address {
+	t.Helper()
+	sig, err := hexutil.Decode(sigHex)
+	if err != nil || len(sig) != 65 || (sig[64] != 27 && sig[64] != 28) {
+		t.Fatalf("signature %q is not r || s || v with v 27 or 28", sigHex)
+	}
+	sig = append([]byte(nil), sig...)
+	sig[64] -= 27
+	pub, err := crypto.SigToPub(accounts.TextHash(msg), sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crypto.PubkeyToAddress(*pub)
 }

@@ -174,9 +174,10 @@ func (sh *shellEnv) run(name, script string) {
 	if err != nil {
 		sh.t.Fatal(err)
 	}
-	// A hang guard, not a timing assertion.
+	// A hang guard, not a timing assertion. The context outlives this call:
+	// the commands the script started with & run in it.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	sh.t.Cleanup(cancel)
 	if err := r.Run(ctx, file); err != nil {
 		sh.t.Fatalf("%s failed: %v\n%s", name, err, out.String())
 	}
@@ -493,7 +494,10 @@ func TestREADMEQuickStart(t *testing.T) {
 	sh := newShellEnv(t)
 	sh.run("dev server", "moonvault server -dev -dev-listen-address 127.0.0.1:8200 &\n")
 	dev := sh.slot("127.0.0.1:8200")
-	<-dev.ready
+	select {
+	case <-dev.ready:
+	case <-time.After(2 * time.Minute): // a hang guard
+	}
 	if dev.addr == "" {
 		t.Fatalf("dev server did not start:\n%s", dev.out.String())
 	}

@@ -33,6 +33,11 @@ type KV interface {
 	Delete(ctx context.Context, key string) error
 	List(ctx context.Context, prefix, after string, limit int) ([]string, error)
 	Batch(ctx context.Context, ops []storage.Op) error
+	// Update atomically replaces the value at key with fn's result, across
+	// every node sharing the storage (barrier.Barrier.Update): fn may be
+	// called again when another writer won, so it must be free of side
+	// effects.
+	Update(ctx context.Context, key string, fn func(cur []byte, found bool) (next []byte, del bool, err error)) error
 }
 
 // Sealer seal-wraps critical security parameters (package sealwrap).
@@ -184,6 +189,8 @@ type Service struct {
 	cancelSub func()
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+	// bg tracks background writes (shared login failure counts).
+	bg sync.WaitGroup
 }
 
 // New checks cfg and builds a service; call Start after unseal.
@@ -280,6 +287,7 @@ func (s *Service) Stop() {
 	}
 	s.cancel()
 	s.wg.Wait()
+	s.bg.Wait()
 	// Persist what the hot path has seen, best effort.
 	s.flushLastSeen(context.Background(), true)
 	s.keysMu.Lock()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/moonvault/moonvault/internal/entropy"
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
@@ -30,13 +31,32 @@ type memKV struct {
 	subs map[int]func(string)
 	next int
 	puts int
+	// corrupt lists keys whose records fail their integrity check, as the
+	// barrier reports a tampered record.
+	corrupt map[string]bool
+	// getHook, when set, runs after every Get has read its value (tests
+	// interleave nodes).
+	getHook func(key string)
+	// putHook, when set, runs before every write.
+	putHook func(key string)
 }
+
+var errTestIntegrity = errkind.New(errkind.Integrity, "integrity_error", "memkv: integrity check failed")
 
 func newMemKV() *memKV { return &memKV{m: map[string][]byte{}, subs: map[int]func(string){}} }
 
 func (k *memKV) Get(_ context.Context, key string) ([]byte, error) {
 	k.mu.Lock()
+	hook := k.getHook
+	k.mu.Unlock()
+	if hook != nil {
+		defer hook(key) // after the read: the value is already taken
+	}
+	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.corrupt[key] {
+		return nil, fmt.Errorf("get %s: %w", key, errTestIntegrity)
+	}
 	v, ok := k.m[key]
 	if !ok {
 		return nil, fmt.Errorf("get %s: %w", key, storage.ErrNotFound)
@@ -68,8 +88,57 @@ func (k *memKV) List(_ context.Context, prefix, after string, limit int) ([]stri
 	return out, nil
 }
 
+// Update is the barrier's read-modify-write: read, call fn, and write only
+// if the value is unchanged; otherwise read again.
+func (k *memKV) Update(ctx context.Context, key string, fn func(cur []byte, found bool) ([]byte, bool, error)) error {
+	for range 100 {
+		cur, err := k.Get(ctx, key)
+		found := err == nil
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		next, del, err := fn(cur, found)
+		if err != nil {
+			return err
+		}
+		if del && !found {
+			return nil
+		}
+		op := storage.Op{Key: key, Value: next, Delete: del}
+		if next == nil && !del {
+			op.Value = []byte{}
+		}
+		unchanged := func() bool {
+			now, ok := k.m[key]
+			return ok == found && bytes.Equal(now, cur)
+		}
+		if k.batch([]storage.Op{op}, unchanged) {
+			return nil
+		}
+	}
+	return fmt.Errorf("memkv: update %s: %w", key, storage.ErrConflict)
+}
+
 func (k *memKV) Batch(_ context.Context, ops []storage.Op) error {
+	k.batch(ops, nil)
+	return nil
+}
+
+// batch applies ops atomically if check (run under the lock) allows.
+func (k *memKV) batch(ops []storage.Op, check func() bool) bool {
 	k.mu.Lock()
+	hook := k.putHook
+	k.mu.Unlock()
+	if hook != nil {
+		for _, op := range ops {
+			hook(op.Key)
+		}
+	}
+	k.mu.Lock()
+	if check != nil && !check() {
+		k.mu.Unlock()
+		return false
+	}
 	for _, op := range ops {
 		if op.Delete {
 			delete(k.m, op.Key)
@@ -88,7 +157,7 @@ func (k *memKV) Batch(_ context.Context, ops []storage.Op) error {
 			fn(op.Key)
 		}
 	}
-	return nil
+	return true
 }
 
 func (k *memKV) Subscribe(fn func(string)) func() {
@@ -106,6 +175,17 @@ func (k *memKV) Subscribe(fn func(string)) func() {
 
 func (k *memKV) keys(prefix string) []string {
 	out, _ := k.List(context.Background(), prefix, "", 0)
+	return out
+}
+
+// jwtKeys lists the signing key records (not the signer record).
+func (k *memKV) jwtKeys() []string {
+	var out []string
+	for _, key := range k.keys(prefixJWTKeys) {
+		if key != jwtSignerPath {
+			out = append(out, key)
+		}
+	}
 	return out
 }
 

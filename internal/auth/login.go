@@ -40,6 +40,12 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (*Tokens, error) {
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, err // storage trouble: fail closed, do not count
 	}
+	if rec != nil {
+		if wait := s.sharedThrottle(rec, now); wait > 0 {
+			s.log.Warn("login throttled", "username", in.Username, "remote_addr", in.RemoteAddr, "retry_after", wait, "scope", "all nodes")
+			return nil, &RateLimitError{RetryAfter: wait}
+		}
+	}
 	phc, pw := s.dummyPHC, in.Password
 	if rec != nil {
 		phc = rec.PasswordHash
@@ -53,6 +59,9 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (*Tokens, error) {
 		return nil, fmt.Errorf("auth: login: %w", err)
 	}
 	if rec == nil || !ok {
+		if rec != nil {
+			s.countFailure(ctx, rec.Username, now)
+		}
 		return nil, s.loginFailed(now, in, "bad username or password", uk, ak)
 	}
 	if rec.Disabled {
@@ -65,6 +74,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (*Tokens, error) {
 		}
 		method, err := s.checkSecondFactor(ctx, rec.Username, in.TOTP, now)
 		if errors.Is(err, ErrInvalidCredentials) {
+			s.countFailure(ctx, rec.Username, now)
 			return nil, s.loginFailed(now, in, "bad second factor", uk, ak)
 		}
 		if err != nil {
@@ -73,12 +83,71 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (*Tokens, error) {
 		amr = append(amr, method)
 	}
 	s.limiter.reset(uk)
-	t, err := s.newSession(ctx, rec.Username, rec.Role, amr, s.cfg.SessionLifetime, true, in.RemoteAddr, in.UserAgent)
+	if rec.LoginFailures > 0 {
+		s.resetFailures(ctx, rec.Username)
+	}
+	t, sid, err := s.newSessionID(ctx, rec.Username, rec.Role, amr, s.cfg.SessionLifetime, true, in.RemoteAddr, in.UserAgent)
 	if err != nil {
+		return nil, err
+	}
+	// The user may have been deleted or disabled while the password was
+	// checked: then the new session ends at once.
+	if err := s.checkUser(ctx, rec.Username); err != nil {
+		if sess, lerr := s.loadSession(ctx, sid); lerr == nil {
+			_ = s.revoke(ctx, sess)
+		}
 		return nil, err
 	}
 	s.log.Info("login", "username", rec.Username, "remote_addr", in.RemoteAddr, "amr", amr)
 	return t, nil
+}
+
+// sharedThrottle is how long username must wait by the failure count
+// kept in its record, which every node shares (0: it may try).
+func (s *Service) sharedThrottle(rec *userRecord, now time.Time) time.Duration {
+	max, win := s.cfg.MaxLoginFailures, s.cfg.LoginFailureWindow
+	if max <= 0 || rec.LoginFailures < max {
+		return 0
+	}
+	return rec.LoginFailuresSince.Add(win).Sub(now)
+}
+
+// countFailure adds a failed login to the user's shared count. It writes in
+// the background: the answer must not take longer for a user who exists
+// than for one who does not (the argon2 work is what both pay).
+func (s *Service) countFailure(ctx context.Context, username string, now time.Time) {
+	if s.cfg.MaxLoginFailures <= 0 {
+		return
+	}
+	s.bgUpdateUser(ctx, username, func(rec *userRecord) error {
+		if rec.LoginFailures == 0 || now.Sub(rec.LoginFailuresSince) >= s.cfg.LoginFailureWindow {
+			rec.LoginFailures, rec.LoginFailuresSince = 0, now.UTC()
+		}
+		rec.LoginFailures++
+		return nil
+	})
+}
+
+func (s *Service) resetFailures(ctx context.Context, username string) {
+	s.bgUpdateUser(ctx, username, func(rec *userRecord) error {
+		if rec.LoginFailures == 0 {
+			return errNoChange
+		}
+		rec.LoginFailures, rec.LoginFailuresSince = 0, time.Time{}
+		return nil
+	})
+}
+
+func (s *Service) bgUpdateUser(ctx context.Context, username string, fn func(*userRecord) error) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := s.updateUser(ctx, username, fn); err != nil && !errors.Is(err, ErrNotFound) {
+			s.log.Warn("could not update the shared login failure count", "username", username, "err", err)
+		}
+	}()
 }
 
 func (s *Service) loginFailed(now time.Time, in LoginInput, reason string, keys ...string) error {

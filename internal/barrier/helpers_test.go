@@ -138,10 +138,23 @@ func (s *subMem) Delete(ctx context.Context, key string) error {
 	return s.Batch(ctx, []storage.Op{{Key: key, Delete: true}})
 }
 
+func (s *subMem) CompareAndSwap(ctx context.Context, key string, old, next []byte) error {
+	if err := s.memBackend.CompareAndSwap(ctx, key, old, next); err != nil {
+		return err
+	}
+	s.notify([]storage.Op{{Key: key}})
+	return nil
+}
+
 func (s *subMem) Batch(ctx context.Context, ops []storage.Op) error {
 	if err := s.memBackend.Batch(ctx, ops); err != nil {
 		return err
 	}
+	s.notify(ops)
+	return nil
+}
+
+func (s *subMem) notify(ops []storage.Op) {
 	s.smu.Lock()
 	fns := make([]func(string), 0, len(s.subs))
 	for _, fn := range s.subs {
@@ -153,7 +166,6 @@ func (s *subMem) Batch(ctx context.Context, ops []storage.Op) error {
 			fn(op.Key)
 		}
 	}
-	return nil
 }
 
 // downBackend fails every call with storage.ErrUnavailable.

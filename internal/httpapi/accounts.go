@@ -176,7 +176,7 @@ func (a *API) grant(q *request) (int, any, error) {
 }
 
 func (a *API) revokeGrant(q *request) (int, any, error) {
-	acc, err := a.loadAccount(q, policy.ActionAccountGrant)
+	acc, err := a.loadAccount(q, policy.ActionAccountUngrant)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -347,6 +347,10 @@ func (a *API) rpc(q *request) (int, any, error) {
 		}
 		return 0, nil, errBadRequest("invalid_body", "could not read the request body")
 	}
+	if k, dup := duplicateKey(body); dup {
+		// JSON-RPC 2.0 §5.1: an invalid Request object, answered in kind.
+		return 200, rawJSON(rpcDuplicateKey(k)), nil
+	}
 	out := jsonrpc.Handle(q.ctx(), &rpcSigner{a: a, q: q}, body)
 	if len(out) == 0 {
 		return 204, nil, nil
@@ -473,3 +477,9 @@ func rpcErr(err error) error {
 }
 
 var _ = identity.RoleAdmin
+
+func rpcDuplicateKey(k string) []byte {
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil,
+		"error": map[string]any{"code": jsonrpc.CodeInvalidRequest, "message": "invalid request: duplicate key " + quoteName(k)}})
+	return b
+}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/audit"
@@ -45,6 +46,10 @@ type Deps struct {
 	Logger  *slog.Logger
 	MaxBody int64
 	Now     func() time.Time
+	// Limits bound the unauthenticated routes per client address.
+	Limits Limits
+	// Operations: snapshots, restore, metrics (operations.go).
+	Operations Operations
 }
 
 // access says what a route needs before its handler runs.
@@ -59,6 +64,9 @@ const (
 	// flight finish first and new ones wait (operator rewrap, which must not
 	// race a concurrent write of the values it rewrites).
 	adminExclusive
+	// initOrAdminExclusive runs alone, without a token while the vault is
+	// not initialised and as adminExclusive after (restore, see restoreAccess).
+	initOrAdminExclusive
 )
 
 type handlerFunc func(*request) (int, any, error)
@@ -75,7 +83,10 @@ type API struct {
 	mux    *http.ServeMux
 	routes []route
 	// gate lets an exclusive operation run with no other request in flight.
-	gate sync.RWMutex
+	gate    sync.RWMutex
+	maxBody atomic.Int64
+	// publicLimit and attestLimit bound unauthenticated requests per address.
+	publicLimit, attestLimit *addrLimiter
 }
 
 // New builds the handler with every route.
@@ -90,6 +101,10 @@ func New(d Deps) *API {
 		d.Now = time.Now
 	}
 	a := &API{d: d, mux: http.NewServeMux()}
+	a.maxBody.Store(d.MaxBody)
+	lim := d.Limits.withDefaults()
+	a.publicLimit = newAddrLimiter(lim.PublicRate, lim.PublicBurst)
+	a.attestLimit = newAddrLimiter(lim.AttestRate, lim.AttestBurst)
 	a.routes = a.table()
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))
@@ -120,7 +135,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := newRequestID()
 	h.Set("X-Request-Id", id)
 	r = r.WithContext(context.WithValue(r.Context(), ridKey{}, id))
-	r.Body = http.MaxBytesReader(w, r.Body, a.d.MaxBody)
+	r.Body = http.MaxBytesReader(w, r.Body, a.bodyLimit(w, r))
 	a.mux.ServeHTTP(w, r)
 }
 
@@ -164,10 +179,17 @@ func (q *request) hashSecret(field, value string) {
 // run the handler, audit (fail closed), then write the response.
 func (a *API) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rt.access == adminExclusive {
+		if a.throttle(rt, w, r) {
+			return
+		}
+		switch {
+		case rt.method == http.MethodGet && rt.access == public:
+			// Read-only probes (health, seal status, metrics) never wait
+			// behind an exclusive operation such as a long restore.
+		case rt.access >= adminExclusive:
 			a.gate.Lock()
 			defer a.gate.Unlock()
-		} else {
+		default:
 			a.gate.RLock()
 			defer a.gate.RUnlock()
 		}
@@ -197,6 +219,7 @@ func (a *API) wrap(rt route) http.Handler {
 			if aerr := a.d.Audit.Record(r.Context(), e); aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
 				status, code, msg, _ := classify(audit.ErrUnavailable)
+				a.observe(rt.op, status, start)
 				writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
 				return
 			}
@@ -205,8 +228,13 @@ func (a *API) wrap(rt route) http.Handler {
 			a.d.Logger.Debug("request", "request_id", requestID(r), "op", rt.op, "method", r.Method,
 				"path", r.URL.Path, "status", status, "code", code, "latency", time.Since(start).String())
 		}
+		a.observe(rt.op, status, start)
 		for k, v := range hdr {
 			w.Header()[k] = v
+		}
+		if sb, ok := body.(streamBody); ok {
+			sb(w)
+			return
 		}
 		if raw, ok := body.(rawJSON); ok {
 			w.Header().Set("Content-Type", "application/json")
@@ -219,6 +247,9 @@ func (a *API) wrap(rt route) http.Handler {
 }
 
 func (a *API) serve(rt route, q *request) (int, any, error) {
+	if rt.access == initOrAdminExclusive {
+		rt.access = a.restoreAccess(q)
+	}
 	if rt.access >= unsealed && a.d.Core.Sealed() {
 		if _, err := a.d.Core.Status(q.ctx()); err != nil {
 			return 0, nil, err
@@ -308,7 +339,7 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 }
 
 // decode reads a JSON body strictly into v: size-limited (413), unknown
-// fields refused, one value only. An empty body decodes to the zero value
+// fields and duplicate keys refused, one value only. An empty body decodes to the zero value
 // when allowEmpty.
 func decode(q *request, v any, allowEmpty bool) error {
 	data, err := io.ReadAll(q.Body)
@@ -324,6 +355,9 @@ func decode(q *request, v any, allowEmpty bool) error {
 			return nil
 		}
 		return errBadRequest("invalid_json", "request body is empty; a JSON object is required")
+	}
+	if k, dup := duplicateKey(data); dup {
+		return errBadRequest("invalid_json", "malformed JSON body: duplicate key "+quoteName(k))
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -351,6 +385,15 @@ func jsonProblem(err error) string {
 		return "unexpected end of input"
 	}
 	return "not a JSON object"
+}
+
+// quoteName quotes a member name for an error message, clipped.
+func quoteName(k string) string {
+	if len(k) > 64 {
+		k = k[:64] + "..."
+	}
+	b, _ := json.Marshal(k)
+	return string(b)
 }
 
 func itoa(n int) string {

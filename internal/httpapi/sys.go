@@ -85,10 +85,21 @@ func hexs(keys []secret.Bytes) []string {
 	return out
 }
 
-// parseShareText accepts a share in base64 or hex, as Vault does.
+// parseShareText accepts a share in base64 or hex, as Vault does. Hex is
+// tried first for the lengths of a share or a 1-of-1 key (64 or 66
+// characters): every hex string is also valid base64, which would decode
+// to 48 bytes and be refused.
 func parseShareText(s string) ([]byte, error) {
 	if s == "" {
 		return nil, errBadRequest("invalid_share", "key is required")
+	}
+	if len(s) == 2*32 || len(s) == 2*33 {
+		if b, err := hex.DecodeString(s); err == nil {
+			if err := core.ParseShare(b); err != nil {
+				return nil, err
+			}
+			return b, nil
+		}
 	}
 	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
 		if err := core.ParseShare(b); err != nil {

@@ -22,12 +22,15 @@ const (
 	ActionAccountRead   Action = "account.read"
 	ActionAccountDelete Action = "account.delete"
 	ActionAccountGrant  Action = "account.grant"
-	ActionSign          Action = "account.sign"
-	ActionUserManage    Action = "user.manage"
-	ActionSessionManage Action = "session.manage"
-	ActionAPIKeyCreate  Action = "apikey.create"
-	ActionAPIKeyManage  Action = "apikey.manage"
-	ActionMFADisable    Action = "mfa.disable"
+	// ActionAccountUngrant withdraws a grant: the owner only, and no
+	// step-up (taking rights away must stay easy).
+	ActionAccountUngrant Action = "account.ungrant"
+	ActionSign           Action = "account.sign"
+	ActionUserManage     Action = "user.manage"
+	ActionSessionManage  Action = "session.manage"
+	ActionAPIKeyCreate   Action = "apikey.create"
+	ActionAPIKeyManage   Action = "apikey.manage"
+	ActionMFADisable     Action = "mfa.disable"
 	// ActionSysAdmin covers sys operations: rotate, seal, entropy,
 	// hardening, audit hash.
 	ActionSysAdmin Action = "sys"
@@ -86,11 +89,12 @@ var apiKeyActions = map[Action]bool{
 func APIKeyAction(a Action) bool { return apiKeyActions[a] }
 
 // IsSensitive reports whether a needs a recent second factor: importing a
-// key, deleting an account, creating an API key, disabling MFA, and signing
-// when r.SignRequiresMFA.
+// key, deleting an account, granting another principal the use of an
+// account (it hands out signing rights, as an API key does), creating an
+// API key, disabling MFA, and signing when r.SignRequiresMFA.
 func IsSensitive(a Action, r Rules) bool {
 	switch a {
-	case ActionAccountImport, ActionAccountDelete, ActionAPIKeyCreate, ActionMFADisable:
+	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable:
 		return true
 	case ActionSign:
 		return r.SignRequiresMFA
@@ -161,7 +165,7 @@ func authorizeUser(p *identity.Principal, a Action, res *Resource) error {
 			return nil
 		}
 		return ErrDenied
-	case ActionAccountDelete, ActionAccountGrant:
+	case ActionAccountDelete, ActionAccountGrant, ActionAccountUngrant:
 		if res != nil && res.Owner == user {
 			return nil
 		}

@@ -67,7 +67,11 @@ func TestAuthorize(t *testing.T) {
 		{"other user signs", def, bob, ActionSign, aliceHot, ErrDenied},
 		{"other user deletes", def, bob, ActionAccountDelete, aliceHot, ErrDenied},
 		{"other user grants", def, bob, ActionAccountGrant, aliceHot, ErrDenied},
-		{"owner grants", def, alice, ActionAccountGrant, aliceHot, nil},
+		{"owner grants without step-up", def, alice, ActionAccountGrant, aliceHot, ErrStepUpRequired},
+		{"owner grants after step-up", def, aliceMFA, ActionAccountGrant, aliceHot, nil},
+		{"owner grants with stale MFA", def, aliceMFAStale, ActionAccountGrant, aliceHot, ErrStepUpRequired},
+		{"owner withdraws a grant without step-up", def, alice, ActionAccountUngrant, aliceHot, nil},
+		{"other user withdraws a grant", def, bob, ActionAccountUngrant, aliceHot, ErrDenied},
 		{"grant without resource", def, alice, ActionAccountGrant, nil, ErrDenied},
 
 		// grants
@@ -169,6 +173,8 @@ func TestIsSensitive(t *testing.T) {
 		{ActionAccountDelete, false, true},
 		{ActionAPIKeyCreate, false, true},
 		{ActionMFADisable, false, true},
+		{ActionAccountGrant, false, true},
+		{ActionAccountUngrant, false, false},
 		{ActionSign, false, false},
 		{ActionSign, true, true},
 		{ActionAccountRead, true, false},

@@ -188,6 +188,8 @@ func TestRPCAuthorization(t *testing.T) {
 		return out
 	}
 
+	var aliceMFA string // alice's session after a TOTP login (step-up)
+
 	// owner
 	{
 		mustSign(t, alice, treasury.Address, "owner")
@@ -225,7 +227,8 @@ func TestRPCAuthorization(t *testing.T) {
 
 	// api key scoped to other accounts
 	{
-		mfa := mfaLogin(t, tn, aliceTok, "alice", pw)
+		aliceMFA = mfaLogin(t, tn, aliceTok, "alice", pw)
+		mfa := aliceMFA
 		var keys []string
 		key := func(t *testing.T, actions, accts []string) rpcCaller {
 			var ak struct {
@@ -268,7 +271,7 @@ func TestRPCAuthorization(t *testing.T) {
 
 	// grants
 	{
-		tn.token = aliceTok
+		tn.token = aliceMFA // granting needs step-up
 		tn.mustCall(204, "POST", "/v1/accounts/treasury/grants", map[string]string{"principal": "bob"}, nil)
 		mustSign(t, bob, treasury.Address, "granted")
 		mustRefuse(t, carol, treasury.Address, "granted to someone else")

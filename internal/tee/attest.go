@@ -38,6 +38,12 @@ var (
 	ErrDebugTEE = errors.New("the TEE guest has debugging enabled: its memory is readable by the host")
 	// ErrMeasurementMismatch: a genuine report, but not of the expected workload.
 	ErrMeasurementMismatch = errors.New("the launch measurement is not the expected one")
+	// ErrNoReferenceMeasurement: no expected measurement was given, so the
+	// report proves a genuine TEE but not which workload.
+	ErrNoReferenceMeasurement = errors.New("no reference measurement to compare with: give the expected value (or allow any measurement explicitly)")
+	// ErrCollateralUnchecked: the TCB status and revocation lists could not
+	// be checked (offline) and that was not explicitly allowed.
+	ErrCollateralUnchecked = errors.New("the TCB and revocation collateral was not checked (no access to AMD KDS / Intel PCS); allow unchecked collateral explicitly to accept that")
 	// ErrUnknownTEE: the attestation names a TEE kind this build does not know.
 	ErrUnknownTEE = errors.New("unknown TEE kind")
 	// ErrTEERequired: require_tee is set and no TEE was detected.

@@ -257,7 +257,7 @@ func (sh *shellEnv) exec(ctx context.Context, args []string) error {
 	path, err := interp.LookPathDir(dir, expand.ListEnviron(env...), args[0])
 	if err != nil {
 		fmt.Fprintln(hc.Stderr, err)
-		return interp.NewExitStatus(127)
+		return interp.ExitStatus(127)
 	}
 	var stdout bytes.Buffer
 	cmd := exec.Command(path, args[1:]...) // #nosec G204 G702 -- the README's own commands
@@ -269,7 +269,7 @@ func (sh *shellEnv) exec(ctx context.Context, args []string) error {
 	sh.mu.Unlock()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return interp.NewExitStatus(uint8(ee.ExitCode())) // #nosec G115 -- exit codes are 0-255
+		return interp.ExitStatus(uint8(ee.ExitCode())) // #nosec G115 -- exit codes are 0-255
 	}
 	return err
 }

@@ -13,7 +13,7 @@ import (
 // syncCalls are the system calls that make written data durable (fsync(2),
 // fdatasync(2), sync_file_range(2), syncfs(2), sync(2)); msync(2) too, for
 // stores that write through a shared mapping.
-var syncCalls = []uint32{unix.SYS_FSYNC, unix.SYS_FDATASYNC, unix.SYS_SYNC_FILE_RANGE, unix.SYS_SYNCFS, unix.SYS_SYNC, unix.SYS_MSYNC}
+var syncCalls = [...]uint32{unix.SYS_FSYNC, unix.SYS_FDATASYNC, unix.SYS_SYNC_FILE_RANGE, unix.SYS_SYNCFS, unix.SYS_SYNC, unix.SYS_MSYNC}
 
 // Install makes every later sync call of the process (all its threads)
 // fail with EIO. It needs no privilege: the seccomp filter is installed
@@ -26,7 +26,8 @@ func Install() error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("fsyncfault: no_new_privs: %w", err)
 	}
-	n := uint8(len(syncCalls))
+	const n = uint8(len(syncCalls))
+	const progLen = uint16(4 + len(syncCalls) + 2)
 	prog := []unix.SockFilter{
 		// A filter for another architecture's calls would match wrong numbers.
 		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 4}, // seccomp_data.arch
@@ -42,7 +43,10 @@ func Install() error {
 		unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
 		unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EIO)},
 	)
-	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if len(prog) != int(progLen) {
+		return fmt.Errorf("fsyncfault: filter of %d instructions, want %d", len(prog), progLen)
+	}
+	fprog := unix.SockFprog{Len: progLen, Filter: &prog[0]}
 	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog))) // #nosec G103 -- seccomp(2) takes a pointer to the program
 	runtime.KeepAlive(prog)
 	if errno != 0 {

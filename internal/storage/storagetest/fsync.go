@@ -21,11 +21,20 @@ const fsyncEnv = "MOONVAULT_STORAGETEST_FSYNC_TARGET"
 // KillDurability cannot see a missing fsync, because a killed process
 // leaves its writes in the page cache; here a re-executed child makes
 // every fsync fail (fsyncfault) and the backend must then refuse every
-// write (Put, Batch, CompareAndSwap), and a reopen must show none of them.
+// write (Put, Batch, CompareAndSwap, Delete, and the Commit of a restore
+// when the backend is a storage.Restorer), and a reopen must show none of
+// them.
 // Call it at the top of the test; in the child it never returns.
 func FsyncFailure(t *testing.T, target string, open func(target string) (storage.Backend, error)) {
 	if child := os.Getenv(fsyncEnv); child != "" {
 		fsyncChild(child, open)
+	}
+	b0, err := open(target)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	if err := b0.Close(); err != nil {
+		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1") // #nosec G204 G702 -- re-executes this test binary with fixed arguments
 	cmd.Env = append(os.Environ(), fsyncEnv+"="+target)
@@ -50,7 +59,11 @@ func FsyncFailure(t *testing.T, target string, open func(target string) (storage
 	if lines["before"] != "ok" {
 		t.Fatalf("write before the fault: %q\n%s", lines["before"], out)
 	}
-	for _, op := range []string{"put", "batch", "cas", "delete"} {
+	ops := []string{"put", "batch", "cas", "delete"}
+	if _, ok := b0.(storage.Restorer); ok {
+		ops = append(ops, "restore")
+	}
+	for _, op := range ops {
 		res, ok := lines[op]
 		switch {
 		case !ok:
@@ -70,7 +83,7 @@ func FsyncFailure(t *testing.T, target string, open func(target string) (storage
 	if v, err := b.Get(ctx, "fsync/before"); err != nil || string(v) != "v" {
 		t.Fatalf("write acknowledged before the fault lost: %q, %v", v, err)
 	}
-	for _, k := range []string{"fsync/put", "fsync/batch/1", "fsync/batch/2", "fsync/cas"} {
+	for _, k := range []string{"fsync/put", "fsync/batch/1", "fsync/batch/2", "fsync/cas", "fsync/restored"} {
 		if v, err := b.Get(ctx, k); err == nil {
 			t.Errorf("refused write %s is in the store after reopen: %q", k, v)
 		}
@@ -96,6 +109,17 @@ func fsyncChild(target string, open func(string) (storage.Backend, error)) {
 		os.Exit(0)
 	}
 	fmt.Println("before ok")
+	// A restore is staged before the fault and committed under it.
+	var staging storage.Staging
+	if r, ok := b.(storage.Restorer); ok {
+		if staging, err = r.BeginRestore(ctx); err == nil {
+			err = staging.Put(ctx, "fsync/restored", []byte("v"))
+		}
+		if err != nil {
+			fmt.Printf("before %v\n", err)
+			os.Exit(0)
+		}
+	}
 	if err := fsyncfault.Install(); err != nil {
 		fmt.Printf("unsupported %v\n", err)
 		os.Exit(0)
@@ -104,5 +128,8 @@ func fsyncChild(target string, open func(string) (storage.Backend, error)) {
 	report("batch", b.Batch(ctx, []storage.Op{{Key: "fsync/batch/1", Value: []byte("v")}, {Key: "fsync/batch/2", Value: []byte("v")}}))
 	report("cas", b.CompareAndSwap(ctx, "fsync/cas", nil, []byte("v")))
 	report("delete", b.Delete(ctx, "fsync/before"))
+	if staging != nil {
+		report("restore", staging.Commit(ctx))
+	}
 	os.Exit(0)
 }

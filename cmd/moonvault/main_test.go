@@ -8,15 +8,18 @@ import (
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,14 +54,48 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// anyPort lets the server pick a free port; startServer reads the one it
-// got from its log. (Closing a probe listener and passing its port on
-// races with every other process looking for a port.)
+// anyPort lets the server pick a free port; startServer finds the one it
+// got. (Closing a probe listener and passing its port on races with every
+// other process looking for a port.)
 const anyPort = "127.0.0.1:0"
 
-// listeningRE finds the address in the server's "moonvault listening" log
-// line, JSON or text.
-var listeningRE = regexp.MustCompile(`moonvault listening.*?address"?[=:]"?([0-9.]+:[0-9]+)`)
+// listenAddrOf returns the TCP address process pid listens on, from
+// /proc/PID/fd (its socket inodes) and /proc/PID/net/tcp (proc(5)), or ""
+// while it listens on none. Unlike the log, it does not depend on the log
+// level.
+func listenAddrOf(pid int) string {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return ""
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	tcp, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(tcp), "\n")[1:] {
+		f := strings.Fields(line)
+		// sl local_address rem_address st ... inode (the 10th field)
+		if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] { // 0A: TCP_LISTEN
+			continue
+		}
+		host, port, ok := strings.Cut(f[1], ":")
+		ip, err1 := hex.DecodeString(host)
+		p, err2 := strconv.ParseUint(port, 16, 16)
+		if !ok || err1 != nil || err2 != nil || len(ip) != 4 {
+			continue
+		}
+		// The address is in host (little-endian) byte order.
+		return fmt.Sprintf("%d.%d.%d.%d:%d", ip[3], ip[2], ip[1], ip[0], p)
+	}
+	return ""
+}
 
 type serverProc struct {
 	t      *testing.T
@@ -106,9 +143,10 @@ func writeTLS(t *testing.T, dir string) (cert, key string) {
 	return cert, key
 }
 
-// startServer runs `moonvault server` with args (listening on anyPort),
-// learns its address from its log and waits for it to answer.
-func startServer(t *testing.T, caFile string, env []string, args ...string) *serverProc {
+// startServer runs `moonvault server` with args and waits for it to
+// answer. addr is the listen address the test configured: with port 0 (see
+// anyPort) the server picks the port; sp.addr is where it listens.
+func startServer(t *testing.T, addr, caFile string, env []string, args ...string) *serverProc {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"server"}, args...)...) // #nosec G204 G702 -- the binary built by TestMain
 	cmd.Env = append(os.Environ(), env...)
@@ -131,31 +169,47 @@ func startServer(t *testing.T, caFile string, env []string, args ...string) *ser
 			t.Logf("server output:\n%s", out.String())
 		}
 	})
-	// A hang guard, not a timing assertion: a start takes a second or two.
-	deadline := time.After(2 * time.Minute)
+	waitServing(t, sp, addr, 2*time.Minute)
+	return sp
+}
+
+// waitServing waits until sp listens and answers its health endpoint over
+// HTTPS; the limit is a hang guard, not a timing assertion.
+func waitServing(t *testing.T, sp *serverProc, addr string, limit time.Duration) {
+	t.Helper()
+	deadline := time.After(limit)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
-		case <-exited:
-			t.Fatalf("server exited: %v\n%s", cmd.ProcessState, out.String())
+		case <-sp.exited:
+			t.Fatalf("server exited: %v\n%s", sp.cmd.ProcessState, sp.out.String())
 		case <-deadline:
-			t.Fatalf("server did not answer:\n%s", out.String())
+			t.Fatalf("server did not answer:\n%s", sp.out.String())
 		case <-tick.C:
 		}
 		if sp.addr == "" {
-			m := listeningRE.FindStringSubmatch(out.String())
-			if m == nil {
+			if sp.addr = listenAddrOf(sp.cmd.Process.Pid); sp.addr == "" {
 				continue
 			}
-			sp.addr = m[1]
+			if _, port, _ := strings.Cut(addr, ":"); addr != "" && port != "0" && sp.addr != addr {
+				t.Fatalf("server listens on %s, want %s", sp.addr, addr)
+			}
 		}
-		// dev mode writes a new certificate at each start, before it listens.
+		// dev mode writes a new certificate at each start, before it serves.
+		if _, err := os.Stat(sp.caFile); err != nil {
+			continue
+		}
 		sp.client = httpsClient(t, sp.caFile)
+		if h, _, _ := net.SplitHostPort(sp.addr); h != "127.0.0.1" {
+			// Test certificates name 127.0.0.1 and localhost: another
+			// loopback address is verified as localhost.
+			sp.client.Transport.(*http.Transport).TLSClientConfig.ServerName = "localhost"
+		}
 		resp, err := sp.client.Get("https://" + sp.addr + "/v1/sys/health")
 		if err == nil {
 			resp.Body.Close()
-			return sp
+			return
 		}
 	}
 }
@@ -208,7 +262,7 @@ func TestBinaryLifecycle(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sp := startServer(t, cert, nil, "-config", cfg)
+	sp := startServer(t, anyPort, cert, nil, "-config", cfg)
 
 	out, code := sp.cli(nil, "operator", "init", "-key-shares", "3", "-key-threshold", "2", "-format", "json")
 	if code != 0 {
@@ -250,7 +304,7 @@ func TestBinaryLifecycle(t *testing.T) {
 	sp.stop(syscall.SIGTERM)
 
 	// Restart: sealed; unseal; the data is there.
-	sp = startServer(t, cert, nil, "-config", cfg)
+	sp = startServer(t, anyPort, cert, nil, "-config", cfg)
 	if _, code := sp.cli(nil, "operator", "status"); code != 2 {
 		t.Fatal("restarted unsealed")
 	}
@@ -269,7 +323,7 @@ func TestBinaryLifecycle(t *testing.T) {
 	sp.stop(syscall.SIGTERM)
 
 	// After a restart the old shares no longer unseal; the new ones do.
-	sp = startServer(t, cert, nil, "-config", cfg)
+	sp = startServer(t, anyPort, cert, nil, "-config", cfg)
 	sp.cli(nil, "operator", "unseal", ir.Keys[0])
 	sp.cli(nil, "operator", "unseal", ir.Keys[1])
 	if _, code := sp.cli(nil, "operator", "status"); code != 2 {
@@ -295,7 +349,7 @@ func TestKill9Durability(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := writeTLS(t, t.TempDir())
 	args := []string{"-listen-address", anyPort, "-data-dir", dir, "-tls-cert-file", cert, "-tls-key-file", key}
-	sp := startServer(t, cert, nil, args...)
+	sp := startServer(t, anyPort, cert, nil, args...)
 	out, _ := sp.cli(nil, "operator", "init", "-key-shares", "1", "-key-threshold", "1", "-format", "json")
 	var ir struct {
 		Keys      []string `json:"unseal_keys_b64"`
@@ -374,7 +428,7 @@ func TestKill9Durability(t *testing.T) {
 	default:
 	}
 
-	sp = startServer(t, cert, nil, args...)
+	sp = startServer(t, anyPort, cert, nil, args...)
 	sp.cli(nil, "operator", "unseal", ir.Keys[0])
 	mu.Lock()
 	defer mu.Unlock()
@@ -409,7 +463,7 @@ func TestDevServer(t *testing.T) {
 	}
 	dir := t.TempDir()
 	env := []string{"MOONVAULT_DEV_ADMIN_PASSWORD=correct horse battery staple"}
-	sp := startServer(t, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
+	sp := startServer(t, anyPort, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
 	banner := sp.out.String()
 	for _, want := range []string{"SHA-256 fingerprint", "dev-ca.pem", "export MOONVAULT_ADDR", "https://" + sp.addr} {
 		if !strings.Contains(banner, want) {
@@ -450,7 +504,7 @@ func TestDevServer(t *testing.T) {
 	}
 	sp.stop(syscall.SIGTERM)
 	// The dev data dir unseals again by itself.
-	sp = startServer(t, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
+	sp = startServer(t, anyPort, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
 	if out, code := sp.cli([]string{"HOME=" + home}, "operator", "status", "-format", "json"); code != 0 || !strings.Contains(out, `"sealed": false`) || !strings.Contains(out, wantSeal) {
 		t.Fatalf("dev restart: %d %s", code, out)
 	}
@@ -487,7 +541,7 @@ func TestAttestVerifyNeedsAReference(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sp := startServer(t, cert, nil, "-config", cfg)
+	sp := startServer(t, anyPort, cert, nil, "-config", cfg)
 	policy := filepath.Join(t.TempDir(), "policy.json")
 	if err := os.WriteFile(policy, []byte(`{"measurements":["`+strings.Repeat("ab", 48)+`"]}`), 0o600); err != nil {
 		t.Fatal(err)

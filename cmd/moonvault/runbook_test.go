@@ -91,7 +91,7 @@ metrics_unauthenticated = true
 	if err := os.WriteFile(m.cfgFile, []byte(hcl), 0o600); err != nil {
 		m.t.Fatal(err)
 	}
-	m.sp = startServer(m.t, m.cert, m.env(), "-config", m.cfgFile)
+	m.sp = startServer(m.t, m.addr, m.cert, m.env(), "-config", m.cfgFile)
 	m.addr = m.sp.addr
 }
 

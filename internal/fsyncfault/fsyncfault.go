@@ -9,7 +9,6 @@
 // re-executes for the purpose.
 package fsyncfault
 
-import "errors"
-
-// ErrUnsupported is returned where the fault cannot be injected.
-var ErrUnsupported = errors.New("fsyncfault: needs seccomp on linux/amd64 or linux/arm64")
+// unsupported is what Install says where the fault cannot be injected
+// (test support: not a domain error with a kind).
+const unsupported = "fsyncfault: needs seccomp on linux/amd64 or linux/arm64"

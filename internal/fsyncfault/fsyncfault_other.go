@@ -2,5 +2,7 @@
 
 package fsyncfault
 
-// Install reports ErrUnsupported on this platform.
-func Install() error { return ErrUnsupported }
+import "errors"
+
+// Install cannot inject the fault on this platform.
+func Install() error { return errors.New(unsupported) }

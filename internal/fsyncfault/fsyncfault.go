@@ -8,7 +8,3 @@
 // Install cannot be undone: call it only in a child process that a test
 // re-executes for the purpose.
 package fsyncfault
-
-// unsupported is what Install says where the fault cannot be injected
-// (test support: not a domain error with a kind).
-const unsupported = "fsyncfault: needs seccomp on linux/amd64 or linux/arm64"

@@ -196,16 +196,19 @@ func waitServing(t *testing.T, sp *serverProc, addr string, limit time.Duration)
 				t.Fatalf("server listens on %s, want %s", sp.addr, addr)
 			}
 		}
-		// dev mode writes a new certificate at each start, before it serves.
-		if _, err := os.Stat(sp.caFile); err != nil {
+		// dev mode writes a new certificate at each start, after it listens
+		// and before it serves: the file may be missing or half-written.
+		tc, err := tlsconfig.ClientConfig(sp.caFile)
+		if err != nil {
 			continue
 		}
-		sp.client = httpsClient(t, sp.caFile)
+		tc.MinVersion = tls.VersionTLS13
 		if h, _, _ := net.SplitHostPort(sp.addr); h != "127.0.0.1" {
 			// Test certificates name 127.0.0.1 and localhost: another
 			// loopback address is verified as localhost.
-			sp.client.Transport.(*http.Transport).TLSClientConfig.ServerName = "localhost"
+			tc.ServerName = "localhost"
 		}
+		sp.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
 		resp, err := sp.client.Get("https://" + sp.addr + "/v1/sys/health")
 		if err == nil {
 			resp.Body.Close()

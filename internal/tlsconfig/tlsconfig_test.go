@@ -2,6 +2,7 @@ package tlsconfig
 
 import (
 	"crypto/ecdsa"
+	"crypto/fips140"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -136,7 +137,8 @@ func TestHandshakePolicy(t *testing.T) {
 		{"default policy, TLS 1.3 client", "", &tls.Config{MinVersion: tls.VersionTLS13}, true},
 		{"default policy, TLS 1.2 client", "", tls12(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256), false},
 		{"1.2 policy, ECDHE+GCM", "1.2", tls12(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256), true},
-		{"1.2 policy, ECDHE+ChaCha20", "1.2", tls12(tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256), true},
+		// ChaCha20-Poly1305 is not FIPS-approved: crypto/tls drops it in FIPS 140-3 mode.
+		{"1.2 policy, ECDHE+ChaCha20", "1.2", tls12(tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256), !fips140.Enabled()},
 		{"1.2 policy, CBC-SHA only", "1.2", tls12(tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA), false},
 		{"1.2 policy, CBC-SHA256 only", "1.2", tls12(tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256), false},
 		{"1.2 policy, TLS 1.1 client", "1.2", &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}, false}, // #nosec G402 -- a deliberately old client

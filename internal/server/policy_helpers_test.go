@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common/hexutil"
-	"github.com/pquerna/otp/totp"
 )
 
 // Helpers of the transaction policy and approval tests.
@@ -100,7 +99,7 @@ func enrolledUser(t *testing.T, tn *testNode, root, name, role string) *mfaUser 
 		t.Fatalf("enrol %s: %d", name, code)
 	}
 	now := time.Now()
-	code, err := totp.GenerateCode(enr.Secret, now)
+	code, err := totpCode(enr.Secret, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +115,7 @@ func enrolledUser(t *testing.T, tn *testNode, root, name, role string) *mfaUser 
 // login logs u in with the code of the step at when.
 func (u *mfaUser) login(t *testing.T, tn *testNode, when time.Time) string {
 	t.Helper()
-	code, err := totp.GenerateCode(u.secret, when)
+	code, err := totpCode(u.secret, when)
 	if err != nil {
 		t.Fatal(err)
 	}

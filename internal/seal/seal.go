@@ -38,6 +38,9 @@ func (s *PKCS11) Type() string { return "pkcs11" }
 // KeyID names the wrapping key, "pkcs11:<label>".
 func (s *PKCS11) KeyID() string { return "pkcs11:" + s.label }
 
+// Mechanism names the PKCS#11 mechanism that encrypts (provenance records).
+func (s *PKCS11) Mechanism() string { return "CKM_AES_GCM" }
+
 // EnsureKey creates the HSM key unless it exists.
 func (s *PKCS11) EnsureKey(ctx context.Context) (bool, error) {
 	created, err := s.m.EnsureAESKey(ctx, s.label)

@@ -49,6 +49,9 @@ func NewSoftware(key secret.Bytes, keyID string) (*Software, error) {
 // KeyID names the key.
 func (s *Software) KeyID() string { return s.keyID }
 
+// Mechanism names the cipher (provenance records).
+func (s *Software) Mechanism() string { return "AES-256-GCM (software)" }
+
 // Destroy zeroizes the key; every later call fails with ErrDestroyed.
 func (s *Software) Destroy() {
 	s.mu.Lock()

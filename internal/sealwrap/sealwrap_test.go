@@ -228,3 +228,25 @@ func FuzzUnwrap(f *testing.F) {
 		}
 	})
 }
+
+func TestDescribe(t *testing.T) {
+	ctx := context.Background()
+	w := software(t, 7, "soft:k1")
+	s := sealwrap.New(w)
+	env, err := s.Wrap(ctx, "wallet/keys/a/b", []byte("key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped, mech, err := s.Describe(env)
+	if err != nil || !wrapped || mech != "AES-256-GCM (software) with soft:k1" {
+		t.Fatalf("wrapped envelope: %v %q %v", wrapped, mech, err)
+	}
+	plain := sealwrap.New(nil)
+	env, _ = plain.Wrap(ctx, "wallet/keys/a/b", []byte("key"))
+	if wrapped, mech, err := plain.Describe(env); err != nil || wrapped || mech != "" {
+		t.Fatalf("plain envelope: %v %q %v", wrapped, mech, err)
+	}
+	if _, _, err := s.Describe([]byte("junk")); err == nil {
+		t.Fatal("junk described")
+	}
+}

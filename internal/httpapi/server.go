@@ -51,6 +51,8 @@ type Deps struct {
 	Limits Limits
 	// Operations: snapshots, restore, metrics (operations.go).
 	Operations Operations
+	// Provenance publishes the key that signs provenance records.
+	Provenance ProvenanceKey
 }
 
 // access says what a route needs before its handler runs.

@@ -27,11 +27,19 @@ const (
 	// step-up (taking rights away must stay easy).
 	ActionAccountUngrant Action = "account.ungrant"
 	ActionSign           Action = "account.sign"
-	ActionUserManage     Action = "user.manage"
-	ActionSessionManage  Action = "session.manage"
-	ActionAPIKeyCreate   Action = "apikey.create"
-	ActionAPIKeyManage   Action = "apikey.manage"
-	ActionMFADisable     Action = "mfa.disable"
+	// HD wallets: always the caller's own (wallets are not granted).
+	ActionWalletCreate Action = "wallet.create"
+	ActionWalletImport Action = "wallet.import" // a mnemonic: step-up, like a key import
+	ActionWalletRead   Action = "wallet.read"
+	ActionWalletDelete Action = "wallet.delete" // destroys the seed: step-up
+	// ActionWalletDerive uses a wallet's seed to derive a new account (the
+	// account itself also needs ActionAccountCreate).
+	ActionWalletDerive  Action = "wallet.derive"
+	ActionUserManage    Action = "user.manage"
+	ActionSessionManage Action = "session.manage"
+	ActionAPIKeyCreate  Action = "apikey.create"
+	ActionAPIKeyManage  Action = "apikey.manage"
+	ActionMFADisable    Action = "mfa.disable"
 	// ActionSysAdmin covers sys operations: rotate, seal, entropy,
 	// hardening, audit hash.
 	ActionSysAdmin Action = "sys"
@@ -84,6 +92,11 @@ var apiKeyActions = map[Action]bool{
 	ActionAccountRead:   true,
 	ActionAccountDelete: true,
 	ActionSign:          true,
+	ActionWalletCreate:  true,
+	ActionWalletImport:  true,
+	ActionWalletRead:    true,
+	ActionWalletDelete:  true,
+	ActionWalletDerive:  true,
 }
 
 // APIKeyAction reports whether an API key may be scoped to a.
@@ -95,7 +108,8 @@ func APIKeyAction(a Action) bool { return apiKeyActions[a] }
 // API key, disabling MFA, and signing when r.SignRequiresMFA.
 func IsSensitive(a Action, r Rules) bool {
 	switch a {
-	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable:
+	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable,
+		ActionWalletImport, ActionWalletDelete:
 		return true
 	case ActionSign:
 		return r.SignRequiresMFA
@@ -105,6 +119,9 @@ func IsSensitive(a Action, r Rules) bool {
 
 // Authorize returns nil when p may perform a on res at now, ErrDenied when
 // it may not, and ErrStepUpRequired when it could after a fresh MFA login.
+//
+// Wallet actions concern the caller's own wallets only (res.Owner; nil
+// when listing).
 //
 // API keys: a key acts for p.Owner, only for actions listed in p.Actions and
 // accounts of p.Owner listed in p.Accounts ("*" = all of the owner's; an
@@ -171,6 +188,8 @@ func authorizeUser(p *identity.Principal, a Action, res *Resource) error {
 			return nil
 		}
 		return ErrDenied
+	case ActionWalletCreate, ActionWalletImport, ActionWalletRead, ActionWalletDelete, ActionWalletDerive:
+		return ownWallet(res, user, a)
 	case ActionUserManage, ActionSysAdmin:
 		if admin {
 			return nil
@@ -202,6 +221,9 @@ func (r Rules) authorizeAPIKey(p *identity.Principal, a Action, res *Resource) e
 		return ErrDenied
 	}
 	switch a {
+	case ActionWalletCreate, ActionWalletImport, ActionWalletRead, ActionWalletDelete, ActionWalletDerive:
+		// A key's account scope names accounts, not wallets.
+		return ownWallet(res, owner, a)
 	case ActionAccountCreate, ActionAccountImport:
 		if res == nil {
 			return nil
@@ -233,4 +255,19 @@ func keyHasAction(p *identity.Principal, a Action, r Rules) bool {
 
 func keyHasAccount(p *identity.Principal, name string) bool {
 	return slices.Contains(p.Accounts, AllScopeWildcard) || (name != "" && slices.Contains(p.Accounts, name))
+}
+
+// ownWallet allows a wallet action on owner's own wallet; a nil resource
+// is a listing (read) or a creation in the caller's namespace.
+func ownWallet(res *Resource, owner string, a Action) error {
+	if res == nil {
+		if a == ActionWalletRead || a == ActionWalletCreate || a == ActionWalletImport {
+			return nil
+		}
+		return ErrDenied
+	}
+	if res.Owner == owner {
+		return nil
+	}
+	return ErrDenied
 }

@@ -152,6 +152,28 @@ func TestAuthorize(t *testing.T) {
 		{"key never grants", def, keyAdminish, ActionAccountGrant, aliceHot, ErrDenied},
 		{"key without owner", def, keyNoOwner, ActionAccountRead, &Resource{Name: "x"}, ErrDenied},
 		{"key with empty scopes", def, key(nil, nil), ActionAccountRead, aliceHot, ErrDenied},
+
+		// HD wallets: the caller's own; import and delete need step-up
+		{"owner creates a wallet", def, alice, ActionWalletCreate, ofAlice, nil},
+		{"wallet for someone else", def, alice, ActionWalletCreate, ofBob, ErrDenied},
+		{"owner reads a wallet", def, alice, ActionWalletRead, ofAlice, nil},
+		{"wallets are listed", def, alice, ActionWalletRead, nil, nil},
+		{"no reading another's wallet", def, alice, ActionWalletRead, ofBob, ErrDenied},
+		{"admin does not read another's wallet", def, adminMFA, ActionWalletRead, ofBob, ErrDenied},
+		{"owner derives", def, alice, ActionWalletDerive, ofAlice, nil},
+		{"no deriving from another's wallet", def, alice, ActionWalletDerive, ofBob, ErrDenied},
+		{"derive names a wallet", def, alice, ActionWalletDerive, nil, ErrDenied},
+		{"mnemonic import needs step-up", def, alice, ActionWalletImport, ofAlice, ErrStepUpRequired},
+		{"mnemonic import after step-up", def, aliceMFA, ActionWalletImport, ofAlice, nil},
+		{"wallet delete needs step-up", def, alice, ActionWalletDelete, ofAlice, ErrStepUpRequired},
+		{"wallet delete after step-up", def, aliceMFA, ActionWalletDelete, ofAlice, nil},
+		{"no deleting another's wallet", def, aliceMFA, ActionWalletDelete, ofBob, ErrDenied},
+		{"key with * derives", def, keyAll, ActionWalletDerive, ofAlice, nil},
+		{"key with * does not import a mnemonic", def, keyAll, ActionWalletImport, ofAlice, ErrDenied},
+		{"key with * does not delete a wallet", def, keyAll, ActionWalletDelete, ofAlice, ErrDenied},
+		{"key named for wallet import", def, key([]string{"wallet.import"}, nil), ActionWalletImport, ofAlice, nil},
+		{"key without the action", def, keySignHot, ActionWalletRead, ofAlice, ErrDenied},
+		{"key reads only its owner's wallets", def, keyAll, ActionWalletRead, ofBob, ErrDenied},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,6 +203,11 @@ func TestIsSensitive(t *testing.T) {
 		{ActionAccountCreate, false, false},
 		{ActionUserManage, false, false},
 		{ActionSysAdmin, false, false},
+		{ActionWalletImport, false, true},
+		{ActionWalletDelete, false, true},
+		{ActionWalletCreate, false, false},
+		{ActionWalletDerive, false, false},
+		{ActionWalletRead, false, false},
 	}
 	for _, tt := range tests {
 		if got := IsSensitive(tt.a, Rules{SignRequiresMFA: tt.sign}); got != tt.want {
@@ -190,7 +217,8 @@ func TestIsSensitive(t *testing.T) {
 }
 
 func TestAPIKeyAction(t *testing.T) {
-	for _, a := range []Action{ActionAccountCreate, ActionAccountImport, ActionAccountRead, ActionAccountDelete, ActionSign} {
+	for _, a := range []Action{ActionAccountCreate, ActionAccountImport, ActionAccountRead, ActionAccountDelete, ActionSign,
+		ActionWalletCreate, ActionWalletImport, ActionWalletRead, ActionWalletDelete, ActionWalletDerive} {
 		if !APIKeyAction(a) {
 			t.Errorf("APIKeyAction(%s) = false", a)
 		}

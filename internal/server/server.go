@@ -27,6 +27,7 @@ import (
 	"github.com/moonvault/moonvault/internal/entropy"
 	"github.com/moonvault/moonvault/internal/httpapi"
 	"github.com/moonvault/moonvault/internal/metrics"
+	"github.com/moonvault/moonvault/internal/provenance"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/tee"
@@ -77,12 +78,14 @@ type Node struct {
 	Core     *core.Core
 	Auth     *auth.Service
 	Wallet   *wallet.Service
-	Audit    *audit.Log
-	API      *httpapi.API
-	att      tee.Attester
-	certs    *tlsconfig.Reloader
-	devCert  *tlsconfig.DevCert
-	restore  restoreState
+	// Provenance signs the provenance record of every account created.
+	Provenance *provenance.Signer
+	Audit      *audit.Log
+	API        *httpapi.API
+	att        tee.Attester
+	certs      *tlsconfig.Reloader
+	devCert    *tlsconfig.DevCert
+	restore    restoreState
 	// auditFile is the audit file sink, whose rotation size reloads.
 	auditFile *audit.FileSink
 	// Metrics is the node's Prometheus registry and request observer.

@@ -41,10 +41,10 @@ type AccountSpec struct {
 // keyMaterial is a new account's key and what the provenance record says
 // of where it came from.
 type keyMaterial struct {
-	raw     secret.Bytes
-	pub     []byte // as chain.PublicKey returns it (compressed secp256k1, Ed25519)
-	origin  *Origin
-	prov    provenance.Record // Origin, Wallet, Entropy filled in
+	raw    secret.Bytes
+	pub    []byte // as chain.PublicKey returns it (compressed secp256k1, Ed25519)
+	origin *Origin
+	prov   provenance.Record // Origin, Wallet, Entropy filled in
 }
 
 func (k *keyMaterial) destroy() {

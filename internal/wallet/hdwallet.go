@@ -382,8 +382,8 @@ func (s *Service) deriveKey(ctx context.Context, owner, walletName, chainName st
 		}
 	}
 	return &keyMaterial{raw: k.Private, pub: k.Public, origin: origin, prov: provenance.Record{
-		Origin: provenance.Derived,
-		Wallet: &provenance.Wallet{Name: walletName, Fingerprint: wr.Fingerprint, DerivationPath: origin.Path, Origin: wr.Origin},
+		Origin:  provenance.Derived,
+		Wallet:  &provenance.Wallet{Name: walletName, Fingerprint: wr.Fingerprint, DerivationPath: origin.Path, Origin: wr.Origin},
 		Entropy: wr.Entropy,
 	}}, nil
 }

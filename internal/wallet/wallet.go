@@ -287,9 +287,11 @@ func truncate(s string, n int) string {
 	return s
 }
 
-func accountKey(owner, name string) string    { return prefixAccounts + AccountID{owner, name}.String() }
-func keyPath(owner, name string) string       { return prefixKeys + AccountID{owner, name}.String() }
-func provenanceKey(owner, name string) string { return prefixProvenance + AccountID{owner, name}.String() }
+func accountKey(owner, name string) string { return prefixAccounts + AccountID{owner, name}.String() }
+func keyPath(owner, name string) string    { return prefixKeys + AccountID{owner, name}.String() }
+func provenanceKey(owner, name string) string {
+	return prefixProvenance + AccountID{owner, name}.String()
+}
 
 // addressKey is the address index entry of an account. Ethereum keeps the
 // layout JSON-RPC has always used (wallet/addresses/0x<hex>, lower case);

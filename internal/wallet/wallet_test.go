@@ -2,9 +2,9 @@ package wallet
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"errors"
 	"fmt"

@@ -97,6 +97,9 @@ func (c *hsmConn) GenerateRandom(ctx context.Context, n int) ([]byte, error) {
 func (c *hsmConn) Type() string  { return "pkcs11" }
 func (c *hsmConn) KeyID() string { return "pkcs11:" + c.cfg.KeyLabel }
 
+// Mechanism is the seal's (seal.PKCS11): provenance records name it.
+func (c *hsmConn) Mechanism() string { return (&seal.PKCS11{}).Mechanism() }
+
 func (c *hsmConn) EnsureKey(ctx context.Context) (bool, error) {
 	m, s, err := c.get()
 	if err != nil {

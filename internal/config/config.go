@@ -222,7 +222,7 @@ var knownEnv = map[string]bool{
 	"MOONVAULT_ADDR": true, "MOONVAULT_CACERT": true, "MOONVAULT_TOKEN": true, "MOONVAULT_API_KEY": true,
 	"MOONVAULT_USERNAME": true, "MOONVAULT_PASSWORD": true, "MOONVAULT_NEW_PASSWORD": true,
 	"MOONVAULT_UNSEAL_KEY": true, "MOONVAULT_PRIVATE_KEY": true, "MOONVAULT_DEV_ADMIN_PASSWORD": true,
-	"MOONVAULT_CONFIG_DIR": true,
+	"MOONVAULT_CONFIG_DIR": true, "MOONVAULT_MNEMONIC": true, "MOONVAULT_BIP39_PASSPHRASE": true,
 }
 
 // LoadEnv merges MOONVAULT_<SETTING> variables into c. environ lists the

@@ -82,6 +82,7 @@ func runAccount(g *globals, args []string) error {
 		"create": accCreate, "list": accList, "get": accGet, "delete": accDelete,
 		"sign-message": accSignMessage, "sign-typed-data": accSignTypedData, "sign-transaction": accSignTx,
 		"sign-psbt": accSignPSBT, "provenance": accProvenance,
+		"grant": accGrant, "ungrant": accUngrant,
 	})
 }
 
@@ -363,12 +364,13 @@ func runUser(g *globals, args []string) error {
 		}
 	}
 	return sub(g, "user", args, map[string]func(*globals, []string) error{
-		"create":  userCreate,
-		"list":    userList,
-		"get":     simple("get", "GET", "", ""),
-		"delete":  simple("delete", "DELETE", "", "User deleted."),
-		"disable": simple("disable", "POST", "/disable", "User disabled; all of its sessions ended."),
-		"enable":  simple("enable", "POST", "/enable", "User enabled."),
+		"create":       userCreate,
+		"list":         userList,
+		"get":          simple("get", "GET", "", ""),
+		"delete":       simple("delete", "DELETE", "", "User deleted."),
+		"disable":      simple("disable", "POST", "/disable", "User disabled; all of its sessions ended."),
+		"enable":       simple("enable", "POST", "/enable", "User enabled."),
+		"set-password": userSetPassword,
 	})
 }
 
@@ -434,4 +436,66 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+func accGrant(g *globals, args []string) error {
+	pos, err := g.flags("account grant", args, nil)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usageError{"usage: moonvault account grant NAME USER"}
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	if err := c.do("POST", "/v1/accounts/"+url.PathEscape(pos[0])+"/grants", map[string]string{"principal": pos[1]}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "%s may now sign with %s (they address it as YOURNAME:%s).\n", pos[1], pos[0], pos[0])
+	return nil
+}
+
+func accUngrant(g *globals, args []string) error {
+	pos, err := g.flags("account ungrant", args, nil)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usageError{"usage: moonvault account ungrant NAME USER"}
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	if err := c.do("DELETE", "/v1/accounts/"+url.PathEscape(pos[0])+"/grants/"+url.PathEscape(pos[1]), nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "%s may no longer use %s.\n", pos[1], pos[0])
+	return nil
+}
+
+func userSetPassword(g *globals, args []string) error {
+	pos, err := g.flags("user set-password", args, nil)
+	if err != nil {
+		return err
+	}
+	name, err := oneName(pos, "usage: moonvault user set-password NAME (password from MOONVAULT_NEW_PASSWORD or standard input)")
+	if err != nil {
+		return err
+	}
+	pw, err := readSecret(g, "MOONVAULT_NEW_PASSWORD", "New password: ")
+	if err != nil {
+		return err
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	if err := c.do("POST", "/v1/users/"+name+"/password", map[string]string{"password": pw}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintln(g.stdout, "Password set; every session of the user has ended.")
+	return nil
 }

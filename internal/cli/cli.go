@@ -50,6 +50,10 @@ func commands() map[string]command {
 		"account":  {"create, list, get, delete accounts on every chain and sign with them", runAccount},
 		"wallet":   {"create, import, list, get, delete HD wallets", runWallet},
 		"user":     {"manage users (admin)", runUser},
+		"mfa":      {"enrol, confirm or disable your TOTP second factor", runMFA},
+		"api-key":  {"create, list and revoke your API keys", runAPIKey},
+		"session":  {"list and revoke sessions", runSession},
+		"password": {"change your password", runPassword},
 		"audit":    {"verify an audit log, hash a value", runAudit},
 		"attest":   {"verify the server's TEE attestation", runAttest},
 		"version":  {"print the version", runVersion},
@@ -117,7 +121,8 @@ func usage(w io.Writer, cmds map[string]command) {
 		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun `moonvault <command> -h` for a command's flags and an example.")
-	fmt.Fprintln(w, "The client reads MOONVAULT_ADDR (default https://127.0.0.1:8200), MOONVAULT_CACERT and MOONVAULT_TOKEN.")
+	fmt.Fprintln(w, "The client reads MOONVAULT_ADDR (default https://127.0.0.1:8200), MOONVAULT_CACERT, and a credential:")
+	fmt.Fprintln(w, "MOONVAULT_TOKEN, else MOONVAULT_API_KEY, else the session `moonvault login` stored.")
 }
 
 // sub dispatches "<group> <sub> [flags]".

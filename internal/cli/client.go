@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -22,7 +23,9 @@ type client struct {
 	token string
 	// fromEnv: the token came from MOONVAULT_TOKEN or -token (never refreshed).
 	fromEnv bool
-	hc      *http.Client
+	// apiKey, from MOONVAULT_API_KEY, authenticates when no token is given.
+	apiKey string
+	hc     *http.Client
 }
 
 // apiError is the server's {"error":{"code","message"}}.
@@ -51,6 +54,10 @@ func newClient(g *globals) (*client, error) {
 	}
 	if g.token != "" {
 		c.token, c.fromEnv = g.token, true
+		return c, nil
+	}
+	if k := os.Getenv("MOONVAULT_API_KEY"); k != "" {
+		c.apiKey = k
 		return c, nil
 	}
 	tok, err := c.session()
@@ -96,8 +103,11 @@ func (c *client) do(method, path string, in, out any) error {
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.token != "" {
+	switch {
+	case c.token != "":
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	case c.apiKey != "":
+		req.Header.Set("X-API-Key", c.apiKey)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -131,6 +141,8 @@ func (c *client) failure(resp *http.Response, raw []byte) error {
 	ae := &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, RetryAfter: resp.Header.Get("Retry-After")}
 	if resp.StatusCode == http.StatusUnauthorized && ae.Code == "unauthenticated" {
 		switch {
+		case c.apiKey != "":
+			return fmt.Errorf("%w: the API key in MOONVAULT_API_KEY is invalid, expired or revoked", ae)
 		case c.fromEnv:
 			return fmt.Errorf("%w: the token in MOONVAULT_TOKEN (or -token) is invalid or expired: get a new one with `moonvault login -no-store`, or unset MOONVAULT_TOKEN to use the stored session", ae)
 		case c.token == "":

@@ -40,6 +40,9 @@ const (
 	ActionAPIKeyCreate  Action = "apikey.create"
 	ActionAPIKeyManage  Action = "apikey.manage"
 	ActionMFADisable    Action = "mfa.disable"
+	// ActionPasswordReset is an administrator setting another user's
+	// password: it can hand over that user's accounts, so it needs step-up.
+	ActionPasswordReset Action = "user.password_reset"
 	// ActionSysAdmin covers sys operations: rotate, seal, entropy,
 	// hardening, audit hash.
 	ActionSysAdmin Action = "sys"
@@ -105,10 +108,11 @@ func APIKeyAction(a Action) bool { return apiKeyActions[a] }
 // IsSensitive reports whether a needs a recent second factor: importing a
 // key, deleting an account, granting another principal the use of an
 // account (it hands out signing rights, as an API key does), creating an
-// API key, disabling MFA, and signing when r.SignRequiresMFA.
+// API key, disabling MFA, resetting another user's password, and signing
+// when r.SignRequiresMFA.
 func IsSensitive(a Action, r Rules) bool {
 	switch a {
-	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable,
+	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable, ActionPasswordReset,
 		ActionWalletImport, ActionWalletDelete:
 		return true
 	case ActionSign:
@@ -190,7 +194,7 @@ func authorizeUser(p *identity.Principal, a Action, res *Resource) error {
 		return ErrDenied
 	case ActionWalletCreate, ActionWalletImport, ActionWalletRead, ActionWalletDelete, ActionWalletDerive:
 		return ownWallet(res, user, a)
-	case ActionUserManage, ActionSysAdmin:
+	case ActionUserManage, ActionSysAdmin, ActionPasswordReset:
 		if admin {
 			return nil
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/moonvault/moonvault/internal/entropy"
 	"github.com/moonvault/moonvault/internal/errkind"
+	"github.com/moonvault/moonvault/internal/hd"
 	"github.com/moonvault/moonvault/internal/intent"
 	"github.com/moonvault/moonvault/internal/provenance"
 	"github.com/moonvault/moonvault/internal/secret"
@@ -231,6 +233,20 @@ func TestGeneratedWalletAndProvenance(t *testing.T) {
 	if _, err := svc.CreateWallet(ctx, "alice", "p", "", "TREZOR"); errkind.Of(err) != errkind.Invalid {
 		t.Fatalf("passphrase without mnemonic: %v", err)
 	}
+	if _, err := svc.CreateWallet(ctx, "alice", "p", abandon, secret.String(strings.Repeat("x", 2000))); errkind.Of(err) != errkind.Invalid {
+		t.Fatalf("huge passphrase: %v", err)
+	}
+	// A BIP-39 passphrase makes another wallet (BIP-39 vectors, "TREZOR").
+	tw, err := svc.CreateWallet(ctx, "alice", "trezor", abandon, "TREZOR")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vecSeed, _ := hex.DecodeString("c55257c360c07c72029aebc1b53c05ed0362ada38ead3e3e9efa3708e53495531f09a6987599d18264c1e1c92f2cf141630c7a3c4ab7c81b2f001698e7463b04")
+	vm, err := hd.NewMaster(vecSeed)
+	if err != nil || tw.Fingerprint != vm.Fingerprint() {
+		t.Fatalf("passphrase wallet %s, the BIP-39 vector's seed gives %s (%v)", tw.Fingerprint, vm.Fingerprint(), err)
+	}
+	vm.Destroy()
 	a, err := svc.CreateAccount(ctx, AccountSpec{Owner: "alice", Name: "sol", Chain: intent.ChainSolana, Wallet: w.Name})
 	if err != nil || a.Origin.Path != "m/44'/501'/0'/0'" {
 		t.Fatalf("derived: %+v %v", a, err)

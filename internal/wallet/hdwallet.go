@@ -94,6 +94,9 @@ func (s *Service) CreateWallet(ctx context.Context, owner, name string, mnemonic
 	if mnemonic == "" && passphrase != "" {
 		return nil, errkind.FieldErr("passphrase", "applies only to an imported mnemonic")
 	}
+	if len(passphrase) > hd.MaxMnemonicLen {
+		return nil, errkind.FieldErr("passphrase", fmt.Sprintf("longer than %d bytes", hd.MaxMnemonicLen))
+	}
 	rec := &walletRecord{Owner: owner, Origin: provenance.Imported,
 		Entropy: provenance.Entropy{Mode: provenance.EntropyExternal, Health: "not_applicable", DrawnFor: provenance.DrawnForWallet}}
 	if mnemonic == "" {

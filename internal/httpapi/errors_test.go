@@ -60,6 +60,7 @@ var domainErrors = map[string]error{
 	"auth.ErrRateLimited":        auth.ErrRateLimited,
 	"auth.ErrUserExists":         auth.ErrUserExists,
 	"auth.ErrConflict":           auth.ErrConflict,
+	"auth.ErrNoSecondFactor":     auth.ErrNoSecondFactor,
 	"auth.ErrNotFound":           auth.ErrNotFound,
 	"auth.ErrInvalidInput":       auth.ErrInvalidInput,
 	"auth.ErrWeakPassword":       auth.ErrWeakPassword,

@@ -154,6 +154,11 @@ func cspPrefixes() []string {
 }
 
 func (n *Node) openAudit(context.Context) error {
+	// Dev mode audits like a real server, into the data dir, so that what a
+	// newcomer does (CLI or web console) shows up in the audit log.
+	if a := &n.cfg.Audit; n.opts.Dev && a.File == "" && !a.Stdout && n.cfg.DataDir != "" {
+		a.File = filepath.Join(n.cfg.DataDir, "audit.log")
+	}
 	var sinks []audit.Sink
 	if a := n.cfg.Audit; a.File != "" {
 		fs, err := audit.NewFileSink(a.File, a.MaxBytes)

@@ -20,6 +20,9 @@ type ProvenanceKey interface {
 	PublicKey(ctx context.Context) (ed25519.PublicKey, string, error)
 }
 
+// errBadProvenance: a stored record that is not JSON (tampered storage).
+var errBadProvenance = errkind.New(errkind.Integrity, "integrity_error", "stored provenance record is malformed")
+
 // errNoProvenanceKey: the node was built without a provenance signer.
 var errNoProvenanceKey = errkind.New(errkind.Unsupported, "not_supported", "this node keeps no provenance records")
 
@@ -132,7 +135,7 @@ func (a *API) accountProvenance(q *request) (int, any, error) {
 	}
 	rec := json.RawMessage(s.Payload)
 	if !json.Valid(rec) {
-		return 0, nil, provenance.ErrInvalid
+		return 0, nil, errBadProvenance
 	}
 	return 200, provenanceView{Record: rec, Payload: s.Payload, Signature: s.Signature, KeyID: s.KeyID, Algorithm: provenance.Algorithm}, nil
 }

@@ -18,7 +18,7 @@ func testRecord() *Record {
 		KeyType: "secp256k1", Address: "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu", PublicKey: "0x0330d5",
 		Origin: Derived, Wallet: &Wallet{Name: "w", Fingerprint: "73c5da0a", DerivationPath: "m/84'/0'/0'/0/0", Origin: Imported},
 		Entropy:   Entropy{Mode: EntropyExternal, Health: "not_applicable", DrawnFor: DrawnForWallet},
-		SealWrap:  SealWrap{Wrapped: true, Mechanism: "CKM_AES_GCM with pkcs11:k"},
+		SealWrap:  SealWrap{Wrapped: true, Mechanism: "pkcs11:aes_gcm:k"},
 		CreatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
 	}
 }

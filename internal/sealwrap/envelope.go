@@ -86,17 +86,14 @@ func Inspect(envelope []byte) (wrapped bool, keyID string, err error) {
 	return e.wrapped, e.keyID, nil
 }
 
-// Describe says how envelope (one this Sealer wrote) is protected: whether
-// it is seal-wrapped, and the wrapper's mechanism and key id ("" when
-// plain). Provenance records state it as it was at creation.
+// Describe says how envelope is protected: whether it is seal-wrapped,
+// and the key id it was wrapped under, which names the mechanism and
+// key(s) ("pkcs11:aes_gcm:<label>"; "" when plain). Provenance records
+// state it as it was at creation.
 func (s *Sealer) Describe(envelope []byte) (wrapped bool, mechanism string, err error) {
 	wrapped, keyID, err := Inspect(envelope)
 	if err != nil || !wrapped {
 		return wrapped, "", err
 	}
-	mechanism = keyID
-	if w, ok := s.byKeyID[keyID].(interface{ Mechanism() string }); ok {
-		mechanism = w.Mechanism() + " with " + keyID
-	}
-	return true, mechanism, nil
+	return true, keyID, nil
 }

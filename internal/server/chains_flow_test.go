@@ -336,7 +336,7 @@ func TestChainsEndToEnd(t *testing.T) {
 	}
 	r, s := verify("btc0")
 	if r.Origin != "derived" || r.Wallet.Fingerprint != "73c5da0a" || r.Wallet.DerivationPath != "m/84'/0'/0'/0/0" ||
-		r.Address != wpkh.Address || r.Entropy.Mode != "external" || !r.SealWrap.Wrapped || !strings.Contains(r.SealWrap.Mechanism, "CKM_AES_GCM") {
+		r.Address != wpkh.Address || r.Entropy.Mode != "external" || !r.SealWrap.Wrapped || !strings.HasPrefix(r.SealWrap.Mechanism, "pkcs11:aes_gcm:") {
 		t.Fatalf("btc0 provenance %+v", r)
 	}
 	r, _ = verify("plain")

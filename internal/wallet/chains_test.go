@@ -215,7 +215,7 @@ func (drawingReader) ReadDraw(p []byte) (entropy.Draw, error) {
 type describingSealer struct{ *gcmSealer }
 
 func (describingSealer) Describe([]byte) (bool, string, error) {
-	return true, "CKM_AES_GCM with pkcs11:test", nil
+	return true, "pkcs11:aes_gcm:test", nil
 }
 
 func TestGeneratedWalletAndProvenance(t *testing.T) {
@@ -272,7 +272,7 @@ func TestGeneratedWalletAndProvenance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Origin != want.Origin || r.Entropy != want.Entropy || !r.SealWrap.Wrapped || r.SealWrap.Mechanism != "CKM_AES_GCM with pkcs11:test" {
+		if r.Origin != want.Origin || r.Entropy != want.Entropy || !r.SealWrap.Wrapped || r.SealWrap.Mechanism != "pkcs11:aes_gcm:test" {
 			t.Errorf("%s: %+v", name, r)
 		}
 	}

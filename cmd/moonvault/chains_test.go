@@ -31,10 +31,10 @@ import (
 // against the published and a pinned key, and the list filter.
 func TestCLIChains(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
 	ca := filepath.Join(dir, "dev-ca.pem")
-	sp := startServer(t, addr, ca, []string{"MOONVAULT_DEV_ADMIN_PASSWORD=correct horse battery staple"},
-		"-dev", "-dev-listen-address", addr, "-data-dir", dir)
+	sp := startServer(t, anyPort, ca, []string{"MOONVAULT_DEV_ADMIN_PASSWORD=correct horse battery staple"},
+		"-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
+	addr := sp.addr
 	defer sp.stop(syscall.SIGTERM)
 	env := []string{"MOONVAULT_ADDR=https://" + addr, "MOONVAULT_CACERT=" + ca, "MOONVAULT_CONFIG_DIR=" + t.TempDir()}
 	cli := func(args ...string) (string, string, int) {

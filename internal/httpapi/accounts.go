@@ -156,7 +156,9 @@ func (a *API) listAccounts(q *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := a.authorize(q, policy.ActionAccountRead, &policy.Resource{Owner: q.principal.Owner}); err != nil {
+	// Listing passes no resource (policy.Resource): an API key scoped to
+	// some accounts may list, and sees only those (filtered below).
+	if err := a.authorize(q, policy.ActionAccountRead, nil); err != nil {
 		return 0, nil, err
 	}
 	accs, next, err := a.d.Wallet.ListChain(q.ctx(), q.principal.Owner, q.URL.Query().Get("chain"), q.URL.Query().Get("after"), limit)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/moonvault/moonvault/internal/auth"
 	"github.com/moonvault/moonvault/internal/identity"
+	"github.com/moonvault/moonvault/internal/jsonkeys"
 	"github.com/moonvault/moonvault/internal/jsonrpc"
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/secret"
@@ -345,7 +346,7 @@ func (a *API) rpc(q *request) (int, any, error) {
 		}
 		return 0, nil, errBadRequest("invalid_body", "could not read the request body")
 	}
-	if k, dup := duplicateKey(body); dup {
+	if k, dup := jsonkeys.Duplicate(body); dup {
 		// JSON-RPC 2.0 §5.1: an invalid Request object, answered in kind.
 		return 200, rawJSON(rpcDuplicateKey(k)), nil
 	}

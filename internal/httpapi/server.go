@@ -24,6 +24,7 @@ import (
 	"github.com/moonvault/moonvault/internal/core"
 	"github.com/moonvault/moonvault/internal/entropy"
 	"github.com/moonvault/moonvault/internal/identity"
+	"github.com/moonvault/moonvault/internal/jsonkeys"
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/tee"
 	"github.com/moonvault/moonvault/internal/wallet"
@@ -356,7 +357,7 @@ func decode(q *request, v any, allowEmpty bool) error {
 		}
 		return errBadRequest("invalid_json", "request body is empty; a JSON object is required")
 	}
-	if k, dup := duplicateKey(data); dup {
+	if k, dup := jsonkeys.Duplicate(data); dup {
 		return errBadRequest("invalid_json", "malformed JSON body: duplicate key "+quoteName(k))
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

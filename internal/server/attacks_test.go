@@ -402,3 +402,34 @@ func TestRequestHardening(t *testing.T) {
 		t.Fatalf("unseal from a limited address = %d %+v", got, e)
 	}
 }
+
+// TestCaseVariantKeysRefused: encoding/json fills a field from a member
+// whose name differs only in case (and keeps the last), so a body with
+// "data" and "Data" would sign what a reader of the first did not see.
+// Every body refuses it, REST and JSON-RPC.
+func TestCaseVariantKeysRefused(t *testing.T) {
+	tn := startNode(t, t.TempDir(), nodeOpts{})
+	ir := initShamirKeys(t, tn)
+	tn.token = ir.RootToken
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "a"}, nil)
+	var e apiErr
+	for _, body := range []string{
+		`{"data":"shown","Data":"signed"}`,
+		`{"data":"shown","DATA":"signed"}`,
+		`{"data":"shown","\u0044ata":"signed"}`,
+	} {
+		if got := tn.call("POST", "/v1/accounts/a/sign-message", body, &e); got != 400 || !strings.Contains(e.Error.Message, "duplicate key") {
+			t.Fatalf("%s: %d %+v; want 400 duplicate key", body, got, e)
+		}
+	}
+	var rpcOut struct {
+		Error struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	tn.mustCall(200, "POST", "/v1/rpc", `{"jsonrpc":"2.0","id":1,"method":"eth_accounts","Method":"eth_sign","params":[]}`, &rpcOut)
+	if rpcOut.Error.Code != -32600 || !strings.Contains(rpcOut.Error.Message, "duplicate key") {
+		t.Fatalf("case-variant key in JSON-RPC: %+v", rpcOut)
+	}
+}

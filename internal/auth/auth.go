@@ -4,7 +4,8 @@
 //
 // Storage layout (logical keys, through the barrier): auth/users/<username>,
 // auth/sessions/<sid>, auth/revoked/<sid>, auth/jwt-keys/<kid>,
-// auth/totp/<username>, auth/apikeys/<id>. CSPs (JWT signing keys, TOTP
+// auth/totp-secrets/<username>/<id> (auth/totp/<username> from earlier
+// builds), auth/apikeys/<id>. CSPs (JWT signing keys, TOTP
 // secrets) are additionally seal-wrapped.
 package auth
 
@@ -56,7 +57,9 @@ const (
 	// prefixDeletedUsers holds tombstones of deleted usernames.
 	prefixDeletedUsers = "auth/deleted-users/"
 	prefixTOTP         = "auth/totp/"
-	prefixAPIKeys      = "auth/apikeys/"
+	// prefixTOTPSecrets holds one TOTP secret per enrolment (totpPath).
+	prefixTOTPSecrets = "auth/totp-secrets/"
+	prefixAPIKeys     = "auth/apikeys/"
 )
 
 // Config tunes the service. Zero values take the documented defaults.

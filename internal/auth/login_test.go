@@ -240,8 +240,12 @@ func enrollTOTP(t *testing.T, e *env, user string) (string, []string) {
 	if raw, _ := b32.DecodeString(sec.Reveal()); len(raw) != 20 {
 		t.Fatalf("secret of %d bytes", len(raw))
 	}
-	env, _ := e.kv.Get(ctx, prefixTOTP+user)
-	if bytes.Contains(env, []byte(sec.Reveal())) {
+	stored := e.kv.keys(prefixTOTPSecrets + user + "/")
+	if len(stored) != 1 {
+		t.Fatalf("TOTP secrets stored after one enrolment: %q", stored)
+	}
+	env, _ := e.kv.Get(ctx, stored[0])
+	if len(env) == 0 || bytes.Contains(env, []byte(sec.Reveal())) || bytes.Contains(env, []byte(strings.ToLower(sec.Reveal()))) {
 		t.Fatal("TOTP secret stored unwrapped")
 	}
 	code, _ := totp.GenerateCode(sec.Reveal(), e.clock.Now())

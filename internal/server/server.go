@@ -294,7 +294,7 @@ func (n *Node) rootToken(ctx context.Context) (string, error) {
 }
 
 // cspPrefixes hold every seal-wrapped critical security parameter.
-var cspPrefixes = []string{"wallet/keys/", "auth/jwt-seeds/", "auth/totp/", "audit/keys/", "sys/snapshot/"}
+var cspPrefixes = []string{"wallet/keys/", "auth/jwt-seeds/", "auth/totp/", "auth/totp-secrets/", "audit/keys/", "sys/snapshot/"}
 
 // Audit keys are CSPs kept behind the barrier and seal-wrapped.
 const (

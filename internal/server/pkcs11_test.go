@@ -183,7 +183,7 @@ func checkNoCSPInClear(t *testing.T, dir string, hc hsm.Config, known secret.Byt
 	if err != nil {
 		t.Fatal(err)
 	}
-	cspPrefixes := []string{"wallet/keys/", "auth/jwt-seeds/", "auth/totp/", "audit/keys/"}
+	cspPrefixes := []string{"wallet/keys/", "auth/jwt-seeds/", "auth/totp/", "auth/totp-secrets/", "audit/keys/"}
 	wrappedCSPs := 0
 	for _, k := range keys {
 		v, err := b.Get(ctx, k)

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -64,6 +65,21 @@ type Server struct {
 	// MetricsUnauthenticated serves /v1/sys/metrics without a token (as
 	// Vault's unauthenticated_metrics_access), also while sealed.
 	MetricsUnauthenticated bool `hcl:"metrics_unauthenticated,optional" json:"metrics_unauthenticated,omitempty"`
+
+	// RestoreMaxBytes bounds a snapshot upload (POST
+	// /v1/sys/storage/restore); RestoreTimeout bounds how long it may take.
+	RestoreMaxBytes int64  `hcl:"restore_max_bytes,optional" json:"restore_max_bytes,omitempty"`
+	RestoreTimeout  string `hcl:"restore_timeout,optional" json:"restore_timeout,omitempty"`
+	// RestoreRetention is how long the data a restore replaced is kept
+	// (a table or a file beside the database) before a later restore
+	// removes it.
+	RestoreRetention string `hcl:"restore_retention,optional" json:"restore_retention,omitempty"`
+
+	// TrustedProxies lists the CIDRs of reverse proxies and load balancers
+	// whose X-Forwarded-For header names the client (as Vault's
+	// x_forwarded_for_authorized_addrs). Empty: the header is ignored.
+	// In the environment and on the command line: comma-separated.
+	TrustedProxies []string `hcl:"trusted_proxies,optional" json:"trusted_proxies,omitempty"`
 }
 
 // Defaults returns a configuration with every default filled in.
@@ -80,6 +96,10 @@ func Defaults() Server {
 		SessionLifetime: "12h",
 		IdleTimeout:     "1h",
 		MaxRequestBytes: 1 << 20,
+		// 100,000 accounts are 57 MiB of snapshot.
+		RestoreMaxBytes:  16 << 30,
+		RestoreTimeout:   "1h",
+		RestoreRetention: "168h",
 	}
 }
 
@@ -170,6 +190,17 @@ func setField(f reflect.Value, raw string) error {
 			return errors.New("not an integer")
 		}
 		f.SetInt(n)
+	case reflect.Slice:
+		if f.Type().Elem().Kind() != reflect.String {
+			return errors.New("unsupported type")
+		}
+		var list []string
+		for _, p := range strings.Split(raw, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				list = append(list, p)
+			}
+		}
+		f.Set(reflect.ValueOf(list))
 	case reflect.Pointer:
 		if f.Type().Elem().Kind() == reflect.Bool {
 			b, err := strconv.ParseBool(raw)
@@ -220,7 +251,40 @@ func (c *Server) Validate() error {
 	if c.MaxRequestBytes <= 0 {
 		return errors.New("max_request_bytes must be positive")
 	}
+	if c.RestoreMaxBytes <= 0 {
+		return errors.New("restore_max_bytes must be positive")
+	}
+	for name, d := range map[string]string{"restore_timeout": c.RestoreTimeout, "restore_retention": c.RestoreRetention} {
+		if v, err := time.ParseDuration(d); err != nil || v <= 0 {
+			return fmt.Errorf("%s %q: not a positive duration", name, d)
+		}
+	}
+	if _, err := c.TrustedProxyPrefixes(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// TrustedProxyPrefixes parses trusted_proxies: CIDRs, or single addresses
+// (a /32 or /128).
+func (c *Server) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(c.TrustedProxies))
+	for _, s := range c.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			if p.Masked() != p {
+				return nil, fmt.Errorf("trusted_proxies %q: host bits set (did you mean %s?)", s, p.Masked())
+			}
+			out = append(out, p)
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("trusted_proxies %q: not a CIDR (10.0.0.0/8, fd00::/8) or an IP address", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
 }
 
 // Duration parses a validated duration field.

@@ -23,7 +23,7 @@ func (a *API) table() []route {
 		{"POST", "/v1/sys/audit/hash", "sys.audit.hash", admin, a.auditHash},
 		{"GET", "/v1/sys/audit/public-key", "sys.audit.public_key", unsealed, a.auditPublicKey},
 		{"GET", pathSnapshot, "sys.storage.snapshot", admin, a.snapshotSave},
-		{"POST", pathRestore, "sys.storage.restore", initOrAdminExclusive, a.snapshotRestore},
+		{"POST", pathRestore, "sys.storage.restore", adminSelfGated, a.snapshotRestore},
 		{"GET", "/v1/sys/metrics", "sys.metrics", a.metricsAccess(), a.metrics},
 
 		// auth

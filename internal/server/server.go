@@ -97,6 +97,10 @@ type Node struct {
 	runCtx    context.Context
 	cancelRun context.CancelFunc
 	wg        sync.WaitGroup
+
+	// testRestoreStaged, when set, runs once a restore's snapshot is
+	// staged, before the switch (tests change the vault meanwhile).
+	testRestoreStaged func()
 }
 
 // Build wires a node without starting to serve.
@@ -261,17 +265,22 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 	if err := n.setupTLS(); err != nil {
 		return nil, err
 	}
+	trusted, err := cfg.TrustedProxyPrefixes()
+	if err != nil {
+		return nil, err
+	}
 	n.API = httpapi.New(httpapi.Deps{
 		Core: n.Core, Auth: n.Auth, Wallet: n.Wallet, Audit: n.Audit,
-		Policy:       policy.Rules{SignRequiresMFA: cfg.SignRequiresMFA, StepUpMaxAge: 10 * time.Minute},
-		Entropy:      n.mixer.Stats,
-		Harden:       tee.Current,
-		Attester:     n.att,
-		TLSPublicKey: n.tlsPublicKey,
-		Rewrap:       n.rewrap,
-		Logger:       log,
-		MaxBody:      cfg.MaxRequestBytes,
-		Operations:   n.operations(),
+		Policy:         policy.Rules{SignRequiresMFA: cfg.SignRequiresMFA, StepUpMaxAge: 10 * time.Minute},
+		Entropy:        n.mixer.Stats,
+		Harden:         tee.Current,
+		Attester:       n.att,
+		TLSPublicKey:   n.tlsPublicKey,
+		Rewrap:         n.rewrap,
+		Logger:         log,
+		MaxBody:        cfg.MaxRequestBytes,
+		Operations:     n.operations(),
+		TrustedProxies: trusted,
 	})
 	n.watchRestores()
 	return n, nil

@@ -21,6 +21,10 @@ import (
 // (503 busy) and lets the requests queued behind it in.
 type gate struct {
 	sem *semaphore.Weighted
+	// exclusiveWait and sharedWait bound the waits (tests shorten them).
+	exclusiveWait, sharedWait time.Duration
+	// releaseShared is made once: a closure per request would allocate.
+	releaseShared func()
 	// epoch counts exclusive sections; a request authenticated in an
 	// earlier one authenticates again (a restore may have replaced the
 	// data its principal came from).
@@ -37,7 +41,11 @@ const (
 	sharedWait = 60 * time.Second
 )
 
-func newGate() *gate { return &gate{sem: semaphore.NewWeighted(gateSize)} }
+func newGate() *gate {
+	g := &gate{sem: semaphore.NewWeighted(gateSize), exclusiveWait: exclusiveWait, sharedWait: sharedWait}
+	g.releaseShared = func() { g.sem.Release(1) }
+	return g
+}
 
 // errBusy answers a request that could not enter the gate in time.
 var errBusy = &apiError{status: 503, code: "busy",
@@ -47,9 +55,9 @@ var errBusy = &apiError{status: 503, code: "busy",
 // enter waits for the gate, shared or exclusive, and returns its release.
 // The fast path (shared, nobody waiting) takes no timer.
 func (g *gate) enter(ctx context.Context, exclusive bool) (func(), error) {
-	n, wait := int64(1), sharedWait
+	n, wait := int64(1), g.sharedWait
 	if exclusive {
-		n, wait = gateSize, exclusiveWait
+		n, wait = gateSize, g.exclusiveWait
 	}
 	if !g.sem.TryAcquire(n) {
 		wctx, cancel := context.WithTimeout(ctx, wait)
@@ -63,7 +71,7 @@ func (g *gate) enter(ctx context.Context, exclusive bool) (func(), error) {
 		}
 	}
 	if !exclusive {
-		return func() { g.sem.Release(1) }, nil
+		return g.releaseShared, nil
 	}
 	return func() {
 		g.epoch.Add(1)

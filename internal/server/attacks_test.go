@@ -293,8 +293,9 @@ func TestConcurrentRotateTwoNodesPostgres(t *testing.T) {
 
 // countingSink counts audit lines by operation.
 type countingSink struct {
-	mu  sync.Mutex
-	ops map[string]int
+	mu    sync.Mutex
+	ops   map[string]int
+	addrs map[string]bool // remote_addr values seen
 }
 
 func (c *countingSink) Write(p []byte) error {
@@ -303,17 +304,29 @@ func (c *countingSink) Write(p []byte) error {
 	for _, line := range bytes.Split(p, []byte("\n")) {
 		var l struct {
 			Body struct {
-				Operation string `json:"operation"`
+				Operation  string `json:"operation"`
+				RemoteAddr string `json:"remote_addr"`
 			} `json:"body"`
-			Operation string `json:"operation"`
+			Operation  string `json:"operation"`
+			RemoteAddr string `json:"remote_addr"`
 		}
 		if json.Unmarshal(line, &l) == nil {
 			c.ops[l.Operation+l.Body.Operation]++
+			if c.addrs == nil {
+				c.addrs = map[string]bool{}
+			}
+			c.addrs[l.RemoteAddr+l.Body.RemoteAddr] = true
 		}
 	}
 	return nil
 }
 func (c *countingSink) Name() string { return "counting" }
+func (c *countingSink) sawAddr(a string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addrs[a]
+}
+
 func (c *countingSink) count(op string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -51,8 +51,11 @@ func TestRestoreNeedsAnInitialisedVault(t *testing.T) {
 
 	fresh := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(pgtest.NewDatabase(t), hc)})
 	for _, q := range []string{"", "?force=true"} {
-		if code, body := fresh.restore("", snap, q); code == 200 {
-			t.Fatalf("an unauthenticated restore%s into a new vault was accepted: %s", q, body)
+		var e apiErr
+		code, body := fresh.restore("", snap, q)
+		_ = jsonUnmarshal(body, &e)
+		if code != 503 || e.Error.Code != "sealed" {
+			t.Fatalf("an unauthenticated restore%s into a new vault: %d %s; want 503 sealed (as every data route before init)", q, code, body)
 		}
 	}
 	if got := fresh.call("GET", "/v1/sys/health", nil, nil); got != 501 {

@@ -185,12 +185,25 @@ mv_ensure_postgres() {
 	mv_die "PostgreSQL answers at $MV_PG_HOST:$MV_PG_PORT but user postgres cannot log in without a password: add 'host all all 127.0.0.1/32 trust' at the top of /etc/postgresql/$v/main/pg_hba.conf and reload, or set MOONVAULT_TEST_POSTGRES_URL"
 }
 
+# mv_ensure_chromium installs Debian's Chromium for the web console's
+# browser tests (cmd/moonvault/console_test.go drives it with chromedp;
+# chromium-driver is there for WebDriver clients). The tests never download
+# a browser; with CI=true they fail when Chromium is missing.
+mv_ensure_chromium() {
+	if [ -n "${MOONVAULT_CHROMIUM:-}" ] && [ -x "${MOONVAULT_CHROMIUM}" ]; then
+		return 0
+	fi
+	mv_apt_install chromium chromium-driver
+	command -v chromium >/dev/null 2>&1 || mv_die "chromium installed but not found in PATH"
+}
+
 # mv_ensure_test_deps installs and starts everything the test suite needs.
 mv_ensure_test_deps() {
 	command -v go >/dev/null 2>&1 || mv_die "go not found in PATH (install Go $(mv_go_version) first)"
 	mv_ensure_cc
 	mv_ensure_softhsm
 	mv_ensure_postgres
+	mv_ensure_chromium
 }
 
 # mv_go_version prints the Go version go.mod asks for.

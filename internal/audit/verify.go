@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/moonvault/moonvault/internal/errkind"
 )
 
 // maxLineBytes bounds one line when verifying untrusted input.
@@ -23,6 +25,9 @@ type VerifyError struct {
 	Line   int    // 1-based line number within the file
 	Reason string
 }
+
+// Kind makes a verification failure an integrity error.
+func (e *VerifyError) Kind() errkind.Kind { return errkind.Integrity }
 
 func (e *VerifyError) Error() string {
 	if e.File != "" {

@@ -27,20 +27,6 @@ import (
 	"github.com/moonvault/moonvault/internal/storage"
 )
 
-// KV is the logical key/value store (the barrier).
-type KV interface {
-	Get(ctx context.Context, key string) ([]byte, error)
-	Put(ctx context.Context, key string, value []byte) error
-	Delete(ctx context.Context, key string) error
-	List(ctx context.Context, prefix, after string, limit int) ([]string, error)
-	Batch(ctx context.Context, ops []storage.Op) error
-	// Update atomically replaces the value at key with fn's result, across
-	// every node sharing the storage (barrier.Barrier.Update): fn may be
-	// called again when another writer won, so it must be free of side
-	// effects.
-	Update(ctx context.Context, key string, fn func(cur []byte, found bool) (next []byte, del bool, err error)) error
-}
-
 // Sealer seal-wraps critical security parameters (package sealwrap).
 type Sealer interface {
 	Wrap(ctx context.Context, path string, plaintext []byte) ([]byte, error)
@@ -61,6 +47,17 @@ const (
 	prefixTOTPSecrets = "auth/totp-secrets/"
 	prefixAPIKeys     = "auth/apikeys/"
 )
+
+// CSPPrefixes hold auth's seal-wrapped critical security parameters (JWT
+// signing seeds, TOTP secrets), for operator rewrap and seal migration.
+func CSPPrefixes() []string { return []string{prefixJWTSeeds, prefixTOTP, prefixTOTPSecrets} }
+
+// NotifyPrefixes are the keys every node of a cluster must see change at
+// once (revocations, users, signing keys, API keys); the rest is read on
+// demand.
+func NotifyPrefixes() []string {
+	return []string{prefixRevoked, prefixUsers, prefixJWTKeys, prefixAPIKeys}
+}
 
 // Config tunes the service. Zero values take the documented defaults.
 type Config struct {
@@ -154,7 +151,7 @@ func (c *Config) setDefaults() error {
 // ErrNotStarted until Start.
 type Service struct {
 	cfg    Config
-	kv     KV
+	kv     storage.KV
 	sealer Sealer
 	rand   io.Reader
 	log    *slog.Logger
@@ -197,7 +194,7 @@ type Service struct {
 }
 
 // New checks cfg and builds a service; call Start after unseal.
-func New(cfg Config, kv KV, sealer Sealer, rand io.Reader, log *slog.Logger) (*Service, error) {
+func New(cfg Config, kv storage.KV, sealer Sealer, rand io.Reader, log *slog.Logger) (*Service, error) {
 	if kv == nil || sealer == nil || rand == nil {
 		return nil, errors.New("auth: kv, sealer and rand are required")
 	}

@@ -180,9 +180,7 @@ func TestDeletedUserRefusedAfterResync(t *testing.T) {
 	if err := e.svc.DeleteUser(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	kv.mu.Lock()
-	kv.m[prefixSessions+sid] = saved
-	kv.mu.Unlock()
+	kv.setRaw(prefixSessions+sid, saved)
 	e.svc.stateMu.Lock()
 	delete(e.svc.revoked, sid)
 	e.svc.stateMu.Unlock()
@@ -254,9 +252,9 @@ func TestStartSurvivesOneBadRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	kid, _ := e.signerKey()
+	e.kv.setRaw(prefixJWTKeys+"nosuch", []byte("x"))
 	e.kv.mu.Lock()
 	e.kv.corrupt = map[string]bool{prefixUsers + "alice": true, prefixRevoked + sidB: true, prefixJWTKeys + "nosuch": true}
-	e.kv.m[prefixJWTKeys+"nosuch"] = []byte("x")
 	e.kv.mu.Unlock()
 	_ = kid
 	svc := e.start(nil)

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -10,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,16 +18,15 @@ import (
 	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
+	"github.com/moonvault/moonvault/internal/storage/inmem"
 )
 
-// memKV is a small in-memory KV with a change feed, standing in for the
-// barrier (real storage integration is tested by the lead).
+// memKV is the in-memory storage backend standing in for the barrier,
+// with fault injection: records that fail their integrity check, and hooks
+// that interleave nodes.
 type memKV struct {
-	mu   sync.Mutex
-	m    map[string][]byte
-	subs map[int]func(string)
-	next int
-	puts int
+	*inmem.Backend
+	mu sync.Mutex // guards the fields below
 	// corrupt lists keys whose records fail their integrity check, as the
 	// barrier reports a tampered record.
 	corrupt map[string]bool
@@ -43,133 +39,65 @@ type memKV struct {
 
 var errTestIntegrity = errkind.New(errkind.Integrity, "integrity_error", "memkv: integrity check failed")
 
-func newMemKV() *memKV { return &memKV{m: map[string][]byte{}, subs: map[int]func(string){}} }
+func newMemKV() *memKV { return &memKV{Backend: inmem.New()} }
 
-func (k *memKV) Get(_ context.Context, key string) ([]byte, error) {
+func (k *memKV) Get(ctx context.Context, key string) ([]byte, error) {
 	k.mu.Lock()
-	hook := k.getHook
+	hook, bad := k.getHook, k.corrupt[key]
 	k.mu.Unlock()
 	if hook != nil {
 		defer hook(key) // after the read: the value is already taken
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.corrupt[key] {
+	if bad {
 		return nil, fmt.Errorf("get %s: %w", key, errTestIntegrity)
 	}
-	v, ok := k.m[key]
-	if !ok {
-		return nil, fmt.Errorf("get %s: %w", key, storage.ErrNotFound)
-	}
-	return bytes.Clone(v), nil
+	return k.Backend.Get(ctx, key)
 }
 
-func (k *memKV) Put(ctx context.Context, key string, value []byte) error {
-	return k.Batch(ctx, []storage.Op{{Key: key, Value: value}})
-}
-
-func (k *memKV) Delete(ctx context.Context, key string) error {
-	return k.Batch(ctx, []storage.Op{{Key: key, Delete: true}})
-}
-
-func (k *memKV) List(_ context.Context, prefix, after string, limit int) ([]string, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var out []string
-	for key := range k.m {
-		if strings.HasPrefix(key, prefix) && (after == "" || key > after) {
-			out = append(out, key)
-		}
-	}
-	slices.Sort(out)
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
-}
-
-// Update is the barrier's read-modify-write: read, call fn, and write only
-// if the value is unchanged; otherwise read again.
-func (k *memKV) Update(ctx context.Context, key string, fn func(cur []byte, found bool) ([]byte, bool, error)) error {
-	for range 100 {
-		cur, err := k.Get(ctx, key)
-		found := err == nil
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return err
-		}
-		next, del, err := fn(cur, found)
-		if err != nil {
-			return err
-		}
-		if del && !found {
-			return nil
-		}
-		op := storage.Op{Key: key, Value: next, Delete: del}
-		if next == nil && !del {
-			op.Value = []byte{}
-		}
-		unchanged := func() bool {
-			now, ok := k.m[key]
-			return ok == found && bytes.Equal(now, cur)
-		}
-		if k.batch([]storage.Op{op}, unchanged) {
-			return nil
-		}
-	}
-	return fmt.Errorf("memkv: update %s: %w", key, storage.ErrConflict)
-}
-
-func (k *memKV) Batch(_ context.Context, ops []storage.Op) error {
-	k.batch(ops, nil)
-	return nil
-}
-
-// batch applies ops atomically if check (run under the lock) allows.
-func (k *memKV) batch(ops []storage.Op, check func() bool) bool {
+func (k *memKV) beforeWrite(keys ...string) {
 	k.mu.Lock()
 	hook := k.putHook
 	k.mu.Unlock()
 	if hook != nil {
-		for _, op := range ops {
-			hook(op.Key)
+		for _, key := range keys {
+			hook(key)
 		}
 	}
-	k.mu.Lock()
-	if check != nil && !check() {
-		k.mu.Unlock()
-		return false
-	}
-	for _, op := range ops {
-		if op.Delete {
-			delete(k.m, op.Key)
-		} else {
-			k.m[op.Key] = bytes.Clone(op.Value)
-			k.puts++
-		}
-	}
-	subs := make([]func(string), 0, len(k.subs))
-	for _, fn := range k.subs {
-		subs = append(subs, fn)
-	}
-	k.mu.Unlock()
-	for _, fn := range subs {
-		for _, op := range ops {
-			fn(op.Key)
-		}
-	}
-	return true
 }
 
-func (k *memKV) Subscribe(fn func(string)) func() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	id := k.next
-	k.next++
-	k.subs[id] = fn
-	return func() {
-		k.mu.Lock()
-		delete(k.subs, id)
-		k.mu.Unlock()
+func (k *memKV) Put(ctx context.Context, key string, value []byte) error {
+	k.beforeWrite(key)
+	return k.Backend.Put(ctx, key, value)
+}
+
+func (k *memKV) Delete(ctx context.Context, key string) error {
+	k.beforeWrite(key)
+	return k.Backend.Delete(ctx, key)
+}
+
+func (k *memKV) Batch(ctx context.Context, ops []storage.Op) error {
+	keys := make([]string, len(ops))
+	for i, op := range ops {
+		keys[i] = op.Key
+	}
+	k.beforeWrite(keys...)
+	return k.Backend.Batch(ctx, ops)
+}
+
+func (k *memKV) CompareAndSwap(ctx context.Context, key string, old, next []byte) error {
+	k.beforeWrite(key)
+	return k.Backend.CompareAndSwap(ctx, key, old, next)
+}
+
+// Update is the barrier's read-modify-write, through this KV's hooks.
+func (k *memKV) Update(ctx context.Context, key string, fn storage.UpdateFunc) error {
+	return storage.Update(ctx, k, key, fn)
+}
+
+// setRaw writes below the hooks, as a node that had the value in flight.
+func (k *memKV) setRaw(key string, v []byte) {
+	if err := k.Backend.Put(context.Background(), key, v); err != nil {
+		panic(err)
 	}
 }
 
@@ -189,11 +117,7 @@ func (k *memKV) jwtKeys() []string {
 	return out
 }
 
-func (k *memKV) putCount() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.puts
-}
+func (k *memKV) putCount() int { return k.Puts() }
 
 // testSealer is AES-256-GCM with the path as associated data.
 type testSealer struct{ aead cipher.AEAD }

@@ -1,12 +1,9 @@
 package auth
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/secret"
@@ -46,7 +43,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (*Tokens, error) {
 	wait, release := s.limiter.reserve(now, uk, ak)
 	defer release()
 	if wait > 0 {
-		s.log.Warn("login throttled", "username", in.Username, "remote_addr", in.RemoteAddr, "retry_after", wait)
+		s.log.Warn("login throttled", "username", in.Username, "remote_addr", in.RemoteAddr, "retry_after", int(wait.Seconds()+0.999))
 		return nil, &RateLimitError{RetryAfter: wait}
 	}
 	rec, err := s.loadUser(ctx, in.Username)
@@ -165,48 +162,4 @@ func (s *Service) loginFailed(now time.Time, in LoginInput, reason string, keys 
 	s.limiter.fail(now, keys...)
 	s.log.Warn("login failed", "username", in.Username, "remote_addr", in.RemoteAddr, "reason", reason)
 	return ErrInvalidCredentials
-}
-
-// MaxLoginBody bounds a login request body.
-const MaxLoginBody = 4 << 10
-
-// loginRequest is the JSON body of POST /v1/auth/login.
-type loginRequest struct {
-	Username string `json:"username"`
-	Password string `json:"password"`
-	TOTP     string `json:"totp,omitempty"`
-}
-
-// DecodeLoginRequest parses a login body: at most MaxLoginBody bytes, one
-// JSON object, unknown fields refused. RemoteAddr and UserAgent are left
-// for the caller to fill from the connection.
-func DecodeLoginRequest(body []byte) (LoginInput, error) {
-	if len(body) > MaxLoginBody {
-		return LoginInput{}, invalid("body", "larger than 4 KiB")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var r loginRequest
-	if err := dec.Decode(&r); err != nil {
-		return LoginInput{}, invalid("body", "not a login JSON object")
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return LoginInput{}, invalid("body", "trailing data after the JSON object")
-	}
-	if r.Username == "" {
-		return LoginInput{}, invalid("username", "required")
-	}
-	if len(r.Username) > 64 {
-		return LoginInput{}, invalid("username", "too long")
-	}
-	if r.Password == "" {
-		return LoginInput{}, invalid("password", "required")
-	}
-	if len(r.Password) > maxPasswordBytes {
-		return LoginInput{}, invalid("password", "too long")
-	}
-	if len(r.TOTP) > 64 {
-		return LoginInput{}, invalid("totp", "too long")
-	}
-	return LoginInput{Username: r.Username, Password: secret.String(r.Password), TOTP: secret.String(r.TOTP)}, nil
 }

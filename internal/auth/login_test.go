@@ -52,7 +52,7 @@ func TestCreateUserValidation(t *testing.T) {
 				t.Fatalf("CreateUser = %v, want %v", err, tt.want)
 			}
 			var ie *InvalidInputError
-			if tt.field != "" && (!errors.As(err, &ie) || ie.Field != tt.field) {
+			if tt.field != "" && (!errors.As(err, &ie) || ie.Name != tt.field) {
 				t.Fatalf("error %v does not name field %s", err, tt.field)
 			}
 			if strings.Contains(err.Error(), tt.pw) {
@@ -213,6 +213,7 @@ func TestLoginLockoutNotRemote(t *testing.T) {
 			t.Fatal("a wrong password logged in")
 		}
 	}
+	e.svc.bg.Wait()
 	if _, err := e.svc.Login(ctx, LoginInput{Username: "admin1", Password: testPassword, RemoteAddr: "198.51.100.1:1"}); err != nil {
 		t.Fatalf("the admin, from its own address, after failures elsewhere: %v", err)
 	}
@@ -221,6 +222,7 @@ func TestLoginLockoutNotRemote(t *testing.T) {
 	for i := range 12 {
 		_, _ = e.svc.Login(ctx, LoginInput{Username: "admin1", Password: "not the password", RemoteAddr: fmt.Sprintf("203.0.113.%d:1", i%4)})
 	}
+	e.svc.bg.Wait() // the shared count is written in the background
 	if _, err := e.svc.Login(ctx, LoginInput{Username: "admin1", Password: testPassword, RemoteAddr: "203.0.113.1:1"}); !errors.Is(err, ErrInvalidCredentials) {
 		t.Fatalf("an address that failed during an attack, with the right password = %v, want invalid credentials", err)
 	}
@@ -508,7 +510,7 @@ func TestAPIKeys(t *testing.T) {
 	} {
 		_, _, err := e.svc.CreateAPIKey(ctx, "alice", c.name, c.actions, c.accounts)
 		var ie *InvalidInputError
-		if !errors.As(err, &ie) || ie.Field != c.field {
+		if !errors.As(err, &ie) || ie.Name != c.field {
 			t.Errorf("CreateAPIKey(%v, %v) = %v, want field %s", c.actions, c.accounts, err, c.field)
 		}
 	}

@@ -458,19 +458,5 @@ func (s *Service) RevokeSession(ctx context.Context, sid string) error {
 
 // RevokeUserSessions ends every session of username; it returns how many.
 func (s *Service) RevokeUserSessions(ctx context.Context, username string) (int, error) {
-	recs, err := s.allSessions(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, r := range recs {
-		if r.Username != username {
-			continue
-		}
-		if err := s.revoke(ctx, r); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
+	return s.revokeOtherSessions(ctx, username, "")
 }

@@ -33,7 +33,7 @@ import (
 
 var (
 	// ErrSealed is returned by every data call while the barrier is sealed.
-	ErrSealed = errors.New("barrier: sealed")
+	ErrSealed = errkind.New(errkind.Sealed, "sealed", "the vault is sealed")
 	// ErrIntegrity means a stored record failed authentication: it was
 	// altered, truncated, moved from another path or has an unknown format.
 	ErrIntegrity = errkind.New(errkind.Integrity, "integrity_error", "barrier: integrity check failed")
@@ -41,21 +41,21 @@ var (
 	// after a reload. It wraps ErrIntegrity, so callers may treat both alike.
 	ErrUnknownTerm = fmt.Errorf("barrier: unknown key term: %w", ErrIntegrity)
 	// ErrReservedPath refuses logical keys under core/, which the core owns.
-	ErrReservedPath = errors.New("barrier: path is reserved for the core")
+	ErrReservedPath = errkind.New(errkind.Invalid, "", "barrier: path is reserved for the core")
 	// ErrWrongRootKey means the keyring did not authenticate under the given
 	// root key (a wrong key, or a tampered keyring record).
-	ErrWrongRootKey = errors.New("barrier: wrong root key")
+	ErrWrongRootKey = errkind.New(errkind.Invalid, "", "barrier: wrong root key")
 	// ErrInvalidRootKey reports a root key of the wrong length.
-	ErrInvalidRootKey = errors.New("barrier: invalid root key")
+	ErrInvalidRootKey = errkind.New(errkind.Invalid, "", "barrier: invalid root key")
 	// ErrAlreadyInitialized is returned by Initialize when a keyring exists.
-	ErrAlreadyInitialized = errors.New("barrier: already initialized")
+	ErrAlreadyInitialized = errkind.New(errkind.Invalid, "already_initialized", "the vault is already initialized")
 	// ErrNotInitialized is returned by Unseal when no keyring exists.
-	ErrNotInitialized = errors.New("barrier: not initialized")
+	ErrNotInitialized = errkind.New(errkind.Sealed, "not_initialized", "the vault is not initialized")
 	// ErrWrapperMismatch means the keyring's seal-wrap state differs from the
 	// Wrapper given: a wrapped keyring needs one, and a plain keyring is
 	// refused when one is given (that would let storage + root key holders
 	// downgrade to a keyring of their choosing). Use SetWrapper to migrate.
-	ErrWrapperMismatch = errors.New("barrier: keyring seal-wrap state does not match the configured wrapper")
+	ErrWrapperMismatch = errkind.New(errkind.Sealed, "seal_wrap_mismatch", "barrier: keyring seal-wrap state does not match the configured wrapper")
 )
 
 // Wrapper seal-wraps the keyring with an HSM-held key; package sealwrap

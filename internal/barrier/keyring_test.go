@@ -126,11 +126,11 @@ func TestRandFailureWritesNothing(t *testing.T) {
 	if !errors.Is(err, errEntropy) {
 		t.Fatalf("Initialize: %v, want the entropy error", err)
 	}
-	if len(mem.data) != 0 {
-		t.Fatalf("Initialize wrote %d keys after failing", len(mem.data))
+	if mem.count() != 0 {
+		t.Fatalf("Initialize wrote %d keys after failing", mem.count())
 	}
-	if err := New(mem, Options{}).Initialize(t.Context(), newRoot(t), nil); err == nil || len(mem.data) != 0 {
-		t.Fatalf("nil Rand: %v, %d keys written", err, len(mem.data))
+	if err := New(mem, Options{}).Initialize(t.Context(), newRoot(t), nil); err == nil || mem.count() != 0 {
+		t.Fatalf("nil Rand: %v, %d keys written", err, mem.count())
 	}
 
 	good, _ := unsealed(t, mem, nil)

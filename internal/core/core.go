@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/moonvault/moonvault/internal/barrier"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/shamir"
@@ -33,19 +35,23 @@ const (
 	rootKeySize    = 32
 )
 
+// NotifyPrefixes are the core's keys, which every node of a cluster must
+// see change at once (seal configuration, keyring).
+func NotifyPrefixes() []string { return []string{"core/"} }
+
 // Errors mapped by the HTTP layer.
 var (
-	ErrNotInitialized     = errors.New("vault is not initialized")
-	ErrAlreadyInitialized = errors.New("vault is already initialized")
-	ErrSealed             = errors.New("vault is sealed")
-	ErrInvalidShare       = errors.New("invalid key share")
-	ErrWrongCombination   = errors.New("the key shares do not combine to the root key; unseal progress was reset")
-	ErrInvalidRequest     = errors.New("invalid request")
-	ErrAutoSeal           = errors.New("operation not available with an auto seal")
-	ErrNoRekey            = errors.New("no rekey in progress")
-	ErrNonceMismatch      = errors.New("rekey nonce does not match the rekey in progress")
-	ErrUnsealRefused      = errors.New("unseal refused by policy")
-	ErrMigrationRequired  = errors.New("seal migration required: the configuration names an HSM but the vault uses the Shamir seal; unseal with migrate (moonvault operator unseal -migrate KEY) to move the root key to the HSM")
+	ErrNotInitialized     = errkind.New(errkind.Sealed, "not_initialized", "vault is not initialized")
+	ErrAlreadyInitialized = errkind.New(errkind.Invalid, "already_initialized", "vault is already initialized")
+	ErrSealed             = errkind.New(errkind.Sealed, "sealed", "vault is sealed")
+	ErrInvalidShare       = errkind.New(errkind.Invalid, "invalid_share", "invalid key share")
+	ErrWrongCombination   = errkind.New(errkind.Invalid, "wrong_shares", "the key shares do not combine to the root key; unseal progress was reset")
+	ErrInvalidRequest     = errkind.New(errkind.Invalid, "invalid_request", "invalid request")
+	ErrAutoSeal           = errkind.New(errkind.Invalid, "invalid_request", "operation not available with an auto seal")
+	ErrNoRekey            = errkind.New(errkind.Invalid, "invalid_request", "no rekey in progress")
+	ErrNonceMismatch      = errkind.New(errkind.Invalid, "invalid_request", "rekey nonce does not match the rekey in progress")
+	ErrUnsealRefused      = errkind.New(errkind.Sealed, "unseal_refused", "unseal refused by policy")
+	ErrMigrationRequired  = errkind.New(errkind.Invalid, "migration_required", "seal migration required: the configuration names an HSM but the vault uses the Shamir seal; unseal with migrate (moonvault operator unseal -migrate KEY) to move the root key to the HSM")
 )
 
 // AutoSeal protects the root key with a key held by an HSM.

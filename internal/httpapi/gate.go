@@ -2,11 +2,12 @@ package httpapi
 
 import (
 	"context"
-	"net/http"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
+
+	"github.com/moonvault/moonvault/internal/errkind"
 )
 
 // gate lets an exclusive operation (operator rewrap, the switch of a
@@ -47,10 +48,16 @@ func newGate() *gate {
 	return g
 }
 
-// errBusy answers a request that could not enter the gate in time.
-var errBusy = &apiError{status: 503, code: "busy",
-	message: "this node is busy with an exclusive operation (restore, rewrap); nothing was done: retry shortly",
-	header:  http.Header{"Retry-After": {"5"}}}
+// errBusy answers a request that could not enter the gate in time (503
+// busy, Retry-After: 5).
+var errBusy error = busyError{errkind.New(errkind.Unavailable, "busy",
+	"this node is busy with an exclusive operation (restore, rewrap); nothing was done: retry shortly")}
+
+type busyError struct{ err error }
+
+func (b busyError) Error() string          { return b.err.Error() }
+func (b busyError) Unwrap() error          { return b.err }
+func (b busyError) RetryIn() time.Duration { return 5 * time.Second }
 
 // enter waits for the gate, shared or exclusive, and returns its release.
 // The fast path (shared, nobody waiting) takes no timer.

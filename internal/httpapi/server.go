@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -113,13 +114,14 @@ func New(d Deps) *API {
 	lim := d.Limits.withDefaults()
 	a.publicLimit = newAddrLimiter(lim.PublicRate, lim.PublicBurst)
 	a.attestLimit = newAddrLimiter(lim.AttestRate, lim.AttestBurst)
-	a.routes = a.table()
+	a.routes = append(a.table(), a.consoleRoutes()...)
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))
 	}
+	a.mountConsole()
 	// Requests to no route are answered, and audited, too.
 	a.mux.Handle("/", a.wrap(route{op: "unknown", access: public, h: func(q *request) (int, any, error) {
-		return 0, nil, &apiError{status: 404, code: "not_found", message: "no such endpoint: " + q.Method + " " + q.URL.Path}
+		return 0, nil, errNotFound("no such endpoint: " + q.Method + " " + q.URL.Path)
 	}}))
 	return a
 }
@@ -215,12 +217,9 @@ func (a *API) wrap(rt route) http.Handler {
 		var hdr http.Header
 		var code string
 		if err != nil {
-			var msg string
-			status, code, msg, hdr = classify(err)
-			if status >= 500 && code == "internal" {
-				a.d.Logger.Error("request failed", "request_id", requestID(r), "op", rt.op, "err", err)
-			}
-			body = errorBody{Error: errorDetail{Code: code, Message: msg}}
+			f := a.failed(r, rt.op, err)
+			status, code, hdr = f.status, f.code, f.header
+			body = errorBody{Error: errorDetail{Code: f.code, Message: f.message, Field: f.field}}
 		}
 		if a.d.Audit != nil {
 			e := &audit.Entry{
@@ -234,9 +233,9 @@ func (a *API) wrap(rt route) http.Handler {
 			}
 			if aerr := a.d.Audit.Record(r.Context(), e); aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
-				status, code, msg, _ := classify(audit.ErrUnavailable)
-				a.observe(rt.op, status, start)
-				writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+				f := classify(audit.ErrUnavailable)
+				a.observe(rt.op, f.status, start)
+				writeJSON(w, f.status, errorBody{Error: errorDetail{Code: f.code, Message: f.message}})
 				return
 			}
 		}
@@ -328,9 +327,9 @@ func (q *request) bufferBody() error {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &apiError{status: 413, code: "payload_too_large", message: "request body is larger than the limit"}
+			return errTooLarge
 		}
-		return errBadRequest("invalid_body", "could not read the request body")
+		return errInvalid("invalid_body", "could not read the request body")
 	}
 	q.Body = io.NopCloser(bytes.NewReader(data))
 	return nil
@@ -375,11 +374,26 @@ func (a *API) authenticate(r *http.Request) (*identity.Principal, error) {
 // authFailure keeps dependency failures (storage down) distinct from bad
 // credentials: both fail closed, but only the latter is a 401.
 func authFailure(err error) error {
-	st, _, _, _ := classify(err)
-	if st == 503 {
+	if classify(err).status == 503 {
 		return err
 	}
 	return errUnauthenticated
+}
+
+// failed classifies a handler's error and logs what the client is not
+// told: a 500 is a bug (or tampered storage) and is logged as an error, a
+// 503 as a warning, each with the request id and the cause. The cause is
+// an error chain's text, never a stack, and domain errors never carry
+// secrets.
+func (a *API) failed(r *http.Request, op string, err error) failure {
+	f := classify(err)
+	switch {
+	case f.status == 500:
+		a.d.Logger.Error("request failed", "request_id", requestID(r), "op", op, "code", f.code, "err", err.Error())
+	case f.status == 503:
+		a.d.Logger.Warn("request refused: dependency unavailable", "request_id", requestID(r), "op", op, "code", f.code, "err", err.Error())
+	}
+	return f
 }
 
 // remoteIP is the client address of r (see reqInfo).
@@ -397,6 +411,8 @@ func remoteIP(r *http.Request) string {
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Field names the request field that is wrong, for invalid input.
+	Field string `json:"field,omitempty"`
 }
 
 type errorBody struct {
@@ -422,34 +438,41 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	_, _ = w.Write(append(buf, '\n'))
 }
 
-// decode reads a JSON body strictly into v: size-limited (413), unknown
-// fields and duplicate keys refused, one value only. An empty body decodes to the zero value
-// when allowEmpty.
+// decode reads a JSON body strictly into v (decodeJSON); a body over the
+// size limit answers 413.
 func decode(q *request, v any, allowEmpty bool) error {
 	data, err := io.ReadAll(q.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &apiError{status: 413, code: "payload_too_large", message: "request body is larger than the limit"}
+			return errTooLarge
 		}
-		return errBadRequest("invalid_body", "could not read the request body")
+		return errInvalid("invalid_body", "could not read the request body")
 	}
+	return decodeJSON(data, v, allowEmpty)
+}
+
+// decodeJSON is the one request decoder: one JSON value, unknown fields
+// and duplicate keys refused, no trailing data, and errors that never echo
+// input values. An
+// empty body decodes to the zero value when allowEmpty.
+func decodeJSON(data []byte, v any, allowEmpty bool) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		if allowEmpty {
 			return nil
 		}
-		return errBadRequest("invalid_json", "request body is empty; a JSON object is required")
+		return errInvalid("invalid_json", "request body is empty; a JSON object is required")
 	}
 	if k, dup := jsonkeys.Duplicate(data); dup {
-		return errBadRequest("invalid_json", "malformed JSON body: duplicate key "+quoteName(k))
+		return errInvalid("invalid_json", "malformed JSON body: duplicate key "+quoteName(k))
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return errBadRequest("invalid_json", "malformed JSON body: "+jsonProblem(err))
+		return errInvalid("invalid_json", "malformed JSON body: "+jsonProblem(err))
 	}
 	if dec.More() {
-		return errBadRequest("invalid_json", "malformed JSON body: trailing data after the object")
+		return errInvalid("invalid_json", "malformed JSON body: trailing data after the object")
 	}
 	return nil
 }
@@ -460,7 +483,7 @@ func jsonProblem(err error) string {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		return "syntax error at byte " + itoa(int(se.Offset))
+		return "syntax error at byte " + strconv.FormatInt(se.Offset, 10)
 	case errors.As(err, &te):
 		return "field " + te.Field + " has the wrong type (want " + te.Type.String() + ")"
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -477,10 +500,5 @@ func quoteName(k string) string {
 		k = k[:64] + "..."
 	}
 	b, _ := json.Marshal(k)
-	return string(b)
-}
-
-func itoa(n int) string {
-	b, _ := json.Marshal(n)
 	return string(b)
 }

@@ -4,9 +4,10 @@
 package policy
 
 import (
-	"errors"
 	"slices"
 	"time"
+
+	"github.com/moonvault/moonvault/internal/errkind"
 
 	"github.com/moonvault/moonvault/internal/identity"
 )
@@ -31,6 +32,9 @@ const (
 	ActionAPIKeyCreate   Action = "apikey.create"
 	ActionAPIKeyManage   Action = "apikey.manage"
 	ActionMFADisable     Action = "mfa.disable"
+	// ActionPasswordReset is an administrator setting another user's
+	// password: it can hand over that user's accounts, so it needs step-up.
+	ActionPasswordReset Action = "user.password_reset"
 	// ActionSysAdmin covers sys operations: rotate, seal, entropy,
 	// hardening, audit hash.
 	ActionSysAdmin Action = "sys"
@@ -47,10 +51,10 @@ const AllScopeWildcard = "*"
 var (
 	// ErrDenied means the principal may not perform the action (HTTP 403
 	// forbidden).
-	ErrDenied = errors.New("policy: permission denied")
+	ErrDenied = errkind.New(errkind.Denied, "forbidden", "not allowed")
 	// ErrStepUpRequired means the action is sensitive and the principal must
 	// authenticate again with a second factor (HTTP 403 mfa_required).
-	ErrStepUpRequired = errors.New("policy: recent multi-factor authentication required")
+	ErrStepUpRequired = errkind.New(errkind.Denied, "mfa_required", "this operation needs a recent login with a TOTP code (step-up)")
 )
 
 // DefaultStepUpMaxAge bounds how old auth_time may be for a sensitive
@@ -94,11 +98,11 @@ func APIKeyAction(a Action) bool { return apiKeyActions[a] }
 // IsSensitive reports whether a needs a recent second factor: importing a
 // key, deleting an account, granting another principal the use of an
 // account (it hands out signing rights, as an API key does), creating an
-// API key, disabling MFA, restoring a snapshot, and signing when
-// r.SignRequiresMFA.
+// API key, disabling MFA, resetting another user's password, restoring a
+// snapshot, and signing when r.SignRequiresMFA.
 func IsSensitive(a Action, r Rules) bool {
 	switch a {
-	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable, ActionSysRestore:
+	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable, ActionPasswordReset, ActionSysRestore:
 		return true
 	case ActionSign:
 		return r.SignRequiresMFA
@@ -180,7 +184,7 @@ func authorizeUser(p *identity.Principal, a Action, res *Resource) error {
 			return nil
 		}
 		return ErrDenied
-	case ActionUserManage, ActionSysAdmin, ActionSysRestore:
+	case ActionUserManage, ActionSysAdmin, ActionPasswordReset, ActionSysRestore:
 		if admin {
 			return nil
 		}

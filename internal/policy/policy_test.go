@@ -104,6 +104,10 @@ func TestAuthorize(t *testing.T) {
 		{"user own keys", def, alice, ActionAPIKeyManage, ofAlice, nil},
 		{"user others keys", def, alice, ActionAPIKeyManage, ofBob, ErrDenied},
 		{"user disables others MFA", def, aliceMFA, ActionMFADisable, ofBob, ErrDenied},
+		{"admin resets a password with step-up", def, adminMFA, ActionPasswordReset, ofAlice, nil},
+		{"admin resets a password without step-up", def, admin, ActionPasswordReset, ofAlice, ErrStepUpRequired},
+		{"user resets a password", def, aliceMFA, ActionPasswordReset, ofBob, ErrDenied},
+		{"key resets a password", def, keyAdminish, ActionPasswordReset, ofBob, ErrDenied},
 
 		// step-up
 		{"import needs MFA", def, alice, ActionAccountImport, nil, ErrStepUpRequired},
@@ -191,6 +195,7 @@ func TestIsSensitive(t *testing.T) {
 		{ActionAPIKeyCreate, false, true},
 		{ActionMFADisable, false, true},
 		{ActionAccountGrant, false, true},
+		{ActionPasswordReset, false, true},
 		{ActionAccountUngrant, false, false},
 		{ActionSign, false, false},
 		{ActionSign, true, true},

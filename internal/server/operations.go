@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 
-	"github.com/moonvault/moonvault/internal/config"
 	"github.com/moonvault/moonvault/internal/httpapi"
 	"github.com/moonvault/moonvault/internal/metrics"
 )
@@ -40,10 +39,10 @@ func (n *Node) operations() httpapi.Operations {
 			h := res.Header
 			return httpapi.RestoreInfo{Records: h.Records, Storage: h.Storage, Seal: h.Seal, Term: h.Term, CreatedAt: h.CreatedAt, Sealed: res.Sealed,
 				Rollback: res.Rollback, ReplacedCopy: httpapi.ReplacedCopy{Name: res.Replaced.Name,
-					KeptUntil: res.Replaced.At.Add(config.Duration(n.cfg.RestoreRetention))}}, nil
+					KeptUntil: res.Replaced.At.Add(n.cfg.Restore.Retention)}}, nil
 		},
-		RestoreMaxBytes:        n.cfg.RestoreMaxBytes,
-		RestoreTimeout:         config.Duration(n.cfg.RestoreTimeout),
+		RestoreMaxBytes:        n.cfg.Restore.MaxBytes,
+		RestoreTimeout:         n.cfg.Restore.Timeout,
 		Metrics:                n.Metrics.Handler(),
 		MetricsUnauthenticated: n.cfg.MetricsUnauthenticated,
 		Observer:               n.Metrics,

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/moonvault/moonvault/internal/config"
 	"github.com/moonvault/moonvault/internal/core"
 	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/snapshot"
@@ -96,7 +95,7 @@ func (n *Node) Snapshot(ctx context.Context) (func(w io.Writer) error, error) {
 		clear(key)
 		return nil, fmt.Errorf("open storage view: %w", err)
 	}
-	hdr := snapshot.Header{Storage: n.cfg.Storage, Term: n.barrier.Status().Term, Seal: n.Core.SealType(), CreatedAt: time.Now().UTC()}
+	hdr := snapshot.Header{Storage: n.cfg.Storage.Kind, Term: n.barrier.Status().Term, Seal: n.Core.SealType(), CreatedAt: time.Now().UTC()}
 	// The request context may end before the stream is written (a refused
 	// audit line); the view must not outlive it.
 	stop := context.AfterFunc(ctx, func() {
@@ -272,7 +271,7 @@ func (n *Node) Restore(ctx context.Context, r io.Reader, opts RestoreOptions) (*
 	n.log.Warn("storage restored from a snapshot: "+what+"; the vault is sealed and unseals as the snapshot's vault did",
 		"rollback", !foreign, "records", hdr.Records, "snapshot_storage", hdr.Storage, "snapshot_created_at", hdr.CreatedAt,
 		"term", hdr.Term, "duration", time.Since(start).String(), "restore_id", m.ID,
-		"replaced_copy", replaced.Name, "kept_for", n.cfg.RestoreRetention)
+		"replaced_copy", replaced.Name, "kept_for", n.cfg.Restore.Retention.String())
 	n.pruneReplaced(ctx, rs, replaced.Name)
 	n.kickAutoUnseal()
 	return &RestoreResult{Header: *hdr, Sealed: n.Core.Sealed(), Rollback: !foreign, Foreign: foreign, Replaced: replaced}, nil
@@ -309,7 +308,7 @@ func (n *Node) readGuards(ctx context.Context) (map[string][]byte, error) {
 // pruneReplaced drops the copies of replaced data older than
 // restore_retention, never keep (the one this restore made).
 func (n *Node) pruneReplaced(ctx context.Context, rs storage.Restorer, keep string) {
-	retention := config.Duration(n.cfg.RestoreRetention)
+	retention := n.cfg.Restore.Retention
 	copies, err := rs.ReplacedCopies(ctx)
 	if err != nil {
 		n.log.Warn("could not list the data kept by earlier restores", "err", err)

@@ -8,10 +8,11 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"github.com/go-jose/go-jose/v4"
 	"math/big"
 	"strings"
 	"testing"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/ethereum/go-ethereum/accounts"
 	"github.com/ethereum/go-ethereum/common"

@@ -206,16 +206,14 @@ func (Chain) Parse(in chain.Input, a chain.Account) (chain.Request, error) {
 		}
 		return typedRequest{td: td}, nil
 	case chain.OpSignTransaction:
-		tx, chainID, err := ParseTransaction(in.Document)
+		t, err := ParseTx(in.Document) // once, from included
 		if err != nil {
 			return nil, err
 		}
-		if from, ok, err := ParseFrom(in.Document); err != nil {
-			return nil, err
-		} else if ok && from != addr {
+		if t.From != nil && *t.From != addr {
 			return nil, ErrFromMismatch
 		}
-		return txRequest{tx: tx, chainID: chainID}, nil
+		return txRequest{tx: t.Tx, chainID: t.ChainID}, nil
 	}
 	return nil, errkind.New(errkind.Invalid, "unsupported_operation", "Ethereum accounts do not sign PSBTs")
 }

@@ -133,11 +133,13 @@ var domainErrors = map[string]error{
 
 	"storage/bolt.ErrRestoreInProgress":     bolt.ErrRestoreInProgress,
 	"storage/postgres.ErrRestoreInProgress": postgres.ErrRestoreInProgress,
+	"storage/postgres.ErrTableBusy":         postgres.ErrTableBusy,
 
-	"storage.ErrNotFound":    storage.ErrNotFound,
-	"storage.ErrUnavailable": storage.ErrUnavailable,
-	"storage.ErrInvalidKey":  storage.ErrInvalidKey,
-	"storage.ErrConflict":    storage.ErrConflict,
+	"storage.ErrNotFound":          storage.ErrNotFound,
+	"storage.ErrUnavailable":       storage.ErrUnavailable,
+	"storage.ErrInvalidKey":        storage.ErrInvalidKey,
+	"storage.ErrConflict":          storage.ErrConflict,
+	"storage.ErrRestoreNotDurable": storage.ErrRestoreNotDurable,
 
 	"tee.ErrInvalidNonce":           tee.ErrInvalidNonce,
 	"tee.ErrNoTLSKey":               tee.ErrNoTLSKey,

@@ -24,7 +24,7 @@ func (a *API) table() []route {
 		{"GET", "/v1/sys/audit/public-key", "sys.audit.public_key", unsealed, a.auditPublicKey},
 		{"GET", "/v1/sys/provenance/public-key", "sys.provenance.public_key", unsealed, a.provenancePublicKey},
 		{"GET", pathSnapshot, "sys.storage.snapshot", admin, a.snapshotSave},
-		{"POST", pathRestore, "sys.storage.restore", initOrAdminExclusive, a.snapshotRestore},
+		{"POST", pathRestore, "sys.storage.restore", adminSelfGated, a.snapshotRestore},
 		{"GET", "/v1/sys/metrics", "sys.metrics", a.metricsAccess(), a.metrics},
 
 		// auth

@@ -13,6 +13,7 @@ import (
 
 	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/intent"
+	"github.com/moonvault/moonvault/internal/jsonkeys"
 	"github.com/moonvault/moonvault/internal/jsonrpc"
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/wallet"
@@ -30,7 +31,7 @@ func (a *API) rpc(q *request) (int, any, error) {
 		}
 		return 0, nil, errInvalid("invalid_body", "could not read the request body")
 	}
-	if k, dup := duplicateKey(body); dup {
+	if k, dup := jsonkeys.Duplicate(body); dup {
 		// JSON-RPC 2.0 §5.1: an invalid Request object, answered in kind.
 		return 200, rawJSON(rpcDuplicateKey(k)), nil
 	}

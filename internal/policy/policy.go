@@ -46,6 +46,9 @@ const (
 	// ActionSysAdmin covers sys operations: rotate, seal, entropy,
 	// hardening, audit hash.
 	ActionSysAdmin Action = "sys"
+	// ActionSysRestore replaces the whole vault with a snapshot: admins
+	// only, with step-up.
+	ActionSysRestore Action = "sys.restore"
 )
 
 // AllScopeWildcard in an API key's Actions or Accounts means "all": for
@@ -108,11 +111,11 @@ func APIKeyAction(a Action) bool { return apiKeyActions[a] }
 // IsSensitive reports whether a needs a recent second factor: importing a
 // key, deleting an account, granting another principal the use of an
 // account (it hands out signing rights, as an API key does), creating an
-// API key, disabling MFA, resetting another user's password, and signing
-// when r.SignRequiresMFA.
+// API key, disabling MFA, resetting another user's password, restoring a
+// snapshot, and signing when r.SignRequiresMFA.
 func IsSensitive(a Action, r Rules) bool {
 	switch a {
-	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable, ActionPasswordReset,
+	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable, ActionPasswordReset, ActionSysRestore,
 		ActionWalletImport, ActionWalletDelete:
 		return true
 	case ActionSign:
@@ -146,18 +149,24 @@ func (r Rules) Authorize(p *identity.Principal, a Action, res *Resource, now tim
 	if err != nil {
 		return err
 	}
-	if !p.IsAPIKey() && IsSensitive(a, r) && !r.fresh(p, now) {
+	if !p.IsAPIKey() && IsSensitive(a, r) && !r.fresh(p, a, now) {
 		return ErrStepUpRequired
 	}
 	return nil
 }
 
-func (r Rules) fresh(p *identity.Principal, now time.Time) bool {
+// fresh reports whether p authenticated strongly enough, recently enough,
+// for the sensitive action a: a second factor, or, for a restore, a root
+// token (issued by init or by generate-root from a quorum of unseal or
+// recovery shares: a stronger proof than a TOTP code, and the only admin a
+// vault just initialised to receive a restore has).
+func (r Rules) fresh(p *identity.Principal, a Action, now time.Time) bool {
 	maxAge := r.StepUpMaxAge
 	if maxAge <= 0 {
 		maxAge = DefaultStepUpMaxAge
 	}
-	if !p.HasMFA() || p.AuthTime.IsZero() {
+	strong := p.HasMFA() || (a == ActionSysRestore && p.Role == identity.RoleAdmin && slices.Contains(p.AMR, "root"))
+	if !strong || p.AuthTime.IsZero() {
 		return false
 	}
 	age := now.Sub(p.AuthTime)
@@ -194,7 +203,7 @@ func authorizeUser(p *identity.Principal, a Action, res *Resource) error {
 		return ErrDenied
 	case ActionWalletCreate, ActionWalletImport, ActionWalletRead, ActionWalletDelete, ActionWalletDerive:
 		return ownWallet(res, user, a)
-	case ActionUserManage, ActionSysAdmin, ActionPasswordReset:
+	case ActionUserManage, ActionSysAdmin, ActionPasswordReset, ActionSysRestore:
 		if admin {
 			return nil
 		}

@@ -21,6 +21,10 @@ func TestAuthorize(t *testing.T) {
 	bob := &identity.Principal{Subject: "bob", Owner: "bob", Role: identity.RoleUser, AMR: []string{"pwd"}, AuthTime: fresh}
 	admin := &identity.Principal{Subject: "root", Owner: "root", Role: identity.RoleAdmin, AMR: []string{"root"}, AuthTime: fresh}
 	adminMFA := &identity.Principal{Subject: "carol", Owner: "carol", Role: identity.RoleAdmin, AMR: []string{"pwd", "otp"}, AuthTime: fresh}
+	adminMFAStale := &identity.Principal{Subject: "carol", Owner: "carol", Role: identity.RoleAdmin, AMR: []string{"pwd", "otp"}, AuthTime: stale}
+	adminPwd := &identity.Principal{Subject: "dave", Owner: "dave", Role: identity.RoleAdmin, AMR: []string{"pwd"}, AuthTime: fresh}
+	rootStale := &identity.Principal{Subject: "root", Owner: "root", Role: identity.RoleAdmin, AMR: []string{"root"}, AuthTime: stale}
+	userNamedRoot := &identity.Principal{Subject: "mallory", Owner: "mallory", Role: identity.RoleUser, AMR: []string{"root"}, AuthTime: fresh}
 	empty := &identity.Principal{}
 	key := func(actions, accounts []string) *identity.Principal {
 		return &identity.Principal{Subject: "apikey:k1", APIKeyID: "k1", Owner: "alice", Role: identity.RoleUser, Actions: actions, Accounts: accounts}
@@ -178,6 +182,18 @@ func TestAuthorize(t *testing.T) {
 		{"key named for wallet import", def, key([]string{"wallet.import"}, nil), ActionWalletImport, ofAlice, nil},
 		{"key without the action", def, keySignHot, ActionWalletRead, ofAlice, ErrDenied},
 		{"key reads only its owner's wallets", def, keyAll, ActionWalletRead, ofBob, ErrDenied},
+		// restore replaces the whole vault: an admin with a fresh second
+		// factor, or a root token minutes old (made from a quorum of
+		// unseal or recovery shares, or by init)
+		{"restore admin MFA", def, adminMFA, ActionSysRestore, nil, nil},
+		{"restore admin MFA stale", def, adminMFAStale, ActionSysRestore, nil, ErrStepUpRequired},
+		{"restore admin password only", def, adminPwd, ActionSysRestore, nil, ErrStepUpRequired},
+		{"restore root fresh", def, admin, ActionSysRestore, nil, nil},
+		{"restore root stale", def, rootStale, ActionSysRestore, nil, ErrStepUpRequired},
+		{"restore user", def, aliceMFA, ActionSysRestore, nil, ErrDenied},
+		{"restore user with root amr", def, userNamedRoot, ActionSysRestore, nil, ErrDenied},
+		{"restore key", def, keyAdminish, ActionSysRestore, nil, ErrDenied},
+		{"root is no step-up for other actions", def, admin, ActionAPIKeyCreate, &Resource{Owner: "root"}, ErrStepUpRequired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -213,6 +229,7 @@ func TestIsSensitive(t *testing.T) {
 		{ActionWalletCreate, false, false},
 		{ActionWalletDerive, false, false},
 		{ActionWalletRead, false, false},
+		{ActionSysRestore, false, true},
 	}
 	for _, tt := range tests {
 		if got := IsSensitive(tt.a, Rules{SignRequiresMFA: tt.sign}); got != tt.want {

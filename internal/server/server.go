@@ -99,6 +99,10 @@ type Node struct {
 	runCtx    context.Context
 	cancelRun context.CancelFunc
 	wg        sync.WaitGroup
+
+	// testRestoreStaged, when set, runs once a restore's snapshot is
+	// staged, before the switch (tests change the vault meanwhile).
+	testRestoreStaged func()
 }
 
 // Build validates the configuration and wires a node without serving. Any

@@ -226,16 +226,17 @@ func (n *Node) newCore(context.Context) error {
 func (n *Node) newAPI(context.Context) error {
 	n.API = httpapi.New(httpapi.Deps{
 		Core: n.Core, Auth: n.Auth, Wallet: n.Wallet, Audit: n.Audit,
-		Policy:       policy.Rules{SignRequiresMFA: n.cfg.SignRequiresMFA, StepUpMaxAge: 10 * time.Minute},
-		Entropy:      n.mixer.Stats,
-		Harden:       tee.Current,
-		Attester:     n.att,
-		TLSPublicKey: n.tlsPublicKey,
-		Rewrap:       n.rewrap,
-		Logger:       n.log,
-		MaxBody:      n.cfg.MaxRequestBytes,
-		Operations:   n.operations(),
-		Provenance:   n.Provenance,
+		Policy:         policy.Rules{SignRequiresMFA: n.cfg.SignRequiresMFA, StepUpMaxAge: 10 * time.Minute},
+		Entropy:        n.mixer.Stats,
+		Harden:         tee.Current,
+		Attester:       n.att,
+		TLSPublicKey:   n.tlsPublicKey,
+		Rewrap:         n.rewrap,
+		Logger:         n.log,
+		MaxBody:        n.cfg.MaxRequestBytes,
+		Operations:     n.operations(),
+		TrustedProxies: n.cfg.TrustedProxies,
+		Provenance:     n.Provenance,
 	})
 	return nil
 }

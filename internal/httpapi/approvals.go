@@ -201,7 +201,7 @@ func (a *API) signApproved(q *request, ap *approval.Approval) (*approval.Approva
 	if err != nil {
 		return a.refused(ctx, m, ap, err)
 	}
-	rq := &request{Request: q.Request, api: a, principal: requester, replay: ap}
+	rq := &request{Request: q.Request, api: a, w: q.w, principal: requester, replay: ap}
 	out, err := a.runSign(rq, ap.Operation, accountRef{path: strings.Replace(ap.Account, "/", ":", 1)}, ap.Request)
 	q.account, q.address = mergeList(q.account, rq.account), mergeList(q.address, rq.address)
 	q.decisions, q.policies = mergeList(q.decisions, rq.decisions), mergeList(q.policies, rq.policies)

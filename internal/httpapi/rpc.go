@@ -10,6 +10,8 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/moonvault/moonvault/internal/errkind"
+	"github.com/moonvault/moonvault/internal/intent"
+	"github.com/moonvault/moonvault/internal/jsonkeys"
 	"github.com/moonvault/moonvault/internal/jsonrpc"
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/wallet"
@@ -25,7 +27,7 @@ func (a *API) rpc(q *request) (int, any, error) {
 		}
 		return 0, nil, errInvalid("invalid_body", "could not read the request body")
 	}
-	if k, dup := duplicateKey(body); dup {
+	if k, dup := jsonkeys.Duplicate(body); dup {
 		// JSON-RPC 2.0 §5.1: an invalid Request object, answered in kind.
 		return 200, rawJSON(rpcDuplicateKey(k)), nil
 	}
@@ -51,14 +53,16 @@ func (s *rpcSigner) Accounts(ctx context.Context) ([]common.Address, error) {
 	var out []common.Address
 	after := ""
 	for {
-		accs, next, err := s.a.d.Wallet.List(ctx, p.Owner, after, 1000)
+		accs, next, err := s.a.d.Wallet.ListChain(ctx, p.Owner, intent.ChainEthereum, after, 1000)
 		if err != nil {
 			return nil, rpcErr(err)
 		}
 		for i := range accs {
 			if s.a.authorize(s.q, policy.ActionSign, &policy.Resource{Owner: accs[i].Owner, Name: accs[i].Name, Grants: accs[i].Grants}) == nil ||
 				s.a.authorize(s.q, policy.ActionAccountRead, &policy.Resource{Owner: accs[i].Owner, Name: accs[i].Name}) == nil {
-				out = append(out, accs[i].Address)
+				if addr, ok := accs[i].EthereumAddress(); ok {
+					out = append(out, addr)
+				}
 			}
 		}
 		if next == "" {
@@ -68,6 +72,9 @@ func (s *rpcSigner) Accounts(ctx context.Context) ([]common.Address, error) {
 	}
 }
 
+// Sign sends the parsed call through the pipeline as an Ethereum request
+// and returns the bytes JSON-RPC answers in hex: the 65-byte signature, or
+// the signed transaction's encoding.
 func (s *rpcSigner) Sign(ctx context.Context, c *jsonrpc.Call) ([]byte, error) {
 	held := len(s.q.held)
 	sig, err := s.a.sign(s.q, accountRef{address: &c.Account}, rpcRequest(c))

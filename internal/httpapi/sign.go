@@ -3,46 +3,48 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
-	"github.com/ethereum/go-ethereum/core/types"
-	"github.com/ethereum/go-ethereum/signer/core/apitypes"
 
 	"github.com/moonvault/moonvault/internal/intent"
 	"github.com/moonvault/moonvault/internal/jsonrpc"
 	"github.com/moonvault/moonvault/internal/policy"
-	"github.com/moonvault/moonvault/internal/wallet"
+	"github.com/moonvault/moonvault/internal/wallet/chain"
 	"github.com/moonvault/moonvault/internal/wallet/evm"
 )
 
-// The sign pipeline. Every signature, REST or JSON-RPC, takes one path:
+// The sign pipeline. Every signature, REST or JSON-RPC, on every chain,
+// takes one path:
 //
-//	edge: decode the envelope (REST body, JSON-RPC params) and parse the
-//	      payload once into typed values (evm.DecodeMessage, ParseTypedData,
-//	      ParseTx): a signRequest, which keeps its operation and original
-//	      body (an approval runs it again from them)
+//	edge: decode the envelope (REST body, JSON-RPC params) into a
+//	      chain.Input (operation, message bytes, JSON document, base64
+//	      payload), or (JSON-RPC, Ethereum) a request already parsed; the
+//	      signRequest keeps its operation and original body (an approval
+//	      runs it again from them)
 //	sign: resolveAccount (principal, path or address, ActionSign)
-//	      -> check the request against the account (a transaction's from)
-//	      -> the request's intent -> checkPolicies (policies.go): deny,
+//	      -> the account's chain parses the input for this account
+//	         (chain.Chain.Parse: strict; an operation the chain lacks is a
+//	         400 naming the chain; a transaction's from is checked)
+//	      -> the request's intent -> checkPolicies (policystep.go): deny,
 //	         hold for approval, or allow with limit spend reserved
 //	      -> the wallet signs with the account's key (a failure releases
 //	         the reservation)
-//	edge: encode the answer (REST JSON, JSON-RPC hex)
+//	edge: encode the answer (REST JSON as the chain made it, JSON-RPC hex)
 //
 // signOps lists every operation by name, with its parser and encoder: the
-// REST handlers, the JSON-RPC replay of an approved call and the policy dry
-// run all use them, so an approved request is signed and answered exactly
-// as it would have been. docs/design.md ("Sign pipeline") says how more
-// chains plug in.
+// REST handlers, an approved request run again and the policy dry run all
+// use them, so an approved request is signed and answered exactly as it
+// would have been. docs/design.md ("Sign pipeline") says more.
 
-// signRequest is one parsed request: exactly one of its payloads is set.
+// signRequest is one request for the pipeline: the envelope for the
+// account's chain to parse, or a request the edge parsed already.
 type signRequest struct {
-	message []byte              // EIP-191
-	typed   *apitypes.TypedData // EIP-712
-	tx      *evm.Tx             // a transaction, with its from if it named one
+	in     chain.Input
+	parsed chain.Request // JSON-RPC: Ethereum, resolved by address
 
 	// op is the operation (REST endpoint name or JSON-RPC method) and body
 	// the REST body or JSON-RPC params as received: what an approval keeps
@@ -51,40 +53,33 @@ type signRequest struct {
 	body []byte
 }
 
-// intent describes the request for policies; sign fills in the account
-// and the caller.
-func (r *signRequest) intent() *intent.Intent {
-	switch {
-	case r.tx != nil:
-		return evm.TransactionIntent(r.tx.Tx, r.tx.ChainID)
-	case r.typed != nil:
-		return evm.TypedDataIntent(r.typed)
-	}
-	return evm.MessageIntent()
-}
-
-// signature is what signing produced.
-type signature struct {
-	sig, hash []byte
-	tx        *types.Transaction // signed, for a transaction
-}
-
-// sign runs the pipeline for the account ref names.
-func (a *API) sign(q *request, ref accountRef, req signRequest) (*signature, error) {
+// sign runs the pipeline for the account ref names and returns the answer
+// body the account's chain made.
+func (a *API) sign(q *request, ref accountRef, sr signRequest) (any, error) {
 	acc, err := a.resolveAccount(q, ref, policy.ActionSign)
 	if err != nil {
 		return nil, err
 	}
-	if req.tx != nil && req.tx.From != nil && *req.tx.From != acc.Address {
-		return nil, errField("from", "does not match the account's address")
+	req := sr.parsed
+	if req == nil {
+		ch, err := a.d.Wallet.Chain(acc.Chain)
+		if err != nil {
+			return nil, err
+		}
+		if req, err = ch.Parse(sr.in, acc.ChainAccount()); err != nil {
+			return nil, err
+		}
+	} else if acc.Chain != intent.ChainEthereum {
+		return nil, errInvalid("unsupported_operation", "JSON-RPC signs with Ethereum accounts only")
 	}
+	in := req.Intent()
 	// Policies (shared/DESIGN.md "Policies"), after authorization and
 	// before the key is used: one call for every chain and operation.
-	held, err := a.checkPolicies(q, acc, req.intent(), req.op, req.body)
+	held, err := a.checkPolicies(q, acc, in, sr.op, sr.body)
 	if err != nil {
 		return nil, err
 	}
-	out, err := a.signWith(q, acc, req)
+	out, err := a.d.Wallet.Sign(q.ctx(), acc, req, in.Kind)
 	if err != nil {
 		q.release(held)
 		return nil, err
@@ -92,29 +87,13 @@ func (a *API) sign(q *request, ref accountRef, req signRequest) (*signature, err
 	return out, nil
 }
 
-func (a *API) signWith(q *request, acc *wallet.Account, req signRequest) (*signature, error) {
-	var out signature
-	var err error
-	switch {
-	case req.tx != nil:
-		out.tx, err = a.d.Wallet.SignTransaction(q.ctx(), acc, req.tx.Tx, req.tx.ChainID)
-	case req.typed != nil:
-		out.sig, out.hash, err = a.d.Wallet.SignTypedData(q.ctx(), acc, req.typed)
-	default:
-		out.sig, out.hash, err = a.d.Wallet.SignMessage(q.ctx(), acc, req.message)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &out, nil
-}
-
 // signOp is one signing operation: parse decodes its body (REST) or params
-// (JSON-RPC, which name the account by address), encode makes the answer.
+// (JSON-RPC, which name the account by address), encode turns the chain's
+// answer into the endpoint's.
 type signOp struct {
 	rest   bool
 	parse  func(body []byte) (signRequest, *common.Address, error)
-	encode func(*signature) (any, error)
+	encode func(out any) (any, error)
 }
 
 // REST operation names (the path's last element).
@@ -122,13 +101,16 @@ const (
 	opSignMessage     = "sign-message"
 	opSignTypedData   = "sign-typed-data"
 	opSignTransaction = "sign-transaction"
+	opSignPSBT        = "sign-psbt"
 )
 
 var signOps = func() map[string]signOp {
+	asIs := func(out any) (any, error) { return out, nil }
 	m := map[string]signOp{
-		opSignMessage:     {rest: true, parse: parseMessageBody, encode: encodeMessage},
-		opSignTypedData:   {rest: true, parse: parseTypedDataBody, encode: encodeTypedData},
-		opSignTransaction: {rest: true, parse: parseTransactionBody, encode: encodeTransaction},
+		opSignMessage:     {rest: true, parse: parseMessageBody, encode: asIs},
+		opSignTypedData:   {rest: true, parse: parseTypedDataBody, encode: asIs},
+		opSignTransaction: {rest: true, parse: parseTransactionBody, encode: asIs},
+		opSignPSBT:        {rest: true, parse: parsePSBTBody, encode: asIs},
 	}
 	for _, method := range jsonrpc.SignMethods {
 		m[method] = signOp{parse: rpcParser(method), encode: encodeRPC}
@@ -136,7 +118,8 @@ var signOps = func() map[string]signOp {
 	return m
 }()
 
-// signEndpoint is the REST handler of a sign operation.
+// signEndpoint is the REST handler of a sign operation: 200 with the
+// chain's answer, or 202 with the approval that holds the request.
 func (a *API) signEndpoint(op string) handlerFunc {
 	return func(q *request) (int, any, error) {
 		body, err := readBody(q)
@@ -172,11 +155,11 @@ func (a *API) runSign(q *request, op string, ref accountRef, body []byte) (any, 
 	}
 	req.op, req.body = op, body
 	held := len(q.held)
-	s, err := a.sign(q, ref, req)
+	signed, err := a.sign(q, ref, req)
 	if err != nil {
 		return nil, err
 	}
-	out, err := so.encode(s)
+	out, err := so.encode(signed)
 	if err != nil {
 		q.releaseSince(held) // nobody gets this signature
 		return nil, err
@@ -209,11 +192,10 @@ func parseMessageBody(body []byte) (signRequest, *common.Address, error) {
 		return signRequest{}, nil, errField("data", "is required")
 	}
 	msg, err := evm.DecodeMessage(*req.Data, req.Encoding)
-	return signRequest{message: msg}, nil, err
-}
-
-func encodeMessage(s *signature) (any, error) {
-	return map[string]string{"signature": hexutil.Encode(s.sig), "message_hash": hexutil.Encode(s.hash)}, nil
+	if err != nil {
+		return signRequest{}, nil, err
+	}
+	return signRequest{in: chain.Input{Op: chain.OpSignMessage, Message: msg}}, nil, nil
 }
 
 func parseTypedDataBody(body []byte) (signRequest, *common.Address, error) {
@@ -226,24 +208,11 @@ func parseTypedDataBody(body []byte) (signRequest, *common.Address, error) {
 	if len(req.TypedData) == 0 {
 		return signRequest{}, nil, errField("typed_data", "is required")
 	}
-	td, err := evm.ParseTypedData(req.TypedData)
-	return signRequest{typed: td}, nil, err
+	return signRequest{in: chain.Input{Op: chain.OpSignTypedData, Document: req.TypedData}}, nil, nil
 }
 
-func encodeTypedData(s *signature) (any, error) {
-	return map[string]string{"signature": hexutil.Encode(s.sig), "hash": hexutil.Encode(s.hash)}, nil
-}
-
-type signedTx struct {
-	Raw       string `json:"raw_transaction"`
-	Hash      string `json:"transaction_hash"`
-	Signature struct {
-		V string `json:"v"`
-		R string `json:"r"`
-		S string `json:"s"`
-	} `json:"signature"`
-}
-
+// parseTransactionBody takes an Ethereum transaction object, or a Solana
+// wire transaction as a base64 string.
 func parseTransactionBody(body []byte) (signRequest, *common.Address, error) {
 	var req struct {
 		Transaction json.RawMessage `json:"transaction"`
@@ -251,22 +220,31 @@ func parseTransactionBody(body []byte) (signRequest, *common.Address, error) {
 	if err := decodeJSON(body, &req, false); err != nil {
 		return signRequest{}, nil, err
 	}
-	if len(req.Transaction) == 0 {
+	if len(req.Transaction) == 0 || string(req.Transaction) == "null" {
 		return signRequest{}, nil, errField("transaction", "is required")
 	}
-	tx, err := evm.ParseTx(req.Transaction)
-	return signRequest{tx: tx}, nil, err
+	in := chain.Input{Op: chain.OpSignTransaction, Document: req.Transaction}
+	if req.Transaction[0] == '"' {
+		if err := json.Unmarshal(req.Transaction, &in.Encoded); err != nil {
+			return signRequest{}, nil, errField("transaction", "is not a JSON string")
+		}
+	}
+	return signRequest{in: in}, nil, nil
 }
 
-func encodeTransaction(s *signature) (any, error) {
-	raw, err := s.tx.MarshalBinary()
-	if err != nil {
-		return nil, err
+// parsePSBTBody takes a Bitcoin PSBT (BIP-174, base64).
+func parsePSBTBody(body []byte) (signRequest, *common.Address, error) {
+	var req struct {
+		PSBT     *string `json:"psbt"`
+		Finalize bool    `json:"finalize"`
 	}
-	v, r, sv := s.tx.RawSignatureValues()
-	out := signedTx{Raw: hexutil.Encode(raw), Hash: s.tx.Hash().Hex()}
-	out.Signature.V, out.Signature.R, out.Signature.S = hexutil.EncodeBig(v), hexutil.EncodeBig(r), hexutil.EncodeBig(sv)
-	return out, nil
+	if err := decodeJSON(body, &req, false); err != nil {
+		return signRequest{}, nil, err
+	}
+	if req.PSBT == nil || *req.PSBT == "" {
+		return signRequest{}, nil, errField("psbt", "is required (base64)")
+	}
+	return signRequest{in: chain.Input{Op: chain.OpSignPSBT, Encoded: *req.PSBT, Finalize: req.Finalize}}, nil, nil
 }
 
 // rpcParser parses a JSON-RPC signing call's params (an approved call run
@@ -282,21 +260,36 @@ func rpcParser(method string) func([]byte) (signRequest, *common.Address, error)
 	}
 }
 
+// rpcRequest is a parsed JSON-RPC call as an Ethereum request.
 func rpcRequest(c *jsonrpc.Call) signRequest {
-	return signRequest{message: c.Message, typed: c.TypedData, tx: c.Tx, op: c.Method, body: c.Params}
-}
-
-// rpcResult is a JSON-RPC signing call's result: the 65-byte signature, or
-// the signed transaction's encoding.
-func rpcResult(s *signature) ([]byte, error) {
-	if s.tx != nil {
-		return s.tx.MarshalBinary()
+	var parsed chain.Request
+	switch {
+	case c.Tx != nil:
+		parsed = evm.TxRequest(c.Tx)
+	case c.TypedData != nil:
+		parsed = evm.TypedDataRequest(c.TypedData)
+	default:
+		parsed = evm.MessageRequest(c.Message)
 	}
-	return s.sig, nil
+	return signRequest{parsed: parsed, op: c.Method, body: c.Params}
 }
 
-func encodeRPC(s *signature) (any, error) {
-	raw, err := rpcResult(s)
+// rpcResult is the bytes a JSON-RPC signing call answers in hex: the
+// 65-byte signature, or the signed transaction's encoding.
+func rpcResult(out any) ([]byte, error) {
+	switch v := out.(type) {
+	case *evm.SignedMessage:
+		return hexutil.Decode(v.Signature)
+	case *evm.SignedTypedData:
+		return hexutil.Decode(v.Signature)
+	case *evm.SignedTransaction:
+		return v.Tx.MarshalBinary()
+	}
+	return nil, fmt.Errorf("httpapi: unexpected answer %T from the Ethereum chain", out)
+}
+
+func encodeRPC(out any) (any, error) {
+	raw, err := rpcResult(out)
 	if err != nil {
 		return nil, err
 	}

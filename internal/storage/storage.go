@@ -25,6 +25,10 @@ var (
 	// ErrConflict is returned by CompareAndSwap when the stored value is not
 	// the expected one: another writer (on this node or another) won.
 	ErrConflict = errkind.New(errkind.Conflict, "conflict", "storage: value changed concurrently")
+	// ErrRestoreNotDurable is returned by Staging.Commit when the switch to
+	// the restored contents happened (the backend now serves them) but
+	// making it durable failed: after a crash the old contents may be back.
+	ErrRestoreNotDurable = errkind.New(errkind.Unavailable, "storage_not_durable", "storage: the restore switched the data, but could not make the switch durable")
 )
 
 // Op is one write of an atomic batch: a put, or a delete when Delete is set.

@@ -238,7 +238,7 @@ func policyEvaluate(g *globals, args []string) error {
 	var account, op, principal, amr string
 	pos, err := g.flags("policy evaluate", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&account, "account", "", "account: NAME (yours), OWNER:NAME or OWNER/NAME (required)")
-		fs.StringVar(&op, "operation", "sign-transaction", "sign-transaction, sign-message or sign-typed-data")
+		fs.StringVar(&op, "operation", "sign-transaction", "sign-transaction, sign-message, sign-typed-data or sign-psbt")
 		fs.StringVar(&principal, "principal", "", "admins: evaluate as this principal (a user, or apikey:ID)")
 		fs.StringVar(&amr, "amr", "", "admins: comma-separated authentication methods (pwd,otp,apikey)")
 	})

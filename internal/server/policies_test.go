@@ -129,9 +129,9 @@ func TestPolicyDocExamples(t *testing.T) {
 			t.Errorf("docs/policies.md example %q has no end-to-end case", name)
 		}
 	}
-	// btc-outputs needs Bitcoin accounts (sign-psbt); it is created here
-	// (so it is valid and type-checks on a real server) and its decisions
-	// are covered by internal/signpolicy's TestExamples.
+	// btc-outputs signs PSBTs with a Bitcoin account: TestPolicyOtherChains
+	// runs it end to end; here it is created (it type-checks on a real
+	// server) and must not disturb Ethereum requests.
 	for _, name := range slices.Sorted(maps.Keys(docs)) {
 		doc := docs[name]
 		t.Run(name, func(t *testing.T) {

@@ -36,6 +36,12 @@ type Op struct {
 	Key    string
 	Value  []byte
 	Delete bool
+	// Create makes a put conditional: the whole batch applies only if Key
+	// is absent at commit, atomically with respect to every writer sharing
+	// the storage (other nodes included); otherwise nothing is written and
+	// Batch returns an error wrapping ErrConflict. It is how a name or an
+	// index entry is claimed exactly once.
+	Create bool
 }
 
 // KV is the key/value contract every layer speaks: a physical Backend, and

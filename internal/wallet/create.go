@@ -176,10 +176,13 @@ func (s *Service) create(ctx context.Context, rec *record, km *keyMaterial) (*Ac
 	if err != nil {
 		return nil, fmt.Errorf("wallet: encode account: %w", err)
 	}
+	// The name and the address are claimed in the same atomic batch, across
+	// nodes (Create): two nodes creating one name, or one key, at once
+	// cannot both succeed, so an address handed out is never overwritten.
 	ops := []storage.Op{
-		{Key: accountKey(owner, name), Value: recJSON},
+		{Key: accountKey(owner, name), Value: recJSON, Create: true},
 		{Key: keyPath(owner, name), Value: envelope},
-		{Key: ak, Value: []byte(AccountID{owner, name}.String())},
+		{Key: ak, Value: []byte(AccountID{owner, name}.String()), Create: true},
 	}
 	if km.origin != nil {
 		ops = append(ops, storage.Op{Key: derivedKey(owner, km.origin.Wallet, name), Value: []byte{}})
@@ -193,6 +196,13 @@ func (s *Service) create(ctx context.Context, rec *record, km *keyMaterial) (*Ac
 		ops = append(ops, storage.Op{Key: provenanceKey(owner, name), Value: signed})
 	}
 	if err := s.kv.Batch(ctx, ops); err != nil {
+		if errors.Is(err, storage.ErrConflict) {
+			// Another node won the race: say which claim was lost.
+			if _, gerr := s.kv.Get(ctx, accountKey(owner, name)); gerr == nil {
+				return nil, errNameTaken
+			}
+			return nil, fmt.Errorf("%w: address %s was just added to the vault", ErrExists, rec.Address)
+		}
 		return nil, fmt.Errorf("wallet: write account: %w", err)
 	}
 	s.log.InfoContext(ctx, "account created", "owner", owner, "name", name, "chain", rec.Chain, "address", rec.Address, "origin", km.prov.Origin)

@@ -161,9 +161,12 @@ func (s *Service) createWallet(ctx context.Context, rec *walletRecord, seed secr
 		return nil, fmt.Errorf("wallet: encode wallet: %w", err)
 	}
 	if err := s.kv.Batch(ctx, []storage.Op{
-		{Key: walletKey(owner, name), Value: b},
+		{Key: walletKey(owner, name), Value: b, Create: true}, // claimed once, across nodes
 		{Key: seedPath(owner, name), Value: env},
 	}); err != nil {
+		if errors.Is(err, storage.ErrConflict) {
+			return nil, errNameTaken
+		}
 		return nil, fmt.Errorf("wallet: write wallet: %w", err)
 	}
 	s.log.InfoContext(ctx, "wallet created", "owner", owner, "name", name, "fingerprint", rec.Fingerprint, "origin", rec.Origin)

@@ -312,8 +312,10 @@ func ethAddressKey(a common.Address) string {
 }
 
 // lockFor serialises writers of the same account name or address on this
-// node (check-then-write). Storage has no compare-and-swap, so two nodes
-// racing on the same new name remain possible: last writer wins.
+// node, so that local callers get a clear answer without a storage round
+// trip lost to each other. Across nodes, the claims in the create batch
+// (storage.Op.Create on the name and the address index) decide: exactly one
+// node wins a race, the other gets ErrExists.
 func (s *Service) lockFor(ids ...string) func() {
 	idx := make([]int, 0, len(ids))
 	for _, id := range ids {

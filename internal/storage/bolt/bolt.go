@@ -202,6 +202,11 @@ func (b *Backend) Batch(ctx context.Context, ops []storage.Op) error {
 	write := func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucket)
 		for _, op := range ops {
+			if op.Create && !op.Delete && bk.Get([]byte(op.Key)) != nil {
+				return fmt.Errorf("create %q: %w", op.Key, storage.ErrConflict)
+			}
+		}
+		for _, op := range ops {
 			var err error
 			if op.Delete {
 				err = bk.Delete([]byte(op.Key))

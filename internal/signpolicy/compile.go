@@ -81,6 +81,8 @@ func newCompiler() (*compiler, error) {
 type program struct {
 	prg  cel.Program
 	fast cel.Program
+	// guard skips requests the condition cannot match (prefilter.go).
+	guard guard
 }
 
 // compile parses and type-checks a condition. Errors are *errkind.Field
@@ -105,7 +107,7 @@ func (c *compiler) compile(condition string) (*program, error) {
 	if err != nil {
 		return nil, errkind.FieldErr("condition", err.Error())
 	}
-	p := &program{prg: prg}
+	p := &program{prg: prg, guard: guardOf(checked.NativeRep())}
 	if c.bounded(checked) { // cost.go
 		if p.fast, err = c.env.Program(checked, cel.EvalOptions(cel.OptOptimize)); err != nil {
 			return nil, errkind.FieldErr("condition", err.Error())

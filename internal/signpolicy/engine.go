@@ -421,6 +421,9 @@ func (e *Engine) evaluate(ctx context.Context, in *intent.Intent, approved []str
 			}
 			continue
 		}
+		if p.prg.guard.excludes(in) {
+			continue // the condition is false for this chain or kind
+		}
 		ok, err := p.prg.eval(act)
 		switch {
 		case err != nil && p.pol.Effect == EffectAllow:

@@ -513,3 +513,71 @@ func TestUntrackedOnlyWhenBounded(t *testing.T) {
 		t.Fatalf("100 000 outputs: %+v %v", res, err)
 	}
 }
+
+// TestGuardSkipsOnlyFalse: a condition skipped for a request's chain or
+// kind (prefilter.go) evaluates to false, without error, on that request:
+// skipping never changes a decision. The examples of docs/policies.md and
+// rules shaped to trip the analysis are checked against intents of every
+// chain and kind.
+func TestGuardSkipsOnlyFalse(t *testing.T) {
+	e := newEngine(t, newMemKV(), nil)
+	conds := []string{
+		`intent.chain == "ethereum" && intent.value > ether(1)`,
+		`"bitcoin" == intent.chain && intent.outputs.size() > 1`,
+		`intent.kind == "typed_data" && intent.typed_data.domain.name.size() > 0 && intent.chain == "ethereum"`,
+		`intent.chain == "ethereum" || intent.kind == "psbt"`,     // no guard: a disjunction
+		`!(intent.chain == "solana") && intent.value > sol("1")`,  // no guard: negated
+		`intent.chain == "solana" && [1, 2][5] == 1`,              // errors on Solana, false elsewhere
+		`intent.chain == "ethereum" && intent.chain == "bitcoin"`, // never true
+		`has(intent.token) && intent.kind == "transaction" && intent.token.amount > units("1", 6)`,
+	}
+	for _, doc := range docExamples(t) {
+		d, err := Decode([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conds = append(conds, d.Condition)
+	}
+	intents := []*intent.Intent{
+		ethTx(treasury, eth("2")), erc20("transfer", stranger, units("5", 6)), typedData("Permit", usdc),
+		psbt(coldBTC, "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"),
+		{Chain: intent.ChainEthereum, Kind: intent.KindMessage, Account: "treasury/hot", Owner: "treasury"},
+		{Chain: intent.ChainSolana, Kind: intent.KindTransaction, Account: "treasury/sol", Owner: "treasury", Value: big.NewInt(2_000_000_000)},
+	}
+	guarded := 0
+	for _, cond := range conds {
+		p, err := e.c.compile(cond)
+		if err != nil {
+			t.Fatalf("%s: %v", cond, err)
+		}
+		if p.guard != (guard{}) {
+			guarded++
+		}
+		for _, in := range intents {
+			in.Normalize()
+			if !p.guard.excludes(in) {
+				continue
+			}
+			ok, err := p.eval(e.c.newActivation(in, e.now()))
+			if ok || err != nil {
+				t.Errorf("%s on %s/%s: skipped, but evaluates to %v, %v", cond, in.Chain, in.Kind, ok, err)
+			}
+		}
+	}
+	if guarded < 8 {
+		t.Errorf("only %d conditions have a guard", guarded)
+	}
+	for cond, want := range map[string]guard{
+		`intent.chain == "ethereum" && intent.kind == "transaction" && true`: {"ethereum", "transaction"},
+		`intent.chain == "ethereum" || intent.kind == "psbt"`:                {},
+		`!(intent.chain == "solana")`:                                        {},
+	} {
+		p, err := e.c.compile(cond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.guard != want {
+			t.Errorf("guard of %s = %+v, want %+v", cond, p.guard, want)
+		}
+	}
+}

@@ -164,6 +164,8 @@ type schema struct {
 	intent, token, typedData, domain, output *objType
 	zeroToken                                *tokenView
 	zeroTypedData                            *typedDataView
+	// emptyList is shared by every empty list of a view (immutable).
+	emptyList ref.Val
 	byName                                   map[string]*objType
 	*types.Registry
 }
@@ -181,6 +183,7 @@ func newSchema() (*schema, error) {
 		zeroTypedData: &typedDataView{},
 		Registry:      reg,
 	}
+	s.emptyList = types.NewRefValList(s, nil)
 	str := types.StringType
 	strs := types.NewListType(types.StringType)
 	in := func(v any) *intentView { return v.(*intentView) }
@@ -325,8 +328,8 @@ func (s *schema) view(in *intent.Intent) *intentView {
 		to:        types.String(canonAddress(in.To, btc)),
 		selector:  types.String(canonHex(in.Selector)),
 		value:     newBigInt(in.Value),
-		amr:       types.NewStringList(s, in.AMR),
-		delegates: types.NewStringList(s, canonAll(in.Delegates)),
+		amr:       s.strings(in.AMR),
+		delegates: s.strings(canonAll(in.Delegates)),
 	}
 	v.chainID, v.hasChainID = chainIDVal(in.ChainID)
 	tokenOf := func(t *intent.Token) *tokenView {
@@ -340,7 +343,7 @@ func (s *schema) view(in *intent.Intent) *intentView {
 	}
 	// token is the first movement and tokens all of them, whichever of the
 	// two fields the chain package filled.
-	toks := make([]ref.Val, 0, max(len(in.Tokens), 1))
+	var toks []ref.Val
 	for i := range in.Tokens {
 		tv := tokenOf(&in.Tokens[i])
 		if i == 0 {
@@ -354,7 +357,7 @@ func (s *schema) view(in *intent.Intent) *intentView {
 			toks = append(toks, object{s.token, v.token})
 		}
 	}
-	v.tokens = types.NewRefValList(s, toks)
+	v.tokens = s.list(toks)
 	if td := in.TypedData; td != nil {
 		d := td.Domain
 		v.typedData = &typedDataView{
@@ -368,6 +371,10 @@ func (s *schema) view(in *intent.Intent) *intentView {
 		}
 		v.typedData.domain.chainID, v.typedData.domain.hasChainID = chainIDVal(d.ChainID)
 	}
+	if len(in.Outputs) == 0 {
+		v.outputs = s.emptyList
+		return v
+	}
 	outs := make([]ref.Val, len(in.Outputs))
 	for i, o := range in.Outputs {
 		outs[i] = object{s.output, &outputView{
@@ -378,6 +385,20 @@ func (s *schema) view(in *intent.Intent) *intentView {
 	}
 	v.outputs = types.NewRefValList(s, outs)
 	return v
+}
+
+func (s *schema) strings(ss []string) ref.Val {
+	if len(ss) == 0 {
+		return s.emptyList
+	}
+	return types.NewStringList(s, ss)
+}
+
+func (s *schema) list(vs []ref.Val) ref.Val {
+	if len(vs) == 0 {
+		return s.emptyList
+	}
+	return types.NewRefValList(s, vs)
 }
 
 // chainIDVal maps a chain id to CEL int: 0 and unset when absent, -1 when it

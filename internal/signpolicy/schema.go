@@ -166,7 +166,7 @@ type schema struct {
 	zeroTypedData                            *typedDataView
 	// emptyList is shared by every empty list of a view (immutable).
 	emptyList ref.Val
-	byName                                   map[string]*objType
+	byName    map[string]*objType
 	*types.Registry
 }
 

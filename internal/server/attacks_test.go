@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,7 +21,14 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/moonvault/moonvault/internal/audit"
+	"github.com/moonvault/moonvault/internal/barrier"
+	"github.com/moonvault/moonvault/internal/config"
+	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/hsm/hsmtest"
+	"github.com/moonvault/moonvault/internal/seal/sealtest"
+	"github.com/moonvault/moonvault/internal/sealwrap"
+	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/storage/bolt"
 	"github.com/moonvault/moonvault/internal/storage/postgres/pgtest"
 )
@@ -401,4 +409,103 @@ func TestRequestHardening(t *testing.T) {
 	if got := tn.call("POST", "/v1/sys/unseal", map[string]string{"key": ir.Keys[0]}, &e); got != 429 || e.Error.Code != "rate_limited" {
 		t.Fatalf("unseal from a limited address = %d %+v", got, e)
 	}
+}
+
+// TestStorageAttackerCannotForgeRSAOAEPRootKey: with hsm_mechanism =
+// rsa_oaep, the HSM wraps with the public half of its key pair, which
+// anyone can read from the token. A storage-only attacker (threat model
+// T4) replaces the storage by a vault of its own: a root key it chose,
+// wrapped with the public key as core/root-key, and a keyring under that
+// root key (seal-wrapped the same way, with a recovery key it knows). The
+// node must not auto-unseal into it: it stays sealed and says why. The
+// real storage, put back, unseals as before.
+func TestStorageAttackerCannotForgeRSAOAEPRootKey(t *testing.T) {
+	hc := hsmtest.NewToken(t)
+	dir := t.TempDir()
+	mutate := func(c *config.Server) {
+		withHSM(hc)(c)
+		c.HSMMechanism, c.HSMRSAOAEPHash = "rsa_oaep", "sha1" // SoftHSM2 2.6: OAEP with SHA-1 only
+	}
+	tn := startNode(t, dir, nodeOpts{mutate: mutate})
+	var ir initResp
+	tn.mustCall(200, "POST", "/v1/sys/init", map[string]int{"recovery_shares": 1, "recovery_threshold": 1}, &ir)
+	tn.token = ir.RootToken
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "real"}, nil)
+	tn.stop()
+
+	// The attacker reads the public key (a public object of the token).
+	m, err := hsm.Open(hc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := m.RSAPublicKey(context.Background(), hc.KeyLabel)
+	m.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbPath := filepath.Join(dir, "moonvault.db")
+	realDB, err := os.ReadFile(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, unsigned := range []bool{true, false} {
+		f := &sealtest.Forger{Pub: pub, KeyLabel: hc.KeyLabel, SignLabel: hc.KeyLabel + "-sign", SHA1: true, Unsigned: unsigned}
+		t.Run(f.KeyID(), func(t *testing.T) {
+			ctx := context.Background()
+			root := make(secret.Bytes, 32)
+			_, _ = rand.Read(root)
+			recovery := make([]byte, 32)
+			_, _ = rand.Read(recovery)
+			sum := sha256.Sum256(recovery)
+			sealCfg := map[string]any{"type": "pkcs11", "recovery_shares": 1, "recovery_threshold": 1, "seal_wrap": true}
+			meta, _ := json.Marshal(map[string]any{"version": 1, "recovery_hash": sum[:], "seal": sealCfg})
+			hint, _ := json.Marshal(sealCfg)
+			wrapped, err := f.Encrypt(ctx, root, []byte("moonvault root key v1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(dbPath); err != nil {
+				t.Fatal(err)
+			}
+			db, err := bolt.Open(dbPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = barrier.New(db, barrier.Options{Rand: rand.Reader}).InitializeWith(ctx, root, sealwrap.New(f), meta,
+				[]storage.Op{{Key: "core/root-key", Value: wrapped}, {Key: "core/seal-config", Value: hint}})
+			db.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			logs := &lockedBuf{}
+			tn := startNode(t, dir, nodeOpts{mutate: mutate, logTo: logs})
+			var st fullStatus
+			waitFor(t, "the node to unseal or say why not", func() bool {
+				tn.mustCall(200, "GET", "/v1/sys/seal-status", nil, &st)
+				return !st.Sealed || st.SealedReason != ""
+			})
+			if !st.Sealed || tn.call("GET", "/v1/sys/health", nil, nil) == 200 {
+				t.Fatal("the node auto-unsealed the attacker's vault (its root key wrapped with the public key)")
+			}
+			if !strings.Contains(st.SealedReason, "root key") || !strings.Contains(st.SealedReason, "signature") {
+				t.Fatalf("sealed_reason %q: want the wrapped root key refused for its signature", st.SealedReason)
+			}
+			t.Logf("sealed_reason: %s", st.SealedReason)
+			tn.stop()
+			if !strings.Contains(logs.String(), "auto-unseal failed") {
+				t.Fatalf("the refusal is not logged:\n%s", logs.String())
+			}
+		})
+	}
+
+	// The real storage, put back, unseals the real vault.
+	if err := os.WriteFile(dbPath, realDB, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tn = startNode(t, dir, nodeOpts{mutate: mutate})
+	waitUnsealed(t, tn)
+	tn.token = ir.RootToken
+	tn.mustCall(200, "POST", "/v1/accounts/real/sign-message", map[string]string{"data": "still the real vault"}, nil)
 }

@@ -28,6 +28,9 @@ type Limits struct {
 	// AttestRate and AttestBurst bound GET /v1/sys/attestation per address.
 	AttestRate  float64
 	AttestBurst int
+	// Now is the limiters' clock; nil is time.Now. Tests stop it, so that
+	// no bucket refills while they count refusals.
+	Now func() time.Time
 }
 
 func (l Limits) withDefaults() Limits {
@@ -36,6 +39,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.AttestRate == 0 {
 		l.AttestRate, l.AttestBurst = 2, 10
+	}
+	if l.Now == nil {
+		l.Now = time.Now
 	}
 	return l
 }
@@ -128,7 +134,7 @@ func (a *API) throttle(rt route, w http.ResponseWriter, r *http.Request) bool {
 	if !unauthenticated(rt) {
 		return false
 	}
-	now := time.Now()
+	now := a.limitNow()
 	ip := remoteIP(r)
 	lim := a.publicLimit
 	if rt.op == "sys.attestation" {

@@ -226,6 +226,7 @@ func (n *Node) newAPI(context.Context) error {
 		Rewrap:       n.rewrap,
 		Logger:       n.log,
 		MaxBody:      n.cfg.MaxRequestBytes,
+		Limits:       httpapi.Limits{Now: n.opts.RateLimitClock},
 		Operations:   n.operations(),
 	})
 	return nil

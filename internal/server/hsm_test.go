@@ -307,8 +307,8 @@ func TestHSMKeyRotationAndMechanismChange(t *testing.T) {
 	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "new"}, nil)
 	var rw struct{ Rewrapped int }
 	tn.mustCall(200, "POST", "/v1/sys/rewrap", nil, &rw)
-	if rw.Rewrapped != 3 { // the old account's key, the JWT seed, the keyring
-		t.Fatalf("rewrapped %d values, want 3", rw.Rewrapped)
+	if rw.Rewrapped != 4 { // the old account's key, the provenance signing key, the JWT seed, the keyring
+		t.Fatalf("rewrapped %d values, want 4", rw.Rewrapped)
 	}
 	tn.stop()
 

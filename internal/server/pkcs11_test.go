@@ -52,7 +52,7 @@ func (l *lockedBuf) String() string {
 	return l.b.String()
 }
 
-func waitUnsealed(t *testing.T, tn *testNode) {
+func waitUnsealed(t testing.TB, tn *testNode) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -199,7 +199,7 @@ func checkCSPsWrapped(t *testing.T, dir string, sc seal.Config, known secret.Byt
 	if err != nil {
 		t.Fatal(err)
 	}
-	cspPrefixes := []string{"wallet/keys/", "auth/jwt-seeds/", "auth/totp/", "audit/keys/"}
+	cspPrefixes := []string{"wallet/keys/", "wallet/seeds/", "sys/provenance/", "auth/jwt-seeds/", "auth/totp/", "auth/totp-secrets/", "audit/keys/"}
 	wrappedCSPs := 0
 	for _, k := range keys {
 		v, err := b.Get(ctx, k)

@@ -174,6 +174,9 @@ func TestResolve(t *testing.T) {
 		{"hsm hmac label", func(s *Server) {
 			s.HSMLib, s.HSMTokenLabel, s.HSMPIN, s.HSMHMACKeyLabel = lib, "t", "1", s.HSMKeyLabel
 		}, "hsm_hmac_key_label", "differ"},
+		{"hsm signing label", func(s *Server) {
+			s.HSMLib, s.HSMTokenLabel, s.HSMPIN, s.HSMSigningKeyLabel = lib, "t", "1", s.HSMKeyLabel
+		}, "hsm_signing_key_label", "differ"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Defaults()

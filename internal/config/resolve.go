@@ -95,9 +95,10 @@ type HSM struct {
 	PIN        secret.String
 	KeyLabel   string
 	// Mechanism is aes_gcm, aes_cbc_pad_hmac or rsa_oaep.
-	Mechanism    string
-	HMACKeyLabel string // aes_cbc_pad_hmac; "" means KeyLabel + "-hmac"
-	OAEPHash     string // rsa_oaep: sha256 or sha1
+	Mechanism       string
+	HMACKeyLabel    string // aes_cbc_pad_hmac; "" means KeyLabel + "-hmac"
+	OAEPHash        string // rsa_oaep: sha256 or sha1
+	SigningKeyLabel string // rsa_oaep; "" means KeyLabel + "-sign"
 }
 
 // Mode says how the node runs.
@@ -279,7 +280,7 @@ func (c Server) hsm() (*HSM, error) {
 		return nil, nil
 	}
 	h := &HSM{Lib: c.HSMLib, TokenLabel: c.HSMTokenLabel, PIN: c.HSMPIN, KeyLabel: c.HSMKeyLabel,
-		Mechanism: c.HSMMechanism, HMACKeyLabel: c.HSMHMACKeyLabel, OAEPHash: c.HSMRSAOAEPHash}
+		Mechanism: c.HSMMechanism, HMACKeyLabel: c.HSMHMACKeyLabel, OAEPHash: c.HSMRSAOAEPHash, SigningKeyLabel: c.HSMSigningKeyLabel}
 	fi, err := os.Stat(c.HSMLib)
 	switch {
 	case err != nil:
@@ -318,6 +319,9 @@ func (c Server) hsm() (*HSM, error) {
 	}
 	if h.HMACKeyLabel != "" && h.HMACKeyLabel == h.KeyLabel {
 		return nil, Wrong("hsm_hmac_key_label", "%q must differ from hsm_key_label", h.HMACKeyLabel)
+	}
+	if h.SigningKeyLabel != "" && h.SigningKeyLabel == h.KeyLabel {
+		return nil, Wrong("hsm_signing_key_label", "%q must differ from hsm_key_label (one key, one purpose)", h.SigningKeyLabel)
 	}
 	return h, nil
 }

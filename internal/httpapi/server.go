@@ -101,6 +101,7 @@ type API struct {
 	maxBody atomic.Int64
 	// publicLimit and attestLimit bound unauthenticated requests per address.
 	publicLimit, attestLimit *addrLimiter
+	limitNow                 func() time.Time // their clock (Limits.Now)
 	clients                  *clientaddr.Resolver
 }
 
@@ -120,6 +121,7 @@ func New(d Deps) *API {
 	lim := d.Limits.withDefaults()
 	a.publicLimit = newAddrLimiter(lim.PublicRate, lim.PublicBurst)
 	a.attestLimit = newAddrLimiter(lim.AttestRate, lim.AttestBurst)
+	a.limitNow = lim.Now
 	a.routes = append(a.table(), a.consoleRoutes()...)
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))

@@ -58,6 +58,9 @@ type Options struct {
 	// WrapHSMAPI, when set, wraps the PKCS#11 library calls (fault
 	// injection in tests: hsmtest.Faults).
 	WrapHSMAPI func(hsm.API) hsm.API
+	// RateLimitClock, when set, is the clock of the per-address limits of
+	// the unauthenticated routes (tests stop it; nil is time.Now).
+	RateLimitClock func() time.Time
 	// Reload, when set, reads the configuration again on SIGHUP; the
 	// settings that can change safely are applied (reload.go).
 	Reload func() (config.Server, error)

@@ -81,6 +81,7 @@ func (n *Node) connectHSM(context.Context) error {
 	s, err := seal.NewPKCS11(seal.Config{
 		HSM:       hsm.Config{Lib: h.Lib, TokenLabel: h.TokenLabel, Slot: h.Slot, PIN: h.PIN, WrapAPI: n.opts.WrapHSMAPI},
 		Mechanism: seal.Mechanism(h.Mechanism), KeyLabel: h.KeyLabel, HMACKeyLabel: h.HMACKeyLabel, OAEPHash: h.OAEPHash,
+		SigningKeyLabel: h.SigningKeyLabel,
 	}, n.log)
 	if err != nil {
 		return config.Wrong("hsm_mechanism", "%v", err)
@@ -238,6 +239,7 @@ func (n *Node) newAPI(context.Context) error {
 		Rewrap:         n.rewrap,
 		Logger:         n.log,
 		MaxBody:        n.cfg.MaxRequestBytes,
+		Limits:         httpapi.Limits{Now: n.opts.RateLimitClock},
 		Operations:     n.operations(),
 		TrustedProxies: n.cfg.TrustedProxies,
 		Provenance:     n.Provenance,

@@ -38,6 +38,25 @@ type Intent struct {
 	Value    *big.Int // native base units leaving the account (tx value; PSBT outputs not paying back; SOL transfers)
 	Selector string   // 4-byte calldata prefix as 0x-hex, "" when the data is shorter
 
+	// MaxFee is the most the network fee can take from the account, in
+	// native base units: EVM gas × maxFeePerGas (or gasPrice) plus blob
+	// gas × maxFeePerBlobGas; Solana signatures × lamports per signature
+	// plus the compute-unit price × limit, when the account pays the fee;
+	// Bitcoin the PSBT's fee, which Value already includes (see Spend).
+	MaxFee *big.Int
+	// Decoded says that every instruction or call of the request that can
+	// move value or authority from the account was understood, so Value,
+	// Tokens and Outputs are all of it. The zero value is false: a chain
+	// package must say so, and an intent built without it fails closed.
+	Decoded bool
+	// Undecoded says why Decoded is false, one reason per instruction or
+	// call ("instructions[0]: program … receives the account as a signer").
+	Undecoded []string
+	// Programs are the programs a Solana transaction invokes (base58, each
+	// once, in order), or the contracts an EVM transaction calls with
+	// calldata (the called address, and each call of a decoded batch).
+	Programs []string
+
 	Token     *Token     // an ERC-20 or SPL token movement, if the request is one (the first, when several)
 	Tokens    []Token    // every token movement, in order: a Solana transaction can carry several
 	TypedData *TypedData // EIP-712 domain and primary type, for typed data
@@ -45,14 +64,22 @@ type Intent struct {
 	Outputs   []Output   // PSBT outputs, change back to the account excluded; Solana: each System transfer out of the account
 }
 
-// Token is a token movement: ERC-20 transfer, transferFrom or approve, or an
-// SPL Token transfer.
+// Token is a token movement or a grant of authority over tokens: ERC-20,
+// ERC-721, ERC-1155 and Permit2 calls, EIP-2612 and Permit2 permits, SPL
+// Token and Token-2022 instructions. docs/policies.md lists the methods.
 type Token struct {
-	Contract string   // the token contract (ERC-20) or mint (SPL); "" when unknown
-	Method   string   // "transfer", "transferFrom", "approve"
-	From     string   // the owner whose tokens move (transferFrom) or who grants a permit, else ""
-	To       string   // the recipient, or the spender for approve
+	Contract string   // the token contract (EVM) or mint (SPL); "" when unknown
+	Method   string   // "transfer", "transferFrom", "approve", "increaseAllowance", "setApprovalForAll", ...
+	From     string   // the owner whose tokens move (transferFrom) or who grants a permit; on Solana the token account or mint whose authority moves; else ""
+	To       string   // the recipient, or the spender, operator or new authority
 	Amount   *big.Int // token base units
+	TokenID  *big.Int // the ERC-721 or ERC-1155 token id; nil for fungible tokens
+	// Unlimited marks a grant or movement that the request does not bound:
+	// an allowance at the largest value its type holds (2^256−1, Permit2's
+	// 2^160−1, DAI's permit with allowed), an operator approval for every
+	// token (setApprovalForAll), a change of a token account's or mint's
+	// authority, a token account closed to another account.
+	Unlimited bool
 }
 
 // TypedData is what a policy sees of EIP-712 typed data.
@@ -83,6 +110,9 @@ func (in *Intent) Normalize() {
 	if in.Value == nil {
 		in.Value = new(big.Int)
 	}
+	if in.MaxFee == nil {
+		in.MaxFee = new(big.Int)
+	}
 	if in.Token != nil && in.Token.Amount == nil {
 		in.Token.Amount = new(big.Int)
 	}
@@ -96,4 +126,63 @@ func (in *Intent) Normalize() {
 			in.Outputs[i].Value = new(big.Int)
 		}
 	}
+}
+
+// Spend is the most native value the request can take from the account:
+// Value plus MaxFee, except on Bitcoin, where Value (the account's inputs
+// less its change) already includes the fee. Limits count it.
+func (in *Intent) Spend() *big.Int {
+	v := new(big.Int)
+	if in.Value != nil {
+		v.Set(in.Value)
+	}
+	if in.MaxFee != nil && in.Chain != ChainBitcoin {
+		v.Add(v, in.MaxFee)
+	}
+	return v
+}
+
+// Clone returns a deep copy of in (amounts and lists are not shared).
+func (in *Intent) Clone() *Intent {
+	c := *in
+	cp := func(v *big.Int) *big.Int {
+		if v == nil {
+			return nil
+		}
+		return new(big.Int).Set(v)
+	}
+	c.ChainID, c.Value, c.MaxFee = cp(in.ChainID), cp(in.Value), cp(in.MaxFee)
+	c.AMR = append([]string(nil), in.AMR...)
+	c.Delegates = append([]string(nil), in.Delegates...)
+	c.Undecoded = append([]string(nil), in.Undecoded...)
+	c.Programs = append([]string(nil), in.Programs...)
+	cpTok := func(t Token) Token {
+		t.Amount, t.TokenID = cp(t.Amount), cp(t.TokenID)
+		return t
+	}
+	if in.Token != nil {
+		t := cpTok(*in.Token)
+		c.Token = &t
+	}
+	c.Tokens = nil
+	for _, t := range in.Tokens {
+		c.Tokens = append(c.Tokens, cpTok(t))
+	}
+	c.Outputs = nil
+	for _, o := range in.Outputs {
+		o.Value = cp(o.Value)
+		c.Outputs = append(c.Outputs, o)
+	}
+	if in.TypedData != nil {
+		td := *in.TypedData
+		td.Domain.ChainID = cp(td.Domain.ChainID)
+		c.TypedData = &td
+	}
+	return &c
+}
+
+// Undecodable marks the intent as not fully decoded, for reason.
+func (in *Intent) Undecodable(reason string) {
+	in.Decoded = false
+	in.Undecoded = append(in.Undecoded, reason)
 }

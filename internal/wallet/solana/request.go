@@ -51,7 +51,7 @@ func ParseTransaction(encoded string, pub []byte) (*Transaction, error) {
 func (t *Transaction) Message() *sol.Message { return t.tx.msg }
 
 // Intent describes the transaction for policies (a fresh copy each call).
-func (t *Transaction) Intent() *intent.Intent { return copyIntent(t.intent) }
+func (t *Transaction) Intent() *intent.Intent { return t.intent.Clone() }
 
 // SignTransaction signs the message bytes as received and puts the
 // signature in the account's slot.
@@ -94,9 +94,10 @@ func ParseMessage(data []byte) (*Message, error) {
 	return &Message{data: append([]byte(nil), data...)}, nil
 }
 
-// Intent is a message intent.
+// Intent is a message intent: it moves nothing, and is fully decoded
+// (ParseMessage refused bytes that are a transaction message).
 func (m *Message) Intent() *intent.Intent {
-	return &intent.Intent{Chain: intent.ChainSolana, Kind: intent.KindMessage, Value: new(big.Int)}
+	return &intent.Intent{Chain: intent.ChainSolana, Kind: intent.KindMessage, Value: new(big.Int), MaxFee: new(big.Int), Decoded: true}
 }
 
 // SignMessage signs the raw bytes.
@@ -105,26 +106,6 @@ func (m *Message) SignMessage(k *Key) (*SignedMessage, error) {
 		return nil, errors.New("solana: nil key")
 	}
 	return &SignedMessage{Signature: encodeSig(k.sign(m.data))}, nil
-}
-
-func copyIntent(in *intent.Intent) *intent.Intent {
-	c := *in
-	c.Value = new(big.Int).Set(in.Value)
-	c.Outputs = nil
-	for _, o := range in.Outputs {
-		o.Value = new(big.Int).Set(o.Value)
-		c.Outputs = append(c.Outputs, o)
-	}
-	c.Tokens = nil
-	for _, t := range in.Tokens {
-		t.Amount = new(big.Int).Set(t.Amount)
-		c.Tokens = append(c.Tokens, t)
-	}
-	if len(c.Tokens) > 0 {
-		first := c.Tokens[0]
-		c.Token = &first
-	}
-	return &c
 }
 
 // Chain is Solana for the sign pipeline (chain.Chain).

@@ -149,6 +149,7 @@ func TestIntent(t *testing.T) {
 		coins   []coin
 		outs    []*wire.TxOut
 		value   int64
+		fee     int64 // max_fee: the PSBT's fee, which value already includes
 		to      string
 		outputs int
 	}{
@@ -156,25 +157,25 @@ func TestIntent(t *testing.T) {
 			name:  "payment with change: value is payment plus fee",
 			coins: []coin{{prev: fund, idx: 0, nonWitness: true}, {prev: fund, idx: 1, nonWitness: true}},
 			outs:  []*wire.TxOut{pay(me.acct.Script, 25_000), pay(dest.acct.Script, 70_000)},
-			value: 75_000, to: dest.acct.Address, outputs: 1,
+			value: 75_000, fee: 5_000, to: dest.acct.Address, outputs: 1,
 		},
 		{
 			name:  "OP_RETURN first: to is the first output with an address",
 			coins: []coin{{prev: fund, idx: 0, nonWitness: true}},
 			outs:  []*wire.TxOut{pay(opReturn, 0), pay(dest.acct.Script, 50_000), pay(me.acct.Script, 9_000)},
-			value: 51_000, to: dest.acct.Address, outputs: 2,
+			value: 51_000, fee: 1_000, to: dest.acct.Address, outputs: 2,
 		},
 		{
 			name:  "consolidation: only the fee leaves",
 			coins: []coin{{prev: fund, idx: 0, nonWitness: true}, {prev: fund, idx: 1, nonWitness: true}},
 			outs:  []*wire.TxOut{pay(me.acct.Script, 99_000)},
-			value: 1_000, to: "", outputs: 0,
+			value: 1_000, fee: 1_000, to: "", outputs: 0,
 		},
 		{
 			name:  "payjoin: another party's input pays the recipient; this account nets in",
 			coins: []coin{{prev: fund, idx: 0, nonWitness: true}, {prev: fund, idx: 2, witness: true}},
 			outs:  []*wire.TxOut{pay(me.acct.Script, 100_000), pay(dest.acct.Script, 459_000)},
-			value: 0, to: dest.acct.Address, outputs: 1,
+			value: 0, fee: 1_000, to: dest.acct.Address, outputs: 1,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -188,6 +189,9 @@ func TestIntent(t *testing.T) {
 			}
 			if in.Value.Cmp(big.NewInt(tc.value)) != 0 || in.To != tc.to || len(in.Outputs) != tc.outputs {
 				t.Fatalf("value %s to %q outputs %d; want %d %q %d", in.Value, in.To, len(in.Outputs), tc.value, tc.to, tc.outputs)
+			}
+			if !in.Decoded || in.MaxFee.Cmp(big.NewInt(tc.fee)) != 0 || in.Spend().Cmp(in.Value) != 0 {
+				t.Fatalf("decoded %v max_fee %s spend %s; want true, %d, the value", in.Decoded, in.MaxFee, in.Spend(), tc.fee)
 			}
 			for _, o := range in.Outputs {
 				if o.Script == hex.EncodeToString(me.acct.Script) {

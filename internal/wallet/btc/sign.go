@@ -147,15 +147,24 @@ func (r *Request) Inputs() []int {
 // input is the account's, that is the non-change outputs plus the fee; in a
 // PSBT with other parties' inputs (a coinjoin, a payjoin) it is this
 // account's net contribution. To is the address of the first non-change
-// output that has one (an OP_RETURN output has none).
+// output that has one (an OP_RETURN output has none). MaxFee is the
+// PSBT's fee (every input's amount less every output's, all known: Parse
+// refuses a PSBT without them), which Value already includes when the
+// account pays it: limits count Value alone on Bitcoin (intent.Spend). A
+// PSBT is always decoded: its outputs are everything that can leave.
 func (r *Request) describe() *intent.Intent {
-	in := &intent.Intent{Chain: intent.ChainBitcoin, Network: string(r.acct.Network), Kind: intent.KindPSBT}
-	var spent, back int64
+	in := &intent.Intent{Chain: intent.ChainBitcoin, Network: string(r.acct.Network), Kind: intent.KindPSBT, Decoded: true}
+	var spent, back, all, out int64
 	for _, i := range r.ins {
+		all += i.utxo.Value
 		if i.mine {
 			spent += i.utxo.Value
 		}
 	}
+	for _, o := range r.packet.UnsignedTx.TxOut {
+		out += o.Value
+	}
+	in.MaxFee = big.NewInt(max(all-out, 0))
 	params := r.acct.Network.Params()
 	for j, out := range r.packet.UnsignedTx.TxOut {
 		if r.change[j] {
@@ -177,12 +186,7 @@ func (r *Request) describe() *intent.Intent {
 }
 
 // Intent describes the request for policies (a fresh copy each call).
-func (r *Request) Intent() *intent.Intent {
-	c := *r.intent
-	c.Outputs = append([]intent.Output(nil), r.intent.Outputs...)
-	c.Value = new(big.Int).Set(r.intent.Value)
-	return &c
-}
+func (r *Request) Intent() *intent.Intent { return r.intent.Clone() }
 
 // SignPSBT signs every input that pays the account, finalizes them if the
 // request asked for it, and returns the updated PSBT.

@@ -213,7 +213,7 @@ func (Chain) Parse(in chain.Input, a chain.Account) (chain.Request, error) {
 		if t.From != nil && *t.From != addr {
 			return nil, ErrFromMismatch
 		}
-		return txRequest{tx: t.Tx, chainID: t.ChainID}, nil
+		return txRequest{tx: t.Tx, chainID: t.ChainID, from: addr}, nil
 	}
 	return nil, errkind.New(errkind.Invalid, "unsupported_operation", "Ethereum accounts do not sign PSBTs")
 }
@@ -227,8 +227,17 @@ func MessageRequest(data []byte) chain.Request { return msgRequest{data: data} }
 func TypedDataRequest(td *apitypes.TypedData) chain.Request { return typedRequest{td: td} }
 
 // TxRequest: see MessageRequest. The caller has resolved the account from
-// t.From.
-func TxRequest(t *Tx) chain.Request { return txRequest{tx: t.Tx, chainID: t.ChainID} }
+// t.From. Without a from, the intent cannot tell a call to the account's
+// own (EIP-7702) code from another: it takes the zero address, so any
+// calldata is then decoded as to another contract, and a call to the zero
+// address is undecoded.
+func TxRequest(t *Tx) chain.Request {
+	r := txRequest{tx: t.Tx, chainID: t.ChainID}
+	if t.From != nil {
+		r.from = *t.From
+	}
+	return r
+}
 
 func ethKey(k chain.Key) (*ecdsa.PrivateKey, error) {
 	key, ok := k.(*Key)
@@ -273,9 +282,10 @@ func (r typedRequest) Sign(k chain.Key) (any, error) {
 type txRequest struct {
 	tx      *types.Transaction
 	chainID *big.Int
+	from    common.Address // the account
 }
 
-func (r txRequest) Intent() *intent.Intent { return TransactionIntent(r.tx, r.chainID) }
+func (r txRequest) Intent() *intent.Intent { return TransactionIntent(r.tx, r.chainID, r.from) }
 
 func (r txRequest) Sign(k chain.Key) (any, error) {
 	priv, err := ethKey(k)

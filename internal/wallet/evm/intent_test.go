@@ -4,13 +4,19 @@ import (
 	"encoding/json"
 	"math/big"
 	"os"
+	"slices"
+	"strings"
 	"testing"
+
+	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/moonvault/moonvault/internal/intent"
 )
 
 type wantToken struct {
 	Contract, Method, From, To, Amount string
+	TokenID                            string `json:"token_id,omitempty"`
+	Unlimited                          bool   `json:"unlimited,omitempty"`
 }
 
 func readCases(t *testing.T, file string, v any) {
@@ -31,6 +37,10 @@ func bigStr(b *big.Int) string {
 	return b.String()
 }
 
+func tokenOf(got *intent.Token) wantToken {
+	return wantToken{got.Contract, got.Method, got.From, got.To, bigStr(got.Amount), bigStr(got.TokenID), got.Unlimited}
+}
+
 func checkToken(t *testing.T, got *intent.Token, want *wantToken) {
 	t.Helper()
 	if want == nil {
@@ -42,52 +52,93 @@ func checkToken(t *testing.T, got *intent.Token, want *wantToken) {
 	if got == nil {
 		t.Fatalf("no token, want %+v", want)
 	}
-	if got.Contract != want.Contract || got.Method != want.Method || got.From != want.From || got.To != want.To || bigStr(got.Amount) != want.Amount {
-		t.Fatalf("token %+v (amount %s), want %+v", got, got.Amount, want)
+	if tokenOf(got) != *want {
+		t.Fatalf("token %+v, want %+v", tokenOf(got), want)
+	}
+}
+
+// txWant is the expected intent of a transaction vector.
+type txWant struct {
+	To, Value, Selector string
+	ChainID             string `json:"chain_id"`
+	Decoded             bool
+	MaxFee              string `json:"max_fee"`
+	Programs            []string
+	Token               *wantToken
+	Tokens              []wantToken // every movement; absent: [token] when token is set
+	Delegates           []string
+	Reasons             []string // substrings of the undecoded reasons, in order
+}
+
+// txVector is a transaction, the account that sends it (default
+// defaultFrom) and its intent.
+type txVector struct {
+	Name        string          `json:"name"`
+	From        string          `json:"from,omitempty"`
+	Transaction json.RawMessage `json:"transaction"`
+	Want        txWant          `json:"want"`
+}
+
+// defaultFrom is the sending account of vectors that name none.
+const defaultFrom = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
+
+func checkTxVector(t *testing.T, c txVector) {
+	t.Helper()
+	tx, chainID, err := ParseTransaction(c.Transaction)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := defaultFrom
+	if c.From != "" {
+		from = c.From
+	}
+	in := TransactionIntent(tx, chainID, common.HexToAddress(from))
+	w := c.Want
+	if in.Chain != intent.ChainEthereum || in.Kind != intent.KindTransaction {
+		t.Fatalf("header %+v", in)
+	}
+	if in.To != w.To || in.Value.String() != w.Value || bigStr(in.ChainID) != w.ChainID || in.Selector != w.Selector {
+		t.Fatalf("to %q value %s chain %s selector %q; want %+v", in.To, in.Value, in.ChainID, in.Selector, w)
+	}
+	if in.Decoded != w.Decoded || in.MaxFee.String() != w.MaxFee {
+		t.Fatalf("decoded %v (%q) max_fee %s; want %v %s", in.Decoded, in.Undecoded, in.MaxFee, w.Decoded, w.MaxFee)
+	}
+	if !slices.Equal(in.Programs, w.Programs) && len(in.Programs)+len(w.Programs) > 0 {
+		t.Fatalf("programs %v, want %v", in.Programs, w.Programs)
+	}
+	if len(in.Undecoded) != len(w.Reasons) {
+		t.Fatalf("undecoded %q, want %q", in.Undecoded, w.Reasons)
+	}
+	for i, r := range w.Reasons {
+		if !strings.Contains(in.Undecoded[i], r) {
+			t.Fatalf("reason %d %q does not contain %q", i, in.Undecoded[i], r)
+		}
+	}
+	checkToken(t, in.Token, w.Token)
+	wantToks := w.Tokens
+	if wantToks == nil && w.Token != nil {
+		wantToks = []wantToken{*w.Token}
+	}
+	var got []wantToken
+	for i := range in.Tokens {
+		got = append(got, tokenOf(&in.Tokens[i]))
+	}
+	if !slices.Equal(got, wantToks) {
+		t.Fatalf("tokens %+v, want %+v", got, wantToks)
+	}
+	if (in.Token == nil) != (len(in.Tokens) == 0) {
+		t.Fatal("Token and Tokens disagree")
+	}
+	if !slices.Equal(in.Delegates, w.Delegates) && len(in.Delegates)+len(w.Delegates) > 0 {
+		t.Fatalf("delegates %v, want %v", in.Delegates, w.Delegates)
 	}
 }
 
 func TestTransactionIntent(t *testing.T) {
-	var f struct {
-		Cases []struct {
-			Name        string
-			Transaction json.RawMessage
-			Want        struct {
-				To, Value, Selector string
-				ChainID             string `json:"chain_id"`
-				Token               *wantToken
-				Delegates           []string
-			}
-		}
-	}
+	var f struct{ Cases []txVector }
 	readCases(t, "testdata/intents/good_transaction.json", &f)
 	for _, c := range f.Cases {
-		t.Run(c.Name, func(t *testing.T) {
-			tx, chainID, err := ParseTransaction(c.Transaction)
-			if err != nil {
-				t.Fatal(err)
-			}
-			in := TransactionIntent(tx, chainID)
-			w := c.Want
-			if in.Chain != intent.ChainEthereum || in.Kind != intent.KindTransaction {
-				t.Fatalf("header %+v", in)
-			}
-			if in.To != w.To || in.Value.String() != w.Value || bigStr(in.ChainID) != w.ChainID || in.Selector != w.Selector {
-				t.Fatalf("to %q value %s chain %s selector %q; want %+v", in.To, in.Value, in.ChainID, in.Selector, w)
-			}
-			checkToken(t, in.Token, w.Token)
-			if (in.Token == nil) != (len(in.Tokens) == 0) {
-				t.Fatal("Token and Tokens disagree")
-			}
-			if len(in.Delegates) != len(w.Delegates) {
-				t.Fatalf("delegates %v, want %v", in.Delegates, w.Delegates)
-			}
-			for i := range w.Delegates {
-				if in.Delegates[i] != w.Delegates[i] {
-					t.Fatalf("delegates %v, want %v", in.Delegates, w.Delegates)
-				}
-			}
-		})
+		t.Run(c.Name, func(t *testing.T) { checkTxVector(t, c) })
 	}
 }
 
@@ -104,7 +155,8 @@ func TestTypedDataIntent(t *testing.T) {
 					ChainID             string `json:"chain_id"`
 					VerifyingContract   string `json:"verifying_contract"`
 				}
-				Token *wantToken
+				Token  *wantToken
+				Tokens []wantToken
 			}
 		}
 	}
@@ -125,8 +177,20 @@ func TestTypedDataIntent(t *testing.T) {
 				t.Fatalf("domain %+v, want %+v", d, w.Domain)
 			}
 			checkToken(t, in.Token, w.Token)
-			if in.Value == nil || in.Value.Sign() != 0 {
+			if in.Value == nil || in.Value.Sign() != 0 || in.MaxFee == nil || in.MaxFee.Sign() != 0 {
 				t.Fatal("typed data moves no ether")
+			}
+			if !in.Decoded {
+				t.Fatalf("typed data is decoded: %q", in.Undecoded)
+			}
+			if w.Tokens != nil {
+				var got []wantToken
+				for i := range in.Tokens {
+					got = append(got, tokenOf(&in.Tokens[i]))
+				}
+				if !slices.Equal(got, w.Tokens) {
+					t.Fatalf("tokens %+v, want %+v", got, w.Tokens)
+				}
 			}
 		})
 	}
@@ -134,7 +198,7 @@ func TestTypedDataIntent(t *testing.T) {
 
 func TestMessageIntent(t *testing.T) {
 	in := MessageIntent()
-	if in.Kind != intent.KindMessage || in.Chain != intent.ChainEthereum || in.Value.Sign() != 0 {
+	if in.Kind != intent.KindMessage || in.Chain != intent.ChainEthereum || in.Value.Sign() != 0 || !in.Decoded || in.MaxFee == nil || in.MaxFee.Sign() != 0 {
 		t.Fatalf("%+v", in)
 	}
 }

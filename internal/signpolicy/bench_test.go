@@ -61,7 +61,7 @@ func BenchmarkEvaluate20(b *testing.B) {
 	}{
 		{"eth-transfer", ethTx(treasury, eth("1"))},
 		{"erc20-transfer", erc20("transfer", treasury, units("100", 6))},
-		{"message", &intent.Intent{Chain: "ethereum", Kind: intent.KindMessage, Account: "treasury/hot", Owner: "treasury", Principal: "treasury"}},
+		{"message", &intent.Intent{Chain: "ethereum", Kind: intent.KindMessage, Account: "treasury/hot", Owner: "treasury", Principal: "treasury", Decoded: true}},
 		{"psbt-10-outputs", psbt(coldBTC, exchBTC, coldBTC, exchBTC, coldBTC, exchBTC, coldBTC, exchBTC, coldBTC, exchBTC)},
 	} {
 		b.Run(tc.name, func(b *testing.B) {

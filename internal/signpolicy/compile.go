@@ -285,8 +285,19 @@ func (c *compiler) newActivation(in *intent.Intent, now time.Time) *activation {
 	}
 }
 
-// eval runs a program; a non-bool result or a runtime error is an error.
-func (p *program) eval(act *activation) (bool, error) {
+// outcome is what a condition evaluates to: false, true, or unknown (it
+// depends on what an undecoded request moves).
+type outcome uint8
+
+const (
+	outFalse outcome = iota
+	outTrue
+	outUnknown
+)
+
+// eval runs a program; a result that is neither bool nor unknown, or a
+// runtime error, is an error.
+func (p *program) eval(act *activation) (outcome, error) {
 	prg := p.prg
 	if p.fast != nil && act.bounded {
 		prg = p.fast
@@ -294,15 +305,20 @@ func (p *program) eval(act *activation) (bool, error) {
 	out, _, err := prg.Eval(act)
 	if err != nil {
 		if strings.Contains(err.Error(), "cost limit exceeded") {
-			return false, fmt.Errorf("%w: %w", ErrCostLimit, err)
+			return outFalse, fmt.Errorf("%w: %w", ErrCostLimit, err)
 		}
-		return false, err
+		return outFalse, err
 	}
-	b, ok := out.(types.Bool)
-	if !ok {
-		return false, fmt.Errorf("condition returned %s, not bool", out.Type().TypeName())
+	switch b := out.(type) {
+	case types.Bool:
+		if b {
+			return outTrue, nil
+		}
+		return outFalse, nil
+	case *types.Unknown:
+		return outUnknown, nil
 	}
-	return bool(b), nil
+	return outFalse, fmt.Errorf("condition returned %s, not bool", out.Type().TypeName())
 }
 
 func truncate(s string, n int) string {

@@ -66,6 +66,9 @@ var fieldBounds = map[string]int{
 	"intent.delegates":        maxItems,
 	"intent.delegates.@items": maxText,
 
+	"intent.programs":        maxItems,
+	"intent.programs.@items": maxText,
+
 	"intent.outputs":                maxItems,
 	"intent.outputs.@items.address": maxText,
 	"intent.outputs.@items.script":  1024,
@@ -111,7 +114,8 @@ func withinBounds(in *intent.Intent) bool {
 		str(in.Account, "intent.account") && str(in.Owner, "intent.owner") && str(in.Principal, "intent.principal") &&
 		str(in.To, "intent.to") && str(in.Selector, "intent.selector") &&
 		items(len(in.AMR), "intent.amr") && items(len(in.Tokens), "intent.tokens") &&
-		items(len(in.Delegates), "intent.delegates") && items(len(in.Outputs), "intent.outputs")
+		items(len(in.Delegates), "intent.delegates") && items(len(in.Outputs), "intent.outputs") &&
+		items(len(in.Programs), "intent.programs")
 	for i := 0; ok && i < len(in.AMR); i++ {
 		ok = str(in.AMR[i], "intent.amr.@items")
 	}
@@ -123,6 +127,9 @@ func withinBounds(in *intent.Intent) bool {
 	}
 	for i := 0; ok && i < len(in.Delegates); i++ {
 		ok = str(in.Delegates[i], "intent.delegates.@items")
+	}
+	for i := 0; ok && i < len(in.Programs); i++ {
+		ok = str(in.Programs[i], "intent.programs.@items")
 	}
 	for i := 0; ok && i < len(in.Outputs); i++ {
 		ok = str(in.Outputs[i].Address, "intent.outputs.@items.address") && str(in.Outputs[i].Script, "intent.outputs.@items.script")

@@ -424,16 +424,20 @@ func (e *Engine) evaluate(ctx context.Context, in *intent.Intent, approved []str
 		if p.prg.guard.excludes(in) {
 			continue // the condition is false for this chain or kind
 		}
-		ok, err := p.prg.eval(act)
+		out, err := p.prg.eval(act)
 		switch {
-		case err != nil && p.pol.Effect == EffectAllow:
+		case (err != nil || out == outUnknown) && p.pol.Effect == EffectAllow:
 			continue
 		case err != nil:
 			res.add(p, "condition could not be evaluated, so the policy applies (fails closed): "+err.Error(), approved)
-		case !ok:
+		case out == outFalse:
 			continue
-		case p.limit != nil:
+		case p.limit != nil && (in.Decoded || covered(p, approved)):
 			limited = append(limited, p)
+		case p.limit != nil:
+			res.add(p, undecodedReason(in, "a limit cannot count what the request does not state"), approved)
+		case out == outUnknown:
+			res.add(p, undecodedReason(in, "the condition depends on what it moves"), approved)
 		default:
 			res.add(p, p.reason, approved)
 		}
@@ -456,7 +460,7 @@ func (e *Engine) applyLimits(ctx context.Context, res *Result, in *intent.Intent
 	if in.Account == "" {
 		return errkind.New(errkind.Invalid, "", "signpolicy: a limited request must name its account")
 	}
-	value := valueOf(in)
+	value := in.Spend() // value and the most the fee can take
 	rsv := &Reservation{kv: e.lim.kv, locks: e.lim.locks}
 	fail := func(err error) error {
 		if rerr := rsv.Release(ctx); rerr != nil {
@@ -466,10 +470,9 @@ func (e *Engine) applyLimits(ctx context.Context, res *Result, in *intent.Intent
 	}
 	for _, p := range limited {
 		key := limitKey(p.pol.ID, in.Account)
-		covered := p.pol.Effect == EffectRequireApproval && slices.Contains(approved, p.pol.ID)
 		var chk limitCheck
 		if consume && res.Decision == DecisionAllow {
-			c, r, err := e.lim.reserve(ctx, key, p.limit, in.Chain, value, covered)
+			c, r, err := e.lim.reserve(ctx, key, p.limit, in.Chain, value, covered(p, approved))
 			if err != nil {
 				return fail(err)
 			}
@@ -500,6 +503,26 @@ func (e *Engine) applyLimits(ctx context.Context, res *Result, in *intent.Intent
 		res.Reservation = rsv
 	}
 	return nil
+}
+
+// covered reports whether a completed approval covers p's
+// require_approval: its limit then records the request's spend (what the
+// request states) even when it is not fully decoded.
+func covered(p *compiled, approved []string) bool {
+	return p.pol.Effect == EffectRequireApproval && slices.Contains(approved, p.pol.ID)
+}
+
+// undecodedReason explains a match on a request that is not fully decoded
+// (docs/policies.md, "Requests the vault cannot fully decode").
+func undecodedReason(in *intent.Intent, why string) string {
+	detail := "no reason given"
+	if len(in.Undecoded) > 0 {
+		detail = truncate(in.Undecoded[0], 200)
+		if n := len(in.Undecoded) - 1; n > 0 {
+			detail += fmt.Sprintf("; and %d more", n)
+		}
+	}
+	return fmt.Sprintf("the request is not fully decoded (%s), and %s, so the policy applies (fails closed)", detail, why)
 }
 
 func (r *Result) add(p *compiled, reason string, approved []string) {

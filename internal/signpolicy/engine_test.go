@@ -360,13 +360,20 @@ func TestIntentDocRoundTrip(t *testing.T) {
 	in.Delegates = []string{delegate}
 	in.TypedData = typedData("Permit", usdc).TypedData
 	in.Outputs = psbt(coldBTC).Outputs
+	in.MaxFee = big.NewInt(21000)
+	in.Programs = []string{usdc}
+	in.Tokens = append(in.Tokens, intent.Token{Contract: usdc, Method: "safeTransferFrom", To: stranger, Amount: big.NewInt(1), TokenID: big.NewInt(7), Unlimited: true})
+	in.Undecodable("calldata to x: selector 0xdeadbeef is not a call the vault decodes")
 	doc := DescribeIntent(in)
 	raw, err := json.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(raw), `"amount":"`+maxUint256.String()+`"`) {
-		t.Errorf("amount is not a decimal string: %s", raw)
+	for _, want := range []string{`"amount":"` + maxUint256.String() + `"`, `"decoded":false`, `"max_fee":"21000"`, `"token_id":"7"`, `"unlimited":true`,
+		`"programs":["` + usdc + `"]`, `"undecoded":["calldata to x`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("%s is not in %s", want, raw)
+		}
 	}
 	var back IntentDoc
 	if err := json.Unmarshal(raw, &back); err != nil {
@@ -376,8 +383,12 @@ func TestIntentDocRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(DescribeIntent(in2), doc) || in2.Token.Amount.Cmp(maxUint256) != 0 {
+	if !reflect.DeepEqual(DescribeIntent(in2), doc) || in2.Token.Amount.Cmp(maxUint256) != 0 || in2.Decoded || in2.Tokens[1].TokenID.Int64() != 7 {
 		t.Fatalf("round trip differs:\n%+v\n%+v", doc, DescribeIntent(in2))
+	}
+	in.Decoded, in.Undecoded = true, nil
+	if raw, _ := json.Marshal(DescribeIntent(in)); !strings.Contains(string(raw), `"decoded":true`) || strings.Contains(string(raw), "undecoded") {
+		t.Errorf("decoded intent: %s", raw)
 	}
 	back.Value = "1e18"
 	if _, err := back.Intent(); err == nil {
@@ -541,8 +552,9 @@ func TestGuardSkipsOnlyFalse(t *testing.T) {
 	intents := []*intent.Intent{
 		ethTx(treasury, eth("2")), erc20("transfer", stranger, units("5", 6)), typedData("Permit", usdc),
 		psbt(coldBTC, "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"),
-		{Chain: intent.ChainEthereum, Kind: intent.KindMessage, Account: "treasury/hot", Owner: "treasury"},
-		{Chain: intent.ChainSolana, Kind: intent.KindTransaction, Account: "treasury/sol", Owner: "treasury", Value: big.NewInt(2_000_000_000)},
+		{Chain: intent.ChainEthereum, Kind: intent.KindMessage, Account: "treasury/hot", Owner: "treasury", Decoded: true},
+		{Chain: intent.ChainSolana, Kind: intent.KindTransaction, Account: "treasury/sol", Owner: "treasury", Value: big.NewInt(2_000_000_000), Decoded: true},
+		{Chain: intent.ChainSolana, Kind: intent.KindTransaction, Account: "treasury/sol", Owner: "treasury", Undecoded: []string{"x"}},
 	}
 	guarded := 0
 	for _, cond := range conds {
@@ -558,9 +570,9 @@ func TestGuardSkipsOnlyFalse(t *testing.T) {
 			if !p.guard.excludes(in) {
 				continue
 			}
-			ok, err := p.eval(e.c.newActivation(in, e.now()))
-			if ok || err != nil {
-				t.Errorf("%s on %s/%s: skipped, but evaluates to %v, %v", cond, in.Chain, in.Kind, ok, err)
+			out, err := p.eval(e.c.newActivation(in, e.now()))
+			if out != outFalse || err != nil {
+				t.Errorf("%s on %s/%s: skipped, but evaluates to %v, %v", cond, in.Chain, in.Kind, out, err)
 			}
 		}
 	}

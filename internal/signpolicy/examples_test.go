@@ -79,7 +79,7 @@ const (
 func ethTx(to string, value *big.Int) *intent.Intent {
 	return &intent.Intent{Chain: intent.ChainEthereum, Network: "mainnet", Kind: intent.KindTransaction,
 		Account: "treasury/hot", Owner: "treasury", Principal: "treasury", AMR: []string{"pwd", "otp"},
-		ChainID: big.NewInt(1), To: to, Value: value}
+		ChainID: big.NewInt(1), To: to, Value: value, Decoded: true}
 }
 
 func erc20(method, to string, amount *big.Int) *intent.Intent {
@@ -92,14 +92,14 @@ func erc20(method, to string, amount *big.Int) *intent.Intent {
 
 func typedData(primary, verifying string) *intent.Intent {
 	return &intent.Intent{Chain: intent.ChainEthereum, Kind: intent.KindTypedData, Account: "treasury/hot",
-		Owner: "treasury", Principal: "treasury", ChainID: big.NewInt(1),
+		Owner: "treasury", Principal: "treasury", ChainID: big.NewInt(1), Decoded: true,
 		TypedData: &intent.TypedData{PrimaryType: primary, Domain: intent.Domain{Name: "USD Coin", Version: "2",
 			ChainID: big.NewInt(1), VerifyingContract: verifying}}}
 }
 
 func psbt(outs ...string) *intent.Intent {
 	in := &intent.Intent{Chain: intent.ChainBitcoin, Network: "mainnet", Kind: intent.KindPSBT,
-		Account: "treasury/btc", Owner: "treasury", Principal: "treasury", Value: big.NewInt(0)}
+		Account: "treasury/btc", Owner: "treasury", Principal: "treasury", Value: big.NewInt(0), Decoded: true}
 	for _, a := range outs {
 		in.Outputs = append(in.Outputs, intent.Output{Address: a, Value: big.NewInt(50_000)})
 		in.Value.Add(in.Value, big.NewInt(50_000))
@@ -129,7 +129,7 @@ func TestExamples(t *testing.T) {
 			{"other owner out of scope", with(ethTx(stranger, eth("1")), func(in *intent.Intent) {
 				in.Owner, in.Account = "bob", "bob/main"
 			}), DecisionAllow, ""},
-			{"message not a transaction", &intent.Intent{Chain: "ethereum", Kind: intent.KindMessage, Owner: "treasury", Account: "treasury/hot"}, DecisionAllow, ""},
+			{"message not a transaction", &intent.Intent{Chain: "ethereum", Kind: intent.KindMessage, Owner: "treasury", Account: "treasury/hot", Decoded: true}, DecisionAllow, ""},
 		},
 		"usdc-transfers": {
 			{"allowlisted, small", erc20("transfer", treasury, units("9999.999999", 6)), DecisionAllow, ""},
@@ -197,7 +197,7 @@ func TestExamples(t *testing.T) {
 				in.Principal = "apikey:0123456789abcdef0123456789abcdef"
 				in.ChainID = new(big.Int).Lsh(big.NewInt(1), 64)
 			}), DecisionDeny, ""},
-			{"api key message (no chain id)", &intent.Intent{Chain: "ethereum", Kind: intent.KindMessage, Owner: "treasury",
+			{"api key message (no chain id)", &intent.Intent{Chain: "ethereum", Kind: intent.KindMessage, Owner: "treasury", Decoded: true,
 				Account: "treasury/hot", Principal: "apikey:0123456789abcdef0123456789abcdef"}, DecisionDeny, ""},
 		},
 	}

@@ -23,6 +23,10 @@ type IntentDoc struct {
 	ChainID   string        `json:"chain_id,omitempty"`
 	To        string        `json:"to,omitempty"`
 	Value     string        `json:"value"`
+	MaxFee    string        `json:"max_fee"`
+	Decoded   bool          `json:"decoded"`
+	Undecoded []string      `json:"undecoded,omitempty"`
+	Programs  []string      `json:"programs,omitempty"`
 	Selector  string        `json:"selector,omitempty"`
 	Token     *TokenDoc     `json:"token,omitempty"`
 	Tokens    []TokenDoc    `json:"tokens,omitempty"`
@@ -33,11 +37,18 @@ type IntentDoc struct {
 
 // TokenDoc is the JSON form of intent.Token.
 type TokenDoc struct {
-	Contract string `json:"contract,omitempty"`
-	Method   string `json:"method"`
-	From     string `json:"from,omitempty"`
-	To       string `json:"to,omitempty"`
-	Amount   string `json:"amount"`
+	Contract  string `json:"contract,omitempty"`
+	Method    string `json:"method"`
+	From      string `json:"from,omitempty"`
+	To        string `json:"to,omitempty"`
+	Amount    string `json:"amount"`
+	TokenID   string `json:"token_id,omitempty"`
+	Unlimited bool   `json:"unlimited,omitempty"`
+}
+
+func tokenDoc(t *intent.Token) TokenDoc {
+	return TokenDoc{Contract: t.Contract, Method: t.Method, From: t.From, To: t.To, Amount: dec(t.Amount),
+		TokenID: optDec(t.TokenID), Unlimited: t.Unlimited}
 }
 
 // TypedDataDoc is the JSON form of intent.TypedData.
@@ -81,13 +92,15 @@ func DescribeIntent(in *intent.Intent) *IntentDoc {
 	d := &IntentDoc{
 		Chain: in.Chain, Network: in.Network, Kind: in.Kind, Account: in.Account, Owner: in.Owner,
 		Principal: in.Principal, AMR: in.AMR, ChainID: optDec(in.ChainID), To: in.To,
-		Value: dec(in.Value), Selector: in.Selector, Delegates: in.Delegates,
+		Value: dec(in.Value), MaxFee: dec(in.MaxFee), Decoded: in.Decoded, Undecoded: in.Undecoded,
+		Programs: in.Programs, Selector: in.Selector, Delegates: in.Delegates,
 	}
 	if t := in.Token; t != nil {
-		d.Token = &TokenDoc{Contract: t.Contract, Method: t.Method, From: t.From, To: t.To, Amount: dec(t.Amount)}
+		td := tokenDoc(t)
+		d.Token = &td
 	}
-	for _, t := range in.Tokens {
-		d.Tokens = append(d.Tokens, TokenDoc{Contract: t.Contract, Method: t.Method, From: t.From, To: t.To, Amount: dec(t.Amount)})
+	for i := range in.Tokens {
+		d.Tokens = append(d.Tokens, tokenDoc(&in.Tokens[i]))
 	}
 	if td := in.TypedData; td != nil {
 		d.TypedData = &TypedDataDoc{PrimaryType: td.PrimaryType, Domain: DomainDoc{
@@ -106,6 +119,7 @@ func (d *IntentDoc) Intent() (*intent.Intent, error) {
 	in := &intent.Intent{
 		Chain: d.Chain, Network: d.Network, Kind: d.Kind, Account: d.Account, Owner: d.Owner,
 		Principal: d.Principal, AMR: d.AMR, To: d.To, Selector: d.Selector, Delegates: d.Delegates,
+		Decoded: d.Decoded, Undecoded: d.Undecoded, Programs: d.Programs,
 	}
 	var err error
 	parse := func(field, s string, opt bool) *big.Int {
@@ -120,13 +134,17 @@ func (d *IntentDoc) Intent() (*intent.Intent, error) {
 	}
 	in.ChainID = parse("chain_id", d.ChainID, true)
 	in.Value = parse("value", d.Value, false)
+	in.MaxFee = parse("max_fee", d.MaxFee, true)
+	token := func(field string, t TokenDoc) intent.Token {
+		return intent.Token{Contract: t.Contract, Method: t.Method, From: t.From, To: t.To, Unlimited: t.Unlimited,
+			Amount: parse(field+".amount", t.Amount, false), TokenID: parse(field+".token_id", t.TokenID, true)}
+	}
 	if t := d.Token; t != nil {
-		in.Token = &intent.Token{Contract: t.Contract, Method: t.Method, From: t.From, To: t.To,
-			Amount: parse("token.amount", t.Amount, false)}
+		tk := token("token", *t)
+		in.Token = &tk
 	}
 	for i, t := range d.Tokens {
-		in.Tokens = append(in.Tokens, intent.Token{Contract: t.Contract, Method: t.Method, From: t.From, To: t.To,
-			Amount: parse(fmt.Sprintf("tokens[%d].amount", i), t.Amount, false)})
+		in.Tokens = append(in.Tokens, token(fmt.Sprintf("tokens[%d]", i), t))
 	}
 	if td := d.TypedData; td != nil {
 		in.TypedData = &intent.TypedData{PrimaryType: td.PrimaryType, Domain: intent.Domain{

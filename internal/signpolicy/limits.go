@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/moonvault/moonvault/internal/errkind"
-	"github.com/moonvault/moonvault/internal/intent"
 	"github.com/moonvault/moonvault/internal/storage"
 )
 
@@ -294,11 +293,3 @@ func release(ctx context.Context, kv Updater, e reservation) error {
 }
 
 var errNothingToRelease = errors.New("nothing to release")
-
-// valueOf is the request's native value, never nil.
-func valueOf(in *intent.Intent) *big.Int {
-	if in.Value == nil {
-		return new(big.Int)
-	}
-	return in.Value
-}

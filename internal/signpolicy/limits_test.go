@@ -116,7 +116,7 @@ func TestLimitRelease(t *testing.T) {
 func TestCountLimit(t *testing.T) {
 	e := newEngine(t, newMemKV(), newClock())
 	mustCreate(t, e, `{"name": "3 messages an hour", "effect": "deny", "condition": "intent.kind == \"message\"", "limit": {"count": 3, "window": "1h"}}`)
-	msg := &intent.Intent{Chain: "ethereum", Kind: intent.KindMessage, Account: "a/b", Owner: "a"}
+	msg := &intent.Intent{Chain: "ethereum", Kind: intent.KindMessage, Account: "a/b", Owner: "a", Decoded: true}
 	for i := range 3 {
 		if r, err := e.Authorize(context.Background(), msg, AuthorizeOptions{}); err != nil || r.Decision != DecisionAllow {
 			t.Fatalf("message %d: %+v %v", i, r, err)

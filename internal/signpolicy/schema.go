@@ -19,6 +19,13 @@ import (
 // (proto3 style) and has() tells presence, so `intent.token.to in [...]`
 // never fails on a request without a token.
 //
+// A request the chain could not fully decode (intent.Decoded false) has
+// value, token, tokens and outputs unknown in the view: CEL's unknown
+// value, which the operators propagate (`false && unknown` is false, `true
+// || unknown` true, anything else that reads it unknown). A condition whose
+// result is unknown is decided by the engine (engine.go, "undecoded"), so
+// a policy cannot be passed by what the vault could not see.
+//
 // Every 0x-hex string (addresses, selector, salt) is lowercase in the view,
 // and so is every 0x-hex string literal in a condition (rewritten at compile
 // time): an EIP-55 checksummed address in a rule and a lowercase one in a
@@ -130,17 +137,23 @@ var _ traits.FieldTester = object{}
 // policy evaluated for it.
 type intentView struct {
 	chain, network, kind, account, owner, principal, to, selector types.String
-	amr, delegates, outputs, tokens                               ref.Val
+	amr, delegates, outputs, tokens, programs                     ref.Val
 	chainID                                                       types.Int
 	hasChainID                                                    bool
-	value                                                         BigInt
+	decoded                                                       types.Bool
+	value, maxFee                                                 BigInt
 	token                                                         *tokenView
 	typedData                                                     *typedDataView
+	// unknown, when not nil, is what value, token, tokens and outputs read
+	// as: the request is not fully decoded.
+	unknown ref.Val
 }
 
 type tokenView struct {
 	contract, method, from, to types.String
-	amount                     BigInt
+	amount, tokenID            BigInt
+	hasTokenID                 bool
+	unlimited                  types.Bool
 }
 
 type typedDataView struct {
@@ -166,7 +179,9 @@ type schema struct {
 	zeroTypedData                            *typedDataView
 	// emptyList is shared by every empty list of a view (immutable).
 	emptyList ref.Val
-	byName    map[string]*objType
+	// unknown is the value of what an undecoded request moves.
+	unknown ref.Val
+	byName  map[string]*objType
 	*types.Registry
 }
 
@@ -179,11 +194,12 @@ func newSchema() (*schema, error) {
 		intent: newObjType(intentTypeName), token: newObjType(tokenTypeName),
 		typedData: newObjType(typedDataTypeName), domain: newObjType(domainTypeName),
 		output:        newObjType(outputTypeName),
-		zeroToken:     &tokenView{amount: newBigInt(nil)},
+		zeroToken:     &tokenView{amount: newBigInt(nil), tokenID: newBigInt(nil)},
 		zeroTypedData: &typedDataView{},
 		Registry:      reg,
 	}
 	s.emptyList = types.NewRefValList(s, nil)
+	s.unknown = types.NewUnknown(0, nil)
 	str := types.StringType
 	strs := types.NewListType(types.StringType)
 	in := func(v any) *intentView { return v.(*intentView) }
@@ -198,10 +214,24 @@ func newSchema() (*schema, error) {
 		func(v any) bool { return in(v).hasChainID })
 	s.intent.add("to", str, func(v any) ref.Val { return in(v).to },
 		func(v any) bool { return in(v).to != "" })
-	s.intent.add("value", bigIntType, func(v any) ref.Val { return in(v).value }, nil)
+	// Fields that describe what moves read as unknown on an undecoded
+	// request.
+	unknownOr := func(v any, known ref.Val) ref.Val {
+		if u := in(v).unknown; u != nil {
+			return u
+		}
+		return known
+	}
+	s.intent.add("value", bigIntType, func(v any) ref.Val { return unknownOr(v, in(v).value) }, nil)
+	s.intent.add("max_fee", bigIntType, func(v any) ref.Val { return in(v).maxFee }, nil)
+	s.intent.add("decoded", types.BoolType, func(v any) ref.Val { return in(v).decoded }, nil)
+	s.intent.add("programs", strs, func(v any) ref.Val { return in(v).programs }, nil)
 	s.intent.add("selector", str, func(v any) ref.Val { return in(v).selector },
 		func(v any) bool { return in(v).selector != "" })
 	s.intent.add("token", s.token.t, func(v any) ref.Val {
+		if u := in(v).unknown; u != nil {
+			return u
+		}
 		if t := in(v).token; t != nil {
 			return object{s.token, t}
 		}
@@ -210,7 +240,7 @@ func newSchema() (*schema, error) {
 	// tokens lists every token movement: a condition that reads only
 	// intent.token (the first) could be passed by a harmless first transfer
 	// followed by the one it means to stop.
-	s.intent.add("tokens", types.NewListType(s.token.t), func(v any) ref.Val { return in(v).tokens }, nil)
+	s.intent.add("tokens", types.NewListType(s.token.t), func(v any) ref.Val { return unknownOr(v, in(v).tokens) }, nil)
 	s.intent.add("typed_data", s.typedData.t, func(v any) ref.Val {
 		if t := in(v).typedData; t != nil {
 			return object{s.typedData, t}
@@ -218,7 +248,7 @@ func newSchema() (*schema, error) {
 		return object{s.typedData, s.zeroTypedData}
 	}, func(v any) bool { return in(v).typedData != nil })
 	s.intent.add("delegates", strs, func(v any) ref.Val { return in(v).delegates }, nil)
-	s.intent.add("outputs", types.NewListType(s.output.t), func(v any) ref.Val { return in(v).outputs }, nil)
+	s.intent.add("outputs", types.NewListType(s.output.t), func(v any) ref.Val { return unknownOr(v, in(v).outputs) }, nil)
 
 	tok := func(v any) *tokenView { return v.(*tokenView) }
 	s.token.add("contract", str, func(v any) ref.Val { return tok(v).contract }, nil)
@@ -226,6 +256,9 @@ func newSchema() (*schema, error) {
 	s.token.add("from", str, func(v any) ref.Val { return tok(v).from }, nil)
 	s.token.add("to", str, func(v any) ref.Val { return tok(v).to }, nil)
 	s.token.add("amount", bigIntType, func(v any) ref.Val { return tok(v).amount }, nil)
+	s.token.add("token_id", bigIntType, func(v any) ref.Val { return tok(v).tokenID },
+		func(v any) bool { return tok(v).hasTokenID })
+	s.token.add("unlimited", types.BoolType, func(v any) ref.Val { return tok(v).unlimited }, nil)
 
 	td := func(v any) *typedDataView { return v.(*typedDataView) }
 	s.typedData.add("primary_type", str, func(v any) ref.Val { return td(v).primaryType }, nil)
@@ -280,10 +313,22 @@ func (s *schema) FindStructFieldType(name, fieldName string) (*types.FieldType, 
 	if !ok {
 		return nil, false
 	}
+	// A field of an unknown object is unknown, and present (as cel-go's
+	// own qualifiers treat unknowns).
 	return &types.FieldType{
-		Type:    f.t,
-		IsSet:   func(v any) bool { return f.isSet(v) },
-		GetFrom: func(v any) (any, error) { return f.get(v), nil },
+		Type: f.t,
+		IsSet: func(v any) bool {
+			if _, ok := v.(*types.Unknown); ok {
+				return true
+			}
+			return f.isSet(v)
+		},
+		GetFrom: func(v any) (any, error) {
+			if u, ok := v.(*types.Unknown); ok {
+				return u, nil
+			}
+			return f.get(v), nil
+		},
 	}, true
 }
 
@@ -328,17 +373,26 @@ func (s *schema) view(in *intent.Intent) *intentView {
 		to:        types.String(canonAddress(in.To, btc)),
 		selector:  types.String(canonHex(in.Selector)),
 		value:     newBigInt(in.Value),
+		maxFee:    newBigInt(in.MaxFee),
+		decoded:   types.Bool(in.Decoded),
 		amr:       s.strings(in.AMR),
 		delegates: s.strings(canonAll(in.Delegates)),
+		programs:  s.strings(canonAll(in.Programs)),
+	}
+	if !in.Decoded {
+		v.unknown = s.unknown
 	}
 	v.chainID, v.hasChainID = chainIDVal(in.ChainID)
 	tokenOf := func(t *intent.Token) *tokenView {
 		return &tokenView{
-			contract: types.String(canonAddress(t.Contract, btc)),
-			method:   types.String(t.Method),
-			from:     types.String(canonAddress(t.From, btc)),
-			to:       types.String(canonAddress(t.To, btc)),
-			amount:   newBigInt(t.Amount),
+			contract:   types.String(canonAddress(t.Contract, btc)),
+			method:     types.String(t.Method),
+			from:       types.String(canonAddress(t.From, btc)),
+			to:         types.String(canonAddress(t.To, btc)),
+			amount:     newBigInt(t.Amount),
+			tokenID:    newBigInt(t.TokenID),
+			hasTokenID: t.TokenID != nil,
+			unlimited:  types.Bool(t.Unlimited),
 		}
 	}
 	// token is the first movement and tokens all of them, whichever of the

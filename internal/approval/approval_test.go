@@ -27,7 +27,7 @@ func ethTx(owner string, wei string) *intent.Intent {
 	v, _ := new(big.Int).SetString(wei, 10)
 	return &intent.Intent{Chain: intent.ChainEthereum, Network: "mainnet", Kind: intent.KindTransaction,
 		Account: owner + "/hot", Owner: owner, Principal: owner, AMR: []string{"pwd"},
-		ChainID: big.NewInt(1), To: "0x9999999999999999999999999999999999999999", Value: v}
+		ChainID: big.NewInt(1), To: "0x9999999999999999999999999999999999999999", Value: v, Decoded: true}
 }
 
 type fixture struct {

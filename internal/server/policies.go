@@ -94,7 +94,9 @@ func (n *Node) startPolicies(ctx context.Context) {
 	n.policyMu.Unlock()
 }
 
-// stopPolicies ends the loop (sealing).
+// stopPolicies ends the loop (sealing) and makes the engine forget what
+// it loaded and the change counters it saw: the next unseal may follow a
+// restore, which legitimately takes the storage back.
 func (n *Node) stopPolicies() {
 	n.policyMu.Lock()
 	l := n.policyLoop
@@ -103,6 +105,9 @@ func (n *Node) stopPolicies() {
 	if l != nil {
 		l.cancel()
 		l.wg.Wait()
+	}
+	if n.Policies != nil {
+		n.Policies.Forget()
 	}
 }
 

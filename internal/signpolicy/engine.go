@@ -135,6 +135,9 @@ type Engine struct {
 
 	set atomic.Pointer[policySet]
 	mu  sync.Mutex // serializes set rebuilds
+	// seen is the highest policy index counter this engine loaded (under
+	// mu): an index that goes back is refused (store.go, policyIndex).
+	seen uint64
 }
 
 // New returns an engine over kv. Call Reload before evaluating.
@@ -154,7 +157,7 @@ func New(kv Storage, opts Options) (*Engine, error) {
 	return &Engine{
 		c: c, now: now, log: log,
 		store: &store{kv: kv, now: now},
-		lim:   &limiter{kv: kv, now: now, locks: newKeyLocks()},
+		lim:   &limiter{kv: kv, now: now, locks: newKeyLocks(), seen: newSeqCache()},
 	}, nil
 }
 
@@ -172,6 +175,9 @@ type compiled struct {
 }
 
 type policySet struct {
+	// err, when set, is why the stored policies cannot be trusted: every
+	// evaluation fails with it (ErrStoreInconsistent, 503).
+	err       error
 	global    []*compiled
 	byOwner   map[string][]*compiled
 	byAccount map[string][]*compiled
@@ -252,15 +258,28 @@ func (e *Engine) compilePolicy(p *Policy) *compiled {
 	return &compiled{pol: p, prg: prg, limit: l, reason: "condition holds: " + truncate(p.Condition, 200)}
 }
 
-// Reload reads and compiles every policy. Until it first succeeds,
-// evaluation fails with ErrNotLoaded.
+// Reload reads and compiles every policy, checked against the policy
+// index (store.go). Until it first succeeds, evaluation fails with
+// ErrNotLoaded. When the stored policies are inconsistent (a record
+// missing or older than the index, the index gone back), evaluation fails
+// with ErrStoreInconsistent until a Reload finds them consistent again;
+// other errors (storage unreachable) keep the set loaded before.
 func (e *Engine) Reload(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	all, err := e.store.listAll(ctx)
+	all, seq, err := e.store.loadVerified(ctx)
+	if err == nil && seq < e.seen {
+		err = inconsistent("the policy index went back from change %d to change %d: an older copy was put back", e.seen, seq)
+	}
+	if errors.Is(err, ErrStoreInconsistent) {
+		e.log.Error("transaction policies in storage are inconsistent; signing is refused until they are repaired", "err", err)
+		e.set.Store(&policySet{err: err})
+		return err
+	}
 	if err != nil {
 		return err
 	}
+	e.seen = seq
 	var ps []*compiled
 	for _, p := range all {
 		if !p.Deleted {
@@ -271,42 +290,35 @@ func (e *Engine) Reload(ctx context.Context) error {
 	return nil
 }
 
+// Forget drops what the engine loaded and saw (sealing: a restore may
+// legitimately take the storage back); evaluation fails with ErrNotLoaded
+// until the next Reload.
+func (e *Engine) Forget() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.seen = 0
+	e.set.Store(nil)
+	e.lim.forget()
+}
+
 // Changed tells the engine that a storage key changed, possibly on another
-// node (wire it to the barrier's Subscribe). A key under PolicyPrefix
-// reloads that policy; "" (changes may have been missed) reloads all.
+// node (wire it to the barrier's Subscribe). A key under PolicyPrefix, or
+// "" (changes may have been missed), reloads every policy: a load checks
+// the whole set against the index, so one record cannot be read alone.
 func (e *Engine) Changed(ctx context.Context, key string) error {
-	switch {
-	case key == "":
+	if key == "" || isPolicyKey(key) {
 		return e.Reload(ctx)
-	case isPolicyKey(key):
-		return e.refresh(ctx, policyIDFromKey(key))
 	}
 	return nil
 }
 
-// refresh re-reads one policy into the set.
-func (e *Engine) refresh(ctx context.Context, id string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	cur := e.set.Load()
-	if cur == nil {
-		return nil // not loaded yet: Reload will read it
+// refresh reloads after a change made here; before the first Reload it
+// does nothing (Reload will read the change).
+func (e *Engine) refresh(ctx context.Context) error {
+	if e.set.Load() == nil {
+		return nil
 	}
-	p, found, err := e.store.getHead(ctx, id)
-	if err != nil {
-		return err
-	}
-	ps := make([]*compiled, 0, len(cur.byID)+1)
-	for pid, c := range cur.byID {
-		if pid != id {
-			ps = append(ps, c)
-		}
-	}
-	if found && !p.Deleted {
-		ps = append(ps, e.compilePolicy(p))
-	}
-	e.set.Store(buildSet(ps))
-	return nil
+	return e.Reload(ctx)
 }
 
 // Create validates, compiles and stores a new policy.
@@ -327,7 +339,7 @@ func (e *Engine) CreateWithID(ctx context.Context, id string, d *Document, by Ac
 	if err != nil {
 		return nil, err
 	}
-	return p, e.refresh(ctx, p.ID)
+	return p, e.refresh(ctx)
 }
 
 // Update replaces a policy's document. ifVersion, when not zero, must be
@@ -343,7 +355,7 @@ func (e *Engine) Update(ctx context.Context, id string, d *Document, by Actor, i
 	if err != nil {
 		return nil, err
 	}
-	return p, e.refresh(ctx, id)
+	return p, e.refresh(ctx)
 }
 
 // Delete removes a policy; its history is kept.
@@ -354,7 +366,7 @@ func (e *Engine) Delete(ctx context.Context, id string, by Actor, ifVersion int)
 	if _, err := e.store.write(ctx, id, OpDelete, nil, by, ifVersion); err != nil {
 		return err
 	}
-	return e.refresh(ctx, id)
+	return e.refresh(ctx)
 }
 
 // Get returns the current version of a policy.
@@ -403,8 +415,11 @@ func (e *Engine) Authorize(ctx context.Context, in *intent.Intent, opts Authoriz
 
 func (e *Engine) evaluate(ctx context.Context, in *intent.Intent, approved []string, consume bool) (*Result, error) {
 	set := e.set.Load()
-	if set == nil {
+	switch {
+	case set == nil:
 		return nil, ErrNotLoaded
+	case set.err != nil:
+		return nil, set.err
 	}
 	scope := set.scope(in)
 	res := &Result{Decision: DecisionAllow, Matched: []Match{}}
@@ -461,7 +476,7 @@ func (e *Engine) applyLimits(ctx context.Context, res *Result, in *intent.Intent
 		return errkind.New(errkind.Invalid, "", "signpolicy: a limited request must name its account")
 	}
 	value := in.Spend() // value and the most the fee can take
-	rsv := &Reservation{kv: e.lim.kv, locks: e.lim.locks}
+	rsv := &Reservation{kv: e.lim.kv, locks: e.lim.locks, seen: e.lim.seen}
 	fail := func(err error) error {
 		if rerr := rsv.Release(ctx); rerr != nil {
 			e.log.Error("releasing limit reservations failed; the spend stays counted", "err", rerr)

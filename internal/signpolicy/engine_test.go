@@ -146,6 +146,10 @@ func TestBrokenStoredPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	idx := policyIndex{Seq: 3, Heads: map[string]int{"pol_aaaaaaaaaaaaaaaaaaaaaaaaaa": 1, "pol_bbbbbbbbbbbbbbbbbbbbbbbbbb": 1}}
+	if err := kv.Put(ctx, indexKey, mustJSON(idx)); err != nil {
+		t.Fatal(err)
+	}
 	e := newEngine(t, kv, nil)
 	res, err := e.Evaluate(ctx, ethTx(treasury, nil))
 	if err != nil {

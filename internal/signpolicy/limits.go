@@ -30,6 +30,11 @@ const (
 
 type windowRecord struct {
 	Buckets []bucket `json:"b"`
+	// Seq counts the record's changes. A node remembers the last it saw
+	// (limiter.seen) and refuses a record that is missing or behind it: a
+	// limit record deleted, or an older copy put back, would otherwise
+	// forget spend (review M2). Release keeps the record for that reason.
+	Seq uint64 `json:"q,omitempty"`
 }
 
 type bucket struct {
@@ -148,6 +153,7 @@ func (l *limitSpec) check(r *windowRecord, chain string, value *big.Int) limitCh
 type Reservation struct {
 	kv      Updater
 	locks   *keyLocks
+	seen    *seqCache
 	entries []reservation
 }
 
@@ -161,6 +167,8 @@ type reservation struct {
 type limiter struct {
 	kv  Storage
 	now func() time.Time
+	// seen remembers each record's last change counter (seqCache).
+	seen *seqCache
 	// locks serialize this node's updates of one record: concurrent
 	// requests on a hot limit would otherwise race each other's
 	// compare-and-swap until the barrier gives up (409). Across nodes the
@@ -187,6 +195,61 @@ func (k *keyLocks) lock(key string) func() {
 
 var errLimitExceeded = errors.New("limit exceeded")
 
+// seqCache remembers the change counter last seen of up to maxSeen limit
+// records; past that, entries are dropped (those records lose the check
+// until they are seen again). Safe for concurrent use.
+type seqCache struct {
+	mu sync.Mutex
+	m  map[string]uint64
+}
+
+const maxSeen = 1 << 16
+
+func newSeqCache() *seqCache { return &seqCache{m: map[string]uint64{}} }
+
+// check refuses a record that is missing, or older than the last seen.
+func (c *seqCache) check(key string, r *windowRecord, found bool) error {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	last := c.m[key]
+	c.mu.Unlock()
+	switch {
+	case last == 0:
+		return nil
+	case !found:
+		return inconsistent("limit record %s is missing, but this node saw change %d of it: spend would be forgotten", key, last)
+	case r.Seq < last:
+		return inconsistent("limit record %s is at change %d, but this node saw change %d: an older copy was put back", key, r.Seq, last)
+	}
+	return nil
+}
+
+// saw records that key reached seq.
+func (c *seqCache) saw(key string, seq uint64) {
+	if c == nil || seq == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[key]; !ok && len(c.m) >= maxSeen {
+		for k := range c.m {
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[key] = max(c.m[key], seq)
+}
+
+func (lm *limiter) forget() {
+	if lm.seen != nil {
+		lm.seen.mu.Lock()
+		clear(lm.seen.m)
+		lm.seen.mu.Unlock()
+	}
+}
+
 // peek checks without writing (the dry run, and requests that will not sign).
 func (lm *limiter) peek(ctx context.Context, key string, l *limitSpec, chain string, value *big.Int) (limitCheck, error) {
 	raw, err := lm.kv.Get(ctx, key)
@@ -198,6 +261,10 @@ func (lm *limiter) peek(ctx context.Context, key string, l *limitSpec, chain str
 	if err != nil {
 		return limitCheck{}, err
 	}
+	if err := lm.seen.check(key, r, found); err != nil {
+		return limitCheck{}, err
+	}
+	lm.seen.saw(key, r.Seq)
 	r.prune(lm.now(), l.window)
 	return l.check(r, chain, value), nil
 }
@@ -207,10 +274,14 @@ func (lm *limiter) peek(ctx context.Context, key string, l *limitSpec, chain str
 func (lm *limiter) reserve(ctx context.Context, key string, l *limitSpec, chain string, value *big.Int, force bool) (limitCheck, *reservation, error) {
 	var res limitCheck
 	var rsv *reservation
+	var seq uint64
 	defer lm.locks.lock(key)()
 	err := lm.kv.Update(ctx, key, func(cur []byte, found bool) ([]byte, bool, error) {
 		r, err := decodeWindow(cur, found)
 		if err != nil {
+			return nil, false, err
+		}
+		if err := lm.seen.check(key, r, found); err != nil {
 			return nil, false, err
 		}
 		now := lm.now()
@@ -231,14 +302,19 @@ func (lm *limiter) reserve(ctx context.Context, key string, l *limitSpec, chain 
 		b := &r.Buckets[i]
 		b.Count++
 		b.Amount = addDecimal(b.Amount, value.String())
+		r.Seq++
+		seq = r.Seq
 		return mustJSON(r), false, nil
 	})
 	switch {
 	case errors.Is(err, errLimitExceeded):
 		return res, nil, nil
+	case errors.Is(err, ErrStoreInconsistent):
+		return limitCheck{}, nil, err
 	case err != nil:
 		return limitCheck{}, nil, storageErr("reserve limit", err)
 	}
+	lm.seen.saw(key, seq)
 	return res, rsv, nil
 }
 
@@ -251,17 +327,21 @@ func (r *Reservation) Release(ctx context.Context) error {
 	var errs []error
 	for _, e := range r.entries {
 		unlock := r.locks.lock(e.key)
-		errs = append(errs, release(ctx, r.kv, e))
+		errs = append(errs, release(ctx, r.kv, r.seen, e))
 		unlock()
 	}
 	r.entries = nil
 	return errors.Join(errs...)
 }
 
-func release(ctx context.Context, kv Updater, e reservation) error {
+func release(ctx context.Context, kv Updater, seen *seqCache, e reservation) error {
+	var seq uint64
 	err := kv.Update(ctx, e.key, func(cur []byte, found bool) ([]byte, bool, error) {
 		r, err := decodeWindow(cur, found)
 		if err != nil {
+			return nil, false, err
+		}
+		if err := seen.check(e.key, r, found); err != nil {
 			return nil, false, err
 		}
 		for i := range r.Buckets {
@@ -279,9 +359,10 @@ func release(ctx context.Context, kv Updater, e reservation) error {
 			if b.Count == 0 && b.Amount == "" {
 				r.Buckets = append(r.Buckets[:i], r.Buckets[i+1:]...)
 			}
-			if len(r.Buckets) == 0 {
-				return nil, true, nil
-			}
+			// The record stays, empty or not: its counter is what tells a
+			// deleted record from one never written.
+			r.Seq++
+			seq = r.Seq
 			return mustJSON(r), false, nil
 		}
 		return nil, false, errNothingToRelease
@@ -289,6 +370,7 @@ func release(ctx context.Context, kv Updater, e reservation) error {
 	if err != nil && !errors.Is(err, errNothingToRelease) {
 		return storageErr("release limit", err)
 	}
+	seen.saw(e.key, seq)
 	return nil
 }
 

@@ -41,6 +41,9 @@ const (
 	PolicyPrefix  = "signpolicy/policies/"
 	versionPrefix = "signpolicy/versions/"
 	limitPrefix   = "signpolicy/limits/"
+	// indexKey is the policy index: every policy's version and a change
+	// counter, bumped after each change (see policyIndex).
+	indexKey = "signpolicy/index"
 )
 
 // Errors of the store.
@@ -51,7 +54,17 @@ var (
 	// ErrVersionConflict: the policy changed since the version the caller
 	// read (optimistic concurrency, If-Match style).
 	ErrVersionConflict = errkind.New(errkind.Conflict, "policy_version_conflict", "the policy was changed by someone else; read it again")
+	// ErrStoreInconsistent: the stored policies or limit totals disagree
+	// with the records that vouch for them (a record deleted, or an older
+	// copy put back: threat T4, docs/threat-model.md). Signing is refused
+	// (503) until an operator repairs or restores the storage.
+	ErrStoreInconsistent = errkind.New(errkind.Unavailable, "policy_store_inconsistent",
+		"the stored transaction policies are inconsistent, so signing is refused")
 )
+
+func inconsistent(format string, args ...any) error {
+	return fmt.Errorf("%w: %s (docs/operations.md, \"Policy store inconsistent\")", ErrStoreInconsistent, fmt.Sprintf(format, args...))
+}
 
 // Operations recorded in a version.
 const (
@@ -114,6 +127,120 @@ func storageErr(op string, err error) error { return fmt.Errorf("signpolicy: %s:
 
 var errLostRace = errors.New("signpolicy: lost a race for the version slot")
 
+// policyIndex anchors the set of policies (review M2). Heads can be
+// deleted, or replaced by an older genuine copy, by whoever writes the
+// storage: the barrier authenticates a record and its path, not its age.
+// The index, itself a barrier record, holds each policy's version and a
+// counter of changes; every change moves the policy's head first and the
+// index after, so a head is never behind the index unless storage went
+// back. A load (Engine.Reload) reads the index first and refuses a head
+// that is missing or older than it, and an index that is missing while
+// heads exist; an engine also remembers the highest counter it loaded and
+// refuses an index that went back. What remains (docs/threat-model.md): a
+// node that starts on storage whose index and heads were all put back
+// together to an older state cannot tell.
+type policyIndex struct {
+	Seq   uint64         `json:"seq"`
+	Heads map[string]int `json:"heads"`
+}
+
+var errIndexExists = errors.New("index exists")
+
+func (s *store) getIndex(ctx context.Context) (*policyIndex, bool, error) {
+	raw, err := s.kv.Get(ctx, indexKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, storageErr("read policy index", err)
+	}
+	var idx policyIndex
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return nil, false, storageErr("decode policy index", errkind.Wrap(errkind.Integrity, err))
+	}
+	return &idx, true, nil
+}
+
+// ensureIndex creates the (empty) index before the first head is written,
+// so that an index missing while heads exist is never a write in flight.
+func (s *store) ensureIndex(ctx context.Context) error {
+	err := s.kv.Update(ctx, indexKey, func(_ []byte, found bool) ([]byte, bool, error) {
+		if found {
+			return nil, false, errIndexExists
+		}
+		return mustJSON(&policyIndex{Seq: 1, Heads: map[string]int{}}), false, nil
+	})
+	if err != nil && !errors.Is(err, errIndexExists) {
+		return storageErr("create policy index", err)
+	}
+	return nil
+}
+
+// bumpIndex records that policy id reached version v.
+func (s *store) bumpIndex(ctx context.Context, id string, v int) error {
+	err := s.kv.Update(ctx, indexKey, func(cur []byte, found bool) ([]byte, bool, error) {
+		idx := policyIndex{Heads: map[string]int{}}
+		if found {
+			if err := json.Unmarshal(cur, &idx); err != nil {
+				return nil, false, errkind.Wrap(errkind.Integrity, err)
+			}
+			if idx.Heads == nil {
+				idx.Heads = map[string]int{}
+			}
+		}
+		if idx.Heads[id] >= v {
+			return nil, false, errAlreadyAdvanced
+		}
+		idx.Heads[id] = v
+		idx.Seq++
+		return mustJSON(&idx), false, nil
+	})
+	if err != nil && !errors.Is(err, errAlreadyAdvanced) {
+		return storageErr("update policy index", err)
+	}
+	return nil
+}
+
+// loadVerified returns every head, checked against the index (read first:
+// a change that lands while the heads are listed only makes a head newer
+// than the index), and the index's change counter.
+func (s *store) loadVerified(ctx context.Context) ([]*Policy, uint64, error) {
+	idx, found, err := s.getIndex(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	all, err := s.listAll(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !found {
+		if len(all) > 0 {
+			return nil, 0, inconsistent("the policy index is missing but %d policy records are stored", len(all))
+		}
+		return all, 0, nil
+	}
+	byID := make(map[string]*Policy, len(all))
+	for _, p := range all {
+		byID[p.ID] = p
+	}
+	ids := make([]string, 0, len(idx.Heads))
+	for id := range idx.Heads {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		v := idx.Heads[id]
+		p := byID[id]
+		switch {
+		case p == nil:
+			return nil, 0, inconsistent("policy %s is in the policy index at version %d but its record is missing", id, v)
+		case p.Version < v:
+			return nil, 0, inconsistent("policy %s is at version %d in storage but at version %d in the policy index: an older copy was put back", id, p.Version, v)
+		}
+	}
+	return all, idx.Seq, nil
+}
+
 // store keeps every version of every policy. A change first claims the
 // version slot n+1 (created only if absent), then moves the head from n to
 // n+1; a change interrupted between the two is rolled forward by the next
@@ -157,6 +284,9 @@ func (s *store) getVersion(ctx context.Context, id string, v int) (*Version, boo
 // write records a change. ifVersion, when not zero, must be the current
 // version (optimistic concurrency).
 func (s *store) write(ctx context.Context, id, op string, doc *Document, actor Actor, ifVersion int) (*Policy, error) {
+	if err := s.ensureIndex(ctx); err != nil {
+		return nil, err
+	}
 	for range 20 {
 		head, found, err := s.getHead(ctx, id)
 		if err != nil {
@@ -171,6 +301,9 @@ func (s *store) write(ctx context.Context, id, op string, doc *Document, actor A
 			return nil, err
 		} else if ok {
 			if err := s.advance(ctx, pending); err != nil {
+				return nil, err
+			}
+			if err := s.bumpIndex(ctx, id, pending.Version); err != nil {
 				return nil, err
 			}
 			continue
@@ -205,6 +338,9 @@ func (s *store) write(ctx context.Context, id, op string, doc *Document, actor A
 			return nil, storageErr("write policy version", err)
 		}
 		if err := s.advance(ctx, ver); err != nil {
+			return nil, err
+		}
+		if err := s.bumpIndex(ctx, id, ver.Version); err != nil {
 			return nil, err
 		}
 		return headFrom(head, ver), nil

@@ -84,11 +84,35 @@ func ethTx(to string, value *big.Int) *intent.Intent {
 
 func erc20(method, to string, amount *big.Int) *intent.Intent {
 	in := ethTx(usdc, nil)
-	in.Selector = map[string]string{"transfer": "0xa9059cbb", "transferFrom": "0x23b872dd", "approve": "0x095ea7b3"}[method]
-	in.Token = &intent.Token{Contract: usdc, Method: method, To: to, Amount: amount}
-	in.Tokens = []intent.Token{*in.Token} // as evm.TransactionIntent fills both
+	in.Selector = map[string]string{"transfer": "0xa9059cbb", "transferFrom": "0x23b872dd", "approve": "0x095ea7b3",
+		"increaseAllowance": "0x39509351"}[method]
+	in.Programs = []string{usdc}
+	// As evm.TransactionIntent decodes it (internal/wallet/evm vectors).
+	unlimited := (method == "approve" || method == "increaseAllowance") && amount.Cmp(maxUint256) == 0
+	in.Token = &intent.Token{Contract: usdc, Method: method, To: to, Amount: amount, Unlimited: unlimited}
+	in.Tokens = []intent.Token{*in.Token}
 	return in
 }
+
+// undecodedEth is a call the vault does not decode (an unknown selector).
+func undecodedEth() *intent.Intent {
+	in := ethTx(stranger, eth("0"))
+	in.Selector, in.Programs = "0xdeadbeef", []string{stranger}
+	in.Undecodable("selector 0xdeadbeef is not a call the vault decodes")
+	return in
+}
+
+// splTx is a Solana transaction moving tokens (as solana.describe reports).
+func splTx(toks ...intent.Token) *intent.Intent {
+	in := solTx(0)
+	in.Tokens = toks
+	return in
+}
+
+const (
+	usdcMint = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+	otherMnt = "So11111111111111111111111111111111111111112"
+)
 
 func typedData(primary, verifying string) *intent.Intent {
 	return &intent.Intent{Chain: intent.ChainEthereum, Kind: intent.KindTypedData, Account: "treasury/hot",
@@ -149,11 +173,42 @@ func TestExamples(t *testing.T) {
 		},
 		"no-unlimited-approve": {
 			{"unlimited", erc20("approve", stranger, new(big.Int).Set(maxUint256)), DecisionDeny, "condition holds"},
+			{"increaseAllowance to the maximum", erc20("increaseAllowance", stranger, new(big.Int).Set(maxUint256)), DecisionDeny, "condition holds"},
+			{"setApprovalForAll", with(ethTx(stranger, eth("0")), func(in *intent.Intent) {
+				in.Tokens = []intent.Token{{Contract: stranger, Method: "setApprovalForAll", To: treasury, Amount: new(big.Int), Unlimited: true}}
+			}), DecisionDeny, ""},
+			{"Solana setAuthority", splTx(intent.Token{Method: "setAuthority", From: "Src", To: "Attacker", Amount: new(big.Int), Unlimited: true}), DecisionDeny, ""},
 			{"bounded", erc20("approve", stranger, units("100", 6)), DecisionAllow, ""},
 			{"transfer of max", erc20("transfer", stranger, new(big.Int).Set(maxUint256)), DecisionAllow, ""},
 			{"bounded first, unlimited second", with(erc20("approve", stranger, units("100", 6)), func(in *intent.Intent) {
-				in.Tokens = append(in.Tokens, intent.Token{Contract: usdc, Method: "approve", To: stranger, Amount: new(big.Int).Set(maxUint256)})
+				in.Tokens = append(in.Tokens, intent.Token{Contract: usdc, Method: "approve", To: stranger, Amount: new(big.Int).Set(maxUint256), Unlimited: true})
 			}), DecisionDeny, ""},
+			{"not fully decoded: tokens unknown", undecodedEth(), DecisionDeny, "not fully decoded"},
+			{"message", &intent.Intent{Chain: "ethereum", Kind: intent.KindMessage, Owner: "treasury", Account: "treasury/hot", Decoded: true}, DecisionAllow, ""},
+		},
+		"refuse-undecoded": {
+			{"unknown call", undecodedEth(), DecisionDeny, "condition holds"},
+			{"undecoded Solana", solTx(0, "instructions[0]: program X receives the account as a writable signer"), DecisionDeny, ""},
+			{"ERC-20 transfer", erc20("transfer", stranger, units("1", 6)), DecisionAllow, ""},
+			{"ether", ethTx(stranger, eth("1")), DecisionAllow, ""},
+			{"PSBT", psbt(coldBTC), DecisionAllow, ""},
+			{"message", &intent.Intent{Chain: "ethereum", Kind: intent.KindMessage, Owner: "treasury", Account: "treasury/hot", Decoded: true}, DecisionAllow, ""},
+		},
+		"daily-sol-cap": {
+			{"1.5 SOL", solTx(1_500_000_000), DecisionAllow, ""},
+			{"2 SOL and the fee", solTx(2_000_000_000), DecisionDeny, "24 h native spend would reach 2.000005 SOL, limit 2 SOL"},
+			{"drain through an unknown program", solTx(0, "instructions[0]: program Attacker receives the account as a writable signer",
+				"instructions[1]: System Assign gives the account to program Attacker"), DecisionDeny, "the request is not fully decoded (instructions[0]: program Attacker receives the account as a writable signer; and 1 more), and a limit cannot count"},
+			{"ethereum is another chain", ethTx(stranger, eth("100")), DecisionAllow, ""},
+		},
+		"spl-mints": {
+			{"USDC, checked", splTx(intent.Token{Contract: usdcMint, Method: "transfer", To: "Dst", Amount: big.NewInt(5)}), DecisionAllow, ""},
+			{"other mint", splTx(intent.Token{Contract: otherMnt, Method: "transfer", To: "Dst", Amount: big.NewInt(5)}), DecisionDeny, ""},
+			{"unchecked transfer: mint unknown", splTx(intent.Token{Method: "transfer", To: "Dst", Amount: big.NewInt(5)}), DecisionDeny, ""},
+			{"USDC first, unknown mint second", splTx(intent.Token{Contract: usdcMint, Method: "approve", To: "Dst", Amount: big.NewInt(5)},
+				intent.Token{Method: "approve", To: "Dst", Amount: big.NewInt(5)}), DecisionDeny, ""},
+			{"burn is another rule", splTx(intent.Token{Contract: otherMnt, Method: "burn", Amount: big.NewInt(5)}), DecisionAllow, ""},
+			{"ethereum", erc20("transfer", stranger, units("1", 6)), DecisionAllow, ""},
 		},
 		"known-permits": {
 			{"usdc permit", typedData("Permit", usdc), DecisionAllow, ""},
@@ -181,6 +236,7 @@ func TestExamples(t *testing.T) {
 			{"ethereum is another chain", ethTx(stranger, eth("1")), DecisionAllow, ""},
 		},
 		"large-transfers": {
+			{"not fully decoded: value unknown", undecodedEth(), DecisionRequireApproval, "not fully decoded"},
 			{"10 ETH exactly", ethTx(stranger, eth("10")), DecisionAllow, ""},
 			{"10.5 ETH", ethTx(stranger, eth("10.5")), DecisionRequireApproval, "condition holds"},
 			{"2000 ETH", ethTx(stranger, eth("2000")), DecisionRequireApproval, ""},

@@ -154,7 +154,7 @@ func TestPolicyAPI(t *testing.T) {
 	}
 	tn.mustCallTok(alice, 200, "POST", "/v1/rpc", rpc, &rpcOut)
 	if rpcOut.Error.Code != -32003 || rpcOut.Error.Data["code"] != "policy_denied" || rpcOut.Error.Data["policy"] != p.ID ||
-		rpcOut.Error.Data["reason"] != "24 h native spend would reach 1.2 ETH, limit 1 ETH" {
+		rpcOut.Error.Data["reason"] != "24 h native spend would reach 1.200121 ETH, limit 1 ETH" { // 0.6 + 0.6 and at most 0.0001 + 0.000021 of fees
 		t.Fatalf("JSON-RPC denial: %+v", rpcOut)
 	}
 

@@ -3,7 +3,9 @@ package server
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -146,5 +148,127 @@ func TestPolicyOtherChains(t *testing.T) {
 	tn.mustCallTok(alice, 200, "POST", "/v1/accounts/sol/sign-transaction", map[string]string{"transaction": smallTx}, &direct)
 	if !strings.HasPrefix(done.Intent["account"].(string), "alice/") {
 		t.Fatalf("intent account: %v", done.Intent["account"])
+	}
+}
+
+// solIx is a raw Solana instruction.
+func solIx(program sol.PublicKey, data []byte, metas ...*sol.AccountMeta) sol.Instruction {
+	return sol.NewInstruction(program, sol.AccountMetaSlice(metas), data)
+}
+
+func solKey(seed string) sol.PublicKey {
+	h := sha256.Sum256([]byte(seed))
+	return sol.PublicKeyFromBytes(h[:])
+}
+
+func le64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
+
+// solWire is a base64 wire transaction paid by payer.
+func solWire(t *testing.T, payer sol.PublicKey, ins ...sol.Instruction) string {
+	t.Helper()
+	tx, err := sol.NewTransaction(ins, sol.Hash(sha256.Sum256([]byte(t.Name()))), sol.TransactionPayer(payer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := tx.ToBase64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enc
+}
+
+// TestPolicySolanaDrainRefused (review H2) runs the reviewer's transaction
+// against a real server over HTTPS: an attacker's program given the
+// account as a writable signer, System Assign of the account to it, SPL
+// Token SetAuthority of a token account to the attacker, CloseAccount
+// sending another's lamports to the attacker, and a Token-2022
+// TransferCheckedWithFee of 1 000 000 units. The intent used to be value
+// 0, no recipient, no outputs, no tokens: the daily SOL cap of
+// docs/policies.md let it through. Now it is not fully decoded and the cap
+// refuses it; transfers it can count still sign, fees included; the SPL
+// mint example refuses an unchecked transfer (review L2).
+func TestPolicySolanaDrainRefused(t *testing.T) {
+	tn := startNode(t, t.TempDir(), nodeOpts{})
+	root := initShamir(t, tn)
+	boss := enrolledUser(t, tn, root, "boss", "admin")
+	alice := createUser(t, tn, root, "alice", "user")
+	var acc chainAccount
+	tn.mustCallTok(alice, 201, "POST", "/v1/accounts", map[string]string{"name": "sol", "chain": "solana"}, &acc)
+	me := sol.MustPublicKeyFromBase58(acc.Address)
+	attacker, mint, usdcMint := solKey("attacker"), solKey("mint"), sol.MustPublicKeyFromBase58("EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v")
+	w := func(k sol.PublicKey) *sol.AccountMeta { return sol.Meta(k).WRITE() }
+	ws := func(k sol.PublicKey) *sol.AccountMeta { return sol.Meta(k).WRITE().SIGNER() }
+	rs := func(k sol.PublicKey) *sol.AccountMeta { return sol.Meta(k).SIGNER() }
+	drain := solWire(t, me,
+		solIx(attacker, []byte{0}, ws(me)),
+		solIx(sol.SystemProgramID, append([]byte{1, 0, 0, 0}, attacker[:]...), ws(me)),
+		solIx(sol.TokenProgramID, append([]byte{6, 2, 1}, attacker[:]...), w(solKey("src")), rs(me)),
+		solIx(sol.TokenProgramID, []byte{9}, w(solKey("src2")), w(attacker), rs(me)),
+		solIx(sol.Token2022ProgramID, slices.Concat([]byte{26, 1}, le64(1_000_000), []byte{6}, le64(0)), w(solKey("src3")), sol.Meta(mint), w(solKey("dst")), rs(me)),
+	)
+
+	// Before any policy the dry run shows what the vault sees.
+	var ev struct {
+		Decision string `json:"decision"`
+		Intent   struct {
+			Decoded   bool     `json:"decoded"`
+			Undecoded []string `json:"undecoded"`
+			Programs  []string `json:"programs"`
+			Value     string   `json:"value"`
+			MaxFee    string   `json:"max_fee"`
+			Tokens    []struct {
+				Method, To, Amount string
+				Unlimited          bool
+			} `json:"tokens"`
+		} `json:"intent"`
+	}
+	tn.mustCallTok(alice, 200, "POST", "/v1/policies/evaluate", map[string]any{"account": "sol", "operation": "sign-transaction",
+		"request": map[string]string{"transaction": drain}}, &ev)
+	in := ev.Intent
+	if in.Decoded || len(in.Undecoded) != 3 || !strings.Contains(in.Undecoded[0], "program "+attacker.String()+" receives the account as a writable signer") ||
+		len(in.Programs) != 4 || in.MaxFee != "5000" || len(in.Tokens) != 3 || in.Tokens[0].Method != "setAuthority" || !in.Tokens[0].Unlimited ||
+		in.Tokens[2].Amount != "1000000" {
+		t.Fatalf("drain intent: %+v", in)
+	}
+
+	var cap policyAnswer
+	tn.mustCallTok(boss.token, 201, "POST", "/v1/policies", docPolicies(t)["daily-sol-cap"], &cap)
+	var e deniedErr
+	if c := tn.callTok(alice, "POST", "/v1/accounts/sol/sign-transaction", map[string]string{"transaction": drain}, &e); c != 403 ||
+		e.Error.Code != "policy_denied" || e.Error.Policy == nil || e.Error.Policy.ID != cap.ID ||
+		!strings.Contains(e.Error.Policy.Reason, "the request is not fully decoded (instructions[0]: program "+attacker.String()+" receives the account as a writable signer; and 2 more), and a limit cannot count what the request does not state") {
+		t.Fatalf("the drain: %d %+v", c, e)
+	}
+
+	// What the cap can count signs, the fee counted: 0.5 SOL, then 1.5 SOL
+	// would reach 2.00001 SOL.
+	transfer := func(lamports uint64) string {
+		return solWire(t, me, solIx(sol.SystemProgramID, append([]byte{2, 0, 0, 0}, le64(lamports)...), ws(me), w(solKey("dest"))))
+	}
+	var signed struct{ Signature, Transaction string }
+	tn.mustCallTok(alice, 200, "POST", "/v1/accounts/sol/sign-transaction", map[string]string{"transaction": transfer(500_000_000)}, &signed)
+	back, err := sol.TransactionFromBase64(signed.Transaction)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := back.VerifySignatures(); err != nil {
+		t.Fatalf("the signed transfer does not verify: %v", err)
+	}
+	if c := tn.callTok(alice, "POST", "/v1/accounts/sol/sign-transaction", map[string]string{"transaction": transfer(1_500_000_000)}, &e); c != 403 ||
+		e.Error.Policy == nil || e.Error.Policy.Reason != "24 h native spend would reach 2.00001 SOL, limit 2 SOL" {
+		t.Fatalf("1.5 SOL after 0.5: %d %+v", c, e)
+	}
+	tn.mustCallTok(boss.token, 204, "DELETE", "/v1/policies/"+cap.ID, nil, nil)
+
+	// SPL tokens only of known mints: the checked transfer names USDC's
+	// mint; the unchecked one names none and is refused.
+	var mints policyAnswer
+	tn.mustCallTok(boss.token, 201, "POST", "/v1/policies", docPolicies(t)["spl-mints"], &mints)
+	checked := solWire(t, me, solIx(sol.TokenProgramID, slices.Concat([]byte{12}, le64(5), []byte{6}), w(solKey("src")), sol.Meta(usdcMint), w(solKey("dst")), rs(me)))
+	tn.mustCallTok(alice, 200, "POST", "/v1/accounts/sol/sign-transaction", map[string]string{"transaction": checked}, nil)
+	unchecked := solWire(t, me, solIx(sol.TokenProgramID, slices.Concat([]byte{3}, le64(5)), w(solKey("src")), w(solKey("dst")), rs(me)))
+	if c := tn.callTok(alice, "POST", "/v1/accounts/sol/sign-transaction", map[string]string{"transaction": unchecked}, &e); c != 403 ||
+		e.Error.Policy == nil || e.Error.Policy.ID != mints.ID {
+		t.Fatalf("unchecked transfer: %d %+v", c, e)
 	}
 }

@@ -80,7 +80,7 @@ func TestPolicyLimitAcrossNodes(t *testing.T) {
 		case 403:
 			e := bodies[i].Error
 			if e.Code != "policy_denied" || e.Policy == nil || e.Policy.ID != p.ID ||
-				e.Policy.Reason != "24 h native spend would reach 2.1 ETH, limit 2 ETH" {
+				e.Policy.Reason != "24 h native spend would reach 2.1007 ETH, limit 2 ETH" { // 7 × (0.3 + 0.0001 of fees)
 				t.Fatalf("request %d refused with %+v", i, e)
 			}
 			refused++
@@ -93,19 +93,20 @@ func TestPolicyLimitAcrossNodes(t *testing.T) {
 	}
 	t.Logf("signed on A %d, on B %d; refused %d", signed["A"], signed["B"], refused)
 
-	// The dry run reads the shared total and consumes nothing: 0.2 ETH
-	// still fits (1.8 + 0.2 = 2), on either node, as often as asked.
+	// The dry run reads the shared total and consumes nothing: 0.1993 ETH
+	// and its 0.0001 of fees still fit (1.8006 + 0.1994 = 2), on either
+	// node, as often as asked.
 	for _, node := range []*testNode{a, b, a} {
 		var ev struct {
 			Decision string `json:"decision"`
 		}
-		dry["request"] = txBody(strangerAddr, wei(t, "0.2"), 99, 1, "")
+		dry["request"] = txBody(strangerAddr, wei(t, "0.1993"), 99, 1, "")
 		node.mustCallTok(treasury, 200, "POST", "/v1/policies/evaluate", dry, &ev)
 		if ev.Decision != "allow" {
-			t.Fatalf("dry run of 0.2 ETH: %s", ev.Decision)
+			t.Fatalf("dry run of 0.1993 ETH: %s", ev.Decision)
 		}
 	}
-	a.mustCallTok(treasury, 200, "POST", "/v1/accounts/hot/sign-transaction", txBody(strangerAddr, wei(t, "0.2"), 100, 1, ""), nil)
+	a.mustCallTok(treasury, 200, "POST", "/v1/accounts/hot/sign-transaction", txBody(strangerAddr, wei(t, "0.1993"), 100, 1, ""), nil)
 	var e deniedErr
 	if c := b.callTok(treasury, "POST", "/v1/accounts/hot/sign-transaction", txBody(strangerAddr, big.NewInt(1), 101, 1, ""), &e); c != 403 ||
 		!strings.Contains(e.Error.Message, "limit 2 ETH") {

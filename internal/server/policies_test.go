@@ -18,6 +18,8 @@ const (
 	treasuryAddr = "0x1111111111111111111111111111111111111111"
 	strangerAddr = "0x9999999999999999999999999999999999999999"
 	delegateAddr = "0x63c0c19a282a1B52b07dD5a65b58948A07DAE32B"
+	permit2Addr  = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
+	nftAddr      = "0xBC4CA0EdA7647A8aB7C2061c2E118A18a936f13D"
 )
 
 // permitDoc is an EIP-2612 permit for the token at verifying.
@@ -78,13 +80,19 @@ func TestPolicyDocExamples(t *testing.T) {
 		return tx(usdcAddr, "0", erc20Call(method, to, big.NewInt(amount)))
 	}
 	maxUint := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1))
+	maxUint160 := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 160), big.NewInt(1))
 	cases := map[string][]signCase{
+		// Each transaction may pay up to 0.0001 ETH of fees (100 000 gas at
+		// 1 gwei), which the cap counts (review M3).
 		"daily-eth-cap": {
 			{"first 0.7", "sign-transaction", tx(strangerAddr, "0.7", ""), false, 200, ""},
 			{"second 0.7", "sign-transaction", tx(strangerAddr, "0.7", ""), false, 200, ""},
-			{"third 0.7 would pass the cap", "sign-transaction", tx(strangerAddr, "0.7", ""), false, 403, "24 h native spend would reach 2.1 ETH, limit 2 ETH"},
-			{"0.6 still fits", "sign-transaction", tx(strangerAddr, "0.6", ""), false, 200, ""},
+			{"third 0.7 would pass the cap", "sign-transaction", tx(strangerAddr, "0.7", ""), false, 403, "24 h native spend would reach 2.1003 ETH, limit 2 ETH"},
+			{"0.6 and its fee would pass it too", "sign-transaction", tx(strangerAddr, "0.6", ""), false, 403, "24 h native spend would reach 2.0003 ETH, limit 2 ETH"},
+			{"0.5 still fits", "sign-transaction", tx(strangerAddr, "0.5", ""), false, 200, ""},
+			{"nothing sent, but 0.2 ETH of gas", "sign-transaction", txFee(strangerAddr, "0", "0x2faf080", "0xee6b2800"), false, 403, "24 h native spend would reach 2.1003 ETH, limit 2 ETH"},
 			{"a message moves nothing", "sign-message", map[string]string{"data": "hello"}, false, 200, ""},
+			{"an unknown call is refused: the cap cannot count it", "sign-transaction", tx(usdcAddr, "0", "0xdeadbeef"), false, 403, "not fully decoded"},
 		},
 		"recipient-allowlist": {
 			{"treasury", "sign-transaction", tx(treasuryAddr, "1", ""), false, 200, ""},
@@ -101,7 +109,21 @@ func TestPolicyDocExamples(t *testing.T) {
 		},
 		"no-unlimited-approve": {
 			{"unlimited", "sign-transaction", tx(usdcAddr, "0", erc20Call("approve", strangerAddr, maxUint)), false, 403, "condition holds"},
+			{"increaseAllowance to the maximum (review M3)", "sign-transaction", tx(usdcAddr, "0", erc20Call("increaseAllowance", strangerAddr, maxUint)), false, 403, "condition holds"},
+			{"Permit2 approve to the uint160 maximum", "sign-transaction", tx(permit2Addr, "0", permit2Approve(usdcAddr, strangerAddr, maxUint160)), false, 403, "condition holds"},
+			{"setApprovalForAll", "sign-transaction", tx(nftAddr, "0", setApprovalForAll(strangerAddr, true)), false, 403, "condition holds"},
+			{"an unknown call could hide a grant", "sign-transaction", tx(usdcAddr, "0", "0xdeadbeef"), false, 403, "not fully decoded"},
 			{"bounded", "sign-transaction", usdc("approve", strangerAddr, 100_000_000), false, 200, ""},
+			{"increaseAllowance bounded", "sign-transaction", usdc("increaseAllowance", strangerAddr, 5), false, 200, ""},
+			{"setApprovalForAll revoked", "sign-transaction", tx(nftAddr, "0", setApprovalForAll(strangerAddr, false)), false, 200, ""},
+		},
+		"refuse-undecoded": {
+			{"unknown selector", "sign-transaction", tx(usdcAddr, "0", "0xdeadbeef"), false, 403, "condition holds"},
+			{"the account's own (EIP-7702) code", "sign-transaction", tx(acc.Address, "0", "0xdeadbeef"), false, 403, ""},
+			{"ERC-20 transfer", "sign-transaction", usdc("transfer", strangerAddr, 1), false, 200, ""},
+			{"ether", "sign-transaction", tx(strangerAddr, "0.1", ""), false, 200, ""},
+			{"message", "sign-message", map[string]string{"data": "hi"}, false, 200, ""},
+			{"typed data", "sign-typed-data", map[string]any{"typed_data": permitDoc(usdcAddr)}, false, 200, ""},
 		},
 		"known-permits": {
 			{"USDC permit, checksummed in the rule, lowercase here", "sign-typed-data", map[string]any{"typed_data": permitDoc(strings.ToLower(usdcAddr))}, false, 200, ""},
@@ -113,6 +135,7 @@ func TestPolicyDocExamples(t *testing.T) {
 			{"no authorization", "sign-transaction", tx(treasuryAddr, "1", ""), false, 200, ""},
 		},
 		"large-transfers": {
+			{"an unknown call: its value is unknown, it waits for approval", "sign-transaction", tx(usdcAddr, "0", "0xdeadbeef"), false, 202, ""},
 			{"10 ETH", "sign-transaction", tx(strangerAddr, "10", ""), false, 200, ""},
 			{"10.5 ETH waits for approval", "sign-transaction", tx(strangerAddr, "10.5", ""), false, 202, ""},
 		},
@@ -124,14 +147,16 @@ func TestPolicyDocExamples(t *testing.T) {
 		},
 	}
 	docs := docPolicies(t)
+	otherChains := map[string]bool{"btc-outputs": true, "daily-sol-cap": true, "spl-mints": true}
 	for name := range docs {
-		if _, ok := cases[name]; !ok && name != "btc-outputs" {
+		if _, ok := cases[name]; !ok && !otherChains[name] {
 			t.Errorf("docs/policies.md example %q has no end-to-end case", name)
 		}
 	}
 	// btc-outputs signs PSBTs with a Bitcoin account: TestPolicyOtherChains
-	// runs it end to end; here it is created (it type-checks on a real
-	// server) and must not disturb Ethereum requests.
+	// runs it end to end, and TestPolicySolanaDrainRefused the Solana ones;
+	// here they are created (they type-check on a real server) and must not
+	// disturb Ethereum requests.
 	for _, name := range slices.Sorted(maps.Keys(docs)) {
 		doc := docs[name]
 		t.Run(name, func(t *testing.T) {

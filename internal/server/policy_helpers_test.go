@@ -188,11 +188,52 @@ func txBody(to string, value *big.Int, nonce uint64, chainID int64, data string)
 	return map[string]any{"transaction": tx}
 }
 
-// erc20Call is ERC-20 calldata: transfer(to, amount) or approve(to, amount).
+// erc20Call is ERC-20 calldata: transfer(to, amount), approve(to,
+// amount) or increaseAllowance(to, amount).
 func erc20Call(method, to string, amount *big.Int) string {
-	sel := map[string]string{"transfer": "a9059cbb", "approve": "095ea7b3"}[method]
-	pad := func(b []byte) string { return strings.Repeat("00", 32-len(b)) + hexutil.Encode(b)[2:] }
-	return "0x" + sel + pad(hexutil.MustDecode(to)) + pad(amount.Bytes())
+	sel := map[string]string{"transfer": "a9059cbb", "approve": "095ea7b3", "increaseAllowance": "39509351"}[method]
+	return abiCall(sel, hexutil.MustDecode(to), amount.Bytes())
+}
+
+// abiCall is calldata of static arguments: the selector, then each
+// argument left-padded to a word.
+func abiCall(sel string, words ...[]byte) string {
+	out := "0x" + sel
+	for _, w := range words {
+		out += strings.Repeat("00", 32-len(w)) + hexutil.Encode(w)[2:]
+	}
+	return out
+}
+
+// permit2Approve is Permit2's approve(token, spender, amount, expiration).
+func permit2Approve(token, spender string, amount *big.Int) string {
+	return abiCall("87517c45", hexutil.MustDecode(token), hexutil.MustDecode(spender), amount.Bytes(), big.NewInt(1900000000).Bytes())
+}
+
+// setApprovalForAll is ERC-721/1155 setApprovalForAll(operator, approved).
+func setApprovalForAll(operator string, approved bool) string {
+	b := []byte{0}
+	if approved {
+		b = []byte{1}
+	}
+	return abiCall("a22cb465", hexutil.MustDecode(operator), b)
+}
+
+// txFee is a sign-transaction body with the given gas limit and fee cap
+// (hex quantities).
+func txFee(to, eth, gas, maxFee string) map[string]any {
+	body := txBody(to, mustWei(eth), 0, 1, "")
+	tx := body["transaction"].(map[string]any)
+	tx["gas"], tx["maxFeePerGas"] = gas, maxFee
+	return body
+}
+
+func mustWei(eth string) *big.Int {
+	r, ok := new(big.Rat).SetString(eth)
+	if !ok {
+		panic("amount " + eth)
+	}
+	return new(big.Int).Quo(new(big.Int).Mul(r.Num(), new(big.Int).Exp(big.NewInt(10), big.NewInt(18), nil)), r.Denom())
 }
 
 // docPolicies reads the policies of docs/policies.md: fenced blocks whose

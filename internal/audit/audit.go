@@ -236,8 +236,10 @@ func (l *Log) Record(ctx context.Context, e *Entry) error {
 
 // SetKeys installs the HMAC key and checkpoint signing key after unseal.
 // The log keeps its own copies; ClearKeys zeroizes them. A "start" line
-// publishes the public key (a convenience: the trust anchor is the key an
-// operator gives to Verify).
+// announces the public key. When a different signing key is already
+// installed, the announcement is committed under the old key's signature
+// first, so that a verifier who trusts the old key comes to trust the new
+// one (a key announced under its own signature only vouches for itself).
 func (l *Log) SetKeys(hmacKey secret.Bytes, signer ed25519.PrivateKey, keyID string) {
 	k := &keys{hmacKey: hmacKey.Clone(), id: keyID}
 	if len(signer) == ed25519.PrivateKeySize {
@@ -246,29 +248,63 @@ func (l *Log) SetKeys(hmacKey secret.Bytes, signer ed25519.PrivateKey, keyID str
 	} else {
 		k.id = ""
 	}
+	body, _ := json.Marshal(startBody{Time: time.Now().UTC(), Event: "keys", Version: formatVersion,
+		KeyID: k.id, Pub: base64.StdEncoding.EncodeToString(k.pub)})
+	l.keyMu.RLock()
+	rotating := l.keys != nil && l.keys.signer != nil && k.pub != nil && !l.keys.pub.Equal(k.pub)
+	l.keyMu.RUnlock()
+	announced := rotating && l.commitInternal(pending{typ: typeStart, body: body}) == nil
 	l.keyMu.Lock()
 	old := l.keys
 	l.keys = k
 	l.keyMu.Unlock()
 	old.destroy()
-	body, _ := json.Marshal(startBody{Time: time.Now().UTC(), Event: "keys", Version: formatVersion,
-		KeyID: k.id, Pub: base64.StdEncoding.EncodeToString(k.pub)})
-	l.enqueueInternal(pending{typ: typeStart, body: body})
+	if !announced {
+		l.enqueueInternal(pending{typ: typeStart, body: body})
+	}
 }
 
-// ClearKeys zeroizes the keys (on seal). The log keeps recording with
-// unsigned checkpoints and HMAC values of "hmac-sha256:unavailable".
+// ClearKeys zeroizes the keys (on seal). A "keys_cleared" line is first
+// committed under the key being cleared, so the log up to the seal is
+// signed; afterwards the log keeps recording with unsigned checkpoints and
+// HMAC values of "hmac-sha256:unavailable".
 func (l *Log) ClearKeys() {
+	l.keyMu.RLock()
+	had := l.keys != nil
+	l.keyMu.RUnlock()
+	if !had {
+		return
+	}
+	body, _ := json.Marshal(startBody{Time: time.Now().UTC(), Event: "keys_cleared", Version: formatVersion})
+	if err := l.commitInternal(pending{typ: typeStart, body: body}); err != nil {
+		l.log.Warn("audit: could not record the key removal before clearing the keys", "err", err)
+	}
 	l.keyMu.Lock()
 	old := l.keys
 	l.keys = nil
 	l.keyMu.Unlock()
-	if old == nil {
-		return
-	}
 	old.destroy()
-	body, _ := json.Marshal(startBody{Time: time.Now().UTC(), Event: "keys_cleared", Version: formatVersion})
-	l.enqueueInternal(pending{typ: typeStart, body: body})
+}
+
+// commitInternal queues an internal line and waits until it is durable.
+func (l *Log) commitInternal(p pending) error {
+	p.done = make(chan error, 1)
+	select {
+	case l.queue <- p:
+	case <-l.quit:
+		return ErrClosed
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-l.done:
+		select {
+		case err := <-p.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
 }
 
 func (k *keys) destroy() {

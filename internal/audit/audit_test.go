@@ -134,16 +134,17 @@ func TestVerifyUntouched(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("mode = %v, %v; want 0600", st.Mode(), err)
 	}
-	// Without keys, the start line's published key is used and said so.
+	// Without keys, the start line's published key is used and said so:
+	// the log is intact but not verified against a trusted key.
 	rep, err = verifyBytes(data, nil)
-	if err != nil || !rep.KeysFromLog {
+	if !errors.Is(err, ErrUnverified) || rep == nil || !rep.KeysFromLog || len(rep.Unverified) != 1 {
 		t.Fatalf("keys from log: %+v, %v", rep, err)
 	}
 	// A key the operator did not trust must not verify.
 	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32))
 	_, err = verifyBytes(data, map[string]ed25519.PublicKey{"k1": other.Public().(ed25519.PublicKey)})
 	var ve *VerifyError
-	if !errors.As(err, &ve) || !strings.Contains(ve.Reason, "signature") {
+	if !errors.As(err, &ve) || !strings.Contains(ve.Reason, "key other than the trusted one") {
 		t.Fatalf("wrong key: %v", err)
 	}
 }
@@ -301,11 +302,12 @@ func TestSealedLogIsUnsignedThenSigned(t *testing.T) {
 	}
 	_, _, keys := testKeys()
 	data, _ := os.ReadFile(path)
+	// Intact, but no line is vouched for by a signature: not verified.
 	rep, err := verifyBytes(data, keys)
-	if err != nil {
-		t.Fatal(err)
+	if !errors.Is(err, ErrUnverified) || rep == nil {
+		t.Fatalf("sealed log: %v", err)
 	}
-	if rep.SignedCheckpoints != 0 || rep.UnsignedCheckpoints != rep.Checkpoints || rep.LinesAfterLastSigned != rep.Lines {
+	if rep.SignedCheckpoints != 0 || rep.UnsignedCheckpoints != rep.Checkpoints || rep.LinesAfterLastSigned != rep.Lines || rep.CoveredSeq != 0 {
 		t.Fatalf("sealed report %+v", rep)
 	}
 	// Reopen, unseal, record: the signed checkpoint covers the sealed part.
@@ -439,7 +441,8 @@ func TestFailClosed(t *testing.T) {
 	if bytes.Contains(data, []byte("secret-marker")) {
 		t.Fatal("a refused entry reached the file")
 	}
-	if _, err := verifyBytes(data, nil); err != nil {
+	// Intact (never keyed, so unverified, but no *VerifyError).
+	if rep, err := verifyBytes(data, nil); !errors.Is(err, ErrUnverified) || rep == nil || rep.Lines == 0 {
 		t.Fatal(err)
 	}
 }

@@ -23,6 +23,7 @@ var serverFlags = []struct{ flag, setting, help string }{
 	{"log-level", "log_level", "debug, info, warn or error"},
 	{"storage", "storage", "bolt (default) or postgres"},
 	{"postgres-url", "postgres_url", "PostgreSQL URL for -storage postgres"},
+	{"audit", "audit", `on (default: audit_file, or audit.log in data_dir) or off`},
 	{"audit-file", "audit_file", "append the audit log to this file"},
 }
 

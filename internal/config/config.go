@@ -47,6 +47,9 @@ type Server struct {
 	// SealWrap controls seal wrapping of CSPs; on by default.
 	SealWrap *bool `hcl:"seal_wrap,optional" json:"seal_wrap,omitempty"`
 
+	// Audit is on by default: to audit_file, or else to audit.log in
+	// data_dir. Turning it off takes an explicit "off".
+	Audit         string `hcl:"audit,optional" json:"audit,omitempty"`
 	AuditFile     string `hcl:"audit_file,optional" json:"audit_file,omitempty"`
 	AuditMaxBytes int64  `hcl:"audit_max_bytes,optional" json:"audit_max_bytes,omitempty"`
 	AuditStdout   bool   `hcl:"audit_stdout,optional" json:"audit_stdout,omitempty"`
@@ -204,6 +207,15 @@ func (c *Server) Validate() error {
 	}
 	if c.EntropyMode == "augmentation" && c.HSMLib == "" {
 		return errors.New("entropy_mode augmentation needs an HSM (hsm_lib)")
+	}
+	switch c.Audit {
+	case "", "on":
+	case "off":
+		if c.AuditFile != "" || c.AuditStdout {
+			return errors.New(`audit = "off" conflicts with audit_file / audit_stdout: remove one`)
+		}
+	default:
+		return fmt.Errorf("audit %q: use on (default) or off", c.Audit)
 	}
 	for name, d := range map[string]string{"access_token_ttl": c.AccessTokenTTL, "session_lifetime": c.SessionLifetime, "idle_timeout": c.IdleTimeout} {
 		if _, err := time.ParseDuration(d); err != nil {

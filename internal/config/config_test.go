@@ -51,6 +51,8 @@ func TestYAMLStrictAndValidate(t *testing.T) {
 		"postgres_url":     func(s *Server) { s.Storage = "postgres" },
 		"access_token_ttl": func(s *Server) { s.AccessTokenTTL = "20m" },
 		"entropy_mode":     func(s *Server) { s.EntropyMode = "weird" },
+		"audit":            func(s *Server) { s.Audit = "maybe" },
+		"audit_file":       func(s *Server) { s.Audit, s.AuditFile = "off", "/x/audit.log" },
 	}
 	for name, mut := range cases {
 		c := Defaults()

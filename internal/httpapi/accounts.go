@@ -238,6 +238,7 @@ func (a *API) signMessage(q *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	q.recordSigned("message", hash)
 	return 200, map[string]string{"signature": hexutil.Encode(sig), "message_hash": hexutil.Encode(hash)}, nil
 }
 
@@ -263,6 +264,7 @@ func (a *API) signTypedData(q *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	q.recordSigned("typed_data", hash)
 	return 200, map[string]string{"signature": hexutil.Encode(sig), "hash": hexutil.Encode(hash)}, nil
 }
 
@@ -323,6 +325,7 @@ func (a *API) signTransaction(q *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	q.recordSigned("transaction", signed.Hash().Bytes())
 	raw, err := signed.MarshalBinary()
 	if err != nil {
 		return 0, nil, err
@@ -420,7 +423,10 @@ func (s *rpcSigner) SignMessage(ctx context.Context, addr common.Address, data [
 	if err != nil {
 		return nil, err
 	}
-	sig, _, err := s.a.d.Wallet.SignMessage(ctx, acc, data)
+	sig, hash, err := s.a.d.Wallet.SignMessage(ctx, acc, data)
+	if err == nil {
+		s.q.recordSigned("message", hash)
+	}
 	return sig, rpcErr(err)
 }
 
@@ -444,6 +450,7 @@ func (s *rpcSigner) SignTransaction(ctx context.Context, raw json.RawMessage) ([
 	if err != nil {
 		return nil, rpcErr(err)
 	}
+	s.q.recordSigned("transaction", signed.Hash().Bytes())
 	raw, err = signed.MarshalBinary()
 	return raw, rpcErr(err)
 }
@@ -457,7 +464,10 @@ func (s *rpcSigner) SignTypedData(ctx context.Context, addr common.Address, raw 
 	if err != nil {
 		return nil, err
 	}
-	sig, _, err := s.a.d.Wallet.SignTypedData(ctx, acc, td)
+	sig, hash, err := s.a.d.Wallet.SignTypedData(ctx, acc, td)
+	if err == nil {
+		s.q.recordSigned("typed_data", hash)
+	}
 	return sig, rpcErr(err)
 }
 

@@ -145,6 +145,11 @@ type request struct {
 	// audit fields a handler fills in
 	account, address string
 	hashed           map[string]string
+	signed           []audit.Signed
+	// audit state of the request path
+	op       string
+	start    time.Time
+	intentOK bool // the request line is durable (state-changing requests)
 }
 
 func (q *request) ctx() context.Context { return q.Context() }
@@ -160,8 +165,75 @@ func (q *request) hashSecret(field, value string) {
 	q.hashed[field] = q.api.d.Audit.HMAC(value)
 }
 
+// recordSigned records in the audit line a hash of what was signed
+// (message hash, transaction hash, typed-data hash).
+func (q *request) recordSigned(kind string, hash []byte) {
+	if q.api.d.Audit == nil {
+		return
+	}
+	q.signed = append(q.signed, audit.Signed{Kind: kind, Hash: "0x" + hex.EncodeToString(hash)})
+}
+
+// readOnlyOps are routes that change no state although their method is
+// not GET: a signature is released only with the response, which waits
+// for the audit line, so nothing happens without a record. A handler that
+// commits state on such a route (a policy limit that reserves) must call
+// q.recordIntent before it commits.
+var readOnlyOps = map[string]bool{
+	"accounts.sign_message": true, "accounts.sign_typed_data": true,
+	"accounts.sign_transaction": true, "rpc": true, "sys.audit.hash": true,
+	"unknown": true,
+}
+
+// changesState says whether a route's request line must be durable before
+// its handler runs. Unknown routes default to yes: one more fsync is the
+// safe side.
+func changesState(rt route) bool {
+	switch rt.method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return !readOnlyOps[rt.op]
+}
+
+// recordIntent makes the request line durable before the handler commits
+// anything: what is not audited did not happen (as Vault logs a request
+// before serving it). It fails with an error wrapping audit.ErrUnavailable,
+// and then the request must be refused unserved.
+func (q *request) recordIntent() error {
+	a := q.api
+	if a.d.Audit == nil || q.intentOK {
+		return nil
+	}
+	e := a.auditEntry(q, audit.PhaseRequest, 0, "")
+	if err := a.d.Audit.Record(q.Context(), e); err != nil {
+		a.d.Logger.Error("audit failed; request refused before it ran", "request_id", requestID(q.Request), "op", q.op, "err", err)
+		return err
+	}
+	q.intentOK = true
+	return nil
+}
+
+func (a *API) auditEntry(q *request, phase string, status int, code string) *audit.Entry {
+	r := q.Request
+	e := &audit.Entry{
+		Time: q.start.UTC(), RequestID: requestID(r), RemoteAddr: remoteIP(r),
+		Method: r.Method, Path: r.URL.Path, Operation: q.op, Phase: phase,
+		Account: q.account, Address: q.address, Status: status, ErrorCode: code,
+		Hashed: q.hashed, Signed: q.signed,
+	}
+	if phase != audit.PhaseRequest {
+		e.LatencyMS = float64(time.Since(q.start).Microseconds()) / 1000
+	}
+	if p := q.principal; p != nil {
+		e.Subject, e.SessionID, e.APIKeyID = p.Subject, p.SessionID, p.APIKeyID
+	}
+	return e
+}
+
 // wrap runs the request path for one route: gate on seal state, authenticate,
-// run the handler, audit (fail closed), then write the response.
+// record the request line of a state-changing request (fail closed), run the
+// handler, record the response line (fail closed), then write the response.
 func (a *API) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rt.access == adminExclusive {
@@ -172,7 +244,7 @@ func (a *API) wrap(rt route) http.Handler {
 			defer a.gate.RUnlock()
 		}
 		start := time.Now()
-		q := &request{Request: r, api: a}
+		q := &request{Request: r, api: a, op: rt.op, start: start}
 		status, body, err := a.serve(rt, q)
 		var hdr http.Header
 		var code string
@@ -185,16 +257,7 @@ func (a *API) wrap(rt route) http.Handler {
 			body = errorBody{Error: errorDetail{Code: code, Message: msg}}
 		}
 		if a.d.Audit != nil {
-			e := &audit.Entry{
-				Time: start.UTC(), RequestID: requestID(r), RemoteAddr: remoteIP(r),
-				Method: r.Method, Path: r.URL.Path, Operation: rt.op,
-				Account: q.account, Address: q.address, Status: status, ErrorCode: code,
-				LatencyMS: float64(time.Since(start).Microseconds()) / 1000, Hashed: q.hashed,
-			}
-			if p := q.principal; p != nil {
-				e.Subject, e.SessionID, e.APIKeyID = p.Subject, p.SessionID, p.APIKeyID
-			}
-			if aerr := a.d.Audit.Record(r.Context(), e); aerr != nil {
+			if aerr := a.d.Audit.Record(r.Context(), a.auditEntry(q, audit.PhaseResponse, status, code)); aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
 				status, code, msg, _ := classify(audit.ErrUnavailable)
 				writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
@@ -235,6 +298,11 @@ func (a *API) serve(rt route, q *request) (int, any, error) {
 			if err := a.d.Policy.Authorize(p, policy.ActionSysAdmin, nil, a.d.Now()); err != nil {
 				return 0, nil, err
 			}
+		}
+	}
+	if changesState(rt) {
+		if err := q.recordIntent(); err != nil {
+			return 0, nil, err
 		}
 	}
 	return rt.h(q)

@@ -197,8 +197,14 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: log})
 
 	var sinks []audit.Sink
-	if cfg.AuditFile != "" {
-		fs, err := audit.NewFileSink(cfg.AuditFile, cfg.AuditMaxBytes)
+	auditFile := cfg.AuditFile
+	if cfg.Audit != "off" && auditFile == "" && !cfg.AuditStdout && len(opts.AuditSinks) == 0 {
+		// Audit is on by default (issue 13): a node with no audit setting
+		// logs to its data directory; only audit = "off" turns it off.
+		auditFile = filepath.Join(cfg.DataDir, "audit.log")
+	}
+	if auditFile != "" {
+		fs, err := audit.NewFileSink(auditFile, cfg.AuditMaxBytes)
 		if err != nil {
 			return nil, fmt.Errorf("audit file: %w", err)
 		}
@@ -216,7 +222,7 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 	} else {
-		log.Warn("no audit sink configured (-audit-file or audit_stdout): requests are not audited")
+		log.Warn(`audit = "off": requests are not audited`)
 	}
 
 	var autoSeal core.AutoSeal

@@ -7,8 +7,36 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/moonvault/moonvault/internal/errkind"
 )
+
+// ErrLocked means another process (or another sink in this one) holds the
+// audit file: two writers would interleave two chains and corrupt both.
+var ErrLocked = errkind.New(errkind.Conflict, "audit_file_locked",
+	"the audit file is in use by another writer (each node needs its own audit_file)")
+
+// file is what FileSink needs of an open file; tests put a fault-injecting
+// layer in its place.
+type file interface {
+	io.Writer
+	io.ReaderAt
+	Sync() error
+	Truncate(size int64) error
+	Close() error
+	Stat() (os.FileInfo, error)
+	Chmod(mode os.FileMode) error
+	Fd() uintptr
+}
+
+// openFunc opens a file as os.OpenFile does.
+type openFunc func(name string, flag int, perm os.FileMode) (file, error)
+
+func osOpen(name string, flag int, perm os.FileMode) (file, error) {
+	return os.OpenFile(name, flag, perm) // #nosec G304 -- the operator names the audit file
+}
 
 // Sink is one destination of the log. Write receives whole batches (each
 // ending with a checkpoint line) and must make them durable before it
@@ -26,20 +54,29 @@ const rotatedSuffix = "20060102T150405.000000000Z"
 type FileSink struct {
 	path     string
 	maxBytes int64
+	openFile openFunc
 
 	mu   sync.Mutex
-	f    *os.File // nil after a failure that left the handle unusable
-	size int64    // bytes known durable; the file is cut back to this on error
+	f    file  // nil after a failure that left the handle unusable
+	size int64 // bytes known durable; the file is cut back to this on error
 }
 
 // NewFileSink opens (or creates, mode 0600) the log file at path. When a
 // batch would make the file exceed maxBytes (0: never), the file is renamed
 // to path.<UTC timestamp> and a new one is started; the chain continues.
+//
+// The file is locked (flock, exclusive) while the sink holds it: a second
+// writer, such as a second node given the same audit_file, fails with an
+// error wrapping ErrLocked instead of corrupting both chains.
 func NewFileSink(path string, maxBytes int64) (*FileSink, error) {
+	return newFileSink(path, maxBytes, osOpen)
+}
+
+func newFileSink(path string, maxBytes int64, open openFunc) (*FileSink, error) {
 	if maxBytes < 0 {
 		return nil, fmt.Errorf("audit file sink: maxBytes must not be negative")
 	}
-	s := &FileSink{path: path, maxBytes: maxBytes}
+	s := &FileSink{path: path, maxBytes: maxBytes, openFile: open}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -47,9 +84,13 @@ func NewFileSink(path string, maxBytes int64) (*FileSink, error) {
 }
 
 func (s *FileSink) open() error {
-	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := s.openFile(s.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("audit file sink: %w", err)
+	}
+	if err := lock(f, s.path); err != nil {
+		f.Close()
+		return err
 	}
 	// An existing file may have been created with looser permissions.
 	if err := f.Chmod(0o600); err != nil {
@@ -136,10 +177,15 @@ func (s *FileSink) rotate() error {
 	}
 	s.f.Close()
 	s.f = nil
-	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	f, err := s.openFile(s.path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err != nil {
 		s.size = 0
 		return fmt.Errorf("audit file sink: rotate: %w", err)
+	}
+	if err := lock(f, s.path); err != nil {
+		f.Close()
+		s.size = 0
+		return err
 	}
 	s.f, s.size = f, 0
 	if err := syncDir(filepath.Dir(s.path)); err != nil {
@@ -158,6 +204,19 @@ func (s *FileSink) Close() error {
 	err := s.f.Close()
 	s.f = nil
 	return err
+}
+
+// lock takes an exclusive, non-blocking flock on f. The kernel drops it
+// when the process dies, so a crashed node never leaves a stale lock.
+func lock(f file, path string) error {
+	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) // #nosec G115 -- a file descriptor fits an int
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return fmt.Errorf("audit file sink %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return fmt.Errorf("audit file sink %s: lock: %w", path, err)
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

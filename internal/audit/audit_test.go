@@ -407,11 +407,13 @@ func (f *faultSink) Write(p []byte) error {
 
 func TestFailClosed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
-	fs := &faultSink{Sink: openFile(t, path, 0)}
+	first := openFile(t, path, 0)
+	fs := &faultSink{Sink: first}
 	fs.fail.Store(true)
 	if _, err := New([]Sink{fs}, Options{}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("New on a failing sink: %v", err)
 	}
+	first.Close() // the wrapper hides Close from New
 	fs = &faultSink{Sink: openFile(t, path, 0)}
 	var logs bytes.Buffer
 	l, err := New([]Sink{fs}, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})

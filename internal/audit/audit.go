@@ -199,6 +199,9 @@ func (l *Log) Record(ctx context.Context, e *Entry) error {
 	if e == nil {
 		return fmt.Errorf("audit: nil entry")
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
 	ec := *e
 	if ec.Time.IsZero() {
 		ec.Time = time.Now()

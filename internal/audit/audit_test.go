@@ -587,21 +587,29 @@ func TestConcurrentRecord(t *testing.T) {
 }
 
 func TestRecordContextCanceled(t *testing.T) {
-	l, err := New([]Sink{openFile(t, filepath.Join(t.TempDir(), "a.log"), 0)}, Options{})
+	path := filepath.Join(t.TempDir(), "a.log")
+	l, err := New([]Sink{openFile(t, path, 0)}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	// Either outcome is allowed if both are ready; an error must say why.
-	if err := l.Record(ctx, sampleEntry(0)); err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatalf("canceled Record: %v", err)
+	// A context already done is refused before anything is queued.
+	e := sampleEntry(0)
+	e.RequestID = "canceled-marker"
+	if err := l.Record(ctx, e); !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled Record: %v, want context.Canceled", err)
 	}
 	if err := l.Record(context.Background(), nil); err == nil {
 		t.Fatal("nil entry accepted")
 	}
 	if err := l.Record(context.Background(), &Entry{Time: time.Unix(0, 0)}); err != nil {
 		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(path); bytes.Contains(data, []byte("canceled-marker")) || !bytes.Contains(data, []byte(`"time":"1970-01-01T00:00:00Z"`)) {
+		t.Fatalf("log holds the canceled entry or lacks the good one:\n%s", data)
 	}
 }

@@ -110,7 +110,10 @@ func TestSignMode(t *testing.T) {
 	if f.protoErr.Load() {
 		t.Fatal("a request was not HTTP/1.1")
 	}
-	if n := len(f.conns); n < 1 || n > 4 {
+	f.mu.Lock()
+	n := len(f.conns)
+	f.mu.Unlock()
+	if n < 1 || n > 4 {
 		t.Fatalf("%d connections, want at most 4", n)
 	}
 	if !(res.P50 <= res.P90 && res.P90 <= res.P99 && res.P99 <= res.Max && res.Max > 0) {

@@ -67,9 +67,10 @@ type Stats struct {
 }
 
 type pending struct {
-	typ  string
-	body []byte
-	done chan error // nil for internal lines that nobody waits on
+	typ    string
+	body   []byte
+	pooled *[]byte    // body's pool buffer, returned once copied
+	done   chan error // nil for internal lines that nobody waits on
 }
 
 type sinkState struct {
@@ -193,8 +194,9 @@ func (l *Log) recover(sinks []Sink) ([]pending, error) {
 
 // Record appends e and returns once the line (and the checkpoint closing its
 // batch) is durable on at least one sink. If none succeeded it returns an
-// error wrapping ErrUnavailable. If ctx ends first it returns ctx's error;
-// the line may still be recorded (over-recording is the safe side).
+// error wrapping ErrUnavailable. A context already done is refused before
+// anything is queued; if ctx ends while waiting, Record returns ctx's error
+// and the line may still be recorded (over-recording is the safe side).
 func (l *Log) Record(ctx context.Context, e *Entry) error {
 	if e == nil {
 		return fmt.Errorf("audit: nil entry")
@@ -207,27 +209,29 @@ func (l *Log) Record(ctx context.Context, e *Entry) error {
 		ec.Time = time.Now()
 	}
 	ec.Time = ec.Time.UTC()
-	body, err := json.Marshal(&ec)
-	if err != nil { // only a NaN/Inf latency can fail; record it as absent
-		ec.LatencyMS = 0
-		if body, err = json.Marshal(&ec); err != nil {
-			return fmt.Errorf("audit: encode entry: %w", err)
-		}
-	}
-	p := pending{typ: typeRequest, body: body, done: make(chan error, 1)}
+	bp := bodyPool.Get().(*[]byte)
+	*bp = appendEntry((*bp)[:0], &ec)
+	done := donePool.Get().(chan error)
+	p := pending{typ: typeRequest, body: *bp, pooled: bp, done: done}
 	select {
 	case l.queue <- p:
 	case <-l.quit:
+		bodyPool.Put(bp)
+		donePool.Put(done)
 		return fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
 	case <-ctx.Done():
+		bodyPool.Put(bp)
+		donePool.Put(done)
 		return fmt.Errorf("audit: %w", ctx.Err())
 	}
 	select {
-	case err := <-p.done:
+	case err := <-done:
+		donePool.Put(done) // drained: safe to reuse
 		return err
 	case <-l.done:
 		select {
-		case err := <-p.done:
+		case err := <-done:
+			donePool.Put(done)
 			return err
 		default:
 			return fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
@@ -236,6 +240,13 @@ func (l *Log) Record(ctx context.Context, e *Entry) error {
 		return fmt.Errorf("audit: %w", ctx.Err())
 	}
 }
+
+// Pools keep Record allocation-light: the encoded body goes back once the
+// writer has copied it into its batch, the done channel once drained.
+var (
+	bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+	donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
+)
 
 // SetKeys installs the HMAC key and checkpoint signing key after unseal.
 // The log keeps its own copies; ClearKeys zeroizes them. A "start" line

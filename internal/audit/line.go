@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"strconv"
 	"time"
 )
@@ -127,18 +126,10 @@ func appendCheckpoint(buf []byte, seq uint64, prev *[sha256.Size]byte, keyID str
 	buf = append(buf, `,"prev":"`...)
 	buf = hex.AppendEncode(buf, prev[:])
 	buf = append(buf, `","type":"checkpoint","key_id":`...)
-	buf = appendJSONString(buf, keyID)
+	buf = appendString(buf, keyID)
 	buf = append(buf, `,"sig":"`...)
 	buf = base64.StdEncoding.AppendEncode(buf, sig)
 	return append(buf, `"}`...)
-}
-
-func appendJSONString(buf []byte, s string) []byte {
-	b, err := json.Marshal(s)
-	if err != nil { // a Go string always marshals; keep the line well-formed anyway
-		return append(buf, `""`...)
-	}
-	return append(buf, b...)
 }
 
 // signCheckpoint returns the signature for a checkpoint, or nil without key.

@@ -12,7 +12,8 @@ import (
 // writer is the single goroutine that orders lines: it takes whatever is
 // queued (up to BatchMax), chains and checkpoints it, and writes it with one
 // write+fsync per sink. Requests arriving during that fsync form the next
-// batch, so the batch size grows with load (group commit).
+// batch, so the batch size grows with load (group commit) and an idle log
+// adds no wait to a lone request.
 func (l *Log) writer() {
 	defer close(l.done)
 	batch := make([]pending, 0, l.opts.BatchMax)
@@ -31,8 +32,11 @@ func (l *Log) writer() {
 	}
 }
 
-// fill adds queued lines to batch without waiting, or waiting at most
-// FlushInterval when one is set.
+// fill adds queued lines to batch without waiting or, when FlushInterval is
+// set, until FlushInterval after the batch began. The deadline is fixed per
+// batch: re-arming it on every arrival (as an earlier version did) made a
+// busy log wait a whole interval after each arrival while every request in
+// the batch idled (issue 14).
 func (l *Log) fill(batch []pending, timer **time.Timer) []pending {
 	for len(batch) < l.opts.BatchMax {
 		select {
@@ -41,17 +45,20 @@ func (l *Log) fill(batch []pending, timer **time.Timer) []pending {
 			continue
 		default:
 		}
-		if l.opts.FlushInterval <= 0 {
-			return batch
-		}
-		if *timer == nil {
-			*timer = time.NewTimer(l.opts.FlushInterval)
-		} else {
-			(*timer).Reset(l.opts.FlushInterval)
-		}
+		break
+	}
+	if l.opts.FlushInterval <= 0 || len(batch) >= l.opts.BatchMax {
+		return batch
+	}
+	if *timer == nil {
+		*timer = time.NewTimer(l.opts.FlushInterval)
+	} else {
+		(*timer).Reset(l.opts.FlushInterval)
+	}
+	defer (*timer).Stop()
+	for len(batch) < l.opts.BatchMax {
 		select {
 		case p := <-l.queue:
-			(*timer).Stop()
 			batch = append(batch, p)
 		case <-(*timer).C:
 			return batch
@@ -94,12 +101,18 @@ func (l *Log) finish(batch []pending, err error) {
 func (l *Log) commit(batch []pending) error {
 	seq0, prev0 := l.seq, l.prev
 	buf := l.buf[:0]
-	for _, p := range batch {
+	for i := range batch {
+		p := &batch[i]
 		start := len(buf)
 		l.seq++
 		buf = appendLine(buf, l.seq, &l.prev, p.typ, p.body)
 		l.prev = sha256.Sum256(buf[start:])
 		buf = append(buf, '\n')
+		if p.pooled != nil { // copied: give the buffer back
+			*p.pooled = p.body[:0]
+			bodyPool.Put(p.pooled)
+			p.pooled, p.body = nil, nil
+		}
 	}
 	l.seq++
 	start := len(buf)

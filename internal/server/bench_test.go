@@ -28,6 +28,8 @@ func BenchmarkSignMessageHTTPS(b *testing.B) {
 			tn := startNode(b, b.TempDir(), nodeOpts{mutate: func(c *config.Server) {
 				if withAudit {
 					c.AuditFile = logPath
+				} else {
+					c.Audit = "off"
 				}
 			}})
 			var ir initResp

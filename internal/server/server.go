@@ -215,10 +215,9 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 	}
 	sinks = append(sinks, opts.AuditSinks...)
 	if len(sinks) > 0 {
-		// Waiting up to 300 µs for a batch to fill trades a little latency for
-		// batches ~5x larger (fewer fsyncs): 7.7k -> 9.0k signs/s in
-		// BenchmarkSignMessageHTTPS/audit-file on 2 cores.
-		if n.Audit, err = audit.New(sinks, audit.Options{Logger: log, FlushInterval: 300 * time.Microsecond}); err != nil {
+		// No fill window: batches form from the requests that arrive during
+		// the previous fsync (see docs/scaling.md, "Audit cost").
+		if n.Audit, err = audit.New(sinks, audit.Options{Logger: log}); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 	} else {

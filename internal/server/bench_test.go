@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -13,23 +14,25 @@ import (
 
 // BenchmarkSignMessageHTTPS measures the whole hot path over real HTTPS:
 // TLS, limits, JWT authentication, policy, key load, secp256k1 signature,
-// audit (group commit with fsync), response. Run with -cpu and compare
-// with BenchmarkSecp256k1Sign in internal/auth.
+// audit (group commit with fsync), response; "rpc" is the same signature
+// through JSON-RPC personal_sign. Run with -cpu and compare with
+// BenchmarkSecp256k1Sign in internal/auth; scripts/bench measures the same
+// against the bare HTTPS ceiling with wrk.
 //
-//	go test -run '^$' -bench SignMessageHTTPS -benchtime 5s ./internal/server
+//	go test -run '^$' -bench SignMessageHTTPS -benchtime 5s -cpuprofile cpu.out ./internal/server
 func BenchmarkSignMessageHTTPS(b *testing.B) {
-	for _, withAudit := range []bool{false, true} {
-		name := "no-audit"
-		if withAudit {
-			name = "audit-file"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		audit bool
+		rpc   bool
+	}{{"no-audit", false, false}, {"audit-file", true, false}, {"audit-file-rpc", true, true}} {
+		b.Run(c.name, func(b *testing.B) {
 			logPath := b.TempDir() + "/audit.log"
-			tn := startNode(b, b.TempDir(), nodeOpts{mutate: func(c *config.Server) {
-				if withAudit {
-					c.AuditFile = logPath
+			tn := startNode(b, b.TempDir(), nodeOpts{mutate: func(cfg *config.Server) {
+				if c.audit {
+					cfg.AuditFile = logPath
 				} else {
-					c.Audit = "off"
+					cfg.Audit = "off"
 				}
 			}})
 			var ir initResp
@@ -37,11 +40,16 @@ func BenchmarkSignMessageHTTPS(b *testing.B) {
 			var st sealStatus
 			tn.mustCall(200, "POST", "/v1/sys/unseal", map[string]string{"key": ir.Keys[0]}, &st)
 			tn.token = ir.RootToken
-			tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "bench"}, nil)
+			var acc account
+			tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "bench"}, &acc)
 			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tn.pool, MinVersion: tls.VersionTLS13}, MaxIdleConnsPerHost: 256, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
 			client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 			body := []byte(`{"data":"hello","encoding":"utf8"}`)
 			url := tn.url + "/v1/accounts/bench/sign-message"
+			if c.rpc {
+				body = fmt.Appendf(nil, `{"jsonrpc":"2.0","id":1,"method":"personal_sign","params":["0x68656c6c6f","%s"]}`, acc.Address)
+				url = tn.url + "/v1/rpc"
+			}
 			b.SetParallelism(32) // 32 x GOMAXPROCS connections
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
@@ -53,10 +61,10 @@ func BenchmarkSignMessageHTTPS(b *testing.B) {
 						b.Error(err)
 						return
 					}
-					_, _ = io.Copy(io.Discard, resp.Body)
+					out, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						b.Errorf("status %d", resp.StatusCode)
+					if resp.StatusCode != 200 || (c.rpc && !bytes.Contains(out, []byte(`"result"`))) {
+						b.Errorf("status %d: %s", resp.StatusCode, out)
 						return
 					}
 				}

@@ -21,7 +21,7 @@ var ErrLocked = errkind.New(errkind.Conflict, "audit_file_locked",
 // file is what FileSink needs of an open file; tests put a fault-injecting
 // layer in its place.
 type file interface {
-	io.Writer
+	io.WriterAt
 	io.ReaderAt
 	Sync() error
 	Truncate(size int64) error
@@ -50,15 +50,25 @@ type Sink interface {
 // sorts lexically in time order.
 const rotatedSuffix = "20060102T150405.000000000Z"
 
-// FileSink appends to a file, fsyncs every batch, and rotates by size.
+// FileSink appends to a file, makes every batch durable before Write
+// returns, and rotates by size. Durability goes through a preallocated
+// write-ahead ring beside the file (path + ".wal", see wal.go); the file
+// itself is fsynced when the ring wraps, at rotation and at close.
 type FileSink struct {
 	path     string
 	maxBytes int64
 	openFile openFunc
+	walSize  int64
 
 	mu   sync.Mutex
 	f    file  // nil after a failure that left the handle unusable
 	size int64 // bytes known durable; the file is cut back to this on error
+
+	wal       *wal
+	walBuf    []byte
+	walReady  bool  // the ring's generation describes f up to size
+	replayed  bool  // open found ring records for f and wrote them back
+	replayEnd int64 // where the acknowledged part of f ends (when replayed)
 }
 
 // NewFileSink opens (or creates, mode 0600) the log file at path. When a
@@ -73,18 +83,45 @@ func NewFileSink(path string, maxBytes int64) (*FileSink, error) {
 }
 
 func newFileSink(path string, maxBytes int64, open openFunc) (*FileSink, error) {
+	return newFileSinkWAL(path, maxBytes, open, defaultWALSize)
+}
+
+func newFileSinkWAL(path string, maxBytes int64, open openFunc, walSize int64) (*FileSink, error) {
 	if maxBytes < 0 {
 		return nil, fmt.Errorf("audit file sink: maxBytes must not be negative")
 	}
-	s := &FileSink{path: path, maxBytes: maxBytes, openFile: open}
+	s := &FileSink{path: path, maxBytes: maxBytes, openFile: open, walSize: walSize}
 	if err := s.open(); err != nil {
 		return nil, err
+	}
+	w, err := openWAL(open, path+".wal", walSize)
+	if err != nil {
+		s.f.Close()
+		return nil, err
+	}
+	s.wal = w
+	// Batches acknowledged through the ring but not yet in the file (a
+	// crash before the file was fsynced) are written back now.
+	end, ok, err := w.replay(s.f)
+	if err == nil && ok {
+		if err = s.f.Sync(); err == nil {
+			s.replayed, s.replayEnd = true, end
+			var st os.FileInfo
+			if st, err = s.f.Stat(); err == nil {
+				s.size = st.Size()
+			}
+		}
+	}
+	if err != nil {
+		s.f.Close()
+		w.close()
+		return nil, fmt.Errorf("audit file sink %s: %w", path, err)
 	}
 	return s, nil
 }
 
 func (s *FileSink) open() error {
-	f, err := s.openFile(s.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := s.openFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("audit file sink: %w", err)
 	}
@@ -102,7 +139,20 @@ func (s *FileSink) open() error {
 		f.Close()
 		return fmt.Errorf("audit file sink: %w", err)
 	}
-	s.f, s.size = f, st.Size()
+	s.f, s.size, s.walReady = f, st.Size(), false
+	return nil
+}
+
+// resetWAL makes the file durable up to size and starts a new ring
+// generation from there.
+func (s *FileSink) resetWAL() error {
+	if err := s.f.Sync(); err != nil {
+		return err
+	}
+	if err := s.wal.reset(s.f, s.size); err != nil {
+		return err
+	}
+	s.walReady = true
 	return nil
 }
 
@@ -112,8 +162,9 @@ func (s *FileSink) Name() string { return "file:" + s.path }
 // Path is the current (active) file.
 func (s *FileSink) Path() string { return s.path }
 
-// Write appends p and fsyncs. On failure the file is cut back to its last
-// durable size so that a retry appends cleanly after the last good batch.
+// Write appends p and makes it durable: one record in the ring and one
+// fdatasync of it. On failure the file is cut back to its last durable
+// size so that a retry appends cleanly after the last good batch.
 func (s *FileSink) Write(p []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -127,9 +178,25 @@ func (s *FileSink) Write(p []byte) error {
 			return err
 		}
 	}
-	n, err := s.f.Write(p)
+	if !s.walReady || !s.wal.fits(len(p)) {
+		// First write, or the ring is full: fsync the file, then reuse
+		// the ring from its start.
+		if err := s.resetWAL(); err != nil {
+			return fmt.Errorf("audit file sink %s: %w", s.path, err)
+		}
+	}
+	n, err := s.f.WriteAt(p, s.size)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	big := false
 	if err == nil {
-		err = s.f.Sync()
+		if s.wal.fits(len(p)) {
+			s.walBuf, err = s.wal.append(s.size, p, s.walBuf)
+		} else { // a batch larger than the ring: fsync the file itself
+			big = true
+			err = s.f.Sync()
+		}
 	}
 	if err != nil {
 		// After a failed fsync the page cache may have dropped the data
@@ -143,6 +210,11 @@ func (s *FileSink) Write(p []byte) error {
 		return fmt.Errorf("audit file sink %s: %w", s.path, err)
 	}
 	s.size += int64(n)
+	if big {
+		if err := s.wal.reset(s.f, s.size); err != nil {
+			s.walReady = false // the next write resets again; this batch is durable
+		}
+	}
 	return nil
 }
 
@@ -165,6 +237,15 @@ func (s *FileSink) reopen() error {
 }
 
 func (s *FileSink) rotate() error {
+	// The file is complete and durable before it gets its rotated name: a
+	// ring left describing it is then never needed again.
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("audit file sink: rotate: %w", err)
+	}
+	if err := s.wal.reset(nil, 0); err != nil {
+		return fmt.Errorf("audit file sink: rotate: %w", err)
+	}
+	s.walReady = false
 	name := s.path + "." + time.Now().UTC().Format(rotatedSuffix)
 	for i := 1; ; i++ {
 		if _, err := os.Lstat(name); errors.Is(err, os.ErrNotExist) {
@@ -177,7 +258,7 @@ func (s *FileSink) rotate() error {
 	}
 	s.f.Close()
 	s.f = nil
-	f, err := s.openFile(s.path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	f, err := s.openFile(s.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		s.size = 0
 		return fmt.Errorf("audit file sink: rotate: %w", err)
@@ -187,23 +268,32 @@ func (s *FileSink) rotate() error {
 		s.size = 0
 		return err
 	}
-	s.f, s.size = f, 0
+	s.f, s.size, s.walReady = f, 0, false
 	if err := syncDir(filepath.Dir(s.path)); err != nil {
 		return fmt.Errorf("audit file sink: rotate: %w", err)
 	}
 	return nil
 }
 
-// Close closes the file.
+// Close makes the file durable, empties the ring, and closes both.
 func (s *FileSink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
-		return nil
+	var errs []error
+	if s.f != nil {
+		if s.walReady {
+			errs = append(errs, s.resetWAL())
+		} else {
+			errs = append(errs, s.f.Sync())
+		}
+		errs = append(errs, s.f.Close())
+		s.f = nil
 	}
-	err := s.f.Close()
-	s.f = nil
-	return err
+	if s.wal != nil {
+		errs = append(errs, s.wal.close())
+		s.wal = nil
+	}
+	return errors.Join(errs...)
 }
 
 // lock takes an exclusive, non-blocking flock on f. The kernel drops it

@@ -40,7 +40,13 @@ func (s *FileSink) recoverTail() (tailState, error) {
 			return st, err
 		}
 	}
-	end, line, err := lastCheckpoint(s.f, s.size)
+	// With the ring's records written back, the acknowledged part of the
+	// file ends at replayEnd: anything after it was never acknowledged.
+	limit := s.size
+	if s.replayed {
+		limit = min(s.replayEnd, s.size)
+	}
+	end, line, err := lastCheckpoint(s.f, limit)
 	if err != nil {
 		return st, fmt.Errorf("audit file sink %s: read tail: %w", s.path, err)
 	}
@@ -51,6 +57,9 @@ func (s *FileSink) recoverTail() (tailState, error) {
 		}
 		st.truncated, st.tornFile = s.size-end, torn
 		s.size = end
+	}
+	if err := s.resetWAL(); err != nil {
+		return st, fmt.Errorf("audit file sink %s: %w", s.path, err)
 	}
 	if line != nil {
 		return chainState(st, line)

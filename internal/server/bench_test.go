@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -121,4 +122,35 @@ func BenchmarkCreateAccountHTTPS(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "accounts/s")
+}
+
+// BenchmarkSignHandler is the CPU cost of one signature through the API
+// handler alone (no TLS, no network, no audit): REST sign-message against
+// JSON-RPC personal_sign, for the issue 14 target that the two stay within
+// 10% of each other.
+func BenchmarkSignHandler(b *testing.B) {
+	tn := startNode(b, b.TempDir(), nodeOpts{mutate: func(c *config.Server) { c.Audit = "off" }})
+	var ir initResp
+	tn.mustCall(200, "POST", "/v1/sys/init", map[string]int{"secret_shares": 1, "secret_threshold": 1}, &ir)
+	var st sealStatus
+	tn.mustCall(200, "POST", "/v1/sys/unseal", map[string]string{"key": ir.Keys[0]}, &st)
+	tn.token = ir.RootToken
+	var acc account
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "bench"}, &acc)
+	for _, c := range []struct{ name, path, body string }{
+		{"rest", "/v1/accounts/bench/sign-message", `{"data":"hello","encoding":"utf8"}`},
+		{"rpc", "/v1/rpc", `{"jsonrpc":"2.0","id":1,"method":"personal_sign","params":["0x68656c6c6f","` + acc.Address + `"]}`},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				req := httptest.NewRequest("POST", "https://vault"+c.path, strings.NewReader(c.body))
+				req.Header.Set("Authorization", "Bearer "+tn.token)
+				w := httptest.NewRecorder()
+				tn.node.API.ServeHTTP(w, req)
+				if w.Code != 200 {
+					b.Fatalf("%d %s", w.Code, w.Body)
+				}
+			}
+		})
+	}
 }

@@ -6,14 +6,18 @@
 //
 // What verification proves, honestly: editing, deleting, inserting or
 // reordering any line breaks the chain at that line; a copy cut anywhere but
-// exactly after a checkpoint does not end with a checkpoint and fails. A cut
-// exactly at a batch boundary looks like a log that ended there; only an
-// external anchor (VerifyOptions.MinSeq, from Log.Head on the live server or
-// a value an operator kept) detects it. Signatures prove who closed each
-// batch only when the operator supplies the public key: keys read from the
-// log's own start lines are a convenience, not a trust anchor. Lines written
+// exactly after a checkpoint does not end with a checkpoint and fails. Every
+// line must be covered by a checkpoint signed by a key the verifier trusts
+// (given to Verify, or announced in a start line such a checkpoint covers):
+// a forger who recomputes the chain cannot sign, so what he rewrote is
+// reported unverified. A cut exactly at a batch boundary, or a rewrite of
+// the tail, is detected only against an external anchor (VerifyOptions
+// MinSeq and MinHash, from Log.Head on the live server or a value an
+// operator kept). Keys read from the log's own start lines are a
+// convenience, not a trust anchor, and are reported as such. Lines written
 // while sealed are chained and closed by unsigned checkpoints; the next
-// signed checkpoint covers them, since it signs the running hash.
+// signed checkpoint covers them, since it signs the running hash, and a log
+// that ends sealed has an unverified tail.
 package audit
 
 import (

@@ -12,6 +12,7 @@
 package barrier
 
 import (
+	"bytes"
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
@@ -141,23 +142,9 @@ func (b *Barrier) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
-	kr := b.ring.Load()
-	if kr == nil {
-		return nil, ErrSealed
-	}
-	rec, err := b.backend.Get(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("barrier: get %q: %w", key, err)
-	}
-	pt, err := kr.open(key, rec)
-	if errors.Is(err, ErrUnknownTerm) {
-		if rerr := b.reloadForTerm(ctx, recordTerm(rec)); rerr != nil {
-			return nil, fmt.Errorf("%w (reload: %w)", err, rerr)
-		}
-		if kr = b.ring.Load(); kr == nil {
-			return nil, ErrSealed
-		}
-		pt, err = kr.open(key, rec)
+	_, pt, found, err := b.getRaw(ctx, key)
+	if err == nil && !found {
+		return nil, fmt.Errorf("barrier: get %q: %w", key, storage.ErrNotFound)
 	}
 	return pt, err
 }
@@ -211,6 +198,133 @@ func (b *Barrier) Batch(ctx context.Context, ops []storage.Op) error {
 	}
 	if err := b.backend.Batch(ctx, enc); err != nil {
 		return fmt.Errorf("barrier: batch: %w", err)
+	}
+	return nil
+}
+
+// CompareAndSwap writes next at key only if the stored plaintext is old (nil
+// old: the key must be absent; nil next: delete), atomically across every
+// node sharing the storage: the stored ciphertext that decrypted to old is
+// what the backend compares. It returns an error wrapping
+// storage.ErrConflict when the plaintext differs or another writer won.
+func (b *Barrier) CompareAndSwap(ctx context.Context, key string, old, next []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	raw, cur, found, err := b.getRaw(ctx, key)
+	if err != nil {
+		return err
+	}
+	if (old == nil) == found || (found && !bytes.Equal(cur, old)) {
+		return fmt.Errorf("barrier: compare-and-swap %q: %w", key, storage.ErrConflict)
+	}
+	return b.swapRaw(ctx, key, raw, next)
+}
+
+// maxUpdateAttempts bounds Update's retries under contention; each attempt
+// is one read and one conditional write.
+const maxUpdateAttempts = 100
+
+// Update atomically replaces the value at key with fn's result, across every
+// node sharing the storage. fn receives the current plaintext (nil, false
+// when the key is absent) and returns the next value, or del to delete it
+// (deleting an absent key writes nothing). When another writer changed the
+// key in between, Update reads again and calls fn again, so fn must have no
+// side effects beyond its result. An error from fn aborts with nothing
+// written and is returned as is. After maxUpdateAttempts lost races it
+// returns an error wrapping storage.ErrConflict.
+func (b *Barrier) Update(ctx context.Context, key string, fn func(cur []byte, found bool) (next []byte, del bool, err error)) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
+		raw, cur, found, err := b.getRaw(ctx, key)
+		if err != nil {
+			return err
+		}
+		next, del, err := fn(cur, found)
+		if err != nil {
+			return err
+		}
+		if del && !found {
+			return nil
+		}
+		if del {
+			next = nil
+		} else if next == nil {
+			next = []byte{}
+		}
+		err = b.swapRaw(ctx, key, raw, next)
+		if !errors.Is(err, storage.ErrConflict) {
+			return err
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("barrier: update %q: %d attempts lost to concurrent writers: %w", key, maxUpdateAttempts, storage.ErrConflict)
+}
+
+// backoff sleeps a short, growing, jittered time between Update attempts so
+// that contending writers spread out (up to about 2 ms).
+func backoff(ctx context.Context, attempt int) error {
+	var j [2]byte
+	_, _ = rand.Read(j[:]) // jitter, not a secret; crypto/rand never fails on Linux
+	ceil := time.Duration(min(attempt+1, 8)) * 250 * time.Microsecond
+	d := time.Duration(binary.BigEndian.Uint16(j[:])) * ceil / 65536
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// getRaw reads key's stored record and its plaintext. A missing key gives
+// found=false and no error.
+func (b *Barrier) getRaw(ctx context.Context, key string) (raw, plain []byte, found bool, err error) {
+	kr := b.ring.Load()
+	if kr == nil {
+		return nil, nil, false, ErrSealed
+	}
+	raw, err = b.backend.Get(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil, false, nil
+	}
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("barrier: get %q: %w", key, err)
+	}
+	plain, err = kr.open(key, raw)
+	if errors.Is(err, ErrUnknownTerm) {
+		if rerr := b.reloadForTerm(ctx, recordTerm(raw)); rerr != nil {
+			return nil, nil, false, fmt.Errorf("%w (reload: %w)", err, rerr)
+		}
+		if kr = b.ring.Load(); kr == nil {
+			return nil, nil, false, ErrSealed
+		}
+		plain, err = kr.open(key, raw)
+	}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return raw, plain, true, nil
+}
+
+// swapRaw replaces the stored record raw (nil: absent) with next encrypted
+// under the active term (nil next: delete).
+func (b *Barrier) swapRaw(ctx context.Context, key string, raw, next []byte) error {
+	kr := b.ring.Load()
+	if kr == nil {
+		return ErrSealed
+	}
+	var enc []byte
+	if next != nil {
+		enc = kr.seal(key, next)
+	}
+	if err := b.backend.CompareAndSwap(ctx, key, raw, enc); err != nil {
+		return fmt.Errorf("barrier: compare-and-swap %q: %w", key, err)
 	}
 	return nil
 }

@@ -79,6 +79,21 @@ func (m *memBackend) Batch(ctx context.Context, ops []storage.Op) error {
 	return nil
 }
 
+func (m *memBackend) CompareAndSwap(ctx context.Context, key string, old, next []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.data[key]
+	if (old == nil && ok) || (old != nil && (!ok || !bytes.Equal(cur, old))) {
+		return fmt.Errorf("mem: %q: %w", key, storage.ErrConflict)
+	}
+	if next == nil {
+		delete(m.data, key)
+	} else {
+		m.data[key] = bytes.Clone(next)
+	}
+	return nil
+}
+
 func (m *memBackend) Close() error { return nil }
 
 func (m *memBackend) raw(t *testing.T, key string) []byte {
@@ -151,6 +166,9 @@ func (downBackend) Put(context.Context, string, []byte) error   { return errDown
 func (downBackend) Delete(context.Context, string) error        { return errDown }
 func (downBackend) Batch(context.Context, []storage.Op) error   { return errDown }
 func (downBackend) Close() error                                { return nil }
+func (downBackend) CompareAndSwap(context.Context, string, []byte, []byte) error {
+	return errDown
+}
 func (downBackend) List(context.Context, string, string, int) ([]string, error) {
 	return nil, errDown
 }
@@ -182,6 +200,9 @@ func (s *switchable) Batch(ctx context.Context, o []storage.Op) error {
 }
 func (s *switchable) List(ctx context.Context, p, a string, l int) ([]string, error) {
 	return s.target().List(ctx, p, a, l)
+}
+func (s *switchable) CompareAndSwap(ctx context.Context, k string, o, n []byte) error {
+	return s.target().CompareAndSwap(ctx, k, o, n)
 }
 
 var errEntropy = errors.New("entropy unavailable: hsm down")

@@ -42,7 +42,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"server":   {"run the Moon Vault server", runServer},
-		"operator": {"init, unseal, seal, status, rotate, rekey, rewrap, generate-root", runOperator},
+		"operator": {"init, unseal, seal, status, rotate, rotate-jwt, rekey, rewrap, generate-root, snapshot", runOperator},
 		"login":    {"log in and store an access token", runLogin},
 		"account":  {"create, list, get, delete accounts and sign with them", runAccount},
 		"user":     {"manage users (admin)", runUser},

@@ -9,6 +9,7 @@ func runOperator(g *globals, args []string) error {
 	return sub(g, "operator", args, map[string]func(*globals, []string) error{
 		"init": opInit, "unseal": opUnseal, "seal": opSeal, "status": opStatus,
 		"rotate": opRotate, "rekey": opRekey, "rewrap": opRewrap, "generate-root": opGenerateRoot,
+		"snapshot": opSnapshot, "rotate-jwt": opRotateJWT,
 	})
 }
 

@@ -43,28 +43,40 @@ func runServer(g *globals, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{"server takes no arguments: " + strings.Join(fs.Args(), " ")}
 	}
-	cfg := config.Defaults()
-	if *cfgFile != "" {
-		if err := cfg.LoadFile(*cfgFile); err != nil {
-			return err
-		}
-	}
-	if err := cfg.LoadEnv(os.Getenv); err != nil {
-		return err
-	}
-	var setErr error
-	fs.Visit(func(f *flag.Flag) {
-		for _, sf := range serverFlags {
-			if sf.flag == f.Name && setErr == nil {
-				setErr = cfg.Set(sf.setting, f.Value.String())
+	var tempDir string
+	// load reads file < env < flags; it runs again on SIGHUP.
+	load := func() (config.Server, error) {
+		cfg := config.Defaults()
+		if *cfgFile != "" {
+			if err := cfg.LoadFile(*cfgFile); err != nil {
+				return cfg, err
 			}
 		}
-	})
-	if setErr != nil {
-		return setErr
+		if err := cfg.LoadEnv(os.Getenv); err != nil {
+			return cfg, err
+		}
+		var setErr error
+		fs.Visit(func(f *flag.Flag) {
+			for _, sf := range serverFlags {
+				if sf.flag == f.Name && setErr == nil {
+					setErr = cfg.Set(sf.setting, f.Value.String())
+				}
+			}
+		})
+		if setErr != nil {
+			return cfg, setErr
+		}
+		if *dev && *devListen != "" {
+			cfg.ListenAddress = *devListen
+		}
+		if *dev && cfg.DataDir == "" {
+			cfg.DataDir = tempDir
+		}
+		return cfg, nil
 	}
-	if *dev && *devListen != "" {
-		cfg.ListenAddress = *devListen
+	cfg, err := load()
+	if err != nil {
+		return err
 	}
 	if *dev && cfg.DataDir == "" {
 		dir, err := os.MkdirTemp("", "moonvault-dev-")
@@ -72,21 +84,24 @@ func runServer(g *globals, args []string) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		cfg.DataDir = dir
+		tempDir, cfg.DataDir = dir, dir
 	}
-	log, err := newLogger(g, cfg.LogLevel, cfg.LogFormat)
+	level := new(slog.LevelVar)
+	log, err := newLogger(g, cfg.LogLevel, cfg.LogFormat, level)
 	if err != nil {
 		return err
 	}
 	slog.SetDefault(log)
-	return server.Run(context.Background(), server.Options{Config: cfg, Dev: *dev, Out: g.stdout, Logger: log})
+	return server.Run(context.Background(), server.Options{Config: cfg, Dev: *dev, Out: g.stdout, Logger: log, Reload: load, LogLevel: level})
 }
 
-func newLogger(g *globals, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
+// newLogger logs at the level held by lv, which a reload may change.
+func newLogger(g *globals, level, format string, lv *slog.LevelVar) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log_level %q: use debug, info, warn or error", level)
 	}
+	lv.Set(l)
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "text" {
 		return slog.New(slog.NewTextHandler(g.stderr, opts)), nil

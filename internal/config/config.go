@@ -63,6 +63,10 @@ type Server struct {
 	SignRequiresMFA bool   `hcl:"sign_requires_mfa,optional" json:"sign_requires_mfa,omitempty"`
 
 	MaxRequestBytes int64 `hcl:"max_request_bytes,optional" json:"max_request_bytes,omitempty"`
+
+	// MetricsUnauthenticated serves /v1/sys/metrics without a token (as
+	// Vault's unauthenticated_metrics_access), also while sealed.
+	MetricsUnauthenticated bool `hcl:"metrics_unauthenticated,optional" json:"metrics_unauthenticated,omitempty"`
 }
 
 // Defaults returns a configuration with every default filled in.

@@ -22,6 +22,9 @@ func (a *API) table() []route {
 		{"GET", "/v1/sys/attestation", "sys.attestation", public, a.attestation},
 		{"POST", "/v1/sys/audit/hash", "sys.audit.hash", admin, a.auditHash},
 		{"GET", "/v1/sys/audit/public-key", "sys.audit.public_key", unsealed, a.auditPublicKey},
+		{"GET", pathSnapshot, "sys.storage.snapshot", admin, a.snapshotSave},
+		{"POST", pathRestore, "sys.storage.restore", initOrAdminExclusive, a.snapshotRestore},
+		{"GET", "/v1/sys/metrics", "sys.metrics", a.metricsAccess(), a.metrics},
 
 		// auth
 		{"POST", "/v1/auth/login", "auth.login", unsealed, a.login},

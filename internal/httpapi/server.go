@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/audit"
@@ -45,6 +46,8 @@ type Deps struct {
 	Logger  *slog.Logger
 	MaxBody int64
 	Now     func() time.Time
+	// Operations: snapshots, restore, metrics (operations.go).
+	Operations Operations
 }
 
 // access says what a route needs before its handler runs.
@@ -59,6 +62,9 @@ const (
 	// flight finish first and new ones wait (operator rewrap, which must not
 	// race a concurrent write of the values it rewrites).
 	adminExclusive
+	// initOrAdminExclusive runs alone, without a token while the vault is
+	// not initialised and as adminExclusive after (restore, see restoreAccess).
+	initOrAdminExclusive
 )
 
 type handlerFunc func(*request) (int, any, error)
@@ -75,7 +81,8 @@ type API struct {
 	mux    *http.ServeMux
 	routes []route
 	// gate lets an exclusive operation run with no other request in flight.
-	gate sync.RWMutex
+	gate    sync.RWMutex
+	maxBody atomic.Int64
 }
 
 // New builds the handler with every route.
@@ -90,6 +97,7 @@ func New(d Deps) *API {
 		d.Now = time.Now
 	}
 	a := &API{d: d, mux: http.NewServeMux()}
+	a.maxBody.Store(d.MaxBody)
 	a.routes = a.table()
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))
@@ -120,7 +128,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := newRequestID()
 	h.Set("X-Request-Id", id)
 	r = r.WithContext(context.WithValue(r.Context(), ridKey{}, id))
-	r.Body = http.MaxBytesReader(w, r.Body, a.d.MaxBody)
+	r.Body = http.MaxBytesReader(w, r.Body, a.bodyLimit(w, r))
 	a.mux.ServeHTTP(w, r)
 }
 
@@ -236,10 +244,14 @@ func (a *API) auditEntry(q *request, phase string, status int, code string) *aud
 // handler, record the response line (fail closed), then write the response.
 func (a *API) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rt.access == adminExclusive {
+		switch {
+		case rt.method == http.MethodGet && rt.access == public:
+			// Read-only probes (health, seal status, metrics) never wait
+			// behind an exclusive operation such as a long restore.
+		case rt.access >= adminExclusive:
 			a.gate.Lock()
 			defer a.gate.Unlock()
-		} else {
+		default:
 			a.gate.RLock()
 			defer a.gate.RUnlock()
 		}
@@ -260,6 +272,7 @@ func (a *API) wrap(rt route) http.Handler {
 			if aerr := a.d.Audit.Record(r.Context(), a.auditEntry(q, audit.PhaseResponse, status, code)); aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
 				status, code, msg, _ := classify(audit.ErrUnavailable)
+				a.observe(rt.op, status, start)
 				writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
 				return
 			}
@@ -268,8 +281,13 @@ func (a *API) wrap(rt route) http.Handler {
 			a.d.Logger.Debug("request", "request_id", requestID(r), "op", rt.op, "method", r.Method,
 				"path", r.URL.Path, "status", status, "code", code, "latency", time.Since(start).String())
 		}
+		a.observe(rt.op, status, start)
 		for k, v := range hdr {
 			w.Header()[k] = v
+		}
+		if sb, ok := body.(streamBody); ok {
+			sb(w)
+			return
 		}
 		if raw, ok := body.(rawJSON); ok {
 			w.Header().Set("Content-Type", "application/json")
@@ -282,6 +300,9 @@ func (a *API) wrap(rt route) http.Handler {
 }
 
 func (a *API) serve(rt route, q *request) (int, any, error) {
+	if rt.access == initOrAdminExclusive {
+		rt.access = a.restoreAccess(q)
+	}
 	if rt.access >= unsealed && a.d.Core.Sealed() {
 		if _, err := a.d.Core.Status(q.ctx()); err != nil {
 			return 0, nil, err

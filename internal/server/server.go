@@ -30,6 +30,7 @@ import (
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/hsm/softhsm"
 	"github.com/moonvault/moonvault/internal/httpapi"
+	"github.com/moonvault/moonvault/internal/metrics"
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/secret"
@@ -57,6 +58,11 @@ type Options struct {
 	// WrapHSMRandom, when set, wraps the HSM's random source before the
 	// entropy mixer sees it (fault injection in tests).
 	WrapHSMRandom func(HSMRandom) HSMRandom
+	// Reload, when set, reads the configuration again on SIGHUP; the
+	// settings that can change safely are applied (reload.go).
+	Reload func() (config.Server, error)
+	// LogLevel, when set, is the level of Logger, changed by a reload.
+	LogLevel *slog.LevelVar
 }
 
 // HSMRandom draws n bytes from the HSM's generator.
@@ -82,6 +88,11 @@ type Node struct {
 	att     tee.Attester
 	certs   *tlsconfig.Reloader
 	devCert *tlsconfig.DevCert
+	restore restoreState
+	// auditFile is the audit file sink, whose rotation size reloads.
+	auditFile *audit.FileSink
+	// Metrics is the node's Prometheus registry and request observer.
+	Metrics *metrics.Metrics
 
 	runCtx    context.Context
 	cancelRun context.CancelFunc
@@ -194,7 +205,8 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: log})
+	n.Metrics = n.newMetrics()
+	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: log, OnSign: n.Metrics.Signature})
 
 	var sinks []audit.Sink
 	auditFile := cfg.AuditFile
@@ -208,6 +220,7 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("audit file: %w", err)
 		}
+		n.auditFile = fs
 		sinks = append(sinks, fs)
 	}
 	if cfg.AuditStdout {
@@ -263,7 +276,9 @@ func Build(ctx context.Context, opts Options) (n *Node, err error) {
 		Rewrap:       n.rewrap,
 		Logger:       log,
 		MaxBody:      cfg.MaxRequestBytes,
+		Operations:   n.operations(),
 	})
+	n.watchRestores()
 	return n, nil
 }
 
@@ -284,7 +299,7 @@ func (n *Node) rootToken(ctx context.Context) (string, error) {
 }
 
 // cspPrefixes hold every seal-wrapped critical security parameter.
-var cspPrefixes = []string{"wallet/keys/", "auth/jwt-seeds/", "auth/totp/", "audit/keys/"}
+var cspPrefixes = []string{"wallet/keys/", "auth/jwt-seeds/", "auth/totp/", "audit/keys/", "sys/snapshot/"}
 
 // Audit keys are CSPs kept behind the barrier and seal-wrapped.
 const (
@@ -293,6 +308,9 @@ const (
 )
 
 func (n *Node) onUnsealed(ctx context.Context, _ *barrier.Barrier) error {
+	if err := n.checkRestored(ctx); err != nil {
+		return err
+	}
 	if err := n.Auth.Start(n.runCtx); err != nil {
 		return fmt.Errorf("start auth: %w", err)
 	}
@@ -481,7 +499,8 @@ func (n *Node) close() {
 }
 
 // Run builds the node, prepares dev mode when asked, and serves until
-// SIGINT/SIGTERM; SIGHUP reloads the TLS certificate.
+// SIGINT/SIGTERM; SIGHUP reloads the TLS certificate and the settings
+// that can change safely (reload.go).
 func Run(ctx context.Context, opts Options) error {
 	n, err := Build(ctx, opts)
 	if err != nil {
@@ -506,11 +525,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			if err := n.ReloadTLS(); err != nil {
-				n.log.Error("TLS reload failed; keeping the previous certificate", "err", err)
-			} else {
-				n.log.Info("TLS certificate reloaded")
-			}
+			n.reload()
 		}
 	}()
 	n.log.Info("moonvault listening", "address", ln.Addr().String(), "tls_min_version", n.cfg.TLSMinVersion, "storage", n.cfg.Storage, "seal", n.Core.SealType())

@@ -5,6 +5,8 @@ package storage
 import (
 	"context"
 	"errors"
+
+	"github.com/moonvault/moonvault/internal/errkind"
 )
 
 var (
@@ -13,6 +15,9 @@ var (
 	// ErrUnavailable means the backend cannot be reached; callers answer 503
 	// storage_unavailable and retry later. Backends wrap their cause with it.
 	ErrUnavailable = errors.New("storage: unavailable")
+	// ErrConflict is returned by CompareAndSwap when the stored value is not
+	// the expected one: another writer (on this node or another) won.
+	ErrConflict = errkind.New(errkind.Conflict, "conflict", "storage: value changed concurrently")
 )
 
 // Op is one write of an atomic batch: a put, or a delete when Delete is set.
@@ -38,6 +43,12 @@ type Backend interface {
 	List(ctx context.Context, prefix, after string, limit int) ([]string, error)
 	// Batch applies every op atomically: all of them or none.
 	Batch(ctx context.Context, ops []Op) error
+	// CompareAndSwap writes next at key only if the stored value is old,
+	// atomically with respect to every writer sharing the storage (other
+	// nodes included). A nil old means "the key must be absent"; a nil next
+	// deletes the key. When the stored value differs it writes nothing and
+	// returns an error wrapping ErrConflict.
+	CompareAndSwap(ctx context.Context, key string, old, next []byte) error
 	// Close releases the backend.
 	Close() error
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/signer/core/apitypes"
 
+	"github.com/moonvault/moonvault/internal/intent"
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/wallet/evm"
 )
@@ -34,6 +35,7 @@ func (s *Service) SignMessage(ctx context.Context, a *Account, data []byte) (sig
 		sig, hash, err = evm.SignMessage(data, k)
 		return err
 	})
+	s.signed(err, intent.KindMessage)
 	return sig, hash, err
 }
 
@@ -43,6 +45,7 @@ func (s *Service) SignTypedData(ctx context.Context, a *Account, td *apitypes.Ty
 		sig, hash, err = evm.SignTypedData(td, k)
 		return err
 	})
+	s.signed(err, intent.KindTypedData)
 	return sig, hash, err
 }
 
@@ -52,7 +55,15 @@ func (s *Service) SignTransaction(ctx context.Context, a *Account, tx *types.Tra
 		signed, err = evm.SignTransaction(tx, chainID, k)
 		return err
 	})
+	s.signed(err, intent.KindTransaction)
 	return signed, err
+}
+
+// signed reports a successful signature to OnSign.
+func (s *Service) signed(err error, kind string) {
+	if err == nil && s.onSign != nil {
+		s.onSign(intent.ChainEthereum, kind)
+	}
 }
 
 // Purge wipes every cached key (on seal). Loads in flight are discarded.

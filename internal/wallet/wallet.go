@@ -118,6 +118,9 @@ type Options struct {
 	// (default 10,000; negative disables the cache).
 	CacheSize int
 	Logger    *slog.Logger
+	// OnSign, when set, is told of every signature made (metrics); chain
+	// and kind are intent.Chain* and intent.Kind* values.
+	OnSign func(chain, kind string)
 }
 
 // Service manages accounts. It is safe for concurrent use.
@@ -127,6 +130,7 @@ type Service struct {
 	rand   io.Reader
 	log    *slog.Logger
 	cache  *keyCache
+	onSign func(chain, kind string)
 	flight singleflight.Group
 	locks  [lockStripes]sync.Mutex
 	now    func() time.Time
@@ -141,7 +145,7 @@ func New(kv KV, sealer Sealer, rand io.Reader, opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{kv: kv, sealer: sealer, rand: rand, log: opts.Logger, cache: newKeyCache(opts.CacheSize), now: time.Now}
+	return &Service{kv: kv, sealer: sealer, rand: rand, log: opts.Logger, cache: newKeyCache(opts.CacheSize), onSign: opts.OnSign, now: time.Now}
 }
 
 func accountKey(owner, name string) string { return prefixAccounts + owner + "/" + name }

@@ -31,11 +31,18 @@ const lockTimeout = 2 * time.Second
 // batchDelay replaces bbolt's 10ms default MaxBatchDelay.
 const batchDelay = 2 * time.Millisecond
 
+// initialMmapSize is address space, not memory: the file grows as usual.
+const initialMmapSize = 1 << 30
+
 // Backend stores keys in one bbolt bucket. It implements storage.Backend
 // and storage.Subscriber (in-process: bbolt files are never shared).
 type Backend struct {
-	db      *bbolt.DB
+	path string
+	// db is the open file; a restore swaps in a new one (see restore.go).
+	db      atomic.Pointer[bbolt.DB]
 	writers atomic.Int32 // writes in flight
+	// restoring admits one restore at a time.
+	restoring sync.Mutex
 
 	mu     sync.RWMutex
 	subs   map[uint64]func(string)
@@ -43,8 +50,10 @@ type Backend struct {
 }
 
 var (
-	_ storage.Backend    = (*Backend)(nil)
-	_ storage.Subscriber = (*Backend)(nil)
+	_ storage.Backend     = (*Backend)(nil)
+	_ storage.Subscriber  = (*Backend)(nil)
+	_ storage.Snapshotter = (*Backend)(nil)
+	_ storage.Restorer    = (*Backend)(nil)
 )
 
 // Open opens or creates the database file at path (mode 0600; its directory
@@ -53,9 +62,28 @@ func Open(path string) (*Backend, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("bolt: create data dir: %w", err)
 	}
+	removeStaleStaging(path)
+	db, err := openDB(path, false)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{path: path, subs: map[uint64]func(string){}}
+	b.db.Store(db)
+	return b, nil
+}
+
+// openDB opens the file with the backend's options and makes sure the
+// bucket exists. noSync is for a restore's staging file, fsynced once at
+// the end.
+func openDB(path string, noSync bool) (*bbolt.DB, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:      lockTimeout,
 		FreelistType: bbolt.FreelistMapType, // O(1) page allocation in large files
+		// Growing the memory map waits for every read transaction to end;
+		// reserving address space up front keeps writes going while a
+		// snapshot holds its read transaction (bbolt docs, InitialMmapSize).
+		InitialMmapSize: initialMmapSize,
+		NoSync:          noSync,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
@@ -71,15 +99,48 @@ func Open(path string) (*Backend, error) {
 	// Writers that arrive while a commit is fsyncing queue into the next
 	// batch anyway; a short delay keeps latency low without shrinking groups.
 	db.MaxBatchDelay = batchDelay
-	return &Backend{db: db, subs: map[uint64]func(string){}}, nil
+	return db, nil
 }
 
 // Close closes the file. Operations after Close fail with ErrUnavailable.
 func (b *Backend) Close() error {
-	if err := b.db.Close(); err != nil {
+	if err := b.db.Load().Close(); err != nil {
 		return fmt.Errorf("bolt: close: %w", err)
 	}
 	return nil
+}
+
+// view and update run fn in a transaction on the current file. When a
+// restore swapped the file while fn was starting on the old one (which is
+// then closed), fn runs again on the new one.
+func (b *Backend) view(fn func(*bbolt.Tx) error) error {
+	for {
+		db := b.db.Load()
+		err := db.View(fn)
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) && b.db.Load() != db {
+			continue
+		}
+		return err
+	}
+}
+
+func (b *Backend) update(fn func(*bbolt.Tx) error) error {
+	for {
+		db := b.db.Load()
+		// db.Batch waits up to MaxBatchDelay for company before committing;
+		// a lone writer would pay that on every write, so it commits at once.
+		var err error
+		if b.writers.Add(1) == 1 {
+			err = db.Update(fn)
+		} else {
+			err = db.Batch(fn)
+		}
+		b.writers.Add(-1)
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) && b.db.Load() != db {
+			continue
+		}
+		return err
+	}
 }
 
 // Get returns a copy of the value (bbolt's slice is valid only inside the
@@ -92,7 +153,7 @@ func (b *Backend) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	var out []byte
-	err := b.db.View(func(tx *bbolt.Tx) error {
+	err := b.view(func(tx *bbolt.Tx) error {
 		v := tx.Bucket(bucket).Get([]byte(key))
 		if v == nil {
 			return fmt.Errorf("get %q: %w", key, storage.ErrNotFound)
@@ -152,19 +213,47 @@ func (b *Backend) Batch(ctx context.Context, ops []storage.Op) error {
 		}
 		return nil
 	}
-	// db.Batch waits up to MaxBatchDelay for company before committing; a
-	// lone writer would pay that on every write, so it commits at once.
-	var err error
-	if b.writers.Add(1) == 1 {
-		err = b.db.Update(write)
-	} else {
-		err = b.db.Batch(write)
-	}
-	b.writers.Add(-1)
-	if err != nil {
+	if err := b.update(write); err != nil {
 		return wrap(err)
 	}
 	b.notify(ops)
+	return nil
+}
+
+// CompareAndSwap writes next at key only if the stored value is old (see
+// storage.Backend). The check and the write share one bbolt transaction,
+// and bbolt has a single writer, so no other write can come between them.
+func (b *Backend) CompareAndSwap(ctx context.Context, key string, old, next []byte) error {
+	if err := keypath.Check(key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cas := func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucket)
+		cur := bk.Get([]byte(key))
+		switch {
+		case old == nil && cur != nil,
+			old != nil && (cur == nil || !bytes.Equal(cur, old)):
+			return fmt.Errorf("compare-and-swap %q: %w", key, storage.ErrConflict)
+		case next == nil && cur == nil:
+			return nil
+		case next == nil:
+			return bk.Delete([]byte(key))
+		}
+		v := bytes.Clone(next)
+		if v == nil {
+			v = []byte{}
+		}
+		return bk.Put([]byte(key), v)
+	}
+	// As in Batch; a conflict inside a coalesced batch makes bbolt rerun this
+	// closure alone, which then reports the conflict to this caller only.
+	if err := b.update(cas); err != nil {
+		return wrap(err)
+	}
+	b.notify([]storage.Op{{Key: key, Value: next, Delete: next == nil}})
 	return nil
 }
 
@@ -185,7 +274,7 @@ func (b *Backend) List(ctx context.Context, prefix, after string, limit int) ([]
 		start = after
 	}
 	var keys []string
-	err := b.db.View(func(tx *bbolt.Tx) error {
+	err := b.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucket).Cursor()
 		pfx := []byte(prefix)
 		for k, _ := c.Seek([]byte(start)); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Next() {

@@ -46,6 +46,14 @@ const (
 	sqlPutQuiet = `INSERT INTO moonvault_kv (key, value) VALUES ($1, $2)
 		ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`
 	sqlDeleteQuiet = `DELETE FROM moonvault_kv WHERE key = $1`
+	// Compare-and-swap: each statement returns the key when it wrote, and no
+	// row when the stored value was not the expected one.
+	sqlCASInsert = `INSERT INTO moonvault_kv (key, value) VALUES ($1, $2)
+		ON CONFLICT (key) DO NOTHING RETURNING key`
+	sqlCASUpdate = `UPDATE moonvault_kv SET value = $3 WHERE key = $1 AND value = $2 RETURNING key`
+	sqlCASDelete = `DELETE FROM moonvault_kv WHERE key = $1 AND value = $2 RETURNING key`
+	sqlCASAbsent = `SELECT key FROM (SELECT $1::text AS key) k
+		WHERE NOT EXISTS (SELECT 1 FROM moonvault_kv WHERE key = $1)`
 	// Range scans on the primary key: [start, end) minus `after`; LIMIT NULL
 	// means no limit.
 	sqlListRange = `SELECT key FROM moonvault_kv WHERE key >= $1 AND key < $2 AND key <> $3 ORDER BY key LIMIT $4`
@@ -231,6 +239,47 @@ func (b *Backend) Batch(ctx context.Context, ops []storage.Op) error {
 	}
 	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return wrapErr(ctx, "batch", err)
+	}
+	return nil
+}
+
+// CompareAndSwap writes next at key only if the stored value is old (see
+// storage.Backend): one conditional statement, atomic under PostgreSQL's
+// row locking whichever node sends it. A notified key is announced in the
+// same statement, as for Put.
+func (b *Backend) CompareAndSwap(ctx context.Context, key string, old, next []byte) error {
+	if err := keypath.Check(key); err != nil {
+		return err
+	}
+	var sql string
+	var args []any
+	switch {
+	case old == nil && next == nil:
+		sql, args = sqlCASAbsent, []any{key}
+	case old == nil:
+		sql, args = sqlCASInsert, []any{key, nonNil(next)}
+	case next == nil:
+		sql, args = sqlCASDelete, []any{key, old}
+	default:
+		sql, args = sqlCASUpdate, []any{key, old, nonNil(next)}
+	}
+	if b.notifies(key) && sql != sqlCASAbsent {
+		sql = `WITH w AS (` + sql + `) SELECT pg_notify('` + notifyChannel + `', key) FROM w`
+	}
+	rows, err := b.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return wrapErr(ctx, "compare-and-swap", err)
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return wrapErr(ctx, "compare-and-swap", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("postgres: compare-and-swap %q: %w", key, storage.ErrConflict)
 	}
 	return nil
 }

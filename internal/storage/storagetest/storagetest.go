@@ -39,6 +39,8 @@ func Run(t *testing.T, open Open) {
 		{"BatchFailureWritesNothing", testBatchFailureWritesNothing},
 		{"BatchIsAtomicToReaders", testBatchAtomicToReaders},
 		{"Concurrent", testConcurrent},
+		{"CompareAndSwap", testCompareAndSwap},
+		{"CompareAndSwapConcurrent", testCompareAndSwapConcurrent},
 		{"Subscribe", testSubscribe},
 	}
 	for _, tc := range tests {
@@ -483,5 +485,113 @@ func (r *recorder) waitUntil(t *testing.T, what string, cond func() bool) {
 		case <-deadline:
 			t.Fatalf("no %s within %v", what, SubscribeWait)
 		}
+	}
+}
+
+func testCompareAndSwap(t *testing.T, b storage.Backend) {
+	ctx := t.Context()
+	conflict := func(name string, err error) {
+		t.Helper()
+		if !errors.Is(err, storage.ErrConflict) {
+			t.Fatalf("%s: err = %v, want ErrConflict", name, err)
+		}
+	}
+	// Create if absent.
+	if err := b.CompareAndSwap(ctx, "cas/a", nil, []byte("v1")); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if got := mustGet(t, b, "cas/a"); string(got) != "v1" {
+		t.Fatalf("after create = %q", got)
+	}
+	conflict("create over existing", b.CompareAndSwap(ctx, "cas/a", nil, []byte("x")))
+	conflict("absent check on existing", b.CompareAndSwap(ctx, "cas/a", nil, nil))
+	conflict("wrong old", b.CompareAndSwap(ctx, "cas/a", []byte("v0"), []byte("x")))
+	conflict("prefix of old", b.CompareAndSwap(ctx, "cas/a", []byte("v"), []byte("x")))
+	conflict("empty old is not absent", b.CompareAndSwap(ctx, "cas/a", []byte{}, []byte("x")))
+	if got := mustGet(t, b, "cas/a"); string(got) != "v1" {
+		t.Fatalf("a failed swap wrote: %q", got)
+	}
+	// Replace.
+	if err := b.CompareAndSwap(ctx, "cas/a", []byte("v1"), []byte("v2")); err != nil {
+		t.Fatalf("swap: %v", err)
+	}
+	if got := mustGet(t, b, "cas/a"); string(got) != "v2" {
+		t.Fatalf("after swap = %q", got)
+	}
+	// Empty values are values, distinct from absence.
+	if err := b.CompareAndSwap(ctx, "cas/a", []byte("v2"), []byte{}); err != nil {
+		t.Fatalf("swap to empty: %v", err)
+	}
+	if err := b.CompareAndSwap(ctx, "cas/a", []byte{}, []byte("v3")); err != nil {
+		t.Fatalf("swap from empty: %v", err)
+	}
+	// Conditional delete.
+	conflict("delete with wrong old", b.CompareAndSwap(ctx, "cas/a", []byte("v2"), nil))
+	if err := b.CompareAndSwap(ctx, "cas/a", []byte("v3"), nil); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	wantMissing(t, b, "cas/a")
+	conflict("swap on missing", b.CompareAndSwap(ctx, "cas/a", []byte("v3"), []byte("x")))
+	conflict("delete missing", b.CompareAndSwap(ctx, "cas/a", []byte("v3"), nil))
+	// Absent check on a missing key succeeds and writes nothing.
+	if err := b.CompareAndSwap(ctx, "cas/a", nil, nil); err != nil {
+		t.Fatalf("absent check: %v", err)
+	}
+	wantMissing(t, b, "cas/a")
+	if err := b.CompareAndSwap(ctx, "nul\x00byte", nil, []byte("x")); err == nil {
+		t.Fatal("CompareAndSwap accepted an invalid key")
+	}
+}
+
+// testCompareAndSwapConcurrent: increments by read-modify-write loops from
+// many goroutines are never lost, which is what limits and single-use
+// checks rely on across nodes.
+func testCompareAndSwapConcurrent(t *testing.T, b storage.Backend) {
+	const workers, each = 8, 20
+	var wg sync.WaitGroup
+	errc := make(chan error, workers)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				for attempt := 0; ; attempt++ {
+					if attempt > 10_000 {
+						errc <- errors.New("no progress after 10,000 attempts")
+						return
+					}
+					cur, err := b.Get(t.Context(), "cas/counter")
+					var old []byte
+					n := 0
+					switch {
+					case err == nil:
+						old = cur
+						if _, err := fmt.Sscan(string(cur), &n); err != nil {
+							errc <- fmt.Errorf("counter %q: %w", cur, err)
+							return
+						}
+					case !errors.Is(err, storage.ErrNotFound):
+						errc <- err
+						return
+					}
+					err = b.CompareAndSwap(t.Context(), "cas/counter", old, []byte(fmt.Sprint(n+1)))
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, storage.ErrConflict) {
+						errc <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	if got := string(mustGet(t, b, "cas/counter")); got != fmt.Sprint(workers*each) {
+		t.Fatalf("counter = %s, want %d: an update was lost", got, workers*each)
 	}
 }

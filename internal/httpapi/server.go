@@ -269,7 +269,9 @@ func (a *API) wrap(rt route) http.Handler {
 			body = errorBody{Error: errorDetail{Code: code, Message: msg}}
 		}
 		if a.d.Audit != nil {
-			if aerr := a.d.Audit.Record(r.Context(), a.auditEntry(q, audit.PhaseResponse, status, code)); aerr != nil {
+			// The outcome is recorded even when the client has gone: the
+			// handler ran, and over-recording is the safe side.
+			if aerr := a.d.Audit.Record(context.WithoutCancel(r.Context()), a.auditEntry(q, audit.PhaseResponse, status, code)); aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
 				status, code, msg, _ := classify(audit.ErrUnavailable)
 				a.observe(rt.op, status, start)

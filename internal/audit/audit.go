@@ -294,7 +294,7 @@ func (l *Log) ClearKeys() {
 		return
 	}
 	body, _ := json.Marshal(startBody{Time: time.Now().UTC(), Event: "keys_cleared", Version: formatVersion})
-	if err := l.commitInternal(pending{typ: typeStart, body: body}); err != nil {
+	if err := l.commitInternal(pending{typ: typeStart, body: body}); err != nil && !errors.Is(err, ErrClosed) {
 		l.log.Warn("audit: could not record the key removal before clearing the keys", "err", err)
 	}
 	l.keyMu.Lock()

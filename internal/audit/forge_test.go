@@ -182,6 +182,12 @@ func TestVerifyKeyRotation(t *testing.T) {
 	if !errors.Is(err, ErrUnverified) {
 		t.Fatalf("self-announced key accepted: %v %+v", err, rep)
 	}
+	// The seal's "keys_cleared" line was committed under k1 before the key
+	// went: everything up to it stays verified.
+	lines := readLines(t, path2)
+	if rep.CoveredSeq < 2 || !bytes.Contains(lines[rep.CoveredSeq-2], []byte(`"event":"keys_cleared"`)) {
+		t.Fatalf("k1 does not cover the seal: covered through seq %d", rep.CoveredSeq)
+	}
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

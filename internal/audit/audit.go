@@ -57,9 +57,11 @@ const maxBacklog = 64 << 20
 type Options struct {
 	// BatchMax is the most request lines in one batch (default 256).
 	BatchMax int
-	// FlushInterval is the longest the writer waits to fill a batch; 0
-	// flushes as soon as the writer is free (batches then form from the
-	// requests that arrive during the previous fsync).
+	// FlushInterval spaces commits under concurrency: when the previous
+	// batch held more than one line, the next is committed no sooner than
+	// FlushInterval after the previous one started. Larger batches share
+	// one checkpoint signature and one durable write; 0 commits as soon as
+	// the writer is free.
 	FlushInterval time.Duration
 	// Logger receives sink failures; never entry content. Default: discard.
 	Logger *slog.Logger

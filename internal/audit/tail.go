@@ -41,10 +41,19 @@ func (s *FileSink) recoverTail() (tailState, error) {
 		}
 	}
 	// With the ring's records written back, the acknowledged part of the
-	// file ends at replayEnd: anything after it was never acknowledged.
+	// file ends at replayEnd. After it lies at most the batch that was being
+	// written: kept when it is whole (a checkpoint ends it; over-recording
+	// is the safe side), but not when it holds NUL bytes, which a file
+	// system may leave in a tail it had not flushed when the power went.
 	limit := s.size
-	if s.replayed {
-		limit = min(s.replayEnd, s.size)
+	if s.replayed && s.replayEnd < s.size {
+		tail := make([]byte, s.size-s.replayEnd)
+		if _, err := s.f.ReadAt(tail, s.replayEnd); err != nil && !errors.Is(err, io.EOF) {
+			return st, fmt.Errorf("audit file sink %s: read tail: %w", s.path, err)
+		}
+		if bytes.IndexByte(tail, 0) >= 0 {
+			limit = s.replayEnd
+		}
 	}
 	end, line, err := lastCheckpoint(s.f, limit)
 	if err != nil {

@@ -259,3 +259,53 @@ func TestFileSinkLocked(t *testing.T) {
 	second := openFile(t, path, 0)
 	second.Close()
 }
+
+// TestFileSinkPowerCutLeavesZeros: a file system may leave NUL bytes where
+// the log's unflushed tail was. Past the ring's last record they are cut
+// (kept in the .torn side file), and every acknowledged line survives.
+func TestFileSinkPowerCutLeavesZeros(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	s, fs := openFault(t, path, defaultWALSize)
+	l, err := New([]Sink{s}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hk, priv, keys := testKeys()
+	l.SetKeys(hk, priv, "k1")
+	for i := range 5 {
+		record(t, l, i)
+	}
+	crashed := t.TempDir()
+	fs.crashCopy(t, crashed)
+	cp := filepath.Join(crashed, "audit.log")
+	f, err := os.OpenFile(cp, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(append(make([]byte, 4096), `{"seq":99,"type":"checkpoint"}`+"\n"...)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	l2, err := New([]Sink{openFile(t, cp, 0)}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.SetKeys(hk, priv, "k1")
+	if err := l2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(cp)
+	if _, err := verifyBytes(data, keys); err != nil {
+		t.Fatalf("after zeros past the ring: %v", err)
+	}
+	ids := requestIDs(t, cp)
+	for i := range 5 {
+		if !ids[fmt.Sprintf("req-%d", i)] {
+			t.Fatalf("acknowledged record %d lost", i)
+		}
+	}
+	if side, _ := filepath.Glob(cp + ".*.torn"); len(side) != 1 {
+		t.Fatalf("torn side files: %v", side)
+	}
+	l.Close()
+}

@@ -374,3 +374,41 @@ func TestDevServer(t *testing.T) {
 	}
 	sp.stop(syscall.SIGTERM)
 }
+
+// TestAttestVerifyNeedsAReference: `moonvault attest verify` refuses to
+// run without an expected measurement (or an explicit waiver), rejects a
+// malformed one, and reads a policy file; against a server outside a TEE it
+// then says so (exit 3). The verification itself is tested in internal/tee
+// with go-sev-guest's simulated device and a recorded TDX quote.
+func TestAttestVerifyNeedsAReference(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeTLS(t, t.TempDir())
+	addr := freeAddr(t)
+	cfg := filepath.Join(t.TempDir(), "moonvault.hcl")
+	hcl := fmt.Sprintf("listen_address = %q\ndata_dir = %q\ntls_cert_file = %q\ntls_key_file = %q\n", addr, dir, cert, key)
+	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sp := startServer(t, addr, cert, nil, "-config", cfg)
+	policy := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"measurements":["`+strings.Repeat("ab", 48)+`"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want int // exit code; -1: any failure but 0 and 3
+	}{
+		{[]string{"attest", "verify"}, -1},
+		{[]string{"attest", "verify", "-measurement", "zz"}, -1},
+		{[]string{"attest", "verify", "-measurement", strings.Repeat("ab", 47)}, -1},
+		{[]string{"attest", "verify", "-policy", filepath.Join(t.TempDir(), "missing.json")}, -1},
+		{[]string{"attest", "verify", "-measurement", strings.Repeat("ab", 48)}, 3},
+		{[]string{"attest", "verify", "-policy", policy}, 3},
+		{[]string{"attest", "verify", "-allow-any-measurement", "-allow-unchecked-collateral"}, 3},
+	} {
+		_, code := sp.cli(nil, tc.args...)
+		if tc.want == -1 && (code == 0 || code == 3) || tc.want != -1 && code != tc.want {
+			t.Errorf("moonvault %s: exit %d, want %d", strings.Join(tc.args, " "), code, tc.want)
+		}
+	}
+}

@@ -36,15 +36,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
 var (
 	// ErrUnavailable means no sink recorded the entry; the HTTP layer answers
 	// 503 audit_unavailable and must not report the operation as done.
-	ErrUnavailable = errors.New("audit unavailable")
+	ErrUnavailable = errkind.New(errkind.Unavailable, "audit_unavailable", "the request could not be audited and was refused")
 	// ErrClosed is returned (wrapped with ErrUnavailable) after Close.
-	ErrClosed = errors.New("audit log closed")
+	ErrClosed = errkind.New(errkind.Unavailable, "audit_unavailable", "audit log closed")
 )
 
 // hmacUnavailable stands in for an HMAC while the vault is sealed.

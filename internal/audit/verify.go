@@ -27,7 +27,7 @@ type VerifyError struct {
 	Reason string
 }
 
-// Kind classifies a failed verification as an integrity failure.
+// Kind makes a verification failure an integrity error.
 func (e *VerifyError) Kind() errkind.Kind { return errkind.Integrity }
 
 func (e *VerifyError) Error() string {

@@ -26,15 +26,6 @@ import (
 	"github.com/moonvault/moonvault/internal/storage"
 )
 
-// KV is the logical key/value store (the barrier).
-type KV interface {
-	Get(ctx context.Context, key string) ([]byte, error)
-	Put(ctx context.Context, key string, value []byte) error
-	Delete(ctx context.Context, key string) error
-	List(ctx context.Context, prefix, after string, limit int) ([]string, error)
-	Batch(ctx context.Context, ops []storage.Op) error
-}
-
 // Sealer seal-wraps critical security parameters (package sealwrap).
 type Sealer interface {
 	Wrap(ctx context.Context, path string, plaintext []byte) ([]byte, error)
@@ -53,6 +44,17 @@ const (
 	prefixTOTP         = "auth/totp/"
 	prefixAPIKeys      = "auth/apikeys/"
 )
+
+// CSPPrefixes hold auth's seal-wrapped critical security parameters (JWT
+// signing seeds, TOTP secrets), for operator rewrap and seal migration.
+func CSPPrefixes() []string { return []string{prefixJWTSeeds, prefixTOTP} }
+
+// NotifyPrefixes are the keys every node of a cluster must see change at
+// once (revocations, users, signing keys, API keys); the rest is read on
+// demand.
+func NotifyPrefixes() []string {
+	return []string{prefixRevoked, prefixUsers, prefixJWTKeys, prefixAPIKeys}
+}
 
 // Config tunes the service. Zero values take the documented defaults.
 type Config struct {
@@ -146,7 +148,7 @@ func (c *Config) setDefaults() error {
 // ErrNotStarted until Start.
 type Service struct {
 	cfg    Config
-	kv     KV
+	kv     storage.KV
 	sealer Sealer
 	rand   io.Reader
 	log    *slog.Logger
@@ -184,10 +186,12 @@ type Service struct {
 	cancelSub func()
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+	// bg tracks background writes (shared login failure counts).
+	bg sync.WaitGroup
 }
 
 // New checks cfg and builds a service; call Start after unseal.
-func New(cfg Config, kv KV, sealer Sealer, rand io.Reader, log *slog.Logger) (*Service, error) {
+func New(cfg Config, kv storage.KV, sealer Sealer, rand io.Reader, log *slog.Logger) (*Service, error) {
 	if kv == nil || sealer == nil || rand == nil {
 		return nil, errors.New("auth: kv, sealer and rand are required")
 	}
@@ -280,6 +284,7 @@ func (s *Service) Stop() {
 	}
 	s.cancel()
 	s.wg.Wait()
+	s.bg.Wait()
 	// Persist what the hot path has seen, best effort.
 	s.flushLastSeen(context.Background(), true)
 	s.keysMu.Lock()

@@ -1,49 +1,56 @@
 package auth
 
 import (
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/moonvault/moonvault/internal/errkind"
 )
 
 // Sentinel errors the HTTP layer maps to a status and code.
 var (
 	// ErrInvalidCredentials: 401 invalid_credentials. Unknown user, wrong
 	// password, wrong second factor and a bad refresh token all look alike.
-	ErrInvalidCredentials = errors.New("invalid credentials")
+	ErrInvalidCredentials = errkind.New(errkind.Unauthenticated, "invalid_credentials", "invalid credentials")
 	// ErrMFARequired: 401 mfa_required. The password was right and the user
 	// has TOTP enrolled, but no code was given.
-	ErrMFARequired = errors.New("second factor required")
+	ErrMFARequired = errkind.New(errkind.Unauthenticated, "mfa_required", "a TOTP code is required")
 	// ErrUnauthenticated: 401 unauthenticated. Every token failure wraps it;
 	// the message names the check that failed, never the token.
-	ErrUnauthenticated = errors.New("unauthenticated")
+	ErrUnauthenticated = errkind.New(errkind.Unauthenticated, "unauthenticated", "unauthenticated")
 	// ErrSessionRevoked: the session was revoked, expired or idled out.
 	ErrSessionRevoked = fmt.Errorf("%w: session revoked", ErrUnauthenticated)
 	// ErrUserDisabled: the account is disabled (an authentication failure).
 	ErrUserDisabled = fmt.Errorf("%w: user disabled", ErrUnauthenticated)
 	// ErrRateLimited: 429. Returned as *RateLimitError, which carries
 	// RetryAfter.
-	ErrRateLimited = errors.New("too many failed attempts")
+	ErrRateLimited = errkind.New(errkind.RateLimited, "rate_limited", "too many failed attempts")
 	// ErrUserExists: 409.
-	ErrUserExists = errors.New("user already exists")
+	ErrUserExists = errkind.New(errkind.Conflict, "conflict", "user already exists")
 	// ErrConflict: 409, the state does not allow the operation (e.g. TOTP
 	// already enrolled).
-	ErrConflict = errors.New("conflict")
+	ErrConflict = errkind.New(errkind.Conflict, "conflict", "conflict")
 	// ErrNotFound: 404.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errkind.New(errkind.NotFound, "not_found", "not found")
 	// ErrInvalidInput: 400. Returned as *InvalidInputError naming the field.
-	ErrInvalidInput = errors.New("invalid input")
+	ErrInvalidInput = errkind.New(errkind.Invalid, "invalid_request", "invalid input")
 	// ErrWeakPassword: 400, also an *InvalidInputError for field "password".
-	ErrWeakPassword = errors.New("password does not meet the policy")
+	ErrWeakPassword error = &errkind.Error{Kind: errkind.Invalid, Code: "weak_password", Msg: "password does not meet the policy", Err: ErrInvalidInput}
 	// ErrNotStarted: the service is sealed or not started; fail closed
 	// (HTTP 503 sealed).
-	ErrNotStarted = errors.New("auth: service not started")
+	ErrNotStarted = errkind.New(errkind.Sealed, "sealed", "the vault is sealed")
 )
 
 // RateLimitError is returned when login attempts are throttled.
 type RateLimitError struct {
 	RetryAfter time.Duration
 }
+
+// Kind: a rate limit.
+func (e *RateLimitError) Kind() errkind.Kind { return errkind.RateLimited }
+
+// RetryIn says how long to wait (the Retry-After header).
+func (e *RateLimitError) RetryIn() time.Duration { return e.RetryAfter }
 
 func (e *RateLimitError) Error() string {
 	return fmt.Sprintf("too many failed attempts, retry in %s", e.RetryAfter.Round(time.Second))
@@ -52,27 +59,13 @@ func (e *RateLimitError) Error() string {
 // Unwrap makes errors.Is(err, ErrRateLimited) true.
 func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
 
-// InvalidInputError names the request field that is wrong.
-type InvalidInputError struct {
-	Field  string
-	Reason string
-	kind   error // an extra sentinel, e.g. ErrWeakPassword
-}
-
-func (e *InvalidInputError) Error() string {
-	return fmt.Sprintf("invalid %s: %s", e.Field, e.Reason)
-}
-
-// Unwrap makes errors.Is work for ErrInvalidInput and any extra sentinel.
-func (e *InvalidInputError) Unwrap() []error {
-	if e.kind != nil {
-		return []error{ErrInvalidInput, e.kind}
-	}
-	return []error{ErrInvalidInput}
-}
+// InvalidInputError names the request field that is wrong: the vault's one
+// field-error shape (errkind.Field), of kind Invalid. errors.Is matches
+// ErrInvalidInput, and ErrWeakPassword for a password the policy refuses.
+type InvalidInputError = errkind.Field
 
 func invalid(field, reason string) error {
-	return &InvalidInputError{Field: field, Reason: reason}
+	return &InvalidInputError{Name: field, Msg: reason, Sentinel: ErrInvalidInput}
 }
 
 // unauth builds a token failure that names the check, never the token.

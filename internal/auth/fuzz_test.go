@@ -4,59 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"strings"
 	"testing"
 
 	"github.com/ethereum/go-ethereum/crypto"
 )
-
-func TestDecodeLoginRequest(t *testing.T) {
-	tests := []struct {
-		name  string
-		body  string
-		field string // "" = ok
-	}{
-		{"ok", `{"username":"alice","password":"correct horse battery"}`, ""},
-		{"ok with totp", `{"username":"alice","password":"pw","totp":"123456"}`, ""},
-		{"unknown field", `{"username":"alice","password":"pw","admin":true}`, "body"},
-		{"trailing", `{"username":"alice","password":"pw"} {}`, "body"},
-		{"not json", `username=alice`, "body"},
-		{"array", `[]`, "body"},
-		{"no username", `{"password":"pw"}`, "username"},
-		{"no password", `{"username":"alice"}`, "password"},
-		{"long username", `{"username":"` + strings.Repeat("a", 65) + `","password":"pw"}`, "username"},
-		{"too big", `{"username":"alice","password":"` + strings.Repeat("p", 5000) + `"}`, "body"},
-		{"wrong type", `{"username":1,"password":"pw"}`, "body"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			in, err := DecodeLoginRequest([]byte(tt.body))
-			if tt.field == "" {
-				if err != nil || in.Username != "alice" || in.Password == "" {
-					t.Fatalf("DecodeLoginRequest = %+v, %v", in, err)
-				}
-				return
-			}
-			var ie *InvalidInputError
-			if !errors.As(err, &ie) || ie.Field != tt.field {
-				t.Fatalf("DecodeLoginRequest = %v, want field %s", err, tt.field)
-			}
-		})
-	}
-}
-
-func FuzzLoginBody(f *testing.F) {
-	f.Add([]byte(`{"username":"alice","password":"correct horse battery","totp":"123456"}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		in, err := DecodeLoginRequest(body)
-		if err == nil && (in.Username == "" || in.Password == "" || len(body) > MaxLoginBody) {
-			t.Fatalf("accepted an invalid body: %q", body)
-		}
-		if err != nil && !errors.Is(err, ErrInvalidInput) {
-			t.Fatalf("error not ErrInvalidInput: %v", err)
-		}
-	})
-}
 
 func FuzzParseToken(f *testing.F) {
 	e := newEnv(f, nil)

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -10,97 +9,95 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/entropy"
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
+	"github.com/moonvault/moonvault/internal/storage/inmem"
 )
 
-// memKV is a small in-memory KV with a change feed, standing in for the
-// barrier (real storage integration is tested by the lead).
+// memKV is the in-memory storage backend standing in for the barrier,
+// with fault injection: records that fail their integrity check, and hooks
+// that interleave nodes.
 type memKV struct {
-	mu   sync.Mutex
-	m    map[string][]byte
-	subs map[int]func(string)
-	next int
-	puts int
+	*inmem.Backend
+	mu sync.Mutex // guards the fields below
+	// corrupt lists keys whose records fail their integrity check, as the
+	// barrier reports a tampered record.
+	corrupt map[string]bool
+	// getHook, when set, runs after every Get has read its value (tests
+	// interleave nodes).
+	getHook func(key string)
+	// putHook, when set, runs before every write.
+	putHook func(key string)
 }
 
-func newMemKV() *memKV { return &memKV{m: map[string][]byte{}, subs: map[int]func(string){}} }
+var errTestIntegrity = errkind.New(errkind.Integrity, "integrity_error", "memkv: integrity check failed")
 
-func (k *memKV) Get(_ context.Context, key string) ([]byte, error) {
+func newMemKV() *memKV { return &memKV{Backend: inmem.New()} }
+
+func (k *memKV) Get(ctx context.Context, key string) ([]byte, error) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.m[key]
-	if !ok {
-		return nil, fmt.Errorf("get %s: %w", key, storage.ErrNotFound)
+	hook, bad := k.getHook, k.corrupt[key]
+	k.mu.Unlock()
+	if hook != nil {
+		defer hook(key) // after the read: the value is already taken
 	}
-	return bytes.Clone(v), nil
+	if bad {
+		return nil, fmt.Errorf("get %s: %w", key, errTestIntegrity)
+	}
+	return k.Backend.Get(ctx, key)
+}
+
+func (k *memKV) beforeWrite(keys ...string) {
+	k.mu.Lock()
+	hook := k.putHook
+	k.mu.Unlock()
+	if hook != nil {
+		for _, key := range keys {
+			hook(key)
+		}
+	}
 }
 
 func (k *memKV) Put(ctx context.Context, key string, value []byte) error {
-	return k.Batch(ctx, []storage.Op{{Key: key, Value: value}})
+	k.beforeWrite(key)
+	return k.Backend.Put(ctx, key, value)
 }
 
 func (k *memKV) Delete(ctx context.Context, key string) error {
-	return k.Batch(ctx, []storage.Op{{Key: key, Delete: true}})
+	k.beforeWrite(key)
+	return k.Backend.Delete(ctx, key)
 }
 
-func (k *memKV) List(_ context.Context, prefix, after string, limit int) ([]string, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var out []string
-	for key := range k.m {
-		if strings.HasPrefix(key, prefix) && (after == "" || key > after) {
-			out = append(out, key)
-		}
+func (k *memKV) Batch(ctx context.Context, ops []storage.Op) error {
+	keys := make([]string, len(ops))
+	for i, op := range ops {
+		keys[i] = op.Key
 	}
-	slices.Sort(out)
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
+	k.beforeWrite(keys...)
+	return k.Backend.Batch(ctx, ops)
 }
 
-func (k *memKV) Batch(_ context.Context, ops []storage.Op) error {
-	k.mu.Lock()
-	for _, op := range ops {
-		if op.Delete {
-			delete(k.m, op.Key)
-		} else {
-			k.m[op.Key] = bytes.Clone(op.Value)
-			k.puts++
-		}
-	}
-	subs := make([]func(string), 0, len(k.subs))
-	for _, fn := range k.subs {
-		subs = append(subs, fn)
-	}
-	k.mu.Unlock()
-	for _, fn := range subs {
-		for _, op := range ops {
-			fn(op.Key)
-		}
-	}
-	return nil
+func (k *memKV) CompareAndSwap(ctx context.Context, key string, old, next []byte) error {
+	k.beforeWrite(key)
+	return k.Backend.CompareAndSwap(ctx, key, old, next)
 }
 
-func (k *memKV) Subscribe(fn func(string)) func() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	id := k.next
-	k.next++
-	k.subs[id] = fn
-	return func() {
-		k.mu.Lock()
-		delete(k.subs, id)
-		k.mu.Unlock()
+// Update is the barrier's read-modify-write, through this KV's hooks.
+func (k *memKV) Update(ctx context.Context, key string, fn storage.UpdateFunc) error {
+	return storage.Update(ctx, k, key, fn)
+}
+
+// setRaw writes below the hooks, as a node that had the value in flight.
+func (k *memKV) setRaw(key string, v []byte) {
+	if err := k.Backend.Put(context.Background(), key, v); err != nil {
+		panic(err)
 	}
 }
 
@@ -109,11 +106,18 @@ func (k *memKV) keys(prefix string) []string {
 	return out
 }
 
-func (k *memKV) putCount() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.puts
+// jwtKeys lists the signing key records (not the signer record).
+func (k *memKV) jwtKeys() []string {
+	var out []string
+	for _, key := range k.keys(prefixJWTKeys) {
+		if key != jwtSignerPath {
+			out = append(out, key)
+		}
+	}
+	return out
 }
+
+func (k *memKV) putCount() int { return k.Puts() }
 
 // testSealer is AES-256-GCM with the path as associated data.
 type testSealer struct{ aead cipher.AEAD }

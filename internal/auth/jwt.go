@@ -68,9 +68,30 @@ func jwkThumbprint(pub ed25519.PublicKey) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
+// jwtSignerPath names the signing key's kid: every rotation changes it by
+// compare-and-swap, so nodes rotating at once land one rotation, not one
+// each, and all of them sign with the same key. It sits under the key
+// prefix so that the change feed reports it with the keys.
+const jwtSignerPath = prefixJWTKeys + "signer"
+
+type jwtSignerRecord struct {
+	Kid string `json:"kid"`
+}
+
+// errLostRotation: another node rotated first.
+var errLostRotation = errors.New("auth: another node rotated the signing key first")
+
 // RotateSigningKey creates a new Ed25519 signing key from the entropy
 // source; the previous key keeps verifying for KeyOverlap.
 func (s *Service) RotateSigningKey(ctx context.Context) error {
+	return s.rotateSigningKey(ctx, "", true)
+}
+
+// rotateSigningKey rotates away from the signer expect (scheduled
+// rotation), or from whatever signs now when always is set (an
+// operator's rotation). When another node rotated from expect first, this
+// node drops its new key and adopts the other's.
+func (s *Service) rotateSigningKey(ctx context.Context, expect string, always bool) error {
 	seed := make([]byte, ed25519.SeedSize)
 	defer secret.Wipe(seed)
 	if _, err := io.ReadFull(s.rand, seed); err != nil {
@@ -102,6 +123,37 @@ func (s *Service) RotateSigningKey(ctx context.Context) error {
 		secret.Wipe(priv)
 		return fmt.Errorf("auth: jwt key: store: %w", err)
 	}
+	ptr, err := jsonBytes(jwtSignerRecord{Kid: kid})
+	if err != nil {
+		secret.Wipe(priv)
+		return err
+	}
+	err = s.kv.Update(ctx, jwtSignerPath, func(cur []byte, found bool) ([]byte, bool, error) {
+		var r jwtSignerRecord
+		if found {
+			if err := json.Unmarshal(cur, &r); err != nil && !always {
+				return nil, false, fmt.Errorf("auth: decode %s: %w", jwtSignerPath, err)
+			}
+		}
+		// Without a signer record (a store from before it existed) the
+		// newest key signs: that is what expect names.
+		if !always && found && r.Kid != expect {
+			return nil, false, errLostRotation
+		}
+		return ptr, false, nil
+	})
+	if errors.Is(err, errLostRotation) {
+		secret.Wipe(priv)
+		if derr := s.kv.Batch(ctx, []storage.Op{{Key: path, Delete: true}, {Key: jwtSeedPath(kid), Delete: true}}); derr != nil {
+			s.log.Warn("could not delete the signing key that lost the rotation race", "kid", kid, "err", derr)
+		}
+		s.log.Info("another node rotated the jwt signing key first; adopting it")
+		return s.loadKeys(ctx)
+	}
+	if err != nil {
+		secret.Wipe(priv)
+		return fmt.Errorf("auth: jwt key: store: %w", err)
+	}
 	s.keysMu.Lock()
 	if old := s.signer; old != nil {
 		old.verifyUntil = now.Add(s.cfg.KeyOverlap)
@@ -124,24 +176,48 @@ func (s *Service) ensureSigner(ctx context.Context) error {
 	if !due {
 		return nil
 	}
-	return s.RotateSigningKey(ctx)
+	expect := ""
+	if k != nil {
+		expect = k.kid
+	}
+	return s.rotateSigningKey(ctx, expect, k == nil)
 }
 
-// loadKeys rebuilds the keyring from storage: the newest key signs, older
-// ones verify until their overlap ends and are then pruned.
+// loadKeys rebuilds the keyring from storage: the key the signer record
+// names signs (the newest, without one), older ones verify until their
+// overlap ends and are then pruned; newer ones lost a rotation race and are
+// ignored (and pruned once their overlap is over).
 func (s *Service) loadKeys(ctx context.Context) error {
 	names, err := s.listAll(ctx, prefixJWTKeys)
 	if err != nil {
 		return err
 	}
+	var current jwtSignerRecord
+	if err := s.getJSON(ctx, jwtSignerPath, &current); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		s.log.Error("jwt signer record unreadable; the newest key signs", "err", err)
+		current = jwtSignerRecord{}
+	}
 	recs := make([]jwtKeyRecord, 0, len(names))
 	for _, name := range names {
+		if name == jwtSignerPath {
+			continue
+		}
 		var r jwtKeyRecord
 		if err := s.getJSON(ctx, name, &r); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			}
+			if badRecord(err) {
+				// Reported and skipped: one bad record must not stop the
+				// service (tokens signed by that key fail to verify).
+				s.log.Error("jwt key record failed its integrity check; skipped", "key", name, "err", err)
+				continue
+			}
 			return fmt.Errorf("auth: load jwt key: %w", err)
 		}
 		if len(r.Public) != ed25519.PublicKeySize || r.Kid != jwkThumbprint(r.Public) || name != prefixJWTKeys+r.Kid {
-			return fmt.Errorf("auth: jwt key %s: inconsistent record", r.Kid)
+			s.log.Error("jwt key record is inconsistent; skipped", "key", name)
+			continue
 		}
 		recs = append(recs, r)
 	}
@@ -152,6 +228,16 @@ func (s *Service) loadKeys(ctx context.Context) error {
 		return strings.Compare(a.Kid, b.Kid)
 	})
 	now := s.now()
+	if i := slices.IndexFunc(recs, func(r jwtKeyRecord) bool { return r.Kid == current.Kid }); i >= 0 {
+		for _, r := range recs[i+1:] {
+			if now.After(r.CreatedAt.Add(s.cfg.KeyOverlap)) {
+				if err := s.kv.Batch(ctx, []storage.Op{{Key: prefixJWTKeys + r.Kid, Delete: true}, {Key: jwtSeedPath(r.Kid), Delete: true}}); err != nil {
+					s.log.Warn("prune jwt key failed", "kid", r.Kid, "err", err)
+				}
+			}
+		}
+		recs = recs[:i+1]
+	}
 	keys := map[string]*signingKey{}
 	var signer *signingKey
 	for i, r := range recs {
@@ -178,23 +264,15 @@ func (s *Service) loadKeys(ctx context.Context) error {
 			signer = cur
 			keys[cur.kid] = cur
 		} else {
-			env, err := s.kv.Get(ctx, jwtSeedPath(signer.kid))
-			if err != nil {
-				return fmt.Errorf("auth: read jwt key seed: %w", err)
-			}
-			seed, err := s.sealer.Unwrap(ctx, jwtSeedPath(signer.kid), env)
-			if err != nil {
-				return fmt.Errorf("auth: unwrap jwt key: %w", err)
-			}
-			if len(seed) != ed25519.SeedSize {
-				seed.Destroy()
-				return errors.New("auth: unwrap jwt key: bad seed length")
-			}
-			signer.priv = ed25519.NewKeyFromSeed(seed)
-			seed.Destroy()
-			if !signer.priv.Public().(ed25519.PublicKey).Equal(signer.pub) {
-				signer.destroy()
-				return errors.New("auth: jwt key: seed does not match public key")
+			priv, err := s.loadSeed(ctx, signer)
+			switch {
+			case badRecord(err) || errors.Is(err, errBadSeed):
+				// The key still verifies; ensureSigner makes a new signer.
+				s.log.Error("jwt signing key seed failed its integrity check; a new signing key is made", "kid", signer.kid, "err", err)
+			case err != nil:
+				return err
+			default:
+				signer.priv = priv
 			}
 		}
 	}
@@ -208,6 +286,30 @@ func (s *Service) loadKeys(ctx context.Context) error {
 	s.signer = signer
 	s.keysMu.Unlock()
 	return nil
+}
+
+var errBadSeed = errors.New("auth: jwt key seed does not match its public key")
+
+// loadSeed reads and unwraps the seed of k and checks it against k.pub.
+func (s *Service) loadSeed(ctx context.Context, k *signingKey) (ed25519.PrivateKey, error) {
+	env, err := s.kv.Get(ctx, jwtSeedPath(k.kid))
+	if err != nil {
+		return nil, fmt.Errorf("auth: read jwt key seed: %w", err)
+	}
+	seed, err := s.sealer.Unwrap(ctx, jwtSeedPath(k.kid), env)
+	if err != nil {
+		return nil, fmt.Errorf("auth: unwrap jwt key: %w", err)
+	}
+	defer seed.Destroy()
+	if len(seed) != ed25519.SeedSize {
+		return nil, errBadSeed
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	if !priv.Public().(ed25519.PublicKey).Equal(k.pub) {
+		secret.Wipe(priv)
+		return nil, errBadSeed
+	}
+	return priv, nil
 }
 
 type jwk struct {
@@ -295,6 +397,11 @@ func tokenCheck(err error) string {
 // signAccess mints an access token for the session.
 func (s *Service) signAccess(sess *sessionRecord, now time.Time) (string, int, error) {
 	exp := now.Add(s.cfg.AccessTTL)
+	if slices.Contains(sess.AMR, "root") {
+		// The bootstrap root token has no refresh token: it lives as long
+		// as its session (one hour), revocable like any other.
+		exp = sess.ExpiresAt
+	}
 	if sess.ExpiresAt.Before(exp) {
 		exp = sess.ExpiresAt
 	}

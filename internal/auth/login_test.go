@@ -52,7 +52,7 @@ func TestCreateUserValidation(t *testing.T) {
 				t.Fatalf("CreateUser = %v, want %v", err, tt.want)
 			}
 			var ie *InvalidInputError
-			if tt.field != "" && (!errors.As(err, &ie) || ie.Field != tt.field) {
+			if tt.field != "" && (!errors.As(err, &ie) || ie.Name != tt.field) {
 				t.Fatalf("error %v does not name field %s", err, tt.field)
 			}
 			if strings.Contains(err.Error(), tt.pw) {
@@ -432,7 +432,7 @@ func TestAPIKeys(t *testing.T) {
 	} {
 		_, _, err := e.svc.CreateAPIKey(ctx, "alice", c.name, c.actions, c.accounts)
 		var ie *InvalidInputError
-		if !errors.As(err, &ie) || ie.Field != c.field {
+		if !errors.As(err, &ie) || ie.Name != c.field {
 			t.Errorf("CreateAPIKey(%v, %v) = %v, want field %s", c.actions, c.accounts, err, c.field)
 		}
 	}

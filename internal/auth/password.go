@@ -40,13 +40,13 @@ const (
 func checkPassword(pw secret.String) error {
 	p := pw.Reveal()
 	if len(p) > maxPasswordBytes {
-		return &InvalidInputError{Field: "password", Reason: "longer than 1024 bytes", kind: ErrWeakPassword}
+		return &InvalidInputError{Name: "password", Msg: "longer than 1024 bytes", Code: "weak_password", Sentinel: ErrWeakPassword}
 	}
 	if !utf8.ValidString(p) {
-		return &InvalidInputError{Field: "password", Reason: "not valid UTF-8", kind: ErrWeakPassword}
+		return &InvalidInputError{Name: "password", Msg: "not valid UTF-8", Code: "weak_password", Sentinel: ErrWeakPassword}
 	}
 	if utf8.RuneCountInString(p) < minPasswordRunes {
-		return &InvalidInputError{Field: "password", Reason: "shorter than 12 characters", kind: ErrWeakPassword}
+		return &InvalidInputError{Name: "password", Msg: "shorter than 12 characters", Code: "weak_password", Sentinel: ErrWeakPassword}
 	}
 	return nil
 }

@@ -2,11 +2,13 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/storage"
 )
@@ -70,22 +72,34 @@ func (s *Service) loadState(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The refused set: disabled users, deleted users (tombstones), and
+	// users whose record fails its integrity check (reported, refused).
 	disabled := map[string]struct{}{}
 	users, err := s.listAll(ctx, prefixUsers)
 	if err != nil {
 		return err
 	}
 	for _, k := range users {
-		rec, err := s.loadUser(ctx, strings.TrimPrefix(k, prefixUsers))
-		if errors.Is(err, ErrNotFound) {
+		name := strings.TrimPrefix(k, prefixUsers)
+		rec, err := s.loadUser(ctx, name)
+		switch {
+		case errors.Is(err, ErrNotFound):
 			continue
-		}
-		if err != nil {
+		case badRecord(err):
+			s.log.Error("user record failed its integrity check; the user is refused until it is repaired", "username", name, "err", err)
+			disabled[name] = struct{}{}
+		case err != nil:
 			return err
-		}
-		if rec.Disabled {
+		case rec.Disabled:
 			disabled[rec.Username] = struct{}{}
 		}
+	}
+	deleted, err := s.listAll(ctx, prefixDeletedUsers)
+	if err != nil {
+		return err
+	}
+	for _, k := range deleted {
+		disabled[strings.TrimPrefix(k, prefixDeletedUsers)] = struct{}{}
 	}
 	s.stateMu.Lock()
 	// Revocations only accumulate here; entries leave through pruning, so
@@ -113,6 +127,13 @@ func (s *Service) loadRevoked(ctx context.Context) (map[string]int64, error) {
 		var rr revokedRecord
 		if err := s.getJSON(ctx, k, &rr); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			}
+			if badRecord(err) {
+				// Fail safe: the session named by the path stays revoked
+				// for as long as any session can live.
+				s.log.Error("revocation record failed its integrity check; the session stays revoked", "key", k, "err", err)
+				out[strings.TrimPrefix(k, prefixRevoked)] = s.now().Add(s.cfg.SessionLifetime + rootSessionLifetime).UnixNano()
 				continue
 			}
 			return nil, fmt.Errorf("auth: load revocations: %w", err)
@@ -156,11 +177,15 @@ func (s *Service) onChange(ctx context.Context, key string) {
 		switch {
 		case e == nil:
 			s.setDisabledLocal(name, rec.Disabled)
-		case errors.Is(e, ErrNotFound):
-			s.setDisabledLocal(name, false)
+		case errors.Is(e, ErrNotFound), badRecord(e):
+			// Deleted (names are never reused), or unreadable: refused.
+			s.setDisabledLocal(name, true)
 		default:
 			err = e
 		}
+		s.dropAPIKeyCache()
+	case strings.HasPrefix(key, prefixDeletedUsers):
+		s.setDisabledLocal(strings.TrimPrefix(key, prefixDeletedUsers), true)
 		s.dropAPIKeyCache()
 	case strings.HasPrefix(key, prefixJWTKeys):
 		err = s.loadKeys(ctx)
@@ -171,6 +196,15 @@ func (s *Service) onChange(ctx context.Context, key string) {
 		// Fail safe: the periodic resync will retry.
 		s.log.Warn("auth change feed: reload failed", "key", key, "err", err)
 	}
+}
+
+// badRecord reports a stored record that failed its integrity check (the
+// barrier's integrity kind) or does not decode: reported and refused, it
+// must not stop the service.
+func badRecord(err error) bool {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	return errkind.Is(err, errkind.Integrity) || errors.As(err, &se) || errors.As(err, &te)
 }
 
 func (s *Service) setDisabledLocal(username string, disabled bool) {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -82,27 +83,33 @@ func clip(s string) string {
 // newSession stores a session and returns its tokens. refresh=false for
 // the root token.
 func (s *Service) newSession(ctx context.Context, username, role string, amr []string, lifetime time.Duration, refresh bool, addr, ua string) (*Tokens, error) {
+	t, _, err := s.newSessionID(ctx, username, role, amr, lifetime, refresh, addr, ua)
+	return t, err
+}
+
+// newSessionID is newSession that also returns the session id.
+func (s *Service) newSessionID(ctx context.Context, username, role string, amr []string, lifetime time.Duration, refresh bool, addr, ua string) (*Tokens, string, error) {
 	now := s.now().UTC()
 	sid, err := randomID()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	rec := &sessionRecord{ID: sid, Username: username, Role: role, CreatedAt: now, LastSeen: now,
 		ExpiresAt: now.Add(lifetime), AuthTime: now, AMR: amr, RemoteAddr: clip(addr), UserAgent: clip(ua)}
 	var rt string
 	if refresh {
 		if rt, rec.RefreshHash, err = s.newRefresh(sid); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 	access, expIn, err := s.signAccess(rec, now)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := s.putJSON(ctx, prefixSessions+sid, rec); err != nil {
-		return nil, fmt.Errorf("auth: store session: %w", err)
+		return nil, "", fmt.Errorf("auth: store session: %w", err)
 	}
-	return &Tokens{AccessToken: access, RefreshToken: rt, TokenType: "Bearer", ExpiresIn: expIn}, nil
+	return &Tokens{AccessToken: access, RefreshToken: rt, TokenType: "Bearer", ExpiresIn: expIn}, sid, nil
 }
 
 // newRefresh makes a refresh token "<sid>.<base64url(32 random bytes)>".
@@ -147,16 +154,18 @@ func (s *Service) IssueRootToken(ctx context.Context) (*Tokens, error) {
 // Refresh exchanges a refresh token for new tokens and rotates it.
 //
 // Reuse detection (OAuth 2.0 Security BCP §4.14.2): presenting a refresh
-// token that was already rotated revokes the whole session. Concurrent
-// refreshes with one token are serialized per session: exactly one wins,
-// the others see a rotated token, get ErrInvalidCredentials, and the
-// session is revoked — a client must never refresh concurrently.
+// token that was already rotated revokes the whole session. The rotation
+// is a conditional update of the session record in storage, so it holds
+// across nodes: of concurrent refreshes with one token (on any nodes)
+// exactly one wins, the others see a rotated token, get
+// ErrInvalidCredentials, and the session is revoked — a client must never
+// refresh concurrently.
 func (s *Service) Refresh(ctx context.Context, refresh secret.String, remoteAddr, ua string) (*Tokens, error) {
 	if err := s.requireStarted(); err != nil {
 		return nil, err
 	}
 	sid, hash, ok := parseRefresh(refresh.Reveal())
-	if !ok {
+	if !ok || !validSID(sid) {
 		return nil, ErrInvalidCredentials
 	}
 	mu := s.lock("session:" + sid)
@@ -165,64 +174,118 @@ func (s *Service) Refresh(ctx context.Context, refresh secret.String, remoteAddr
 	if s.isRevoked(sid) {
 		return nil, ErrSessionRevoked
 	}
-	rec, err := s.loadSession(ctx, sid)
-	if errors.Is(err, ErrNotFound) {
-		return nil, ErrInvalidCredentials
-	}
+	rt, newHash, err := s.newRefresh(sid)
 	if err != nil {
 		return nil, err
 	}
-	if len(rec.RefreshHash) == 0 || subtle.ConstantTimeCompare(rec.RefreshHash, hash) != 1 {
-		for _, h := range rec.PrevHashes {
-			if subtle.ConstantTimeCompare(h, hash) == 1 {
-				s.log.Warn("refresh token reuse: session revoked", "sid", sid, "username", rec.Username, "remote_addr", remoteAddr)
-				if err := s.revoke(ctx, rec); err != nil {
-					return nil, err
-				}
-				return nil, fmt.Errorf("%w: refresh token reused, session revoked", ErrInvalidCredentials)
-			}
+	// The user must still exist and be enabled: a session that outlived
+	// its user (a login racing a deletion) ends here.
+	if cur, err := s.loadSession(ctx, sid); err == nil {
+		if err := s.checkUser(ctx, cur.Username); errors.Is(err, ErrUserDisabled) {
+			_ = s.revoke(ctx, cur)
+			return nil, err
+		} else if err != nil {
+			return nil, err
 		}
-		return nil, ErrInvalidCredentials
 	}
 	now := s.now().UTC()
-	lastSeen := rec.LastSeen
-	if l := s.liveLastSeen(sid); l.After(lastSeen) {
-		lastSeen = l
-	}
+	liveSeen := s.liveLastSeen(sid)
+	var (
+		rec     *sessionRecord
+		outcome error // why the token was refused, decided on the stored record
+	)
+	err = s.kv.Update(ctx, prefixSessions+sid, func(cur []byte, found bool) ([]byte, bool, error) {
+		rec, outcome = nil, nil
+		if !found {
+			return nil, false, ErrInvalidCredentials
+		}
+		var r sessionRecord
+		if err := json.Unmarshal(cur, &r); err != nil {
+			return nil, false, fmt.Errorf("auth: decode session: %w", err)
+		}
+		rec = &r
+		if len(r.RefreshHash) == 0 || subtle.ConstantTimeCompare(r.RefreshHash, hash) != 1 {
+			outcome = ErrInvalidCredentials
+			for _, h := range r.PrevHashes {
+				if subtle.ConstantTimeCompare(h, hash) == 1 {
+					outcome = errRefreshReused
+				}
+			}
+			return nil, false, outcome
+		}
+		lastSeen := r.LastSeen
+		if liveSeen.After(lastSeen) {
+			lastSeen = liveSeen
+		}
+		switch {
+		case !now.Before(r.ExpiresAt):
+			outcome = fmt.Errorf("%w: session expired", ErrSessionRevoked)
+			return nil, false, outcome
+		case now.Sub(lastSeen) > s.cfg.IdleTimeout:
+			outcome = fmt.Errorf("%w: session idle", ErrSessionRevoked)
+			return nil, false, outcome
+		}
+		r.PrevHashes = append(r.PrevHashes, r.RefreshHash)
+		if len(r.PrevHashes) > maxPrevHashes {
+			r.PrevHashes = r.PrevHashes[len(r.PrevHashes)-maxPrevHashes:]
+		}
+		r.RefreshHash = newHash
+		r.LastSeen = now
+		r.RemoteAddr, r.UserAgent = clip(remoteAddr), clip(ua)
+		b, err := jsonBytes(&r)
+		return b, false, err
+	})
 	switch {
-	case !now.Before(rec.ExpiresAt):
+	case errors.Is(outcome, errRefreshReused):
+		s.log.Warn("refresh token reuse: session revoked", "sid", sid, "username", rec.Username, "remote_addr", remoteAddr)
+		if err := s.revoke(ctx, rec); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: refresh token reused, session revoked", ErrInvalidCredentials)
+	case outcome != nil && errors.Is(outcome, ErrSessionRevoked):
 		_ = s.revoke(ctx, rec)
-		return nil, fmt.Errorf("%w: session expired", ErrSessionRevoked)
-	case now.Sub(lastSeen) > s.cfg.IdleTimeout:
-		_ = s.revoke(ctx, rec)
-		return nil, fmt.Errorf("%w: session idle", ErrSessionRevoked)
-	case s.isDisabled(rec.Username):
-		return nil, ErrUserDisabled
-	}
-	rt, newHash, err := s.newRefresh(sid)
-	if err != nil {
+		return nil, outcome
+	case err != nil:
 		return nil, err
 	}
 	access, expIn, err := s.signAccess(rec, now)
 	if err != nil {
 		return nil, err
 	}
-	rec.PrevHashes = append(rec.PrevHashes, rec.RefreshHash)
-	if len(rec.PrevHashes) > maxPrevHashes {
-		rec.PrevHashes = rec.PrevHashes[len(rec.PrevHashes)-maxPrevHashes:]
-	}
-	rec.RefreshHash = newHash
-	rec.LastSeen = now
-	rec.RemoteAddr, rec.UserAgent = clip(remoteAddr), clip(ua)
-	if err := s.putJSON(ctx, prefixSessions+sid, rec); err != nil {
-		return nil, fmt.Errorf("auth: store session: %w", err)
-	}
 	s.touchLive(sid, now)
 	return &Tokens{AccessToken: access, RefreshToken: rt, TokenType: "Bearer", ExpiresIn: expIn}, nil
 }
 
+// errRefreshReused: a rotated refresh token was presented again.
+var errRefreshReused = errors.New("auth: refresh token reused")
+
+func validSID(sid string) bool {
+	return sid != "" && len(sid) <= 64 && !strings.ContainsAny(sid, "/.")
+}
+
+// checkUser fails unless username (not the root principal) exists in
+// storage and is enabled. It reads storage: it runs when a session is first
+// seen on this node, at refresh and after login, never per request.
+func (s *Service) checkUser(ctx context.Context, username string) error {
+	if username == RootSubject {
+		return nil
+	}
+	rec, err := s.loadUser(ctx, username)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		s.setDisabledLocal(username, true)
+		return fmt.Errorf("%w: user deleted", ErrUserDisabled)
+	case err != nil:
+		return err
+	case rec.Disabled:
+		s.setDisabledLocal(username, true)
+		return ErrUserDisabled
+	}
+	return nil
+}
+
 func (s *Service) loadSession(ctx context.Context, sid string) (*sessionRecord, error) {
-	if sid == "" || len(sid) > 64 || strings.ContainsAny(sid, "/.") {
+	if !validSID(sid) {
 		return nil, ErrNotFound
 	}
 	var rec sessionRecord
@@ -331,15 +394,26 @@ func (s *Service) flushLastSeen(ctx context.Context, force bool) {
 	for _, it := range todo {
 		mu := s.lock("session:" + it.sid)
 		mu.Lock()
-		rec, err := s.loadSession(ctx, it.sid)
-		if err == nil && !s.isRevoked(it.sid) {
-			if t := time.Unix(0, it.ns).UTC(); t.After(rec.LastSeen) {
-				rec.LastSeen = t
-				err = s.putJSON(ctx, prefixSessions+it.sid, rec)
+		// Conditional: a refresh on another node between the read and the
+		// write must not be undone (it would revive the old refresh token).
+		t := time.Unix(0, it.ns).UTC()
+		err := s.kv.Update(ctx, prefixSessions+it.sid, func(cur []byte, found bool) ([]byte, bool, error) {
+			if !found || s.isRevoked(it.sid) {
+				return nil, false, errNoChange
 			}
-		}
+			var rec sessionRecord
+			if err := json.Unmarshal(cur, &rec); err != nil {
+				return nil, false, fmt.Errorf("auth: decode session: %w", err)
+			}
+			if !t.After(rec.LastSeen) {
+				return nil, false, errNoChange
+			}
+			rec.LastSeen = t
+			b, err := jsonBytes(&rec)
+			return b, false, err
+		})
 		mu.Unlock()
-		if err == nil || errors.Is(err, ErrNotFound) {
+		if err == nil || errors.Is(err, errNoChange) {
 			it.l.persisted.Store(it.ns)
 		} else {
 			s.log.Warn("persist session last-seen failed", "sid", it.sid, "err", err)
@@ -384,19 +458,5 @@ func (s *Service) RevokeSession(ctx context.Context, sid string) error {
 
 // RevokeUserSessions ends every session of username; it returns how many.
 func (s *Service) RevokeUserSessions(ctx context.Context, username string) (int, error) {
-	recs, err := s.allSessions(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, r := range recs {
-		if r.Username != username {
-			continue
-		}
-		if err := s.revoke(ctx, r); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
+	return s.revokeOtherSessions(ctx, username, "")
 }

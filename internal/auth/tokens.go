@@ -129,6 +129,13 @@ func (s *Service) liveSession(ctx context.Context, sid, sub string) (*liveSessio
 	if rec.Username != sub {
 		return nil, unauth("subject does not match session")
 	}
+	// First use of the session on this node: its user must still exist and
+	// be enabled (a login may have raced the user's deletion). Later
+	// requests check the in-memory refused set, kept current by the change
+	// feed and the periodic resync.
+	if err := s.checkUser(ctx, sub); err != nil {
+		return nil, err
+	}
 	l = &liveSession{username: rec.Username, expires: rec.ExpiresAt.UnixNano()}
 	l.lastSeen.Store(rec.LastSeen.UnixNano())
 	l.persisted.Store(rec.LastSeen.UnixNano())

@@ -240,7 +240,7 @@ func TestRevocationSurvivesRestart(t *testing.T) {
 	if _, err := svc2.Authenticate(context.Background(), tok2.AccessToken); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(e.kv.keys(prefixJWTKeys)); n != 1 {
+	if n := len(e.kv.jwtKeys()); n != 1 {
 		t.Fatalf("restart created a new key: %d keys", n)
 	}
 }
@@ -349,7 +349,7 @@ func TestKeyRotationOverlap(t *testing.T) {
 	if err := e.svc.loadKeys(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(e.svc.JWKS()), oldKid) || len(e.kv.keys(prefixJWTKeys)) != 1 {
+	if strings.Contains(string(e.svc.JWKS()), oldKid) || len(e.kv.jwtKeys()) != 1 {
 		t.Fatalf("old key not pruned: %s", e.svc.JWKS())
 	}
 	// Scheduled rotation.

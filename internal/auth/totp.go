@@ -86,28 +86,21 @@ func (s *Service) EnrollTOTP(ctx context.Context, username string) (secret.Strin
 	if err != nil {
 		return "", "", fmt.Errorf("auth: totp: seal wrap: %w", err)
 	}
-	rec.TOTP = totpState{Pending: true}
-	if err := s.saveUserAndTOTP(ctx, rec, env); err != nil {
+	// The secret first, then the user record (conditionally): a failure in
+	// between leaves a pending secret that the next enrolment replaces.
+	if err := s.kv.Put(ctx, prefixTOTP+username, env); err != nil {
+		return "", "", fmt.Errorf("auth: store totp: %w", err)
+	}
+	if _, err := s.updateUser(ctx, username, func(rec *userRecord) error {
+		if rec.TOTP.Enabled {
+			return fmt.Errorf("%w: TOTP already enabled; disable it first", ErrConflict)
+		}
+		rec.TOTP = totpState{Pending: true}
+		return nil
+	}); err != nil {
 		return "", "", err
 	}
 	return secret.String(key.Secret()), key.URL(), nil
-}
-
-func (s *Service) saveUserAndTOTP(ctx context.Context, rec *userRecord, env []byte) error {
-	b, err := jsonBytes(rec)
-	if err != nil {
-		return err
-	}
-	ops := []storage.Op{{Key: prefixUsers + rec.Username, Value: b}}
-	if env != nil {
-		ops = append(ops, storage.Op{Key: prefixTOTP + rec.Username, Value: env})
-	} else {
-		ops = append(ops, storage.Op{Key: prefixTOTP + rec.Username, Delete: true})
-	}
-	if err := s.kv.Batch(ctx, ops); err != nil {
-		return fmt.Errorf("auth: store totp: %w", err)
-	}
-	return nil
 }
 
 // ConfirmTOTP activates a pending enrolment with a current code and
@@ -127,10 +120,6 @@ func (s *Service) ConfirmTOTP(ctx context.Context, username string, code secret.
 	if err != nil {
 		return nil, err
 	}
-	step, ok := validateTOTP(strings.TrimSpace(code.Reveal()), sec, s.now(), rec.TOTP.LastStep, otp.DigitsSix)
-	if !ok {
-		return nil, invalid("code", "wrong or expired TOTP code")
-	}
 	codes := make([]string, 0, recoveryCodes)
 	hashes := make([][]byte, 0, recoveryCodes)
 	for range recoveryCodes {
@@ -144,9 +133,19 @@ func (s *Service) ConfirmTOTP(ctx context.Context, username string, code secret.
 		h := sha256.Sum256([]byte(c))
 		hashes = append(hashes, h[:])
 	}
-	rec.TOTP = totpState{Enabled: true, LastStep: step, Recovery: hashes}
-	if err := s.putJSON(ctx, prefixUsers+username, rec); err != nil {
-		return nil, fmt.Errorf("auth: store totp: %w", err)
+	now := s.now()
+	if _, err := s.updateUser(ctx, username, func(rec *userRecord) error {
+		if !rec.TOTP.Pending {
+			return fmt.Errorf("%w: no pending TOTP enrolment", ErrConflict)
+		}
+		step, ok := validateTOTP(strings.TrimSpace(code.Reveal()), sec, now, rec.TOTP.LastStep, otp.DigitsSix)
+		if !ok {
+			return invalid("code", "wrong or expired TOTP code")
+		}
+		rec.TOTP = totpState{Enabled: true, LastStep: step, Recovery: hashes}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	s.log.Info("totp enabled", "username", username)
 	return codes, nil
@@ -157,13 +156,14 @@ func (s *Service) DisableTOTP(ctx context.Context, username string) error {
 	mu := s.lock("user:" + username)
 	mu.Lock()
 	defer mu.Unlock()
-	rec, err := s.loadUser(ctx, username)
-	if err != nil {
+	if _, err := s.updateUser(ctx, username, func(rec *userRecord) error {
+		rec.TOTP = totpState{}
+		return nil
+	}); err != nil {
 		return err
 	}
-	rec.TOTP = totpState{}
-	if err := s.saveUserAndTOTP(ctx, rec, nil); err != nil {
-		return err
+	if err := s.kv.Delete(ctx, prefixTOTP+username); err != nil {
+		return fmt.Errorf("auth: delete totp secret: %w", err)
 	}
 	s.log.Warn("totp disabled", "username", username)
 	return nil
@@ -188,41 +188,48 @@ func (s *Service) totpSecret(ctx context.Context, username string) (string, erro
 
 // checkSecondFactor accepts a fresh TOTP code ("otp") or an unused
 // recovery code ("mfa"), consuming it; otherwise ErrInvalidCredentials.
+// Consumption is a conditional update of the user record in storage, so a
+// code is single use across every node, not just this one (RFC 6238 §5.2).
 func (s *Service) checkSecondFactor(ctx context.Context, username string, code secret.String, now time.Time) (string, error) {
-	mu := s.lock("user:" + username)
-	mu.Lock()
-	defer mu.Unlock()
-	rec, err := s.loadUser(ctx, username) // fresh LastStep under the lock
-	if err != nil {
-		return "", err
-	}
 	c := strings.TrimSpace(code.Reveal())
 	if len(c) == otp.DigitsSix.Length() {
 		sec, err := s.totpSecret(ctx, username)
 		if err != nil {
 			return "", err
 		}
-		step, ok := validateTOTP(c, sec, now, rec.TOTP.LastStep, otp.DigitsSix)
-		if !ok {
-			return "", ErrInvalidCredentials
-		}
-		rec.TOTP.LastStep = step
-		if err := s.putJSON(ctx, prefixUsers+username, rec); err != nil {
+		if _, err := s.updateUser(ctx, username, func(rec *userRecord) error {
+			step, ok := validateTOTP(c, sec, now, rec.TOTP.LastStep, otp.DigitsSix)
+			if !ok {
+				return ErrInvalidCredentials
+			}
+			rec.TOTP.LastStep = step
+			return nil
+		}); err != nil {
+			if errors.Is(err, ErrInvalidCredentials) {
+				return "", err
+			}
 			return "", fmt.Errorf("auth: store totp step: %w", err)
 		}
 		return "otp", nil
 	}
 	norm := strings.ToUpper(strings.NewReplacer("-", "", " ", "").Replace(c))
 	h := sha256.Sum256([]byte(norm))
-	for i, want := range rec.TOTP.Recovery {
-		if subtle.ConstantTimeCompare(want, h[:]) == 1 {
-			rec.TOTP.Recovery = append(rec.TOTP.Recovery[:i], rec.TOTP.Recovery[i+1:]...)
-			if err := s.putJSON(ctx, prefixUsers+username, rec); err != nil {
-				return "", fmt.Errorf("auth: store recovery codes: %w", err)
+	remaining := 0
+	if _, err := s.updateUser(ctx, username, func(rec *userRecord) error {
+		for i, want := range rec.TOTP.Recovery {
+			if subtle.ConstantTimeCompare(want, h[:]) == 1 {
+				rec.TOTP.Recovery = append(rec.TOTP.Recovery[:i:i], rec.TOTP.Recovery[i+1:]...)
+				remaining = len(rec.TOTP.Recovery)
+				return nil
 			}
-			s.log.Warn("recovery code used", "username", username, "remaining", len(rec.TOTP.Recovery))
-			return "mfa", nil
 		}
+		return ErrInvalidCredentials
+	}); err != nil {
+		if errors.Is(err, ErrInvalidCredentials) {
+			return "", err
+		}
+		return "", fmt.Errorf("auth: store recovery codes: %w", err)
 	}
-	return "", ErrInvalidCredentials
+	s.log.Warn("recovery code used", "username", username, "remaining", remaining)
+	return "mfa", nil
 }

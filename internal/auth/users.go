@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -29,6 +30,10 @@ type userRecord struct {
 	Disabled     bool      `json:"disabled"`
 	CreatedAt    time.Time `json:"created_at"`
 	TOTP         totpState `json:"totp"`
+	// LoginFailures counts failed logins since LoginFailuresSince, shared
+	// by every node (the per-node limiter adds per-address counts).
+	LoginFailures      int       `json:"login_failures,omitempty"`
+	LoginFailuresSince time.Time `json:"login_failures_since,omitzero"`
 }
 
 func (r *userRecord) public() *User {
@@ -79,12 +84,68 @@ func (s *Service) CreateUser(ctx context.Context, username string, password secr
 		return nil, fmt.Errorf("auth: create user: %w", err)
 	}
 	rec := &userRecord{Username: username, Role: role, PasswordHash: phc, CreatedAt: s.now().UTC()}
-	if err := s.putJSON(ctx, prefixUsers+username, rec); err != nil {
+	b, err := jsonBytes(rec)
+	if err != nil {
+		return nil, err
+	}
+	// Created only if absent, across nodes: two nodes creating one name at
+	// once do not overwrite each other.
+	if err := s.kv.Update(ctx, prefixUsers+username, func(_ []byte, found bool) ([]byte, bool, error) {
+		if found {
+			return nil, false, ErrUserExists
+		}
+		return b, false, nil
+	}); err != nil {
+		if errors.Is(err, ErrUserExists) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("auth: create user: %w", err)
 	}
 	s.setDisabledLocal(username, false) // a deleted namesake may linger there
 	s.log.Info("user created", "username", username, "role", role)
 	return rec.public(), nil
+}
+
+// errNoChange tells updateUser that fn left the record as it was.
+var errNoChange = errors.New("auth: no change")
+
+// updateUser changes username's record atomically across nodes (barrier
+// Update): fn gets the current record and may be called again when another
+// node wrote it in between, so it must only change rec. fn returns
+// errNoChange to write nothing. It returns the record as stored.
+func (s *Service) updateUser(ctx context.Context, username string, fn func(rec *userRecord) error) (*userRecord, error) {
+	if !ValidUsername(username) {
+		return nil, ErrNotFound
+	}
+	var out *userRecord
+	err := s.kv.Update(ctx, prefixUsers+username, func(cur []byte, found bool) ([]byte, bool, error) {
+		if !found {
+			return nil, false, ErrNotFound
+		}
+		var rec userRecord
+		if err := json.Unmarshal(cur, &rec); err != nil {
+			return nil, false, fmt.Errorf("auth: decode %s%s: %w", prefixUsers, username, err)
+		}
+		if err := fn(&rec); err != nil {
+			if errors.Is(err, errNoChange) {
+				out = &rec
+			}
+			return nil, false, err
+		}
+		b, err := jsonBytes(&rec)
+		if err != nil {
+			return nil, false, err
+		}
+		out = &rec
+		return b, false, nil
+	})
+	if errors.Is(err, errNoChange) {
+		err = nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (s *Service) loadUser(ctx context.Context, username string) (*userRecord, error) {
@@ -136,8 +197,8 @@ func (s *Service) DeleteUser(ctx context.Context, username string) error {
 	if _, err := s.loadUser(ctx, username); err != nil {
 		return err
 	}
-	// Disable first so the hot path refuses the user at once, even before
-	// the sessions are revoked.
+	// Refuse first so the hot path refuses the user at once, even before
+	// the sessions are revoked; the tombstone keeps every node refusing it.
 	s.setDisabledLocal(username, true)
 	if _, err := s.RevokeUserSessions(ctx, username); err != nil {
 		return err
@@ -164,15 +225,10 @@ func (s *Service) DeleteUser(ctx context.Context, username string) error {
 // SetDisabled disables or re-enables a user. Disabling ends every session
 // of the user at once and refuses its API keys.
 func (s *Service) SetDisabled(ctx context.Context, username string, disabled bool) error {
-	mu := s.lock("user:" + username)
-	mu.Lock()
-	rec, err := s.loadUser(ctx, username)
-	if err == nil {
+	if _, err := s.updateUser(ctx, username, func(rec *userRecord) error {
 		rec.Disabled = disabled
-		err = s.putJSON(ctx, prefixUsers+username, rec)
-	}
-	mu.Unlock()
-	if err != nil {
+		return nil
+	}); err != nil {
 		return err
 	}
 	s.setDisabledLocal(username, disabled)
@@ -186,6 +242,8 @@ func (s *Service) SetDisabled(ctx context.Context, username string, disabled boo
 	return nil
 }
 
+// isDisabled reports whether username is refused: disabled, deleted, or
+// unreadable.
 func (s *Service) isDisabled(username string) bool {
 	s.stateMu.RLock()
 	_, ok := s.disabled[username]

@@ -26,35 +26,36 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
 )
 
 var (
 	// ErrSealed is returned by every data call while the barrier is sealed.
-	ErrSealed = errors.New("barrier: sealed")
+	ErrSealed = errkind.New(errkind.Sealed, "sealed", "the vault is sealed")
 	// ErrIntegrity means a stored record failed authentication: it was
 	// altered, truncated, moved from another path or has an unknown format.
-	ErrIntegrity = errors.New("barrier: integrity check failed")
+	ErrIntegrity = errkind.New(errkind.Integrity, "integrity_error", "barrier: integrity check failed")
 	// ErrUnknownTerm means a record names a key term the keyring lacks even
 	// after a reload. It wraps ErrIntegrity, so callers may treat both alike.
 	ErrUnknownTerm = fmt.Errorf("barrier: unknown key term: %w", ErrIntegrity)
 	// ErrReservedPath refuses logical keys under core/, which the core owns.
-	ErrReservedPath = errors.New("barrier: path is reserved for the core")
+	ErrReservedPath = errkind.New(errkind.Invalid, "", "barrier: path is reserved for the core")
 	// ErrWrongRootKey means the keyring did not authenticate under the given
 	// root key (a wrong key, or a tampered keyring record).
-	ErrWrongRootKey = errors.New("barrier: wrong root key")
+	ErrWrongRootKey = errkind.New(errkind.Invalid, "", "barrier: wrong root key")
 	// ErrInvalidRootKey reports a root key of the wrong length.
-	ErrInvalidRootKey = errors.New("barrier: invalid root key")
+	ErrInvalidRootKey = errkind.New(errkind.Invalid, "", "barrier: invalid root key")
 	// ErrAlreadyInitialized is returned by Initialize when a keyring exists.
-	ErrAlreadyInitialized = errors.New("barrier: already initialized")
+	ErrAlreadyInitialized = errkind.New(errkind.Invalid, "already_initialized", "the vault is already initialized")
 	// ErrNotInitialized is returned by Unseal when no keyring exists.
-	ErrNotInitialized = errors.New("barrier: not initialized")
+	ErrNotInitialized = errkind.New(errkind.Sealed, "not_initialized", "the vault is not initialized")
 	// ErrWrapperMismatch means the keyring's seal-wrap state differs from the
 	// Wrapper given: a wrapped keyring needs one, and a plain keyring is
 	// refused when one is given (that would let storage + root key holders
 	// downgrade to a keyring of their choosing). Use SetWrapper to migrate.
-	ErrWrapperMismatch = errors.New("barrier: keyring seal-wrap state does not match the configured wrapper")
+	ErrWrapperMismatch = errkind.New(errkind.Sealed, "seal_wrap_mismatch", "barrier: keyring seal-wrap state does not match the configured wrapper")
 )
 
 // Wrapper seal-wraps the keyring with an HSM-held key; package sealwrap
@@ -71,6 +72,8 @@ type Options struct {
 	Rand io.Reader
 	// Logger receives state changes (unseal, seal, rotate); never key bytes.
 	Logger *slog.Logger
+	// Budget bounds the encryptions per key term (see usage.go).
+	Budget Budget
 }
 
 // Status describes the active key term.
@@ -96,6 +99,9 @@ type Barrier struct {
 	backend storage.Backend
 	rand    io.Reader
 	log     *slog.Logger
+	budget  Budget
+	// rotating is set while an automatic rotation runs.
+	rotating atomic.Bool
 
 	// ring is the immutable keyring snapshot the data path reads without a
 	// lock; nil while sealed.
@@ -113,7 +119,7 @@ func New(b storage.Backend, opts Options) *Barrier {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Barrier{backend: b, rand: opts.Rand, log: log}
+	return &Barrier{backend: b, rand: opts.Rand, log: log, budget: opts.Budget.withDefaults()}
 }
 
 // Sealed reports whether the barrier holds no keys.
@@ -158,7 +164,11 @@ func (b *Barrier) Put(ctx context.Context, key string, value []byte) error {
 	if kr == nil {
 		return ErrSealed
 	}
-	if err := b.backend.Put(ctx, key, kr.seal(key, value)); err != nil {
+	rec, err := b.sealValue(ctx, kr, key, value)
+	if err != nil {
+		return err
+	}
+	if err := b.backend.Put(ctx, key, rec); err != nil {
 		return fmt.Errorf("barrier: put %q: %w", key, err)
 	}
 	return nil
@@ -193,7 +203,11 @@ func (b *Barrier) Batch(ctx context.Context, ops []storage.Op) error {
 	for i, op := range ops {
 		enc[i] = storage.Op{Key: op.Key, Delete: op.Delete}
 		if !op.Delete {
-			enc[i].Value = kr.seal(op.Key, op.Value)
+			rec, err := b.sealValue(ctx, kr, op.Key, op.Value)
+			if err != nil {
+				return err
+			}
+			enc[i].Value = rec
 		}
 	}
 	if err := b.backend.Batch(ctx, enc); err != nil {
@@ -321,7 +335,10 @@ func (b *Barrier) swapRaw(ctx context.Context, key string, raw, next []byte) err
 	}
 	var enc []byte
 	if next != nil {
-		enc = kr.seal(key, next)
+		var err error
+		if enc, err = b.sealValue(ctx, kr, key, next); err != nil {
+			return err
+		}
 	}
 	if err := b.backend.CompareAndSwap(ctx, key, raw, enc); err != nil {
 		return fmt.Errorf("barrier: compare-and-swap %q: %w", key, err)
@@ -387,6 +404,7 @@ func (b *Barrier) Close() error {
 type keyring struct {
 	active uint32
 	terms  map[uint32]*term
+	meta   []byte // the core's metadata, opaque here (see Meta)
 }
 
 type term struct {
@@ -394,6 +412,7 @@ type term struct {
 	key       secret.Bytes
 	installed time.Time
 	aead      cipher.AEAD // cached: no key schedule on the hot path
+	use       *usage      // encryption count (nonce budget)
 }
 
 // seal builds version || term || nonce || GCM(value) with

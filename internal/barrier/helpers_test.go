@@ -1,7 +1,6 @@
 package barrier
 
 import (
-	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -9,92 +8,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
+	"github.com/moonvault/moonvault/internal/storage/inmem"
 )
 
-// memBackend is a small map-based storage.Backend for unit tests and
-// benchmarks. Values are copied in and out, as the contract requires.
-type memBackend struct {
-	mu   sync.RWMutex
-	data map[string][]byte
-}
+// memBackend is the in-memory storage backend, with raw access below the
+// barrier for tamper tests.
+type memBackend struct{ *inmem.Backend }
 
-func newMem() *memBackend { return &memBackend{data: map[string][]byte{}} }
+func newMem() *memBackend { return &memBackend{inmem.New()} }
 
-func (m *memBackend) Get(ctx context.Context, key string) ([]byte, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	v, ok := m.data[key]
-	if !ok {
-		return nil, fmt.Errorf("mem: get %q: %w", key, storage.ErrNotFound)
-	}
-	return bytes.Clone(v), nil
-}
-
-func (m *memBackend) Put(ctx context.Context, key string, value []byte) error {
-	return m.Batch(ctx, []storage.Op{{Key: key, Value: value}})
-}
-
-func (m *memBackend) Delete(ctx context.Context, key string) error {
-	return m.Batch(ctx, []storage.Op{{Key: key, Delete: true}})
-}
-
-func (m *memBackend) List(ctx context.Context, prefix, after string, limit int) ([]string, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	var keys []string
-	for k := range m.data {
-		if strings.HasPrefix(k, prefix) && (after == "" || k > after) {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	if limit > 0 && len(keys) > limit {
-		keys = keys[:limit]
-	}
-	return keys, nil
-}
-
-func (m *memBackend) Batch(ctx context.Context, ops []storage.Op) error {
-	for _, op := range ops {
-		if op.Key == "" {
-			return errors.New("mem: empty key")
-		}
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, op := range ops {
-		if op.Delete {
-			delete(m.data, op.Key)
-		} else {
-			m.data[op.Key] = bytes.Clone(op.Value)
-		}
-	}
-	return nil
-}
-
-func (m *memBackend) CompareAndSwap(ctx context.Context, key string, old, next []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cur, ok := m.data[key]
-	if (old == nil && ok) || (old != nil && (!ok || !bytes.Equal(cur, old))) {
-		return fmt.Errorf("mem: %q: %w", key, storage.ErrConflict)
-	}
-	if next == nil {
-		delete(m.data, key)
-	} else {
-		m.data[key] = bytes.Clone(next)
-	}
-	return nil
-}
-
-func (m *memBackend) Close() error { return nil }
+// newSubMem is a backend that reports changes (storage.Subscriber).
+func newSubMem() *memBackend { return newMem() }
 
 func (m *memBackend) raw(t *testing.T, key string) []byte {
 	t.Helper()
@@ -106,54 +35,9 @@ func (m *memBackend) raw(t *testing.T, key string) []byte {
 }
 
 func (m *memBackend) setRaw(key string, v []byte) {
-	m.mu.Lock()
-	m.data[key] = bytes.Clone(v)
-	m.mu.Unlock()
-}
-
-// subMem adds storage.Subscriber to memBackend.
-type subMem struct {
-	*memBackend
-	smu  sync.Mutex
-	subs map[int]func(string)
-	next int
-}
-
-func newSubMem() *subMem { return &subMem{memBackend: newMem(), subs: map[int]func(string){}} }
-
-func (s *subMem) Subscribe(fn func(string)) func() {
-	s.smu.Lock()
-	id := s.next
-	s.next++
-	s.subs[id] = fn
-	s.smu.Unlock()
-	return func() { s.smu.Lock(); delete(s.subs, id); s.smu.Unlock() }
-}
-
-func (s *subMem) Put(ctx context.Context, key string, value []byte) error {
-	return s.Batch(ctx, []storage.Op{{Key: key, Value: value}})
-}
-
-func (s *subMem) Delete(ctx context.Context, key string) error {
-	return s.Batch(ctx, []storage.Op{{Key: key, Delete: true}})
-}
-
-func (s *subMem) Batch(ctx context.Context, ops []storage.Op) error {
-	if err := s.memBackend.Batch(ctx, ops); err != nil {
-		return err
+	if err := m.Put(context.Background(), key, v); err != nil {
+		panic(err)
 	}
-	s.smu.Lock()
-	fns := make([]func(string), 0, len(s.subs))
-	for _, fn := range s.subs {
-		fns = append(fns, fn)
-	}
-	s.smu.Unlock()
-	for _, op := range ops {
-		for _, fn := range fns {
-			fn(op.Key)
-		}
-	}
-	return nil
 }
 
 // downBackend fails every call with storage.ErrUnavailable.
@@ -166,6 +50,9 @@ func (downBackend) Put(context.Context, string, []byte) error   { return errDown
 func (downBackend) Delete(context.Context, string) error        { return errDown }
 func (downBackend) Batch(context.Context, []storage.Op) error   { return errDown }
 func (downBackend) Close() error                                { return nil }
+func (downBackend) Update(context.Context, string, storage.UpdateFunc) error {
+	return errDown
+}
 func (downBackend) CompareAndSwap(context.Context, string, []byte, []byte) error {
 	return errDown
 }
@@ -203,6 +90,9 @@ func (s *switchable) List(ctx context.Context, p, a string, l int) ([]string, er
 }
 func (s *switchable) CompareAndSwap(ctx context.Context, k string, o, n []byte) error {
 	return s.target().CompareAndSwap(ctx, k, o, n)
+}
+func (s *switchable) Update(ctx context.Context, k string, fn storage.UpdateFunc) error {
+	return s.target().Update(ctx, k, fn)
 }
 
 var errEntropy = errors.New("entropy unavailable: hsm down")
@@ -288,4 +178,10 @@ func mustGet(t testing.TB, b *Barrier, key, want string) {
 	if string(got) != want {
 		t.Fatalf("Get(%q) = %q, want %q", key, got, want)
 	}
+}
+
+// count is the number of keys stored.
+func (m *memBackend) count() int {
+	keys, _ := m.List(context.Background(), "", "", 0)
+	return len(keys)
 }

@@ -1,6 +1,7 @@
 package barrier
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -12,7 +13,9 @@ import (
 	"io"
 	"maps"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/secret"
@@ -54,13 +57,27 @@ func (b *Barrier) Initialized(ctx context.Context) (bool, error) {
 // Initialize creates the keyring with term 1, encrypted under rootKey and
 // seal-wrapped by w when w is not nil. The barrier stays sealed; call
 // Unseal next. If the key cannot be generated, nothing is written.
-//
-// Existence is checked before writing, but the backend has no
-// compare-and-swap: the caller must not initialize concurrently from two
-// nodes (the core does it once, from one).
 func (b *Barrier) Initialize(ctx context.Context, rootKey secret.Bytes, w Wrapper) error {
+	return b.InitializeWith(ctx, rootKey, w, nil, nil)
+}
+
+// InitializeWith is Initialize that also keeps meta inside the keyring
+// record (encrypted and authenticated under the root key: the core keeps
+// the seal configuration there, see Meta) and writes the extra physical
+// records (under core/) in the same atomic batch, so that a crash leaves
+// either all of them or none.
+//
+// Existence is checked before writing; the batch is not conditional, so the
+// caller must not initialize concurrently from two nodes (the core does it
+// once, from one).
+func (b *Barrier) InitializeWith(ctx context.Context, rootKey secret.Bytes, w Wrapper, meta []byte, extra []storage.Op) error {
 	if err := checkRootKey(rootKey); err != nil {
 		return err
+	}
+	for _, op := range extra {
+		if !strings.HasPrefix(op.Key, reservedPrefix) || op.Key == keyringPath {
+			return fmt.Errorf("barrier: initialize: extra record %q must be a core/ record other than the keyring", op.Key)
+		}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -75,10 +92,15 @@ func (b *Barrier) Initialize(ctx context.Context, rootKey secret.Bytes, w Wrappe
 	if err != nil {
 		return err
 	}
-	kr := &keyring{active: 1, terms: map[uint32]*term{1: t}}
+	kr := &keyring{active: 1, terms: map[uint32]*term{1: t}, meta: bytes.Clone(meta)}
 	defer kr.destroy()
-	if err := b.writeKeyring(ctx, rootKey, w, kr); err != nil {
+	blob, err := encodeKeyring(ctx, rootKey, w, kr)
+	if err != nil {
 		return err
+	}
+	ops := append(slices.Clone(extra), storage.Op{Key: keyringPath, Value: blob})
+	if err := b.backend.Batch(ctx, ops); err != nil {
+		return fmt.Errorf("barrier: writing keyring: %w", err)
 	}
 	b.log.Info("barrier initialized", "term", 1, "seal_wrap", w != nil)
 	return nil
@@ -96,16 +118,59 @@ func (b *Barrier) Unseal(ctx context.Context, rootKey secret.Bytes, w Wrapper) e
 	if !b.Sealed() {
 		return nil
 	}
-	kr, err := b.readKeyring(ctx, rootKey, w)
+	_, kr, err := b.readKeyring(ctx, rootKey, w)
 	if err != nil {
 		return err
 	}
 	b.root = rootKey.Clone()
 	b.wrapper = w
 	b.ring.Store(kr)
+	b.loadUsageLocked(ctx, kr)
 	b.watchLocked()
 	b.log.Info("barrier unsealed", "term", kr.active, "terms", len(kr.terms))
 	return nil
+}
+
+// CheckRoot reports whether candidate (with w) opens the stored keyring,
+// sealed or not: nil, or an error wrapping ErrWrongRootKey,
+// ErrWrapperMismatch or ErrNotInitialized.
+func (b *Barrier) CheckRoot(ctx context.Context, candidate secret.Bytes, w Wrapper) error {
+	if err := checkRootKey(candidate); err != nil {
+		return err
+	}
+	_, kr, err := b.readKeyring(ctx, candidate, w)
+	if err != nil {
+		return err
+	}
+	kr.destroy()
+	return nil
+}
+
+// Meta returns the metadata kept inside the keyring (nil while sealed or
+// when there is none). It is authenticated by the root key: storage cannot
+// alter it without the root key, only replay an older keyring.
+func (b *Barrier) Meta() []byte {
+	kr := b.ring.Load()
+	if kr == nil {
+		return nil
+	}
+	return bytes.Clone(kr.meta)
+}
+
+// UpdateMeta replaces the keyring's metadata with fn's result, atomically
+// across nodes (fn sees the stored metadata and may be called again when
+// another node changed the keyring in between).
+func (b *Barrier) UpdateMeta(ctx context.Context, fn func(cur []byte) ([]byte, error)) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, err := b.modifyLocked(ctx, b.root, b.wrapper, func(cur *keyring) (*keyring, error) {
+		meta, err := fn(bytes.Clone(cur.meta))
+		if err != nil {
+			return nil, err
+		}
+		return cur.withMeta(meta), nil
+	})
+	return err
 }
 
 // Seal drops and zeroizes every key held in memory: the keyring keys and
@@ -127,36 +192,55 @@ func (b *Barrier) Seal() {
 	b.root, b.wrapper = nil, nil
 }
 
+// errNoRotation tells rotate that the active term already moved on.
+var errNoRotation = errors.New("barrier: active term already rotated")
+
 // Rotate adds a new key term, used for every later write; older terms keep
-// decrypting. It first merges terms other nodes may have added. If the key
+// decrypting. The keyring is changed with compare-and-swap, so rotations on
+// several nodes at once all land (each adds its own term). If the key
 // cannot be generated or the keyring not written, nothing changes.
 func (b *Barrier) Rotate(ctx context.Context) (uint32, error) {
+	n, _, err := b.rotate(ctx, 0)
+	return n, err
+}
+
+// RotateFrom rotates only while from is still the active term, so that
+// nodes deciding at once to rotate (nonce budget) add one term, not one
+// each. It returns the active term afterwards and whether it rotated.
+func (b *Barrier) RotateFrom(ctx context.Context, from uint32) (uint32, bool, error) {
+	return b.rotate(ctx, from)
+}
+
+func (b *Barrier) rotate(ctx context.Context, from uint32) (uint32, bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	cur, err := b.refreshLocked(ctx)
+	next, err := b.modifyLocked(ctx, b.root, b.wrapper, func(cur *keyring) (*keyring, error) {
+		if from != 0 && cur.active != from {
+			return nil, errNoRotation
+		}
+		var top uint32
+		for n := range cur.terms {
+			top = max(top, n)
+		}
+		if top == math.MaxUint32 {
+			return nil, errors.New("barrier: rotate: key terms exhausted")
+		}
+		t, err := b.newTerm(top + 1)
+		if err != nil {
+			return nil, err
+		}
+		next := &keyring{active: t.term, terms: maps.Clone(cur.terms), meta: cur.meta}
+		next.terms[t.term] = t
+		return next, nil
+	})
+	if errors.Is(err, errNoRotation) {
+		return b.ring.Load().active, false, nil
+	}
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	var top uint32
-	for n := range cur.terms {
-		top = max(top, n)
-	}
-	if top == math.MaxUint32 {
-		return 0, errors.New("barrier: rotate: key terms exhausted")
-	}
-	t, err := b.newTerm(top + 1)
-	if err != nil {
-		return 0, err
-	}
-	next := &keyring{active: t.term, terms: maps.Clone(cur.terms)}
-	next.terms[t.term] = t
-	if err := b.writeKeyring(ctx, b.root, b.wrapper, next); err != nil {
-		t.key.Destroy()
-		return 0, err
-	}
-	b.ring.Store(next)
-	b.log.Info("barrier key rotated", "term", t.term, "terms", len(next.terms))
-	return t.term, nil
+	b.log.Info("barrier key rotated", "term", next.active, "terms", len(next.terms))
+	return next.active, true, nil
 }
 
 // Rekey re-encrypts the keyring under newRoot (operator rekey). The caller
@@ -165,16 +249,23 @@ func (b *Barrier) Rotate(ctx context.Context) (uint32, error) {
 // root key no longer unseals. Other nodes must be unsealed again with the
 // new root key, as their Reload will fail with ErrWrongRootKey.
 func (b *Barrier) Rekey(ctx context.Context, newRoot secret.Bytes) error {
+	return b.RekeyMeta(ctx, newRoot, nil)
+}
+
+// RekeyMeta is Rekey that also replaces the keyring's metadata (nil keeps
+// it) in the same write.
+func (b *Barrier) RekeyMeta(ctx context.Context, newRoot secret.Bytes, meta []byte) error {
 	if err := checkRootKey(newRoot); err != nil {
 		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	cur, err := b.refreshLocked(ctx)
-	if err != nil {
-		return err
-	}
-	if err := b.writeKeyring(ctx, newRoot, b.wrapper, cur); err != nil {
+	if _, err := b.modifyLocked(ctx, newRoot, b.wrapper, func(cur *keyring) (*keyring, error) {
+		if meta == nil {
+			return cur, nil
+		}
+		return cur.withMeta(meta), nil
+	}); err != nil {
 		return err
 	}
 	b.root.Destroy()
@@ -188,11 +279,7 @@ func (b *Barrier) Rekey(ctx context.Context, newRoot secret.Bytes) error {
 func (b *Barrier) SetWrapper(ctx context.Context, w Wrapper) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	cur, err := b.refreshLocked(ctx)
-	if err != nil {
-		return err
-	}
-	if err := b.writeKeyring(ctx, b.root, w, cur); err != nil {
+	if _, err := b.modifyLocked(ctx, b.root, w, func(cur *keyring) (*keyring, error) { return cur, nil }); err != nil {
 		return err
 	}
 	b.wrapper = w
@@ -202,12 +289,25 @@ func (b *Barrier) SetWrapper(ctx context.Context, w Wrapper) error {
 
 // Reload re-reads the keyring, picking up terms another node added. Terms
 // already known are kept, and the active term never moves back: a stale
-// keyring replayed by storage cannot roll the barrier back.
+// keyring replayed by storage cannot roll the barrier back. When storage
+// lacks a term this node holds, the node says so loudly and writes the
+// keyring back with it, so that nothing it encrypted becomes unreadable.
 func (b *Barrier) Reload(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	_, err := b.refreshLocked(ctx)
-	return err
+	return b.reloadLocked(ctx)
+}
+
+func (b *Barrier) reloadLocked(ctx context.Context) error {
+	_, _, lost, err := b.refreshLocked(ctx)
+	if err != nil || !lost {
+		return err
+	}
+	_, err = b.modifyLocked(ctx, b.root, b.wrapper, func(cur *keyring) (*keyring, error) { return cur, nil })
+	if err != nil {
+		return fmt.Errorf("barrier: writing back the terms storage lost: %w", err)
+	}
+	return nil
 }
 
 // reloadForTerm reloads unless another caller already fetched term.
@@ -217,43 +317,128 @@ func (b *Barrier) reloadForTerm(ctx context.Context, tn uint32) error {
 	if kr := b.ring.Load(); kr != nil && kr.terms[tn] != nil {
 		return nil
 	}
-	_, err := b.refreshLocked(ctx)
-	return err
+	return b.reloadLocked(ctx)
 }
 
-// refreshLocked merges the stored keyring into the one in memory.
-func (b *Barrier) refreshLocked(ctx context.Context) (*keyring, error) {
+// maxRingAttempts bounds modifyLocked's retries under contention.
+const maxRingAttempts = 50
+
+// modifyLocked is every keyring change: read the stored keyring, merge it
+// with the one in memory, let fn build the next keyring, and store that with
+// compare-and-swap under writeRoot and writeW. When another node changed the
+// keyring in between, the write is refused (never last-writer-wins): the
+// node says so, reloads, and calls fn again on what is now stored. fn must
+// not change its argument; keys it creates for a keyring that lost the race
+// are destroyed here.
+func (b *Barrier) modifyLocked(ctx context.Context, writeRoot secret.Bytes, writeW Wrapper, fn func(cur *keyring) (*keyring, error)) (*keyring, error) {
+	for attempt := 0; ; attempt++ {
+		raw, cur, _, err := b.refreshLocked(ctx)
+		if err != nil {
+			return nil, err
+		}
+		next, err := fn(cur)
+		if err != nil {
+			return nil, err
+		}
+		blob, err := encodeKeyring(ctx, writeRoot, writeW, next)
+		if err == nil {
+			err = b.backend.CompareAndSwap(ctx, keyringPath, raw, blob)
+		}
+		if err == nil {
+			b.ring.Store(next)
+			return next, nil
+		}
+		for n, t := range next.terms { // keys made for a keyring never stored
+			if cur.terms[n] != t {
+				t.key.Destroy()
+			}
+		}
+		if !errors.Is(err, storage.ErrConflict) {
+			return nil, fmt.Errorf("barrier: writing keyring: %w", err)
+		}
+		if attempt+1 >= maxRingAttempts {
+			return nil, fmt.Errorf("barrier: writing keyring: %d attempts lost to concurrent writers: %w", maxRingAttempts, err)
+		}
+		b.log.Warn("keyring changed on another node while this node wrote it; reloading and trying again", "term", cur.active, "attempt", attempt+1)
+		if err := backoff(ctx, attempt); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// refreshLocked reads the stored keyring and merges it into the one in
+// memory. It returns the stored record (for compare-and-swap), the merged
+// keyring (also installed) and whether storage lacked terms held here.
+func (b *Barrier) refreshLocked(ctx context.Context) (raw []byte, merged *keyring, lost bool, err error) {
 	cur := b.ring.Load()
 	if cur == nil {
-		return nil, ErrSealed
+		return nil, nil, false, ErrSealed
 	}
-	stored, err := b.readKeyring(ctx, b.root, b.wrapper)
+	raw, stored, err := b.readKeyring(ctx, b.root, b.wrapper)
+	if errors.Is(err, ErrNotInitialized) {
+		return nil, nil, false, fmt.Errorf("%w: %q: the keyring record is missing from storage", ErrIntegrity, keyringPath)
+	}
 	if err != nil {
-		return nil, err
+		return nil, nil, false, err
 	}
-	merged := &keyring{active: cur.active, terms: maps.Clone(cur.terms)}
-	added := 0
+	merged, changed, lost := b.merge(cur, stored)
+	if changed {
+		b.ring.Store(merged)
+		b.log.Info("barrier keyring reloaded", "term", merged.active, "terms", len(merged.terms))
+	}
+	return raw, merged, lost, nil
+}
+
+// merge combines the keyring in memory with the stored one. Storage is
+// authoritative for the keys of the terms it holds and for the metadata;
+// terms only memory holds are kept (storage lost them: rolled back, or an
+// older node overwrote them), and the active term never moves back.
+func (b *Barrier) merge(cur, stored *keyring) (merged *keyring, changed, lost bool) {
+	merged = &keyring{active: cur.active, terms: maps.Clone(cur.terms), meta: cur.meta}
 	for n, t := range stored.terms {
-		if merged.terms[n] == nil {
+		switch mine := merged.terms[n]; {
+		case mine == nil:
 			merged.terms[n] = t
-			added++
-		} else {
+			changed = true
+		case !mine.key.Equal(t.key):
+			b.log.Error("the stored keyring holds another key for a term this node holds: two nodes created the same term; adopting the stored key (what this node wrote under its own key cannot be read)", "term", n)
+			merged.terms[n] = t
+			changed = true
+		default:
 			t.key.Destroy()
 		}
 	}
+	var missing []uint32
+	for n := range cur.terms {
+		if stored.terms[n] == nil {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		b.log.Error("the stored keyring lacks terms this node holds (storage rolled back or overwritten); keeping them and writing them back", "terms", missing)
+		lost = true
+	}
 	switch {
 	case stored.active > cur.active:
+		b.log.Info("keyring term changed on another node; this node now writes under it", "term", stored.active, "was", cur.active)
 		merged.active = stored.active
+		changed = true
 	case stored.active < cur.active:
 		b.log.Warn("stored keyring is older than the one in memory; keeping the newer active term",
 			"stored_term", stored.active, "term", cur.active)
+		lost = true
 	}
-	if added == 0 && merged.active == cur.active {
-		return cur, nil
+	if stored.meta != nil && !bytes.Equal(stored.meta, cur.meta) {
+		merged.meta = stored.meta
+		changed = true
 	}
-	b.ring.Store(merged)
-	b.log.Info("barrier keyring reloaded", "term", merged.active, "terms", len(merged.terms))
-	return merged, nil
+	return merged, changed, lost
+}
+
+// withMeta returns a copy of kr with meta replaced.
+func (kr *keyring) withMeta(meta []byte) *keyring {
+	return &keyring{active: kr.active, terms: maps.Clone(kr.terms), meta: bytes.Clone(meta)}
 }
 
 // watchLocked subscribes to keyring changes when the backend reports them,
@@ -320,7 +505,7 @@ func buildTerm(n uint32, key secret.Bytes, installed time.Time) (*term, error) {
 		key.Destroy()
 		return nil, err
 	}
-	return &term{term: n, key: key, installed: installed, aead: aead}, nil
+	return &term{term: n, key: key, installed: installed, aead: aead, use: &usage{}}, nil
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {
@@ -337,15 +522,15 @@ func (kr *keyring) destroy() {
 	}
 }
 
-// writeKeyring encrypts kr under root (wrapped by w if set) and stores it.
-func (b *Barrier) writeKeyring(ctx context.Context, root secret.Bytes, w Wrapper, kr *keyring) error {
+// encodeKeyring encrypts kr under root (wrapped by w if set).
+func encodeKeyring(ctx context.Context, root secret.Bytes, w Wrapper, kr *keyring) ([]byte, error) {
 	js := kr.marshal()
 	defer secret.Wipe(js)
 	var payload []byte
 	if w != nil {
 		env, err := w.Wrap(ctx, keyringPath, js)
 		if err != nil {
-			return fmt.Errorf("barrier: seal-wrapping keyring: %w", err)
+			return nil, fmt.Errorf("barrier: seal-wrapping keyring: %w", err)
 		}
 		payload = append([]byte{modeWrapped}, env...)
 	} else {
@@ -356,30 +541,27 @@ func (b *Barrier) writeKeyring(ctx context.Context, root secret.Bytes, w Wrapper
 	defer secret.Wipe(payload)
 	aead, err := newGCM(root)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	blob := make([]byte, 1+nonceLen, 1+nonceLen+len(payload)+tagLen)
 	blob[0] = ringVersion
 	_, _ = rand.Read(blob[1:])
-	blob = aead.Seal(blob, blob[1:], payload, ringAAD)
-	if err := b.backend.Put(ctx, keyringPath, blob); err != nil {
-		return fmt.Errorf("barrier: writing keyring: %w", err)
-	}
-	return nil
+	return aead.Seal(blob, blob[1:], payload, ringAAD), nil
 }
 
 var ringAAD = []byte{ringVersion, 'c', 'o', 'r', 'e', '/', 'k', 'e', 'y', 'r', 'i', 'n', 'g'}
 
-// readKeyring fetches and decrypts the keyring.
-func (b *Barrier) readKeyring(ctx context.Context, root secret.Bytes, w Wrapper) (*keyring, error) {
+// readKeyring fetches and decrypts the keyring; raw is the stored record.
+func (b *Barrier) readKeyring(ctx context.Context, root secret.Bytes, w Wrapper) ([]byte, *keyring, error) {
 	blob, err := b.backend.Get(ctx, keyringPath)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, ErrNotInitialized
+		return nil, nil, ErrNotInitialized
 	}
 	if err != nil {
-		return nil, fmt.Errorf("barrier: reading keyring: %w", err)
+		return nil, nil, fmt.Errorf("barrier: reading keyring: %w", err)
 	}
-	return openKeyring(ctx, root, w, blob)
+	kr, err := openKeyring(ctx, root, w, blob)
+	return blob, kr, err
 }
 
 func openKeyring(ctx context.Context, root secret.Bytes, w Wrapper, blob []byte) (*keyring, error) {
@@ -420,7 +602,9 @@ func openKeyring(ctx context.Context, root secret.Bytes, w Wrapper, blob []byte)
 // so no key material is left behind in encoding/json's pooled buffers or in
 // abandoned slices from append growth; the caller wipes the result.
 //
-//	{"active_term":N,"terms":[{"term":N,"key":"base64","install_time":"RFC3339"}]}
+//	{"active_term":N,"terms":[{"term":N,"key":"base64","install_time":"RFC3339"}],"meta":"base64"}
+//
+// meta is opaque to the barrier (the core's seal configuration).
 func (kr *keyring) marshal() []byte {
 	b := make([]byte, 0, 64+len(kr.terms)*192)
 	b = append(b, `{"active_term":`...)
@@ -441,7 +625,13 @@ func (kr *keyring) marshal() []byte {
 		b = t.installed.UTC().AppendFormat(b, time.RFC3339Nano)
 		b = append(b, `"}`...)
 	}
-	return append(b, "]}"...)
+	b = append(b, ']')
+	if kr.meta != nil {
+		b = append(b, `,"meta":"`...)
+		b = base64.StdEncoding.AppendEncode(b, kr.meta)
+		b = append(b, '"')
+	}
+	return append(b, '}')
 }
 
 func sortedTerms(kr *keyring) []uint32 {
@@ -464,6 +654,7 @@ type keyringJSON struct {
 		Key         []byte    `json:"key"`
 		InstallTime time.Time `json:"install_time"`
 	} `json:"terms"`
+	Meta []byte `json:"meta"`
 }
 
 // unmarshalKeyring decodes and validates the keyring JSON. The decoded key
@@ -480,7 +671,7 @@ func unmarshalKeyring(js []byte) (*keyring, error) {
 		wipe()
 		return nil, fmt.Errorf("%w: %q: keyring is not valid JSON", ErrIntegrity, keyringPath)
 	}
-	kr := &keyring{active: kj.ActiveTerm, terms: make(map[uint32]*term, len(kj.Terms))}
+	kr := &keyring{active: kj.ActiveTerm, terms: make(map[uint32]*term, len(kj.Terms)), meta: kj.Meta}
 	for i, tj := range kj.Terms {
 		var problem string
 		switch {

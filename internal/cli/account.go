@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"golang.org/x/term"
 )
@@ -36,9 +38,9 @@ func runLogin(g *globals, args []string) error {
 	var username, totp string
 	var noStore bool
 	if _, err := g.flags("login", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&username, "username", envOr("MOONVAULT_USERNAME", "admin"), "user name")
+		fs.StringVar(&username, "username", envOr("MOONVAULT_USERNAME", "admin"), "user name (MOONVAULT_USERNAME)")
 		fs.StringVar(&totp, "totp", "", "TOTP code, when MFA is enrolled")
-		fs.BoolVar(&noStore, "no-store", false, "print the token only; do not write ~/.moonvault-token")
+		fs.BoolVar(&noStore, "no-store", false, "print the access token only; store nothing")
 	}); err != nil {
 		return err
 	}
@@ -46,37 +48,31 @@ func runLogin(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := newClient(g)
+	c, err := newClientNoSession(g)
 	if err != nil {
 		return err
 	}
-	c.token = ""
 	body := map[string]string{"username": username, "password": pw}
 	if totp != "" {
 		body["totp"] = totp
 	}
-	var out map[string]any
-	if err := c.do("POST", "/v1/auth/login", body, &out); err != nil {
+	var tok tokens
+	if err := c.do("POST", "/v1/auth/login", body, &tok); err != nil {
 		return err
 	}
-	tok, _ := out["access_token"].(string)
 	if !noStore {
-		if f := tokenFile(); f != "" {
-			if err := os.WriteFile(f, []byte(tok+"\n"), 0o600); err != nil {
-				return fmt.Errorf("store token: %w", err)
-			}
-			if err := os.Chmod(f, 0o600); err != nil { // an older file keeps its mode otherwise
-				return fmt.Errorf("store token: %w", err)
-			}
+		if err := saveSession(tok); err != nil {
+			return err
 		}
 	}
 	if g.format == "json" {
-		return g.print(out)
+		return g.print(map[string]any{"username": username, "expires_in": tok.ExpiresIn, "token_type": tok.TokenType})
 	}
-	fmt.Fprintf(g.stdout, "Logged in as %s; the access token expires in %vs.\n", username, out["expires_in"])
 	if noStore {
-		fmt.Fprintln(g.stdout, tok)
+		fmt.Fprintln(g.stdout, tok.AccessToken)
+		return nil
 	}
+	fmt.Fprintf(g.stdout, "Logged in as %s. The session is kept in %s and refreshed as needed until `moonvault logout`.\n", username, sessionDir())
 	return nil
 }
 
@@ -84,6 +80,7 @@ func runAccount(g *globals, args []string) error {
 	return sub(g, "account", args, map[string]func(*globals, []string) error{
 		"create": accCreate, "list": accList, "get": accGet, "delete": accDelete,
 		"sign-message": accSignMessage, "sign-typed-data": accSignTypedData, "sign-transaction": accSignTx,
+		"grant": accGrant, "ungrant": accUngrant,
 	})
 }
 
@@ -301,9 +298,9 @@ func accSignTx(g *globals, args []string) error {
 }
 
 func runUser(g *globals, args []string) error {
-	simple := func(method, suffix, done string) func(*globals, []string) error {
+	simple := func(name, method, suffix, done string) func(*globals, []string) error {
 		return func(g *globals, args []string) error {
-			pos, err := g.flags("user", args, nil)
+			pos, err := g.flags("user "+name, args, nil)
 			if err != nil {
 				return err
 			}
@@ -327,12 +324,13 @@ func runUser(g *globals, args []string) error {
 		}
 	}
 	return sub(g, "user", args, map[string]func(*globals, []string) error{
-		"create":  userCreate,
-		"list":    userList,
-		"get":     simple("GET", "", ""),
-		"delete":  simple("DELETE", "", "User deleted."),
-		"disable": simple("POST", "/disable", "User disabled; all of its sessions ended."),
-		"enable":  simple("POST", "/enable", "User enabled."),
+		"create":       userCreate,
+		"list":         userList,
+		"get":          simple("get", "GET", "", ""),
+		"delete":       simple("delete", "DELETE", "", "User deleted."),
+		"disable":      simple("disable", "POST", "/disable", "User disabled; all of its sessions ended."),
+		"enable":       simple("enable", "POST", "/enable", "User enabled."),
+		"set-password": userSetPassword,
 	})
 }
 
@@ -370,9 +368,94 @@ func userList(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out map[string]any
+	var out struct {
+		Users []struct {
+			Username   string    `json:"username"`
+			Role       string    `json:"role"`
+			Disabled   bool      `json:"disabled"`
+			MFAEnabled bool      `json:"mfa_enabled"`
+			CreatedAt  time.Time `json:"created_at"`
+		} `json:"users"`
+	}
 	if err := c.do("GET", "/v1/users", nil, &out); err != nil {
 		return err
 	}
-	return g.print(out)
+	if g.format == "json" {
+		return g.print(out)
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "USERNAME\tROLE\tMFA\tDISABLED\tCREATED")
+	for _, u := range out.Users {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Username, u.Role, yesNo(u.MFAEnabled), yesNo(u.Disabled), u.CreatedAt.UTC().Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func accGrant(g *globals, args []string) error {
+	pos, err := g.flags("account grant", args, nil)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usageError{"usage: moonvault account grant NAME USER"}
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	if err := c.do("POST", "/v1/accounts/"+url.PathEscape(pos[0])+"/grants", map[string]string{"principal": pos[1]}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "%s may now sign with %s (they address it as YOURNAME:%s).\n", pos[1], pos[0], pos[0])
+	return nil
+}
+
+func accUngrant(g *globals, args []string) error {
+	pos, err := g.flags("account ungrant", args, nil)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usageError{"usage: moonvault account ungrant NAME USER"}
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	if err := c.do("DELETE", "/v1/accounts/"+url.PathEscape(pos[0])+"/grants/"+url.PathEscape(pos[1]), nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "%s may no longer use %s.\n", pos[1], pos[0])
+	return nil
+}
+
+func userSetPassword(g *globals, args []string) error {
+	pos, err := g.flags("user set-password", args, nil)
+	if err != nil {
+		return err
+	}
+	name, err := oneName(pos, "usage: moonvault user set-password NAME (password from MOONVAULT_NEW_PASSWORD or standard input)")
+	if err != nil {
+		return err
+	}
+	pw, err := readSecret(g, "MOONVAULT_NEW_PASSWORD", "New password: ")
+	if err != nil {
+		return err
+	}
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	if err := c.do("POST", "/v1/users/"+name+"/password", map[string]string{"password": pw}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintln(g.stdout, "Password set; every session of the user has ended.")
+	return nil
 }

@@ -153,13 +153,35 @@ func runAttest(g *globals, args []string) error {
 }
 
 // attestVerify asks the server for an attestation bound to a fresh nonce
-// and to the TLS key of this very connection, and verifies it.
+// and to the TLS key of this very connection, and verifies it: signature
+// chain, TCB and revocation collateral (fetched from AMD KDS / Intel PCS),
+// debug policy, and the launch measurement against the expected ones.
 func attestVerify(g *globals, args []string) error {
-	var allowDebug bool
+	var allowDebug, allowAny, allowUnchecked bool
+	var policyFile string
+	var measurements measurementFlag
 	if _, err := g.flags("attest verify", args, func(fs *flag.FlagSet) {
+		fs.Var(&measurements, "measurement", "expected launch measurement, 96 hex digits (SEV-SNP MEASUREMENT, TDX MRTD); may be repeated")
+		fs.StringVar(&policyFile, "policy", "", `JSON file of allowed measurements: {"measurements": ["hex", ...]}`)
+		fs.BoolVar(&allowAny, "allow-any-measurement", false, "accept any measurement (proves a genuine TEE, not which workload)")
+		fs.BoolVar(&allowUnchecked, "allow-unchecked-collateral", false, "verify offline: do not fetch or check the TCB status and revocation lists")
 		fs.BoolVar(&allowDebug, "allow-debug", false, "accept a debug-enabled guest (testing only)")
 	}); err != nil {
 		return err
+	}
+	opts := tee.VerifyOptions{AllowDebug: allowDebug, AllowAnyMeasurement: allowAny, AllowUncheckedCollateral: allowUnchecked, Measurements: measurements}
+	if policyFile != "" {
+		p, err := tee.LoadMeasurementPolicy(policyFile)
+		if err != nil {
+			return err
+		}
+		opts.Measurements = append(opts.Measurements, p.Measurements...)
+	}
+	if len(opts.Measurements) == 0 && !allowAny {
+		return errors.New("give the expected measurement (-measurement HEX or -policy FILE), or -allow-any-measurement to check only that the TEE is genuine")
+	}
+	if !allowUnchecked {
+		opts.FetchCollateral()
 	}
 	c, err := newClient(g)
 	if err != nil {
@@ -189,7 +211,7 @@ func attestVerify(g *globals, args []string) error {
 	if resp.StatusCode != 200 {
 		return fmt.Errorf("attestation request failed: HTTP %d", resp.StatusCode)
 	}
-	err = tee.Verify(&att, nonce, spki, tee.VerifyOptions{AllowDebug: allowDebug})
+	err = tee.Verify(&att, nonce, spki, opts)
 	if errors.Is(err, tee.ErrNoTEE) {
 		fmt.Fprintln(g.stdout, "The server reports no TEE (\"tee\":\"none\"): nothing to verify; do not treat it as confidential.")
 		return exitCode(3)
@@ -197,7 +219,28 @@ func attestVerify(g *globals, args []string) error {
 	if err != nil {
 		return fmt.Errorf("attestation does NOT verify: %w", err)
 	}
-	fmt.Fprintf(g.stdout, "Attestation verified: %s report bound to this TLS key and nonce.\n", att.TEE)
+	m, _ := tee.Measurement(&att)
+	fmt.Fprintf(g.stdout, "Attestation verified: %s report bound to this TLS key and nonce, measurement %x.\n", att.TEE, m)
+	if allowAny {
+		fmt.Fprintln(g.stdout, "Warning: the measurement was not compared with an expected value (-allow-any-measurement).")
+	}
+	if allowUnchecked {
+		fmt.Fprintln(g.stdout, "Warning: the TCB status and revocation lists were not checked (-allow-unchecked-collateral).")
+	}
+	return nil
+}
+
+// measurementFlag collects repeated -measurement values.
+type measurementFlag [][]byte
+
+func (m *measurementFlag) String() string { return fmt.Sprint(len(*m), " measurements") }
+
+func (m *measurementFlag) Set(s string) error {
+	b, err := tee.ParseMeasurement(s)
+	if err != nil {
+		return err
+	}
+	*m = append(*m, b)
 	return nil
 }
 

@@ -37,16 +37,11 @@ func opInit(g *globals, args []string) error {
 	if g.format == "json" {
 		return g.print(out)
 	}
-	for _, field := range []string{"unseal_keys_b64", "recovery_keys_b64"} {
-		if ks, ok := out[field].([]any); ok {
-			label := "Unseal Key"
-			if field == "recovery_keys_b64" {
-				label = "Recovery Key"
-			}
-			for i, k := range ks {
-				fmt.Fprintf(g.stdout, "%s %d: %v\n", label, i+1, k)
-			}
-		}
+	if ks, ok := out["unseal_keys_b64"].([]any); ok {
+		printKeys(g, "Unseal Key", ks)
+	}
+	if ks, ok := out["recovery_keys_b64"].([]any); ok {
+		printKeys(g, "Recovery Key", ks)
 	}
 	fmt.Fprintf(g.stdout, "\nInitial Root Token (expires within 1 hour): %v\n\nStore the key shares apart; they are shown only once.\n", out["root_token"])
 	return nil
@@ -85,7 +80,26 @@ func opUnseal(g *globals, args []string) error {
 	if err := c.do("POST", "/v1/sys/unseal", body, &st); err != nil {
 		return err
 	}
-	return g.print(st)
+	keys, migrated := st["recovery_keys_b64"].([]any)
+	if g.format == "json" || !migrated {
+		return g.print(st)
+	}
+	// The migration is done: the recovery shares, one per line, once.
+	delete(st, "recovery_keys_b64")
+	if err := g.print(st); err != nil {
+		return err
+	}
+	fmt.Fprintln(g.stdout)
+	printKeys(g, "Recovery Key", keys)
+	fmt.Fprintln(g.stdout, "\nThe vault is now sealed by the HSM. Store the recovery key shares apart; they are shown only once.")
+	return nil
+}
+
+// printKeys prints key shares one per line: "<label> N: <share>".
+func printKeys(g *globals, label string, keys []any) {
+	for i, k := range keys {
+		fmt.Fprintf(g.stdout, "%s %d: %v\n", label, i+1, k)
+	}
 }
 
 func opSeal(g *globals, args []string) error {
@@ -187,9 +201,7 @@ func opRekey(g *globals, args []string) error {
 		return g.print(st)
 	}
 	ks, _ := st["keys_b64"].([]any)
-	for i, k := range ks {
-		fmt.Fprintf(g.stdout, "Key %d: %v\n", i+1, k)
-	}
+	printKeys(g, "Key", ks)
 	fmt.Fprintf(g.stdout, "\nRekeyed to %d shares, threshold %d. The old shares no longer work.\n", n, t)
 	return nil
 }

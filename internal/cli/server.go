@@ -2,8 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -12,32 +12,20 @@ import (
 	"github.com/moonvault/moonvault/internal/server"
 )
 
-// serverFlags maps flag names to config names; each can also be set in the
-// config file and as MOONVAULT_<NAME>.
-var serverFlags = []struct{ flag, setting, help string }{
-	{"listen-address", "listen_address", "address to listen on (default 127.0.0.1:8200)"},
-	{"data-dir", "data_dir", "directory for the bbolt file, dev state and SoftHSM2 dev token"},
-	{"tls-cert-file", "tls_cert_file", "PEM certificate (chain) file"},
-	{"tls-key-file", "tls_key_file", "PEM private key file"},
-	{"tls-min-version", "tls_min_version", "1.3 (default) or 1.2"},
-	{"log-level", "log_level", "debug, info, warn or error"},
-	{"storage", "storage", "bolt (default) or postgres"},
-	{"postgres-url", "postgres_url", "PostgreSQL URL for -storage postgres"},
-	{"audit", "audit", `on (default: audit_file, or audit.log in data_dir) or off`},
-	{"audit-file", "audit_file", "append the audit log to this file"},
-}
-
+// runServer starts a node. Settings come from the file, then MOONVAULT_*
+// variables, then flags: each overrides the one before.
 func runServer(g *globals, args []string) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
-	fs.SetOutput(g.stderr)
 	cfgFile := fs.String("config", "", "configuration file (.hcl, .yaml or .json)")
-	dev := fs.Bool("dev", false, "dev mode: initialise, unseal, self-signed TLS, admin user")
+	dev := fs.Bool("dev", false, "dev mode: temporary data dir, initialised and unsealed, self-signed TLS, admin user")
 	devListen := fs.String("dev-listen-address", "", "dev mode listen address (default 127.0.0.1:8200)")
 	vals := map[string]*string{}
-	for _, f := range serverFlags {
-		vals[f.setting] = fs.String(f.flag, "", f.help)
+	for _, s := range config.Settings() {
+		if f := s.Flag(); f != "" {
+			vals[s.Name] = fs.String(f, "", s.Doc+" ("+s.Env()+")")
+		}
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(g, fs, serverHelp, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -52,15 +40,14 @@ func runServer(g *globals, args []string) error {
 				return cfg, err
 			}
 		}
-		if err := cfg.LoadEnv(os.Getenv); err != nil {
+		if err := cfg.LoadEnv(os.Environ()); err != nil {
 			return cfg, err
 		}
 		var setErr error
 		fs.Visit(func(f *flag.Flag) {
-			for _, sf := range serverFlags {
-				if sf.flag == f.Name && setErr == nil {
-					setErr = cfg.Set(sf.setting, f.Value.String())
-				}
+			name := strings.ReplaceAll(f.Name, "-", "_")
+			if _, ok := vals[name]; ok && setErr == nil {
+				setErr = cfg.Set(name, f.Value.String())
 			}
 		})
 		if setErr != nil {
@@ -86,25 +73,38 @@ func runServer(g *globals, args []string) error {
 		defer os.RemoveAll(dir)
 		tempDir, cfg.DataDir = dir, dir
 	}
-	level := new(slog.LevelVar)
-	log, err := newLogger(g, cfg.LogLevel, cfg.LogFormat, level)
+	// The logger first: every later problem is one log line.
+	node, err := cfg.Resolve(config.Mode{Dev: *dev})
 	if err != nil {
 		return err
 	}
+	level := new(slog.LevelVar)
+	level.Set(node.Log.Level)
+	log := newLogger(g, node.Log.Format, level)
 	slog.SetDefault(log)
-	return server.Run(context.Background(), server.Options{Config: cfg, Dev: *dev, Out: g.stdout, Logger: log, Reload: load, LogLevel: level})
+	log.Info("moonvault starting", "version", versionString())
+	err = server.Run(context.Background(), server.Options{Config: cfg, Dev: *dev, Out: g.stdout, Logger: log, Reload: load, LogLevel: level})
+	if err != nil {
+		log.Error("moonvault cannot start", "err", err.Error())
+		return errLogged
+	}
+	return nil
 }
 
+// errLogged: the error is already in the log; exit 1 without repeating it.
+var errLogged = errors.New("logged")
+
 // newLogger logs at the level held by lv, which a reload may change.
-func newLogger(g *globals, level, format string, lv *slog.LevelVar) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log_level %q: use debug, info, warn or error", level)
-	}
-	lv.Set(l)
+func newLogger(g *globals, format string, lv *slog.LevelVar) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(g.stderr, opts)), nil
+		return slog.New(slog.NewTextHandler(g.stderr, opts))
 	}
-	return slog.New(slog.NewJSONHandler(g.stderr, opts)), nil
+	return slog.New(slog.NewJSONHandler(g.stderr, opts))
+}
+
+var serverHelp = help{
+	usage:   "moonvault server [-config FILE] [-dev] [flags]",
+	summary: "Run the Moon Vault server. Settings come from the file, then MOONVAULT_* variables, then flags (flags win); docs/configuration.md lists them all. SIGHUP reloads the TLS certificate and the settings that can change while serving.",
+	example: "moonvault server -config /etc/moonvault/server.hcl\n  moonvault server -dev -dev-listen-address 127.0.0.1:8300",
 }

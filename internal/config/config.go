@@ -1,6 +1,11 @@
-// Package config loads the server configuration from a file (HCL, as Vault
-// users know it, or YAML/JSON), then MOONVAULT_* environment variables, then
-// command-line flags, each overriding the one before.
+// Package config holds the server's settings: their names, defaults and
+// documentation (one table, Settings), loading them from a file (HCL, as
+// Vault users know it, or YAML/JSON), then MOONVAULT_* environment
+// variables, then command-line flags, each overriding the one before, and
+// validating them into typed values (Resolve) once, at start-up.
+//
+// Every mistake an operator can make is an error naming the setting and how
+// to set it; an unknown setting is refused with the nearest known name.
 package config
 
 import (
@@ -11,44 +16,40 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2/hclsimple"
 	"sigs.k8s.io/yaml"
 
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
-// Server is the server configuration. Every field can be set in the file
-// (the hcl/json name), through MOONVAULT_<NAME in upper case> and, for the
-// common ones, with a flag of the same name using dashes.
+// Server is the server configuration as written: every field can be set in
+// the file (the hcl/json name), through MOONVAULT_<NAME in upper case> and,
+// except secrets, with a flag of the same name using dashes. Resolve
+// validates it into a Node.
 type Server struct {
 	ListenAddress string `hcl:"listen_address,optional" json:"listen_address,omitempty"`
 	DataDir       string `hcl:"data_dir,optional" json:"data_dir,omitempty"`
 	TLSCertFile   string `hcl:"tls_cert_file,optional" json:"tls_cert_file,omitempty"`
 	TLSKeyFile    string `hcl:"tls_key_file,optional" json:"tls_key_file,omitempty"`
-	// TLSMinVersion is "1.3" (default) or "1.2" (explicit opt-in).
 	TLSMinVersion string `hcl:"tls_min_version,optional" json:"tls_min_version,omitempty"`
 	LogLevel      string `hcl:"log_level,optional" json:"log_level,omitempty"`
 	LogFormat     string `hcl:"log_format,optional" json:"log_format,omitempty"`
 
-	// Storage is "bolt" (default) or "postgres".
-	Storage     string `hcl:"storage,optional" json:"storage,omitempty"`
-	PostgresURL string `hcl:"postgres_url,optional" json:"postgres_url,omitempty" secret:"true"`
+	Storage     string        `hcl:"storage,optional" json:"storage,omitempty"`
+	PostgresURL secret.String `hcl:"postgres_url,optional" json:"postgres_url,omitempty"`
 
-	// Setting HSMLib selects the pkcs11 seal.
 	HSMLib        string        `hcl:"hsm_lib,optional" json:"hsm_lib,omitempty"`
 	HSMTokenLabel string        `hcl:"hsm_token_label,optional" json:"hsm_token_label,omitempty"`
 	HSMSlot       string        `hcl:"hsm_slot,optional" json:"hsm_slot,omitempty"`
 	HSMPIN        secret.String `hcl:"hsm_pin,optional" json:"hsm_pin,omitempty"`
 	HSMKeyLabel   string        `hcl:"hsm_key_label,optional" json:"hsm_key_label,omitempty"`
-	// EntropyMode is "augmentation" (default with the pkcs11 seal) or "off".
-	EntropyMode string `hcl:"entropy_mode,optional" json:"entropy_mode,omitempty"`
-	// SealWrap controls seal wrapping of CSPs; on by default.
-	SealWrap *bool `hcl:"seal_wrap,optional" json:"seal_wrap,omitempty"`
+	EntropyMode   string        `hcl:"entropy_mode,optional" json:"entropy_mode,omitempty"`
+	SealWrap      *bool         `hcl:"seal_wrap,optional" json:"seal_wrap,omitempty"`
 
-	// Audit is on by default: to audit_file, or else to audit.log in
-	// data_dir. Turning it off takes an explicit "off".
+	// Audit is on by default (to audit_file, or else audit.log in data_dir);
+	// turning it off takes an explicit "off".
 	Audit         string `hcl:"audit,optional" json:"audit,omitempty"`
 	AuditFile     string `hcl:"audit_file,optional" json:"audit_file,omitempty"`
 	AuditMaxBytes int64  `hcl:"audit_max_bytes,optional" json:"audit_max_bytes,omitempty"`
@@ -86,60 +87,184 @@ func Defaults() Server {
 	}
 }
 
+// Setting describes one setting: its name in the file, its documentation,
+// and whether it is also a flag.
+type Setting struct {
+	Name string
+	Doc  string
+	// NoFlag: a secret, kept off the command line (ps shows argv).
+	NoFlag bool
+}
+
+// Env is the setting's environment variable.
+func (s Setting) Env() string { return "MOONVAULT_" + strings.ToUpper(s.Name) }
+
+// Flag is the setting's flag name ("" when it has none).
+func (s Setting) Flag() string {
+	if s.NoFlag {
+		return ""
+	}
+	return strings.ReplaceAll(s.Name, "_", "-")
+}
+
+// Default is the default value as text ("" when none).
+func (s Setting) Default() string {
+	d := Defaults()
+	f, ok := fieldByName(reflect.ValueOf(&d).Elem(), s.Name)
+	if !ok || f.IsZero() {
+		return ""
+	}
+	return fmt.Sprint(f.Interface())
+}
+
+// settings lists every field of Server, in order (TestSettingsCoverServer
+// keeps the two in step; docs/configuration.md is generated from it).
+var settings = []Setting{
+	{Name: "listen_address", Doc: "TCP address to serve HTTPS on, host:port."},
+	{Name: "data_dir", Doc: "Directory of the bbolt database (storage bolt). A node over PostgreSQL is stateless and needs none."},
+	{Name: "tls_cert_file", Doc: "PEM certificate (chain) served over TLS; reloaded on SIGHUP. Required, except in dev mode."},
+	{Name: "tls_key_file", Doc: "PEM private key of tls_cert_file."},
+	{Name: "tls_min_version", Doc: "Lowest TLS version accepted: 1.3, or 1.2 (ECDHE with AEAD suites only). TLS 1.0 and 1.1 are refused (RFC 8996)."},
+	{Name: "log_level", Doc: "debug, info, warn or error."},
+	{Name: "log_format", Doc: "json or text."},
+	{Name: "storage", Doc: "bolt (an embedded file in data_dir) or postgres (shared by every node of a cluster)."},
+	{Name: "postgres_url", Doc: "PostgreSQL URL or key=value DSN for storage postgres; connect_timeout (default 5s) bounds the start-up wait."},
+	{Name: "hsm_lib", Doc: "Path of the PKCS#11 library. Setting it selects the pkcs11 seal (auto-unseal) and HSM entropy."},
+	{Name: "hsm_token_label", Doc: "Label of the HSM token (or use hsm_slot)."},
+	{Name: "hsm_slot", Doc: "Slot number of the HSM token (instead of hsm_token_label)."},
+	{Name: "hsm_pin", Doc: "User PIN of the HSM token. Environment or file only.", NoFlag: true},
+	{Name: "hsm_key_label", Doc: "Label of the AES key that wraps the root key and seal-wraps CSPs."},
+	{Name: "entropy_mode", Doc: "augmentation (OS randomness mixed with the HSM's; the default with hsm_lib) or off."},
+	{Name: "seal_wrap", Doc: "Seal-wrap critical security parameters with the HSM key (pkcs11 seal). Default true; fixed at init."},
+	{Name: "audit", Doc: `on (the default: audit_file, or else audit.log in data_dir) or off. The audit log is on unless this says "off".`},
+	{Name: "audit_file", Doc: "Append the hash-chained audit log to this file (locked: one writer per file)."},
+	{Name: "audit_max_bytes", Doc: "Rotate audit_file past this many bytes (0: never)."},
+	{Name: "audit_stdout", Doc: "Also write the audit log to standard output."},
+	{Name: "require_tee", Doc: "Refuse to unseal outside a TEE (AMD SEV-SNP, Intel TDX)."},
+	{Name: "require_hardening", Doc: "Refuse to start unless every process hardening measure applies."},
+	{Name: "access_token_ttl", Doc: "Lifetime of access tokens (Go duration, 1s to 15m)."},
+	{Name: "session_lifetime", Doc: "Absolute lifetime of a session and its refresh tokens (Go duration)."},
+	{Name: "idle_timeout", Doc: "A session unused this long ends (Go duration)."},
+	{Name: "sign_requires_mfa", Doc: "Every signature needs a recent TOTP login (step-up)."},
+	{Name: "max_request_bytes", Doc: "Largest request body accepted (bytes)."},
+	{Name: "metrics_unauthenticated", Doc: "Serve GET /v1/sys/metrics without a token, also while sealed (as Vault's unauthenticated_metrics_access)."},
+}
+
+// Settings lists every setting.
+func Settings() []Setting { return settings }
+
+// Lookup finds a setting by its file name.
+func Lookup(name string) (Setting, bool) {
+	for _, s := range settings {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Setting{}, false
+}
+
+// Wrong is a problem with one setting: the message names the setting and
+// how to set it, on one line.
+func Wrong(name, format string, args ...any) error {
+	return &problem{name: name, msg: fmt.Sprintf(format, args...)}
+}
+
+type problem struct{ name, msg string }
+
+func (p *problem) Error() string {
+	s, ok := Lookup(p.name)
+	if !ok {
+		return p.name + ": " + oneLine(p.msg)
+	}
+	how := "set " + s.Name + " in the config file or " + s.Env()
+	if f := s.Flag(); f != "" {
+		how += " or -" + f
+	}
+	return fmt.Sprintf("%s: %s (%s)", s.Name, oneLine(p.msg), how)
+}
+
 // LoadFile merges the file at path into c. The format follows the
-// extension: .hcl, or .yaml/.yml/.json.
+// extension: .hcl, or .yaml/.yml/.json. An unknown setting is refused.
 func (c *Server) LoadFile(path string) error {
 	src, err := os.ReadFile(path) // #nosec G304 -- the operator names the config file
 	if err != nil {
-		return fmt.Errorf("read config: %w", err)
+		return fmt.Errorf("config file: %w", err)
 	}
 	var f Server
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".hcl":
+		// HCL's own diagnostics name the line and suggest the nearest name.
 		if err := hclsimple.Decode(filepath.Base(path), src, nil, &f); err != nil {
-			return fmt.Errorf("config %s: %w", path, err)
+			return fmt.Errorf("config file %s: %s", path, oneLine(err.Error()))
 		}
 	case ".yaml", ".yml", ".json":
 		if err := yaml.UnmarshalStrict(src, &f); err != nil {
-			return fmt.Errorf("config %s: %w", path, err)
+			return fmt.Errorf("config file %s: %s", path, oneLine(explainYAML(err)))
 		}
 	default:
-		return fmt.Errorf("config %s: unknown format (use .hcl, .yaml or .json)", path)
+		return fmt.Errorf("config file %s: unknown format (use .hcl, .yaml or .json)", path)
 	}
 	c.merge(&f)
 	return nil
 }
 
-// LoadEnv merges MOONVAULT_<FIELD> variables into c.
-func (c *Server) LoadEnv(getenv func(string) string) error {
+// explainYAML adds the nearest setting to sigs.k8s.io/yaml's
+// `unknown field "x"` errors.
+func explainYAML(err error) string {
+	msg := err.Error()
+	_, rest, ok := strings.Cut(msg, `unknown field "`)
+	if !ok {
+		return msg
+	}
+	name, _, _ := strings.Cut(rest, `"`)
+	return "unknown setting " + strconv.Quote(name) + suggest(name)
+}
+
+// knownEnv are MOONVAULT_* variables that are not server settings (the
+// CLI's, and the test suite's).
+var knownEnv = map[string]bool{
+	"MOONVAULT_ADDR": true, "MOONVAULT_CACERT": true, "MOONVAULT_TOKEN": true, "MOONVAULT_API_KEY": true,
+	"MOONVAULT_USERNAME": true, "MOONVAULT_PASSWORD": true, "MOONVAULT_NEW_PASSWORD": true,
+	"MOONVAULT_UNSEAL_KEY": true, "MOONVAULT_PRIVATE_KEY": true, "MOONVAULT_DEV_ADMIN_PASSWORD": true,
+	"MOONVAULT_CONFIG_DIR": true,
+}
+
+// LoadEnv merges MOONVAULT_<SETTING> variables into c. environ lists the
+// environment as "KEY=value" (os.Environ). A MOONVAULT_ variable that is no
+// setting but close to one is refused as a likely typo.
+func (c *Server) LoadEnv(environ []string) error {
 	v := reflect.ValueOf(c).Elem()
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		name := jsonName(t.Field(i))
-		raw := getenv("MOONVAULT_" + strings.ToUpper(name))
-		if raw == "" {
+	for _, kv := range environ {
+		k, raw, _ := strings.Cut(kv, "=")
+		name, ok := strings.CutPrefix(k, "MOONVAULT_")
+		if !ok || raw == "" || knownEnv[k] || strings.HasPrefix(name, "TEST_") {
 			continue
 		}
-		if err := setField(v.Field(i), raw); err != nil {
-			return fmt.Errorf("environment MOONVAULT_%s: %w", strings.ToUpper(name), err)
+		s, ok := Lookup(strings.ToLower(name))
+		if !ok {
+			if sug := suggest(strings.ToLower(name)); sug != "" {
+				return fmt.Errorf("environment %s: unknown setting%s", k, sug)
+			}
+			continue
+		}
+		f, _ := fieldByName(v, s.Name)
+		if err := setField(f, raw); err != nil {
+			return Wrong(s.Name, "environment %s: %v", k, err)
 		}
 	}
 	return nil
 }
 
-// Set assigns one field by its config name (used for flags).
+// Set assigns one setting by its name (flags).
 func (c *Server) Set(name, raw string) error {
-	v := reflect.ValueOf(c).Elem()
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		if jsonName(t.Field(i)) == name {
-			if err := setField(v.Field(i), raw); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			return nil
-		}
+	f, ok := fieldByName(reflect.ValueOf(c).Elem(), name)
+	if !ok {
+		return fmt.Errorf("unknown setting %q%s", name, suggest(name))
 	}
-	return fmt.Errorf("unknown setting %q", name)
+	if err := setField(f, raw); err != nil {
+		return Wrong(name, "%q: %v", raw, err)
+	}
+	return nil
 }
 
 func (c *Server) merge(f *Server) {
@@ -152,9 +277,14 @@ func (c *Server) merge(f *Server) {
 	}
 }
 
-func jsonName(f reflect.StructField) string {
-	n, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-	return n
+func fieldByName(v reflect.Value, name string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		if n, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); n == name {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
 }
 
 func setField(f reflect.Value, raw string) error {
@@ -164,7 +294,7 @@ func setField(f reflect.Value, raw string) error {
 	case reflect.Bool:
 		b, err := strconv.ParseBool(raw)
 		if err != nil {
-			return errors.New("not a boolean")
+			return errors.New("not a boolean (true or false)")
 		}
 		f.SetBool(b)
 	case reflect.Int64:
@@ -174,72 +304,32 @@ func setField(f reflect.Value, raw string) error {
 		}
 		f.SetInt(n)
 	case reflect.Pointer:
-		if f.Type().Elem().Kind() == reflect.Bool {
-			b, err := strconv.ParseBool(raw)
-			if err != nil {
-				return errors.New("not a boolean")
-			}
-			f.Set(reflect.ValueOf(&b))
-			return nil
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return errors.New("not a boolean (true or false)")
 		}
-		return errors.New("unsupported type")
+		f.Set(reflect.ValueOf(&b))
 	default:
 		return errors.New("unsupported type")
 	}
 	return nil
 }
 
-// Validate checks values that have a fixed set of choices.
-func (c *Server) Validate() error {
-	switch c.TLSMinVersion {
-	case "1.3", "1.2":
-	default:
-		return fmt.Errorf("tls_min_version %q: use 1.3 (default) or 1.2", c.TLSMinVersion)
-	}
-	switch c.Storage {
-	case "bolt", "postgres":
-	default:
-		return fmt.Errorf("storage %q: use bolt or postgres", c.Storage)
-	}
-	if c.Storage == "postgres" && c.PostgresURL == "" {
-		return errors.New("storage postgres needs postgres_url (or MOONVAULT_POSTGRES_URL)")
-	}
-	switch c.EntropyMode {
-	case "", "augmentation", "off":
-	default:
-		return fmt.Errorf("entropy_mode %q: use augmentation or off", c.EntropyMode)
-	}
-	if c.EntropyMode == "augmentation" && c.HSMLib == "" {
-		return errors.New("entropy_mode augmentation needs an HSM (hsm_lib)")
-	}
-	switch c.Audit {
-	case "", "on":
-	case "off":
-		if c.AuditFile != "" || c.AuditStdout {
-			return errors.New(`audit = "off" conflicts with audit_file / audit_stdout: remove one`)
-		}
-	default:
-		return fmt.Errorf("audit %q: use on (default) or off", c.Audit)
-	}
-	for name, d := range map[string]string{"access_token_ttl": c.AccessTokenTTL, "session_lifetime": c.SessionLifetime, "idle_timeout": c.IdleTimeout} {
-		if _, err := time.ParseDuration(d); err != nil {
-			return fmt.Errorf("%s %q: not a duration", name, d)
+// suggest returns `; did you mean "x"?` for the setting nearest to name,
+// or "" when none is close.
+func suggest(name string) string {
+	best, bestD := "", 3 // at most two edits away
+	for _, s := range settings {
+		if d := levenshtein.Distance(name, s.Name, nil); d < bestD {
+			best, bestD = s.Name, d
 		}
 	}
-	if ttl, _ := time.ParseDuration(c.AccessTokenTTL); ttl <= 0 || ttl > 15*time.Minute {
-		return fmt.Errorf("access_token_ttl %s: must be between 1s and 15m", c.AccessTokenTTL)
+	if best == "" {
+		return ""
 	}
-	if c.MaxRequestBytes <= 0 {
-		return errors.New("max_request_bytes must be positive")
-	}
-	return nil
+	return "; did you mean " + strconv.Quote(best) + "?"
 }
 
-// Duration parses a validated duration field.
-func Duration(s string) time.Duration {
-	d, _ := time.ParseDuration(s)
-	return d
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
 }
-
-// SealWrapEnabled reports the effective seal wrap setting (default on).
-func (c *Server) SealWrapEnabled() bool { return c.SealWrap == nil || *c.SealWrap }

@@ -1,10 +1,20 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPrecedence(t *testing.T) {
@@ -17,8 +27,7 @@ func TestPrecedence(t *testing.T) {
 	if err := c.LoadFile(hcl); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"MOONVAULT_LOG_LEVEL": "warn", "MOONVAULT_HSM_PIN": "1234"}
-	if err := c.LoadEnv(func(k string) string { return env[k] }); err != nil {
+	if err := c.LoadEnv([]string{"MOONVAULT_LOG_LEVEL=warn", "MOONVAULT_HSM_PIN=1234", "MOONVAULT_ADDR=https://x", "PATH=/bin"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Set("listen_address", "127.0.0.1:9100"); err != nil {
@@ -30,43 +39,204 @@ func TestPrecedence(t *testing.T) {
 	if c.HSMPIN.Reveal() != "1234" {
 		t.Fatal("pin not loaded")
 	}
-	if err := c.Validate(); err != nil {
+}
+
+func writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	return p
+}
+
+func TestUnknownSettingSuggestsNearest(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, body string
+	}{
+		{"yaml", "c.yaml", "listen_adress: x\n"},
+		{"json", "c.json", `{"listen_adress": "x"}`},
+		{"hcl", "c.hcl", "listen_adress = \"x\"\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Defaults()
+			err := c.LoadFile(writeFile(t, tc.file, tc.body))
+			if err == nil || !strings.Contains(err.Error(), "listen_adress") || !strings.Contains(err.Error(), `"listen_address"`) {
+				t.Fatalf("typo not refused with a suggestion: %v", err)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+	c := Defaults()
+	if err := c.LoadEnv([]string{"MOONVAULT_LISTEN_ADRES=x"}); err == nil || !strings.Contains(err.Error(), `"listen_address"`) {
+		t.Errorf("env typo: %v", err)
+	}
+	if err := c.Set("data-dir", "x"); err == nil || !strings.Contains(err.Error(), `"data_dir"`) {
+		t.Errorf("Set typo: %v", err)
+	}
+	if err := c.LoadFile(writeFile(t, "c.hcl", "listen_address = \n")); err == nil || !strings.Contains(err.Error(), "c.hcl:1") {
+		t.Errorf("broken file: %v", err)
 	}
 }
 
-func TestYAMLStrictAndValidate(t *testing.T) {
-	dir := t.TempDir()
-	y := filepath.Join(dir, "c.yaml")
-	if err := os.WriteFile(y, []byte("listen_adress: x\n"), 0o600); err != nil {
+func TestLoadEnvBadValue(t *testing.T) {
+	c := Defaults()
+	err := c.LoadEnv([]string{"MOONVAULT_REQUIRE_TEE=maybe"})
+	if err == nil || !strings.Contains(err.Error(), "MOONVAULT_REQUIRE_TEE") || !strings.Contains(err.Error(), "require_tee") {
+		t.Fatalf("bad bool accepted: %v", err)
+	}
+}
+
+// testPair writes a self-signed certificate and its key.
+func testPair(t *testing.T, dir string) (cert, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
 		t.Fatal(err)
 	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "t"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, _ := x509.MarshalECPrivateKey(k)
+	cert, key = filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	_ = os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	_ = os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600)
+	return cert, key
+}
+
+func TestResolve(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := testPair(t, dir)
+	_, otherKey := testPair(t, t.TempDir())
+	garbage := writeFile(t, "garbage.pem", "not a certificate")
+	lib := writeFile(t, "libfake.so", "")
+	valid := func(s *Server) {
+		s.DataDir, s.TLSCertFile, s.TLSKeyFile = dir, cert, key
+	}
 	c := Defaults()
-	if err := c.LoadFile(y); err == nil || !strings.Contains(err.Error(), "listen_adress") {
-		t.Fatalf("typo accepted: %v", err)
+	valid(&c)
+	n, err := c.Resolve(Mode{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	cases := map[string]func(*Server){
-		"tls_min_version":  func(s *Server) { s.TLSMinVersion = "1.0" },
-		"storage":          func(s *Server) { s.Storage = "redis" },
-		"postgres_url":     func(s *Server) { s.Storage = "postgres" },
-		"access_token_ttl": func(s *Server) { s.AccessTokenTTL = "20m" },
-		"entropy_mode":     func(s *Server) { s.EntropyMode = "weird" },
-		"audit":            func(s *Server) { s.Audit = "maybe" },
-		"audit_file":       func(s *Server) { s.Audit, s.AuditFile = "off", "/x/audit.log" },
+	if n.AccessTokenTTL != 5*time.Minute || n.IdleTimeout != time.Hour || n.TLS.MinVersion != tls.VersionTLS13 || n.HSM != nil || n.EntropyAugmented || !n.SealWrap {
+		t.Fatalf("resolved %+v", n)
 	}
-	for name, mut := range cases {
-		c := Defaults()
-		mut(&c)
-		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), name) {
-			t.Errorf("%s: got %v", name, err)
+
+	for _, tc := range []struct {
+		name    string
+		mut     func(*Server)
+		setting string // the setting the message must name
+		says    string
+	}{
+		{"tls 1.1", func(s *Server) { s.TLSMinVersion = "1.1" }, "tls_min_version", "RFC 8996"},
+		{"tls weird", func(s *Server) { s.TLSMinVersion = "tls13" }, "tls_min_version", "use 1.3"},
+		{"storage", func(s *Server) { s.Storage = "redis" }, "storage", `unknown storage "redis"`},
+		{"postgres url", func(s *Server) { s.Storage = "postgres" }, "postgres_url", "required"},
+		{"access ttl range", func(s *Server) { s.AccessTokenTTL = "20m" }, "access_token_ttl", "between"},
+		{"duration", func(s *Server) { s.SessionLifetime = "12 hours" }, "session_lifetime", "not a duration"},
+		{"entropy", func(s *Server) { s.EntropyMode = "weird" }, "entropy_mode", "weird"},
+		{"entropy without hsm", func(s *Server) { s.EntropyMode = "augmentation" }, "entropy_mode", "hsm_lib"},
+		{"log level", func(s *Server) { s.LogLevel = "verbose" }, "log_level", "verbose"},
+		{"log format", func(s *Server) { s.LogFormat = "xml" }, "log_format", "xml"},
+		{"listen", func(s *Server) { s.ListenAddress = "localhost" }, "listen_address", "host:port"},
+		{"listen port", func(s *Server) { s.ListenAddress = "127.0.0.1:99999" }, "listen_address", "99999"},
+		{"no data dir", func(s *Server) { s.DataDir = "" }, "data_dir", "storage bolt"},
+		{"no cert", func(s *Server) { s.TLSCertFile, s.TLSKeyFile = "", "" }, "tls_cert_file", "HTTPS only"},
+		{"no key", func(s *Server) { s.TLSKeyFile = "" }, "tls_key_file", "required"},
+		{"missing cert", func(s *Server) { s.TLSCertFile = filepath.Join(dir, "nope.pem") }, "tls_cert_file", "no such file"},
+		{"missing key", func(s *Server) { s.TLSKeyFile = filepath.Join(dir, "nope.pem") }, "tls_key_file", "no such file"},
+		{"garbage cert", func(s *Server) { s.TLSCertFile = garbage }, "tls_cert_file", "not a PEM certificate"},
+		{"garbage key", func(s *Server) { s.TLSKeyFile = garbage }, "tls_key_file", "not a PEM private key"},
+		{"key mismatch", func(s *Server) { s.TLSKeyFile = otherKey }, "tls_key_file", "does not belong"},
+		{"hsm lib missing", func(s *Server) { s.HSMLib, s.HSMTokenLabel, s.HSMPIN = "/nope/lib.so", "t", "1" }, "hsm_lib", "no such file"},
+		{"hsm pin missing", func(s *Server) { s.HSMLib, s.HSMTokenLabel = lib, "t" }, "hsm_pin", "missing"},
+		{"hsm token missing", func(s *Server) { s.HSMLib, s.HSMPIN = lib, "1" }, "hsm_token_label", "required"},
+		{"hsm slot", func(s *Server) { s.HSMLib, s.HSMSlot, s.HSMPIN = lib, "first", "1" }, "hsm_slot", "first"},
+		{"hsm settings without lib", func(s *Server) { s.HSMTokenLabel = "t" }, "hsm_lib", "hsm_token_label"},
+		{"max request", func(s *Server) { s.MaxRequestBytes = -1 }, "max_request_bytes", "positive"},
+		{"audit weird", func(s *Server) { s.Audit = "maybe" }, "audit", "maybe"},
+		{"audit off with a file", func(s *Server) { s.Audit, s.AuditFile = "off", "/x/audit.log" }, "audit", "audit_file"},
+		{"audit nowhere", func(s *Server) { s.Storage, s.PostgresURL, s.DataDir = "postgres", "postgres://x", "" }, "audit_file", "on by default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Defaults()
+			valid(&c)
+			tc.mut(&c)
+			_, err := c.Resolve(Mode{})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			msg := err.Error()
+			s, _ := Lookup(tc.setting)
+			if !strings.HasPrefix(msg, tc.setting+": ") || !strings.Contains(msg, tc.says) || !strings.Contains(msg, s.Env()) {
+				t.Errorf("message %q does not name %s, %s and say %q", msg, tc.setting, s.Env(), tc.says)
+			}
+		})
+	}
+
+	// A PostgreSQL node is stateless (its audit log goes where audit_file
+	// says); dev mode needs no certificate.
+	c = Defaults()
+	c.Storage, c.PostgresURL, c.TLSCertFile, c.TLSKeyFile = "postgres", "postgres://x", cert, key
+	c.AuditFile = filepath.Join(dir, "audit.log")
+	if _, err := c.Resolve(Mode{}); err != nil {
+		t.Errorf("postgres without data_dir: %v", err)
+	}
+	// Audit is on by default, in the data directory; off only when told.
+	c = Defaults()
+	valid(&c)
+	if n, err := c.Resolve(Mode{}); err != nil || n.Audit.Off || n.Audit.File != filepath.Join(c.DataDir, "audit.log") || !n.Audit.Defaulted {
+		t.Errorf("default audit: %+v %v", n.Audit, err)
+	}
+	c.Audit = "off"
+	if n, err := c.Resolve(Mode{}); err != nil || !n.Audit.Off || n.Audit.File != "" {
+		t.Errorf("audit off: %+v %v", n.Audit, err)
+	}
+	c = Defaults()
+	if n, err := c.Resolve(Mode{Dev: true}); err != nil || !n.EntropyAuto {
+		t.Errorf("dev: %v %+v", err, n)
+	}
+}
+
+// TestSettingsCoverServer keeps the settings table in step with Server.
+func TestSettingsCoverServer(t *testing.T) {
+	typ := reflect.TypeOf(Server{})
+	if typ.NumField() != len(settings) {
+		t.Fatalf("Server has %d fields, settings lists %d", typ.NumField(), len(settings))
+	}
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		json, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		hcl, _, _ := strings.Cut(f.Tag.Get("hcl"), ",")
+		if json != hcl || json != settings[i].Name {
+			t.Errorf("field %s: json %q, hcl %q, settings[%d] %q", f.Name, json, hcl, i, settings[i].Name)
+		}
+		if settings[i].Doc == "" {
+			t.Errorf("%s has no documentation", json)
 		}
 	}
-	if err := c.LoadEnv(func(k string) string {
-		if k == "MOONVAULT_REQUIRE_TEE" {
-			return "maybe"
+}
+
+// TestConfigurationDoc keeps docs/configuration.md generated from the
+// settings table. Run with MOONVAULT_UPDATE_DOCS=1 to rewrite it.
+func TestConfigurationDoc(t *testing.T) {
+	path := filepath.Join("..", "..", "docs", "configuration.md")
+	want := Markdown()
+	if os.Getenv("MOONVAULT_UPDATE_DOCS") == "1" {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil { // #nosec G306 -- documentation
+			t.Fatal(err)
 		}
-		return ""
-	}); err == nil || !strings.Contains(err.Error(), "MOONVAULT_REQUIRE_TEE") {
-		t.Fatalf("bad bool accepted: %v", err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatal("docs/configuration.md is stale: run MOONVAULT_UPDATE_DOCS=1 go test ./internal/config")
 	}
 }

@@ -17,35 +17,41 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/moonvault/moonvault/internal/barrier"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/shamir"
 	"github.com/moonvault/moonvault/internal/storage"
 )
 
-// Physical keys owned by the core. They are outside the barrier because they
-// are needed before it is unsealed; none of them reveals a secret.
+// Physical keys owned by the core, outside the barrier because they are
+// needed before it is unsealed; none of them reveals a secret, and none is
+// trusted unauthenticated (see meta.go).
 const (
-	keySealConfig   = "core/seal-config"
-	keyWrappedRoot  = "core/root-key"      // root key encrypted by the HSM
-	keyRecoveryHash = "core/recovery-hash" // SHA-256 of the recovery key
-	rootKeyAAD      = "moonvault root key v1"
-	rootKeySize     = 32
+	keySealConfig  = "core/seal-config" // unauthenticated hint; see sealMeta
+	keyWrappedRoot = "core/root-key"    // root key encrypted by the HSM
+	rootKeyAAD     = "moonvault root key v1"
+	rootKeySize    = 32
 )
+
+// NotifyPrefixes are the core's keys, which every node of a cluster must
+// see change at once (seal configuration, keyring).
+func NotifyPrefixes() []string { return []string{"core/"} }
 
 // Errors mapped by the HTTP layer.
 var (
-	ErrNotInitialized     = errors.New("vault is not initialized")
-	ErrAlreadyInitialized = errors.New("vault is already initialized")
-	ErrSealed             = errors.New("vault is sealed")
-	ErrInvalidShare       = errors.New("invalid key share")
-	ErrWrongCombination   = errors.New("the key shares do not combine to the root key; unseal progress was reset")
-	ErrInvalidRequest     = errors.New("invalid request")
-	ErrAutoSeal           = errors.New("operation not available with an auto seal")
-	ErrNoRekey            = errors.New("no rekey in progress")
-	ErrNonceMismatch      = errors.New("rekey nonce does not match the rekey in progress")
-	ErrUnsealRefused      = errors.New("unseal refused by policy")
-	ErrMigrationRequired  = errors.New("seal migration required: the configuration names an HSM but the vault uses the Shamir seal; unseal with migrate (moonvault operator unseal -migrate KEY) to move the root key to the HSM")
+	ErrNotInitialized     = errkind.New(errkind.Sealed, "not_initialized", "vault is not initialized")
+	ErrAlreadyInitialized = errkind.New(errkind.Invalid, "already_initialized", "vault is already initialized")
+	ErrSealed             = errkind.New(errkind.Sealed, "sealed", "vault is sealed")
+	ErrInvalidShare       = errkind.New(errkind.Invalid, "invalid_share", "invalid key share")
+	ErrWrongCombination   = errkind.New(errkind.Invalid, "wrong_shares", "the key shares do not combine to the root key; unseal progress was reset")
+	ErrInvalidRequest     = errkind.New(errkind.Invalid, "invalid_request", "invalid request")
+	ErrAutoSeal           = errkind.New(errkind.Invalid, "invalid_request", "operation not available with an auto seal")
+	ErrNoRekey            = errkind.New(errkind.Invalid, "invalid_request", "no rekey in progress")
+	ErrNonceMismatch      = errkind.New(errkind.Invalid, "invalid_request", "rekey nonce does not match the rekey in progress")
+	ErrUnsealRefused      = errkind.New(errkind.Sealed, "unseal_refused", "unseal refused by policy")
+	ErrMigrationRequired  = errkind.New(errkind.Invalid, "migration_required", "seal migration required: the configuration names an HSM but the vault uses the Shamir seal; unseal with migrate (moonvault operator unseal -migrate KEY) to move the root key to the HSM")
 )
 
 // AutoSeal protects the root key with a key held by an HSM.
@@ -56,7 +62,9 @@ type AutoSeal interface {
 	Decrypt(ctx context.Context, ciphertext, aad []byte) ([]byte, error)
 }
 
-// SealConfig is stored in the clear at core/seal-config.
+// SealConfig says how the root key is protected. Its authoritative copy is
+// inside the keyring (sealMeta); core/seal-config holds a copy in the clear
+// as a hint for what must be known before unsealing.
 type SealConfig struct {
 	Type              string `json:"type"` // "shamir" | "pkcs11"
 	SecretShares      int    `json:"secret_shares,omitempty"`
@@ -138,19 +146,28 @@ type Status struct {
 	// Migration: the storage holds a Shamir-sealed vault and the node is
 	// configured with an HSM; unsealing with migrate moves it.
 	Migration bool `json:"migration,omitempty"`
+	// NonceBudget is the active term's encryption count (unsealed only).
+	NonceBudget *barrier.Usage `json:"nonce_budget,omitempty"`
 }
 
 // Status reports the seal state. Reading the seal config may fail when the
-// storage is down.
+// storage is down. While sealed, T and N come from the unauthenticated
+// hint; once unsealed, from the authenticated copy in the keyring.
 func (c *Core) Status(ctx context.Context) (Status, error) {
 	st := Status{Type: c.SealType(), Sealed: c.opts.Barrier.Sealed()}
-	cfg, err := c.sealConfig(ctx)
-	switch {
-	case errors.Is(err, ErrNotInitialized):
-		st.Sealed = true
-		return st, nil
-	case err != nil:
-		return st, err
+	var cfg *SealConfig
+	if m, err := c.meta(); err == nil {
+		cfg = &m.Seal
+	} else {
+		hint, err := c.sealConfig(ctx)
+		switch {
+		case errors.Is(err, ErrNotInitialized):
+			st.Sealed = true
+			return st, nil
+		case err != nil:
+			return st, err
+		}
+		cfg = hint
 	}
 	st.Initialized = true
 	st.Migration = cfg.Type != c.SealType()
@@ -164,6 +181,9 @@ func (c *Core) Status(ctx context.Context) (Status, error) {
 	c.mu.Unlock()
 	if !st.Sealed {
 		st.Term = c.opts.Barrier.Status().Term
+		if u := c.opts.Barrier.Usage(); u.Term != 0 {
+			st.NonceBudget = &u
+		}
 	}
 	return st, nil
 }
@@ -171,9 +191,19 @@ func (c *Core) Status(ctx context.Context) (Status, error) {
 // Sealed reports whether data requests must be refused.
 func (c *Core) Sealed() bool { return c.opts.Barrier.Sealed() }
 
+// sealConfig reads the unauthenticated hint at core/seal-config: only for
+// what must be known before the root key is (seal type, Shamir threshold),
+// never to authorize anything.
 func (c *Core) sealConfig(ctx context.Context) (*SealConfig, error) {
 	raw, err := c.opts.Storage.Get(ctx, keySealConfig)
 	if errors.Is(err, storage.ErrNotFound) {
+		init, ierr := c.opts.Barrier.Initialized(ctx)
+		if ierr != nil {
+			return nil, ierr
+		}
+		if init {
+			return nil, fmt.Errorf("%w: core/seal-config is missing although the keyring exists (storage was altered)", ErrSealTampered)
+		}
 		return nil, ErrNotInitialized
 	}
 	if err != nil {
@@ -181,7 +211,7 @@ func (c *Core) sealConfig(ctx context.Context) (*SealConfig, error) {
 	}
 	var cfg SealConfig
 	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return nil, fmt.Errorf("seal config is corrupt: %w", err)
+		return nil, fmt.Errorf("%w: core/seal-config is not JSON", ErrSealTampered)
 	}
 	return &cfg, nil
 }
@@ -242,6 +272,20 @@ func combine(parts [][]byte) (secret.Bytes, error) {
 	return secret.Bytes(k), nil
 }
 
+// combineKey combines shares into a key; anything but a 32-byte key (a
+// lone share under a threshold storage claims is 1) is a wrong combination.
+func combineKey(parts [][]byte) (secret.Bytes, error) {
+	k, err := combine(parts)
+	if err != nil {
+		return nil, err
+	}
+	if len(k) != rootKeySize {
+		k.Destroy()
+		return nil, ErrWrongCombination
+	}
+	return k, nil
+}
+
 // Init generates the root key and protects it: split into shares (Shamir)
 // or wrapped by the HSM with recovery shares (pkcs11). It returns the
 // shares once, with a short-lived root token.
@@ -275,6 +319,7 @@ func (c *Core) Init(ctx context.Context, req InitRequest) (*InitResult, error) {
 	}
 	defer root.Destroy()
 	res := &InitResult{}
+	meta := sealMeta{Version: metaVersion}
 	var physical []storage.Op
 	if c.opts.AutoSeal == nil {
 		if res.Keys, err = c.split(root, cfg.SecretShares, cfg.SecretThreshold); err != nil {
@@ -297,19 +342,19 @@ func (c *Core) Init(ctx context.Context, req InitRequest) (*InitResult, error) {
 			return nil, err
 		}
 		sum := sha256.Sum256(recovery)
-		physical = append(physical,
-			storage.Op{Key: keyWrappedRoot, Value: wrapped},
-			storage.Op{Key: keyRecoveryHash, Value: sum[:]})
+		meta.RecoveryHash = sum[:]
+		physical = append(physical, storage.Op{Key: keyWrappedRoot, Value: wrapped})
 	}
-	// The keyring first, then the records that mark the vault initialised,
-	// so that a crash in between leaves a vault that can be initialised again.
-	if err := c.opts.Barrier.Initialize(ctx, root, c.keyringWrapper()); err != nil {
+	// The keyring (carrying the authenticated seal configuration), the
+	// wrapped root key and the seal config hint in one atomic batch: a crash
+	// leaves all of them or none.
+	meta.Seal = cfg
+	physical = append(physical, storage.Op{Key: keySealConfig, Value: hintJSON(cfg)})
+	if err := c.opts.Barrier.InitializeWith(ctx, root, c.keyringWrapper(), meta.encode(), physical); err != nil {
+		if errors.Is(err, barrier.ErrAlreadyInitialized) {
+			return nil, ErrAlreadyInitialized
+		}
 		return nil, fmt.Errorf("initialize barrier: %w", err)
-	}
-	cfgJSON, _ := json.Marshal(cfg)
-	physical = append(physical, storage.Op{Key: keySealConfig, Value: cfgJSON})
-	if err := c.opts.Storage.Batch(ctx, physical); err != nil {
-		return nil, fmt.Errorf("store seal config: %w", err)
 	}
 	if err := c.unsealWith(ctx, root); errors.Is(err, ErrUnsealRefused) {
 		// require_tee outside a TEE: the vault is initialised and its shares
@@ -348,14 +393,18 @@ func (c *Core) unsealWith(ctx context.Context, root secret.Bytes) error {
 		}
 	}
 	w := c.keyringWrapper()
-	if cfg, err := c.sealConfig(ctx); err == nil && cfg.SealWrap != (w != nil) {
-		return fmt.Errorf("%w: the vault was initialised with seal_wrap=%t; the setting cannot change afterwards", ErrUnsealRefused, cfg.SealWrap)
-	}
 	if err := c.opts.Barrier.Unseal(ctx, root, w); err != nil {
-		if errors.Is(err, barrier.ErrWrongRootKey) {
+		switch {
+		case errors.Is(err, barrier.ErrWrongRootKey):
 			return ErrWrongCombination
+		case errors.Is(err, barrier.ErrWrapperMismatch):
+			return fmt.Errorf("%w: the setting seal_wrap cannot change after init: %v", ErrUnsealRefused, err)
 		}
 		return fmt.Errorf("unseal barrier: %w", err)
+	}
+	if _, err := c.checkMeta(ctx, w, false); err != nil {
+		c.opts.Barrier.Seal()
+		return err
 	}
 	if c.opts.Hooks.Unsealed != nil {
 		if err := c.opts.Hooks.Unsealed(ctx, c.opts.Barrier); err != nil {
@@ -461,7 +510,10 @@ func (c *Core) unsealStepShares(ctx context.Context, share []byte, migrate bool)
 			secret.Wipe(p)
 		}
 	}()
-	root, err := combine(parts)
+	root, err := combineKey(parts)
+	if errors.Is(err, ErrWrongCombination) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("%w; unseal progress was reset", err)
 	}
@@ -494,14 +546,19 @@ func (c *Core) AutoUnseal(ctx context.Context) error {
 	if !c.opts.Barrier.Sealed() {
 		return nil
 	}
-	cfg, err := c.sealConfig(ctx)
-	if err != nil {
-		return err
-	}
-	if cfg.Type == "shamir" {
-		return ErrMigrationRequired
-	}
+	// The wrapped root key decides, not the unauthenticated hint: only the
+	// HSM can have made it, and the keyring it opens says (authenticated)
+	// how the vault is sealed.
 	wrapped, err := c.opts.Storage.Get(ctx, keyWrappedRoot)
+	if errors.Is(err, storage.ErrNotFound) {
+		cfg, herr := c.sealConfig(ctx)
+		switch {
+		case herr != nil:
+			return herr
+		case cfg.Type == "shamir":
+			return ErrMigrationRequired
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("read wrapped root key: %w", err)
 	}

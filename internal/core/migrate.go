@@ -3,13 +3,11 @@ package core
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/moonvault/moonvault/internal/barrier"
 	"github.com/moonvault/moonvault/internal/secret"
-	"github.com/moonvault/moonvault/internal/storage"
 )
 
 // migrateLocked moves a Shamir-sealed vault to the HSM seal, as Vault's
@@ -41,8 +39,19 @@ func (c *Core) migrateLocked(ctx context.Context, cfg *SealConfig, root secret.B
 		c.opts.Barrier.Seal()
 		return nil, err
 	}
-	if _, err := c.opts.AutoSeal.EnsureKey(wctx); err != nil {
+	m, err := c.checkMeta(wctx, w, true)
+	if err != nil {
+		return fail(err)
+	}
+	if m.Seal.Type != "shamir" {
+		return fail(fmt.Errorf("%w: the vault is already sealed by %s", ErrInvalidRequest, m.Seal.Type))
+	}
+	created, err := c.opts.AutoSeal.EnsureKey(wctx)
+	if err != nil {
 		return fail(fmt.Errorf("HSM key: %w", err))
+	}
+	if err := c.bindHSMKey(wctx, created, root, w); err != nil {
+		return fail(err)
 	}
 	if w != nil && c.opts.Hooks.MigrateCSPs != nil {
 		if err := c.opts.Hooks.MigrateCSPs(wctx, c.opts.Barrier); err != nil {
@@ -65,13 +74,8 @@ func (c *Core) migrateLocked(ctx context.Context, cfg *SealConfig, root secret.B
 	}
 	sum := sha256.Sum256(recovery)
 	newCfg := SealConfig{Type: c.opts.AutoSeal.Type(), RecoveryShares: n, RecoveryThreshold: t, SealWrap: w != nil}
-	raw, _ := json.Marshal(newCfg)
-	if err := c.opts.Storage.Batch(wctx, []storage.Op{
-		{Key: keyWrappedRoot, Value: wrapped},
-		{Key: keyRecoveryHash, Value: sum[:]},
-		{Key: keySealConfig, Value: raw},
-	}); err != nil {
-		return fail(fmt.Errorf("store migrated seal: %w", err))
+	if err := c.storeMigratedSeal(wctx, sealMeta{Version: metaVersion, Seal: newCfg, RecoveryHash: sum[:]}, wrapped); err != nil {
+		return fail(err)
 	}
 	c.log.Warn("seal migrated from shamir to the HSM; the old unseal shares are now useless, the new recovery shares authorize operator actions", "seal", newCfg.Type, "recovery_shares", n, "recovery_threshold", t)
 	if c.opts.Hooks.Unsealed != nil {

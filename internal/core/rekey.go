@@ -1,12 +1,12 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 
 	"github.com/moonvault/moonvault/internal/secret"
@@ -42,13 +42,11 @@ func (c *Core) RekeyInit(ctx context.Context, n, t int) (RekeyStatus, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.opts.Barrier.Sealed() {
-		return RekeyStatus{}, ErrSealed
-	}
-	cfg, err := c.sealConfig(ctx)
+	m, err := c.meta()
 	if err != nil {
 		return RekeyStatus{}, err
 	}
+	cfg := &m.Seal
 	c.cancelRekeyLocked()
 	nb := make([]byte, 16)
 	if _, err := rand.Read(nb); err != nil {
@@ -76,11 +74,11 @@ func (c *Core) rekeyStatusLocked(cfg *SealConfig) RekeyStatus {
 func (c *Core) RekeyStatusNow(ctx context.Context) (RekeyStatus, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cfg, err := c.sealConfig(ctx)
+	m, err := c.meta()
 	if err != nil {
 		return RekeyStatus{}, err
 	}
-	return c.rekeyStatusLocked(cfg), nil
+	return c.rekeyStatusLocked(&m.Seal), nil
 }
 
 // RekeyCancel abandons a rekey in progress.
@@ -105,13 +103,11 @@ func (c *Core) cancelRekeyLocked() {
 func (c *Core) RekeyUpdate(ctx context.Context, nonce string, share []byte) (RekeyStatus, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.opts.Barrier.Sealed() {
-		return RekeyStatus{}, ErrSealed
-	}
-	cfg, err := c.sealConfig(ctx)
+	m, err := c.meta()
 	if err != nil {
 		return RekeyStatus{}, err
 	}
+	cfg := &m.Seal
 	if c.rekey == nil {
 		return RekeyStatus{}, ErrNoRekey
 	}
@@ -137,12 +133,12 @@ func (c *Core) RekeyUpdate(ctx context.Context, nonce string, share []byte) (Rek
 			secret.Wipe(p)
 		}
 	}()
-	current, err := combine(st.progress)
+	current, err := combineKey(st.progress)
 	if err != nil {
 		return RekeyStatus{Required: required(cfg)}, fmt.Errorf("%w; rekey was cancelled", err)
 	}
 	defer current.Destroy()
-	if err := c.verifyKeyLocked(ctx, cfg, current); err != nil {
+	if err := c.verifyKeyLocked(ctx, m, current); err != nil {
 		return RekeyStatus{Required: required(cfg)}, err
 	}
 	newKey, err := c.newKey()
@@ -154,58 +150,58 @@ func (c *Core) RekeyUpdate(ctx context.Context, nonce string, share []byte) (Rek
 	if err != nil {
 		return RekeyStatus{}, err
 	}
-	newCfg := *cfg
+	next := *m
 	if cfg.Type == "shamir" {
-		newCfg.SecretShares, newCfg.SecretThreshold = st.n, st.t
+		next.Seal.SecretShares, next.Seal.SecretThreshold = st.n, st.t
 	} else {
-		newCfg.RecoveryShares, newCfg.RecoveryThreshold = st.n, st.t
+		next.Seal.RecoveryShares, next.Seal.RecoveryThreshold = st.n, st.t
+		sum := sha256.Sum256(newKey)
+		next.RecoveryHash = sum[:]
 	}
 	// Neither write may be abandoned half-way because the client went away.
 	wctx := context.WithoutCancel(ctx)
-	oldRaw, _ := json.Marshal(cfg)
-	raw, _ := json.Marshal(newCfg)
 	if cfg.Type == "shamir" {
-		// Seal config first, then the keyring under the new root key: if the
-		// keyring write fails the old config is put back and the old shares
-		// still unseal; the new root key never protects data unless its
-		// shares are about to be returned.
-		if err := c.opts.Storage.Put(wctx, keySealConfig, raw); err != nil {
-			return RekeyStatus{}, fmt.Errorf("store new seal config: %w", err)
-		}
-		if err := c.opts.Barrier.Rekey(wctx, newKey); err != nil {
-			if rerr := c.opts.Storage.Put(wctx, keySealConfig, oldRaw); rerr != nil {
-				c.log.Error("rekey failed and the previous seal config could not be restored", "err", rerr)
-			}
+		// The keyring under the new root key, with the new split in its
+		// authenticated metadata, in one compare-and-swap: the old shares
+		// stop working exactly when the new ones are about to be returned.
+		if err := c.opts.Barrier.RekeyMeta(wctx, newKey, next.encode()); err != nil {
 			return RekeyStatus{}, fmt.Errorf("re-encrypt keyring: %w", err)
 		}
 	} else {
-		sum := sha256.Sum256(newKey)
-		if err := c.opts.Storage.Batch(wctx, []storage.Op{{Key: keyRecoveryHash, Value: sum[:]}, {Key: keySealConfig, Value: raw}}); err != nil {
+		// The recovery key's hash and split, changed only if no other node
+		// rekeyed meanwhile (compare-and-swap on the keyring).
+		if err := c.opts.Barrier.UpdateMeta(wctx, func(cur []byte) ([]byte, error) {
+			if !bytes.Equal(cur, m.encode()) {
+				return nil, fmt.Errorf("%w: the seal configuration changed on another node during the rekey; start again", storage.ErrConflict)
+			}
+			return next.encode(), nil
+		}); err != nil {
 			return RekeyStatus{}, fmt.Errorf("store new recovery key: %w", err)
 		}
+	}
+	// The hint last: if this write fails, the next unseal repairs it.
+	if err := c.opts.Storage.Put(wctx, keySealConfig, hintJSON(next.Seal)); err != nil {
+		c.log.Error("rekey done, but core/seal-config could not be updated; it is repaired at the next unseal", "err", err)
+	}
+	if err := c.opts.Storage.Delete(wctx, keyLegacyRecovery); err != nil {
+		c.log.Warn("could not delete the obsolete core/recovery-hash", "err", err)
 	}
 	c.log.Info("rekey complete", "seal", cfg.Type, "shares", st.n, "threshold", st.t)
 	return RekeyStatus{Complete: true, N: st.n, T: st.t, Required: st.t, Keys: keys}, nil
 }
 
 // verifyKeyLocked checks a combined key: the root key for Shamir (it must
-// open the keyring), the recovery key for pkcs11 (its hash must match).
-func (c *Core) verifyKeyLocked(ctx context.Context, cfg *SealConfig, key secret.Bytes) error {
-	if cfg.Type == "shamir" {
+// be the one the barrier was unsealed with), the recovery key for pkcs11
+// (its hash must match the authenticated one in the keyring; never a
+// record storage could write).
+func (c *Core) verifyKeyLocked(ctx context.Context, m *sealMeta, key secret.Bytes) error {
+	if m.Seal.Type == "shamir" {
 		if err := c.opts.Barrier.VerifyRoot(ctx, key); err != nil {
 			return ErrWrongCombination
 		}
 		return nil
 	}
-	want, err := c.opts.Storage.Get(ctx, keyRecoveryHash)
-	if err != nil {
-		return fmt.Errorf("read recovery key hash: %w", err)
-	}
-	sum := sha256.Sum256(key)
-	if subtle.ConstantTimeCompare(sum[:], want) != 1 {
-		return ErrWrongCombination
-	}
-	return nil
+	return verifyRecovery(m, key)
 }
 
 // VerifyShares checks that a threshold of shares (unseal shares with
@@ -214,13 +210,11 @@ func (c *Core) verifyKeyLocked(ctx context.Context, cfg *SealConfig, key secret.
 func (c *Core) VerifyShares(ctx context.Context, shares [][]byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.opts.Barrier.Sealed() {
-		return ErrSealed
-	}
-	cfg, err := c.sealConfig(ctx)
+	m, err := c.meta()
 	if err != nil {
 		return err
 	}
+	cfg := &m.Seal
 	seen := map[string]bool{}
 	var uniq [][]byte
 	for _, s := range shares {
@@ -235,10 +229,10 @@ func (c *Core) VerifyShares(ctx context.Context, shares [][]byte) error {
 	if len(uniq) < required(cfg) {
 		return fmt.Errorf("%w: %d distinct shares given, %d required", ErrInvalidShare, len(uniq), required(cfg))
 	}
-	key, err := combine(uniq)
+	key, err := combineKey(uniq)
 	if err != nil {
 		return err
 	}
 	defer key.Destroy()
-	return c.verifyKeyLocked(ctx, cfg, key)
+	return c.verifyKeyLocked(ctx, m, key)
 }

@@ -2,9 +2,9 @@
 // the OS CSPRNG mixed with an HSM's generator, under continuous health tests.
 package entropy
 
-import "errors"
+import "github.com/moonvault/moonvault/internal/errkind"
 
 // ErrUnavailable means no CSP may be generated now: the HSM source failed or
 // a health test tripped. Callers fail closed and answer 503
 // entropy_unavailable; generation resumes once the source is healthy.
-var ErrUnavailable = errors.New("entropy unavailable")
+var ErrUnavailable = errkind.New(errkind.Unavailable, "entropy_unavailable", "entropy source unavailable; no key was generated")

@@ -8,8 +8,8 @@
 package errkind
 
 import (
-	"errors"
 	"fmt"
+	"time"
 )
 
 // Kind is the category of a failure.
@@ -28,10 +28,11 @@ const (
 	Unavailable          // a dependency is down; retry later (503)
 	Sealed               // the vault is sealed or not ready (503)
 	Integrity            // stored data failed authentication (500, logged)
+	Unsupported          // this server does not offer the operation (501)
 )
 
 var names = [...]string{"other", "invalid", "unauthenticated", "denied", "not_found", "conflict",
-	"too_large", "rate_limited", "unavailable", "sealed", "integrity"}
+	"too_large", "rate_limited", "unavailable", "sealed", "integrity", "unsupported"}
 
 func (k Kind) String() string {
 	if int(k) < len(names) {
@@ -62,7 +63,7 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // New returns a sentinel of kind k. code may be empty.
-func New(k Kind, code, msg string) *Error { return &Error{Kind: k, Code: code, Msg: msg} }
+func New(k Kind, code, msg string) error { return &Error{Kind: k, Code: code, Msg: msg} }
 
 // Wrap returns err with kind k, keeping err in the chain. A nil err gives nil.
 func Wrap(k Kind, err error) error {
@@ -128,23 +129,75 @@ func Of(err error) Kind {
 	return Other
 }
 
-// CodeOf returns the API code of the first *Error or *Field in err's chain
-// that names one, or "".
+// CodeOf returns the API code of the outermost error in err's chain that
+// names one, or "". *Error and *Field carry codes, and so does any error
+// with an `ErrorCode() string` method.
 func CodeOf(err error) string {
-	var e *Error
-	for cur := err; errors.As(cur, &e); cur = e.Err {
-		if e.Code != "" {
-			return e.Code
+	code, _ := find(err, func(e error) (string, bool) {
+		switch e := e.(type) {
+		case *Error:
+			return e.Code, e.Code != ""
+		case *Field:
+			return e.Code, e.Code != ""
+		case interface{ ErrorCode() string }:
+			c := e.ErrorCode()
+			return c, c != ""
 		}
-		if e.Err == nil {
-			break
+		return "", false
+	})
+	return code
+}
+
+// RetryAfter returns how long to wait before trying again, when an error in
+// err's chain says (rate limits): any error with a `RetryIn() time.Duration`
+// method.
+func RetryAfter(err error) (time.Duration, bool) {
+	return find(err, func(e error) (time.Duration, bool) {
+		if r, ok := e.(interface{ RetryIn() time.Duration }); ok {
+			return r.RetryIn(), true
+		}
+		return 0, false
+	})
+}
+
+// Message returns the message of the sentinel that declared err's code:
+// the Msg of the outermost *Error or *Field with a code, without its cause
+// (which may carry internals). ok is false when none has a code.
+func Message(err error) (string, bool) {
+	return find(err, func(e error) (string, bool) {
+		switch e := e.(type) {
+		case *Error:
+			return e.Msg, e.Code != "" && e.Msg != ""
+		case *Field:
+			return e.Error(), e.Code != ""
+		}
+		return "", false
+	})
+}
+
+// find walks err's chain outermost first (depth first through joined
+// errors) and returns the first value f accepts.
+func find[T any](err error, f func(error) (T, bool)) (T, bool) {
+	var zero T
+	for err != nil {
+		if v, ok := f(err); ok {
+			return v, true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if v, ok := find(e, f); ok {
+					return v, true
+				}
+			}
+			return zero, false
+		default:
+			return zero, false
 		}
 	}
-	var f *Field
-	if errors.As(err, &f) && f.Code != "" {
-		return f.Code
-	}
-	return ""
+	return zero, false
 }
 
 // Is reports whether err has kind k.

@@ -5,19 +5,21 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/miekg/pkcs11"
 )
 
 var (
 	// ErrTokenNotFound means no token with the configured label or slot.
-	ErrTokenNotFound = errors.New("hsm: token not found")
+	ErrTokenNotFound = errkind.New(errkind.Unavailable, "hsm_unavailable", "hsm: token not found")
 	// ErrKeyNotFound means no secret key with the label on the token.
-	ErrKeyNotFound = errors.New("hsm: key not found")
+	ErrKeyNotFound = errkind.New(errkind.Unavailable, "hsm_unavailable", "hsm: key not found")
 	// ErrDecrypt means the HSM rejected a ciphertext: wrong key, wrong
 	// associated data, or tampered bytes.
-	ErrDecrypt = errors.New("hsm: decryption failed")
+	ErrDecrypt = errkind.New(errkind.Integrity, "integrity_error", "hsm: decryption failed")
 	// ErrClosed is returned by every operation after Close.
-	ErrClosed = errors.New("hsm: module closed")
+	ErrClosed = errkind.New(errkind.Unavailable, "hsm_unavailable", "hsm: module closed")
 )
 
 // Error is a PKCS#11 failure: the operation and the library's return code.
@@ -27,6 +29,12 @@ type Error struct {
 	Op string
 	RV pkcs11.Error
 }
+
+// Kind: the HSM is unreachable or refusing; nothing was done, retry later.
+func (e *Error) Kind() errkind.Kind { return errkind.Unavailable }
+
+// ErrorCode is the API code of every PKCS#11 failure.
+func (e *Error) ErrorCode() string { return "hsm_unavailable" }
 
 func (e *Error) Error() string { return "pkcs11 " + e.Op + ": " + rvName(e.RV) }
 

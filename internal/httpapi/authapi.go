@@ -7,17 +7,31 @@ import (
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
-func (a *API) login(q *request) (int, any, error) {
-	var req struct {
-		Username string        `json:"username"`
-		Password secret.String `json:"password"`
-		TOTP     secret.String `json:"totp"`
+// loginBody is the body of POST /v1/auth/login.
+type loginBody struct {
+	Username string        `json:"username"`
+	Password secret.String `json:"password"`
+	TOTP     secret.String `json:"totp"`
+}
+
+// check refuses a body without credentials before any password work.
+func (b *loginBody) check() error {
+	if b.Username == "" {
+		return errField("username", "is required")
 	}
+	if b.Password == "" {
+		return errField("password", "is required")
+	}
+	return nil
+}
+
+func (a *API) login(q *request) (int, any, error) {
+	var req loginBody
 	if err := decode(q, &req, false); err != nil {
 		return 0, nil, err
 	}
-	if req.Username == "" || req.Password == "" {
-		return 0, nil, errBadRequest("invalid_request", "username and password are required")
+	if err := req.check(); err != nil {
+		return 0, nil, err
 	}
 	q.principal = &identity.Principal{Subject: req.Username}
 	tok, err := a.d.Auth.Login(q.ctx(), auth.LoginInput{
@@ -39,7 +53,7 @@ func (a *API) refresh(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	if req.RefreshToken == "" {
-		return 0, nil, errBadRequest("invalid_request", "refresh_token is required")
+		return 0, nil, errField("refresh_token", "is required")
 	}
 	q.hashSecret("refresh_token", req.RefreshToken.Reveal())
 	tok, err := a.d.Auth.Refresh(q.ctx(), req.RefreshToken, remoteIP(q.Request), q.UserAgent())

@@ -95,31 +95,13 @@ func (a *API) restoreAccess(q *request) access {
 	return adminExclusive
 }
 
-// kindError gives an errkind error with an API code its status, for the
-// operations' own errors.
-func kindError(err error) error {
-	code := errkind.CodeOf(err)
-	if code == "" {
-		return err
-	}
-	status := map[errkind.Kind]int{
-		errkind.Invalid: 400, errkind.Unauthenticated: 401, errkind.Denied: 403, errkind.NotFound: 404,
-		errkind.Conflict: 409, errkind.TooLarge: 413, errkind.RateLimited: 429,
-		errkind.Unavailable: 503, errkind.Sealed: 503, errkind.Integrity: 500,
-	}[errkind.Of(err)]
-	if status == 0 {
-		return err
-	}
-	return &apiError{status: status, code: code, message: err.Error()}
-}
-
-var errNotConfigured = &apiError{status: 501, code: "not_supported", message: "this node does not offer this operation"}
+var errNotConfigured = errkind.New(errkind.Unsupported, "not_supported", "this node does not offer this operation")
 
 // bodyTooLarge maps a body over the limit to 413.
 func bodyTooLarge(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return &apiError{status: 413, code: "payload_too_large", message: "request body is larger than the limit"}
+		return errTooLarge
 	}
 	return err
 }

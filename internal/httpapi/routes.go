@@ -32,6 +32,7 @@ func (a *API) table() []route {
 		{"POST", "/v1/auth/logout", "auth.logout", authed, a.logout},
 		{"GET", "/v1/auth/jwks", "auth.jwks", unsealed, a.jwks},
 		{"POST", "/v1/auth/keys/rotate", "auth.keys.rotate", admin, a.rotateJWTKey},
+		{"POST", "/v1/auth/password", "auth.password.change", authed, a.changePassword},
 		{"GET", "/v1/auth/sessions", "auth.sessions.list", authed, a.listSessions},
 		{"DELETE", "/v1/auth/sessions/{id}", "auth.sessions.revoke", authed, a.revokeSession},
 		{"POST", "/v1/auth/mfa/totp/enroll", "auth.mfa.enroll", authed, a.totpEnroll},
@@ -48,6 +49,7 @@ func (a *API) table() []route {
 		{"DELETE", "/v1/users/{name}", "users.delete", admin, a.deleteUser},
 		{"POST", "/v1/users/{name}/disable", "users.disable", admin, a.disableUser},
 		{"POST", "/v1/users/{name}/enable", "users.enable", admin, a.enableUser},
+		{"POST", "/v1/users/{name}/password", "users.password.reset", admin, a.resetPassword},
 		{"DELETE", "/v1/users/{name}/sessions", "users.sessions.revoke", admin, a.revokeUserSessions},
 
 		// wallets

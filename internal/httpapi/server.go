@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,8 @@ type Deps struct {
 	Logger  *slog.Logger
 	MaxBody int64
 	Now     func() time.Time
+	// Limits bound the unauthenticated routes per client address.
+	Limits Limits
 	// Operations: snapshots, restore, metrics (operations.go).
 	Operations Operations
 }
@@ -83,6 +86,8 @@ type API struct {
 	// gate lets an exclusive operation run with no other request in flight.
 	gate    sync.RWMutex
 	maxBody atomic.Int64
+	// publicLimit and attestLimit bound unauthenticated requests per address.
+	publicLimit, attestLimit *addrLimiter
 }
 
 // New builds the handler with every route.
@@ -98,13 +103,16 @@ func New(d Deps) *API {
 	}
 	a := &API{d: d, mux: http.NewServeMux()}
 	a.maxBody.Store(d.MaxBody)
+	lim := d.Limits.withDefaults()
+	a.publicLimit = newAddrLimiter(lim.PublicRate, lim.PublicBurst)
+	a.attestLimit = newAddrLimiter(lim.AttestRate, lim.AttestBurst)
 	a.routes = a.table()
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))
 	}
 	// Requests to no route are answered, and audited, too.
 	a.mux.Handle("/", a.wrap(route{op: "unknown", access: public, h: func(q *request) (int, any, error) {
-		return 0, nil, &apiError{status: 404, code: "not_found", message: "no such endpoint: " + q.Method + " " + q.URL.Path}
+		return 0, nil, errNotFound("no such endpoint: " + q.Method + " " + q.URL.Path)
 	}}))
 	return a
 }
@@ -244,6 +252,9 @@ func (a *API) auditEntry(q *request, phase string, status int, code string) *aud
 // handler, record the response line (fail closed), then write the response.
 func (a *API) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.throttle(rt, w, r) {
+			return
+		}
 		switch {
 		case rt.method == http.MethodGet && rt.access == public:
 			// Read-only probes (health, seal status, metrics) never wait
@@ -261,21 +272,18 @@ func (a *API) wrap(rt route) http.Handler {
 		var hdr http.Header
 		var code string
 		if err != nil {
-			var msg string
-			status, code, msg, hdr = classify(err)
-			if status >= 500 && code == "internal" {
-				a.d.Logger.Error("request failed", "request_id", requestID(r), "op", rt.op, "err", err)
-			}
-			body = errorBody{Error: errorDetail{Code: code, Message: msg}}
+			f := a.failed(r, rt.op, err)
+			status, code, hdr = f.status, f.code, f.header
+			body = errorBody{Error: errorDetail{Code: f.code, Message: f.message, Field: f.field}}
 		}
 		if a.d.Audit != nil {
 			// The outcome is recorded even when the client has gone: the
 			// handler ran, and over-recording is the safe side.
 			if aerr := a.d.Audit.Record(context.WithoutCancel(r.Context()), a.auditEntry(q, audit.PhaseResponse, status, code)); aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
-				status, code, msg, _ := classify(audit.ErrUnavailable)
-				a.observe(rt.op, status, start)
-				writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+				f := classify(audit.ErrUnavailable)
+				a.observe(rt.op, f.status, start)
+				writeJSON(w, f.status, errorBody{Error: errorDetail{Code: f.code, Message: f.message}})
 				return
 			}
 		}
@@ -355,11 +363,26 @@ func (a *API) authenticate(r *http.Request) (*identity.Principal, error) {
 // authFailure keeps dependency failures (storage down) distinct from bad
 // credentials: both fail closed, but only the latter is a 401.
 func authFailure(err error) error {
-	st, _, _, _ := classify(err)
-	if st == 503 {
+	if classify(err).status == 503 {
 		return err
 	}
 	return errUnauthenticated
+}
+
+// failed classifies a handler's error and logs what the client is not
+// told: a 500 is a bug (or tampered storage) and is logged as an error, a
+// 503 as a warning, each with the request id and the cause. The cause is
+// an error chain's text, never a stack, and domain errors never carry
+// secrets.
+func (a *API) failed(r *http.Request, op string, err error) failure {
+	f := classify(err)
+	switch {
+	case f.status == 500:
+		a.d.Logger.Error("request failed", "request_id", requestID(r), "op", op, "code", f.code, "err", err.Error())
+	case f.status == 503:
+		a.d.Logger.Warn("request refused: dependency unavailable", "request_id", requestID(r), "op", op, "code", f.code, "err", err.Error())
+	}
+	return f
 }
 
 func remoteIP(r *http.Request) string {
@@ -373,6 +396,8 @@ func remoteIP(r *http.Request) string {
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Field names the request field that is wrong, for invalid input.
+	Field string `json:"field,omitempty"`
 }
 
 type errorBody struct {
@@ -398,31 +423,41 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	_, _ = w.Write(append(buf, '\n'))
 }
 
-// decode reads a JSON body strictly into v: size-limited (413), unknown
-// fields refused, one value only. An empty body decodes to the zero value
-// when allowEmpty.
+// decode reads a JSON body strictly into v (decodeJSON); a body over the
+// size limit answers 413.
 func decode(q *request, v any, allowEmpty bool) error {
 	data, err := io.ReadAll(q.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &apiError{status: 413, code: "payload_too_large", message: "request body is larger than the limit"}
+			return errTooLarge
 		}
-		return errBadRequest("invalid_body", "could not read the request body")
+		return errInvalid("invalid_body", "could not read the request body")
 	}
+	return decodeJSON(data, v, allowEmpty)
+}
+
+// decodeJSON is the one request decoder: one JSON value, unknown fields
+// and duplicate keys refused, no trailing data, and errors that never echo
+// input values. An
+// empty body decodes to the zero value when allowEmpty.
+func decodeJSON(data []byte, v any, allowEmpty bool) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		if allowEmpty {
 			return nil
 		}
-		return errBadRequest("invalid_json", "request body is empty; a JSON object is required")
+		return errInvalid("invalid_json", "request body is empty; a JSON object is required")
+	}
+	if k, dup := duplicateKey(data); dup {
+		return errInvalid("invalid_json", "malformed JSON body: duplicate key "+quoteName(k))
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return errBadRequest("invalid_json", "malformed JSON body: "+jsonProblem(err))
+		return errInvalid("invalid_json", "malformed JSON body: "+jsonProblem(err))
 	}
 	if dec.More() {
-		return errBadRequest("invalid_json", "malformed JSON body: trailing data after the object")
+		return errInvalid("invalid_json", "malformed JSON body: trailing data after the object")
 	}
 	return nil
 }
@@ -433,7 +468,7 @@ func jsonProblem(err error) string {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		return "syntax error at byte " + itoa(int(se.Offset))
+		return "syntax error at byte " + strconv.FormatInt(se.Offset, 10)
 	case errors.As(err, &te):
 		return "field " + te.Field + " has the wrong type (want " + te.Type.String() + ")"
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -444,7 +479,11 @@ func jsonProblem(err error) string {
 	return "not a JSON object"
 }
 
-func itoa(n int) string {
-	b, _ := json.Marshal(n)
+// quoteName quotes a member name for an error message, clipped.
+func quoteName(k string) string {
+	if len(k) > 64 {
+		k = k[:64] + "..."
+	}
+	b, _ := json.Marshal(k)
 	return string(b)
 }

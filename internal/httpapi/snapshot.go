@@ -13,7 +13,7 @@ func (a *API) snapshotSave(q *request) (int, any, error) {
 	}
 	stream, err := a.d.Operations.Snapshot(q.ctx())
 	if err != nil {
-		return 0, nil, kindError(err)
+		return 0, nil, err
 	}
 	name := "moonvault-" + time.Now().UTC().Format("20060102T150405Z") + ".snap"
 	return 200, streamBody(func(w http.ResponseWriter) {
@@ -39,13 +39,13 @@ func (a *API) snapshotRestore(q *request) (int, any, error) {
 	if v := q.URL.Query().Get("force"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return 0, nil, errBadRequest("invalid_request", "force must be true or false")
+			return 0, nil, errField("force", "must be true or false")
 		}
 		force = b
 	}
 	info, err := a.d.Operations.Restore(q.ctx(), q.Body, force)
 	if err != nil {
-		return 0, nil, kindError(bodyTooLarge(err))
+		return 0, nil, bodyTooLarge(err)
 	}
 	return 200, info, nil
 }

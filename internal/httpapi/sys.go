@@ -3,11 +3,11 @@ package httpapi
 import (
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"net/http"
 	"strconv"
 
 	"github.com/moonvault/moonvault/internal/core"
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/tee"
 )
@@ -85,10 +85,21 @@ func hexs(keys []secret.Bytes) []string {
 	return out
 }
 
-// parseShareText accepts a share in base64 or hex, as Vault does.
+// parseShareText accepts a share in base64 or hex, as Vault does. Hex is
+// tried first for the lengths of a share or a 1-of-1 key (64 or 66
+// characters): every hex string is also valid base64, which would decode
+// to 48 bytes and be refused.
 func parseShareText(s string) ([]byte, error) {
 	if s == "" {
-		return nil, errBadRequest("invalid_share", "key is required")
+		return nil, &errkind.Field{Name: "key", Msg: "is required", Code: "invalid_share"}
+	}
+	if len(s) == 2*32 || len(s) == 2*33 {
+		if b, err := hex.DecodeString(s); err == nil {
+			if err := core.ParseShare(b); err != nil {
+				return nil, err
+			}
+			return b, nil
+		}
 	}
 	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
 		if err := core.ParseShare(b); err != nil {
@@ -102,7 +113,7 @@ func parseShareText(s string) ([]byte, error) {
 		}
 		return b, nil
 	}
-	return nil, errBadRequest("invalid_share", "key is neither base64 nor hex")
+	return nil, &errkind.Field{Name: "key", Msg: "is neither base64 nor hex", Code: "invalid_share"}
 }
 
 func (a *API) unseal(q *request) (int, any, error) {
@@ -251,7 +262,7 @@ func (a *API) generateRoot(q *request) (int, any, error) {
 
 func (a *API) rewrap(q *request) (int, any, error) {
 	if a.d.Rewrap == nil {
-		return 0, nil, errBadRequest("unsupported", "seal wrap is not configured")
+		return 0, nil, errInvalid("unsupported", "seal wrap is not configured")
 	}
 	n, err := a.d.Rewrap(q.ctx())
 	if err != nil {
@@ -271,7 +282,7 @@ func (a *API) hardening(q *request) (int, any, error) {
 func (a *API) attestation(q *request) (int, any, error) {
 	nonce, err := hex.DecodeString(q.URL.Query().Get("nonce"))
 	if err != nil || len(nonce) == 0 {
-		return 0, nil, errBadRequest("invalid_request", "nonce must be hex (8 to 64 bytes)")
+		return 0, nil, errField("nonce", "must be hex (8 to 64 bytes)")
 	}
 	pub, err := a.d.TLSPublicKey()
 	if err != nil {
@@ -279,9 +290,6 @@ func (a *API) attestation(q *request) (int, any, error) {
 	}
 	att, err := tee.Attest(a.d.Attester, nonce, pub)
 	if err != nil {
-		if errors.Is(err, tee.ErrInvalidNonce) {
-			return 0, nil, errBadRequest("invalid_request", "nonce must be 8 to 64 bytes")
-		}
 		return 0, nil, err
 	}
 	return 200, att, nil
@@ -298,7 +306,7 @@ func (a *API) auditHash(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	if req.Input == "" {
-		return 0, nil, errBadRequest("invalid_request", "input is required")
+		return 0, nil, errField("input", "is required")
 	}
 	return 200, map[string]string{"hash": a.d.Audit.HMAC(req.Input.Reveal())}, nil
 }

@@ -38,10 +38,11 @@ type Intent struct {
 	Value    *big.Int // native base units leaving the account (tx value; PSBT outputs not paying back; SOL transfers)
 	Selector string   // 4-byte calldata prefix as 0x-hex, "" when the data is shorter
 
-	Token     *Token     // an ERC-20 or SPL token movement, if the request is one
+	Token     *Token     // an ERC-20 or SPL token movement, if the request is one (the first, when several)
+	Tokens    []Token    // every token movement, in order: a Solana transaction can carry several
 	TypedData *TypedData // EIP-712 domain and primary type, for typed data
 	Delegates []string   // EIP-7702 authorization addresses
-	Outputs   []Output   // PSBT outputs, change back to the account excluded
+	Outputs   []Output   // PSBT outputs, change back to the account excluded; Solana: each System transfer out of the account
 }
 
 // Token is a token movement: ERC-20 transfer, transferFrom or approve, or an
@@ -49,7 +50,7 @@ type Intent struct {
 type Token struct {
 	Contract string   // the token contract (ERC-20) or mint (SPL); "" when unknown
 	Method   string   // "transfer", "transferFrom", "approve"
-	From     string   // the owner whose tokens move (transferFrom), else ""
+	From     string   // the owner whose tokens move (transferFrom) or who grants a permit, else ""
 	To       string   // the recipient, or the spender for approve
 	Amount   *big.Int // token base units
 }
@@ -69,10 +70,11 @@ type Domain struct {
 	Salt              string   // 0x-hex, "" when absent
 }
 
-// Output is one PSBT output that leaves the account.
+// Output is one PSBT output that leaves the account, or one Solana System
+// transfer out of it.
 type Output struct {
-	Address string   // "" for a script with no address form (OP_RETURN...)
-	Script  string   // hex of the output script
+	Address string   // "" for a script with no address form (OP_RETURN...), or an account loaded from a lookup table
+	Script  string   // hex of the output script (Bitcoin); "" on Solana
 	Value   *big.Int // satoshis
 }
 
@@ -83,6 +85,11 @@ func (in *Intent) Normalize() {
 	}
 	if in.Token != nil && in.Token.Amount == nil {
 		in.Token.Amount = new(big.Int)
+	}
+	for i := range in.Tokens {
+		if in.Tokens[i].Amount == nil {
+			in.Tokens[i].Amount = new(big.Int)
+		}
 	}
 	for i := range in.Outputs {
 		if in.Outputs[i].Value == nil {

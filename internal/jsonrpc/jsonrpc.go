@@ -10,10 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/moonvault/moonvault/internal/errkind"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/signer/core/apitypes"
 
 	"github.com/moonvault/moonvault/internal/wallet/evm"
 )
@@ -31,22 +33,49 @@ const (
 // MaxBatch bounds the requests of one batch.
 const MaxBatch = 100
 
+// Call is a signing method's parameters, parsed into typed values: the
+// account that signs, and exactly one of Message, TypedData or Tx.
+type Call struct {
+	Method    string
+	Account   common.Address      // the signing account (a transaction's from)
+	Message   []byte              // eth_sign, personal_sign: EIP-191 data
+	TypedData *apitypes.TypedData // eth_signTypedData_v4
+	Tx        *evm.Tx             // eth_signTransaction
+}
+
 // Signer is implemented by the HTTP layer per request, bound to the
-// authenticated principal.
+// authenticated principal: it resolves and authorizes the account as the
+// REST endpoints do, and signs through the same pipeline.
 type Signer interface {
 	Accounts(ctx context.Context) ([]common.Address, error)
-	SignMessage(ctx context.Context, addr common.Address, data []byte) ([]byte, error)
-	SignTransaction(ctx context.Context, tx json.RawMessage) ([]byte, error)
-	SignTypedData(ctx context.Context, addr common.Address, typedData json.RawMessage) ([]byte, error)
+	// Sign returns the 65-byte signature, or the signed transaction's
+	// encoding for eth_signTransaction.
+	Sign(ctx context.Context, c *Call) ([]byte, error)
 }
 
 // Error is a JSON-RPC error object.
 type Error struct {
 	Code    int    `json:"code"`
 	Message string `json:"message"`
+	// ErrKind is the kind of the domain error this answers, when the
+	// server translated one (not sent).
+	ErrKind errkind.Kind `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Kind is the translated error's kind, or the request's fault by code.
+func (e *Error) Kind() errkind.Kind {
+	switch {
+	case e.ErrKind != errkind.Other:
+		return e.ErrKind
+	case e.Code == CodeMethodNotFound:
+		return errkind.NotFound
+	case e.Code == CodeInternal:
+		return errkind.Other
+	}
+	return errkind.Invalid
+}
 
 type request struct {
 	JSONRPC string          `json:"jsonrpc"`
@@ -197,26 +226,8 @@ func address(raw json.RawMessage, name string) (common.Address, error) {
 	return a, nil
 }
 
-// message decodes the data of eth_sign/personal_sign: 0x-hex bytes, or —
-// as MetaMask and ethers accept — a plain UTF-8 string.
-func message(raw json.RawMessage) ([]byte, error) {
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return nil, invalidParams("data must be a string")
-	}
-	if strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X") {
-		b, err := hexutil.Decode(s)
-		if err != nil {
-			return nil, invalidParams("data is not valid hex: %v", err)
-		}
-		return b, nil
-	}
-	return []byte(s), nil
-}
-
 func dispatch(ctx context.Context, s Signer, method string, raw json.RawMessage) (any, error) {
-	switch method {
-	case "eth_accounts":
+	if method == "eth_accounts" {
 		if _, err := params(raw, 0, 0); err != nil {
 			return nil, err
 		}
@@ -229,18 +240,42 @@ func dispatch(ctx context.Context, s Signer, method string, raw json.RawMessage)
 			out[i] = a.Hex()
 		}
 		return out, nil
-	case "eth_sign": // [address, data]
-		ps, err := params(raw, 2, 2)
+	}
+	c, err := parseCall(method, raw)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.Sign(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return hexutil.Encode(sig), nil
+}
+
+// parseCall decodes a signing method's positional parameters.
+func parseCall(method string, raw json.RawMessage) (c *Call, err error) {
+	c = &Call{Method: method}
+	switch method {
+	case "eth_sign", "personal_sign": // eth_sign: [address, data]; personal_sign: [data, address, password?] (the password is ignored)
+		maxParams, addrAt, dataAt := 2, 0, 1
+		if method == "personal_sign" {
+			maxParams, addrAt, dataAt = 3, 1, 0
+		}
+		ps, err := params(raw, 2, maxParams)
 		if err != nil {
 			return nil, err
 		}
-		return signMessage(ctx, s, ps[0], ps[1])
-	case "personal_sign": // [data, address, password?] (the password is ignored)
-		ps, err := params(raw, 2, 3)
-		if err != nil {
+		if c.Account, err = address(ps[addrAt], "address"); err != nil {
 			return nil, err
 		}
-		return signMessage(ctx, s, ps[1], ps[0])
+		var data string
+		if json.Unmarshal(ps[dataAt], &data) != nil {
+			return nil, invalidParams("data must be a string")
+		}
+		// The same decoder and size cap as the REST sign-message.
+		if c.Message, err = evm.DecodeMessage(data, evm.EncodingAuto); err != nil {
+			return nil, err
+		}
 	case "eth_signTransaction": // [tx]
 		ps, err := params(raw, 1, 1)
 		if err != nil {
@@ -249,7 +284,13 @@ func dispatch(ctx context.Context, s Signer, method string, raw json.RawMessage)
 		if len(ps[0]) == 0 || ps[0][0] != '{' {
 			return nil, invalidParams("transaction must be an object")
 		}
-		return sigResult(s.SignTransaction(ctx, ps[0]))
+		if c.Tx, err = evm.ParseTx(ps[0]); err != nil {
+			return nil, err
+		}
+		if c.Tx.From == nil {
+			return nil, &evm.FieldError{Name: "from", Msg: "is required"}
+		}
+		c.Account = *c.Tx.From
 	// Only v4: the legacy eth_signTypedData (v1) takes another shape and
 	// encoding, and signing it as v4 would sign something else.
 	case "eth_signTypedData_v4": // [address, typedData]
@@ -257,33 +298,16 @@ func dispatch(ctx context.Context, s Signer, method string, raw json.RawMessage)
 		if err != nil {
 			return nil, err
 		}
-		addr, err := address(ps[0], "address")
-		if err != nil {
+		if c.Account, err = address(ps[0], "address"); err != nil {
 			return nil, err
 		}
-		return sigResult(s.SignTypedData(ctx, addr, ps[1]))
+		if c.TypedData, err = evm.ParseTypedData(ps[1]); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, &Error{Code: CodeMethodNotFound, Message: "method not found: " + truncate(method, 64)}
 	}
-	return nil, &Error{Code: CodeMethodNotFound, Message: "method not found: " + truncate(method, 64)}
-}
-
-// signMessage is eth_sign and personal_sign: EIP-191 over the data.
-func signMessage(ctx context.Context, s Signer, addrRaw, dataRaw json.RawMessage) (any, error) {
-	addr, err := address(addrRaw, "address")
-	if err != nil {
-		return nil, err
-	}
-	data, err := message(dataRaw)
-	if err != nil {
-		return nil, err
-	}
-	return sigResult(s.SignMessage(ctx, addr, data))
-}
-
-func sigResult(b []byte, err error) (any, error) {
-	if err != nil {
-		return nil, err
-	}
-	return hexutil.Encode(b), nil
+	return c, nil
 }
 
 func truncate(s string, n int) string {

@@ -44,45 +44,22 @@ func (s *keySigner) check(a common.Address) error {
 	return nil
 }
 
-func (s *keySigner) SignMessage(_ context.Context, a common.Address, data []byte) ([]byte, error) {
-	if err := s.check(a); err != nil {
+func (s *keySigner) Sign(_ context.Context, c *Call) ([]byte, error) {
+	if err := s.check(c.Account); err != nil {
 		return nil, err
 	}
-	sig, _, err := evm.SignMessage(data, s.key)
-	return sig, err
-}
-
-func (s *keySigner) SignTransaction(_ context.Context, raw json.RawMessage) ([]byte, error) {
-	from, ok, err := evm.ParseFrom(raw)
-	if err != nil {
-		return nil, err
+	switch {
+	case c.Tx != nil:
+		signed, err := evm.SignTransaction(c.Tx.Tx, c.Tx.ChainID, s.key)
+		if err != nil {
+			return nil, err
+		}
+		return signed.MarshalBinary()
+	case c.TypedData != nil:
+		sig, _, err := evm.SignTypedData(c.TypedData, s.key)
+		return sig, err
 	}
-	if !ok {
-		return nil, &Error{Code: CodeInvalidParams, Message: "from is required"}
-	}
-	if err := s.check(from); err != nil {
-		return nil, err
-	}
-	tx, chainID, err := evm.ParseTransaction(raw)
-	if err != nil {
-		return nil, err
-	}
-	signed, err := evm.SignTransaction(tx, chainID, s.key)
-	if err != nil {
-		return nil, err
-	}
-	return signed.MarshalBinary()
-}
-
-func (s *keySigner) SignTypedData(_ context.Context, a common.Address, raw json.RawMessage) ([]byte, error) {
-	if err := s.check(a); err != nil {
-		return nil, err
-	}
-	td, err := evm.ParseTypedData(raw)
-	if err != nil {
-		return nil, err
-	}
-	sig, _, err := evm.SignTypedData(td, s.key)
+	sig, _, err := evm.SignMessage(c.Message, s.key)
 	return sig, err
 }
 
@@ -153,7 +130,8 @@ func TestMethodsAndErrors(t *testing.T) {
 		{"typed data invalid", `{"jsonrpc":"2.0","id":1,"method":"eth_signTypedData_v4","params":["` + cowAddr + `",` + strings.Replace(mail, `"primaryType":"Mail"`, `"primaryType":"Letter"`, 1) + `]}`, CodeInvalidParams, "", "invalid primaryType"},
 		{"tx invalid", `{"jsonrpc":"2.0","id":1,"method":"eth_signTransaction","params":[` + strings.Replace(tx, `"chainId":"0x1",`, "", 1) + `]}`, CodeInvalidParams, "", "invalid chainId"},
 		{"tx not object", `{"jsonrpc":"2.0","id":1,"method":"eth_signTransaction","params":["0x00"]}`, CodeInvalidParams, "", "object"},
-		{"signer's own rpc error", `{"jsonrpc":"2.0","id":1,"method":"eth_signTransaction","params":[{"chainId":1}]}`, CodeInvalidParams, "", "from is required"},
+		{"tx without from", `{"jsonrpc":"2.0","id":1,"method":"eth_signTransaction","params":[` + strings.Replace(tx, `"from":"`+cowAddr+`",`, "", 1) + `]}`, CodeInvalidParams, "", "invalid from: is required"},
+		{"message too large", `{"jsonrpc":"2.0","id":1,"method":"personal_sign","params":["` + strings.Repeat("a", evm.MaxMessageSize+1) + `","` + cowAddr + `"]}`, CodeInvalidParams, "", "exceeds the size limit"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -4,9 +4,10 @@
 package policy
 
 import (
-	"errors"
 	"slices"
 	"time"
+
+	"github.com/moonvault/moonvault/internal/errkind"
 
 	"github.com/moonvault/moonvault/internal/identity"
 )
@@ -22,12 +23,18 @@ const (
 	ActionAccountRead   Action = "account.read"
 	ActionAccountDelete Action = "account.delete"
 	ActionAccountGrant  Action = "account.grant"
-	ActionSign          Action = "account.sign"
-	ActionUserManage    Action = "user.manage"
-	ActionSessionManage Action = "session.manage"
-	ActionAPIKeyCreate  Action = "apikey.create"
-	ActionAPIKeyManage  Action = "apikey.manage"
-	ActionMFADisable    Action = "mfa.disable"
+	// ActionAccountUngrant withdraws a grant: the owner only, and no
+	// step-up (taking rights away must stay easy).
+	ActionAccountUngrant Action = "account.ungrant"
+	ActionSign           Action = "account.sign"
+	ActionUserManage     Action = "user.manage"
+	ActionSessionManage  Action = "session.manage"
+	ActionAPIKeyCreate   Action = "apikey.create"
+	ActionAPIKeyManage   Action = "apikey.manage"
+	ActionMFADisable     Action = "mfa.disable"
+	// ActionPasswordReset is an administrator setting another user's
+	// password: it can hand over that user's accounts, so it needs step-up.
+	ActionPasswordReset Action = "user.password_reset"
 	// ActionSysAdmin covers sys operations: rotate, seal, entropy,
 	// hardening, audit hash.
 	ActionSysAdmin Action = "sys"
@@ -41,10 +48,10 @@ const AllScopeWildcard = "*"
 var (
 	// ErrDenied means the principal may not perform the action (HTTP 403
 	// forbidden).
-	ErrDenied = errors.New("policy: permission denied")
+	ErrDenied = errkind.New(errkind.Denied, "forbidden", "not allowed")
 	// ErrStepUpRequired means the action is sensitive and the principal must
 	// authenticate again with a second factor (HTTP 403 mfa_required).
-	ErrStepUpRequired = errors.New("policy: recent multi-factor authentication required")
+	ErrStepUpRequired = errkind.New(errkind.Denied, "mfa_required", "this operation needs a recent login with a TOTP code (step-up)")
 )
 
 // DefaultStepUpMaxAge bounds how old auth_time may be for a sensitive
@@ -86,11 +93,13 @@ var apiKeyActions = map[Action]bool{
 func APIKeyAction(a Action) bool { return apiKeyActions[a] }
 
 // IsSensitive reports whether a needs a recent second factor: importing a
-// key, deleting an account, creating an API key, disabling MFA, and signing
+// key, deleting an account, granting another principal the use of an
+// account (it hands out signing rights, as an API key does), creating an
+// API key, disabling MFA, resetting another user's password, and signing
 // when r.SignRequiresMFA.
 func IsSensitive(a Action, r Rules) bool {
 	switch a {
-	case ActionAccountImport, ActionAccountDelete, ActionAPIKeyCreate, ActionMFADisable:
+	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable, ActionPasswordReset:
 		return true
 	case ActionSign:
 		return r.SignRequiresMFA
@@ -161,12 +170,12 @@ func authorizeUser(p *identity.Principal, a Action, res *Resource) error {
 			return nil
 		}
 		return ErrDenied
-	case ActionAccountDelete, ActionAccountGrant:
+	case ActionAccountDelete, ActionAccountGrant, ActionAccountUngrant:
 		if res != nil && res.Owner == user {
 			return nil
 		}
 		return ErrDenied
-	case ActionUserManage, ActionSysAdmin:
+	case ActionUserManage, ActionSysAdmin, ActionPasswordReset:
 		if admin {
 			return nil
 		}

@@ -67,7 +67,11 @@ func TestAuthorize(t *testing.T) {
 		{"other user signs", def, bob, ActionSign, aliceHot, ErrDenied},
 		{"other user deletes", def, bob, ActionAccountDelete, aliceHot, ErrDenied},
 		{"other user grants", def, bob, ActionAccountGrant, aliceHot, ErrDenied},
-		{"owner grants", def, alice, ActionAccountGrant, aliceHot, nil},
+		{"owner grants without step-up", def, alice, ActionAccountGrant, aliceHot, ErrStepUpRequired},
+		{"owner grants after step-up", def, aliceMFA, ActionAccountGrant, aliceHot, nil},
+		{"owner grants with stale MFA", def, aliceMFAStale, ActionAccountGrant, aliceHot, ErrStepUpRequired},
+		{"owner withdraws a grant without step-up", def, alice, ActionAccountUngrant, aliceHot, nil},
+		{"other user withdraws a grant", def, bob, ActionAccountUngrant, aliceHot, ErrDenied},
 		{"grant without resource", def, alice, ActionAccountGrant, nil, ErrDenied},
 
 		// grants
@@ -96,6 +100,10 @@ func TestAuthorize(t *testing.T) {
 		{"user own keys", def, alice, ActionAPIKeyManage, ofAlice, nil},
 		{"user others keys", def, alice, ActionAPIKeyManage, ofBob, ErrDenied},
 		{"user disables others MFA", def, aliceMFA, ActionMFADisable, ofBob, ErrDenied},
+		{"admin resets a password with step-up", def, adminMFA, ActionPasswordReset, ofAlice, nil},
+		{"admin resets a password without step-up", def, admin, ActionPasswordReset, ofAlice, ErrStepUpRequired},
+		{"user resets a password", def, aliceMFA, ActionPasswordReset, ofBob, ErrDenied},
+		{"key resets a password", def, keyAdminish, ActionPasswordReset, ofBob, ErrDenied},
 
 		// step-up
 		{"import needs MFA", def, alice, ActionAccountImport, nil, ErrStepUpRequired},
@@ -169,6 +177,9 @@ func TestIsSensitive(t *testing.T) {
 		{ActionAccountDelete, false, true},
 		{ActionAPIKeyCreate, false, true},
 		{ActionMFADisable, false, true},
+		{ActionAccountGrant, false, true},
+		{ActionPasswordReset, false, true},
+		{ActionAccountUngrant, false, false},
 		{ActionSign, false, false},
 		{ActionSign, true, true},
 		{ActionAccountRead, true, false},

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/moonvault/moonvault/internal/hsm"
 )
 
@@ -17,7 +19,7 @@ const RootKeyAAD = "moonvault root key"
 // ErrDecrypt means a ciphertext did not authenticate: wrong key, wrong
 // associated data, or tampered bytes. Other errors (HSM unavailable) do not
 // wrap it.
-var ErrDecrypt = errors.New("seal: decryption failed")
+var ErrDecrypt = errkind.New(errkind.Integrity, "integrity_error", "seal: decryption failed")
 
 // PKCS11 wraps with an AES-256 key that never leaves the HSM.
 type PKCS11 struct {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
@@ -20,7 +22,7 @@ const (
 )
 
 // ErrDestroyed is returned after Destroy.
-var ErrDestroyed = errors.New("seal: key destroyed")
+var ErrDestroyed = errkind.New(errkind.Sealed, "sealed", "seal: key destroyed")
 
 // Software is AES-256-GCM keyed by a secret held in memory: the seal-wrap
 // key in Shamir mode, which the core derives from the root key with HKDF.

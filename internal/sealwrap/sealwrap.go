@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
@@ -18,13 +20,13 @@ import (
 var (
 	// ErrIntegrity means an envelope is malformed or does not authenticate
 	// for its path (tampered, or moved from another path).
-	ErrIntegrity = errors.New("sealwrap: integrity check failed")
+	ErrIntegrity = errkind.New(errkind.Integrity, "integrity_error", "sealwrap: integrity check failed")
 	// ErrWrongKey means the value was wrapped under a key id this Sealer
 	// does not hold.
-	ErrWrongKey = errors.New("sealwrap: wrapped under another key")
+	ErrWrongKey = errkind.New(errkind.Unavailable, "seal_key_unavailable", "sealwrap: wrapped under a key this node does not hold")
 	// ErrNotWrapped means seal wrap is enabled but the value is stored
 	// plain: refused (fail closed) until Rewrap has wrapped it.
-	ErrNotWrapped = errors.New("sealwrap: value is not seal-wrapped")
+	ErrNotWrapped = errkind.New(errkind.Unavailable, "rewrap_required", "sealwrap: value is not seal-wrapped (run moonvault operator rewrap)")
 )
 
 // Wrapper encrypts with a key the barrier does not hold (seal.PKCS11,
@@ -34,15 +36,6 @@ type Wrapper interface {
 	Encrypt(ctx context.Context, plaintext, aad []byte) ([]byte, error)
 	Decrypt(ctx context.Context, ciphertext, aad []byte) ([]byte, error)
 	KeyID() string
-}
-
-// KV is the logical (barrier) key/value interface.
-type KV interface {
-	Get(ctx context.Context, key string) ([]byte, error)
-	Put(ctx context.Context, key string, value []byte) error
-	Delete(ctx context.Context, key string) error
-	List(ctx context.Context, prefix, after string, limit int) ([]string, error)
-	Batch(ctx context.Context, ops []storage.Op) error
 }
 
 // Sealer wraps and unwraps CSP values. Safe for concurrent use.
@@ -129,7 +122,7 @@ func (s *Sealer) unwrap(ctx context.Context, path string, envelope []byte, accep
 // number of values rewritten. Run it while no other writer changes these
 // prefixes (the core holds its state lock), or a concurrent write may be
 // overwritten with the older value.
-func (s *Sealer) Rewrap(ctx context.Context, kv KV, prefixes []string) (int, error) {
+func (s *Sealer) Rewrap(ctx context.Context, kv storage.KV, prefixes []string) (int, error) {
 	count := 0
 	for _, prefix := range prefixes {
 		after := ""
@@ -157,7 +150,7 @@ func (s *Sealer) Rewrap(ctx context.Context, kv KV, prefixes []string) (int, err
 	return count, nil
 }
 
-func (s *Sealer) rewrapPage(ctx context.Context, kv KV, keys []string) ([]storage.Op, error) {
+func (s *Sealer) rewrapPage(ctx context.Context, kv storage.KV, keys []string) ([]storage.Op, error) {
 	var ops []storage.Op
 	for _, k := range keys {
 		v, err := kv.Get(ctx, k)

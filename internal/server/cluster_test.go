@@ -9,13 +9,14 @@ import (
 	"github.com/moonvault/moonvault/internal/config"
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/hsm/hsmtest"
+	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage/postgres/pgtest"
 )
 
 func withPostgres(url string, hc hsm.Config) func(*config.Server) {
 	return func(c *config.Server) {
 		withHSM(hc)(c)
-		c.Storage, c.PostgresURL = "postgres", url
+		c.Storage, c.PostgresURL = "postgres", secret.String(url)
 	}
 }
 

@@ -12,7 +12,9 @@ import (
 	"strings"
 
 	"github.com/moonvault/moonvault/internal/auth"
+	"github.com/moonvault/moonvault/internal/config"
 	"github.com/moonvault/moonvault/internal/core"
+	"github.com/moonvault/moonvault/internal/hsm/softhsm"
 	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/secret"
 )
@@ -21,6 +23,24 @@ import (
 // data directory unseals again after a restart. Dev mode only: a real
 // deployment never writes a share to disk.
 const devUnsealKey = "dev-unseal-key"
+
+// devHSM gives dev mode a SoftHSM2 token in the data dir when SoftHSM2 is
+// installed, so that dev mode runs the HSM design: pkcs11 seal, seal wrap
+// and HSM entropy.
+func (n *Node) devHSM() error {
+	lib, ok := softhsm.FindLibrary()
+	if !ok {
+		n.log.Warn("dev mode without SoftHSM2: Shamir seal and OS entropy (install the softhsm2 package for the HSM design)")
+		return nil
+	}
+	hc, err := softhsm.EnsureToken(filepath.Join(n.cfg.DataDir, "softhsm"), "moonvault-dev")
+	if err != nil {
+		return fmt.Errorf("dev SoftHSM2 token: %w", err)
+	}
+	n.cfg.HSM = &config.HSM{Lib: lib, TokenLabel: hc.TokenLabel, PIN: hc.PIN, KeyLabel: n.opts.Config.HSMKeyLabel}
+	n.log.Info("dev mode uses SoftHSM2 for the seal and entropy", "lib", lib, "token", hc.TokenLabel)
+	return nil
+}
 
 // devSetup initialises and unseals the vault, creates the admin user and
 // prints how to reach the server.

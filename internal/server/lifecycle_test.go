@@ -4,10 +4,11 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
-	"github.com/moonvault/moonvault/internal/config"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/moonvault/moonvault/internal/config"
 )
 
 type sealStatus struct {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"log/slog"
 	"reflect"
 	"sort"
 
@@ -23,14 +22,11 @@ var reloadable = map[string]bool{
 // rotation size. It returns the names of the settings it applied and of
 // those that changed but need a restart. An invalid next changes nothing.
 func (n *Node) ReloadConfig(next config.Server) (applied, restart []string, err error) {
-	if err := next.Validate(); err != nil {
+	typed, err := next.Resolve(config.Mode{Dev: n.opts.Dev})
+	if err != nil {
 		return nil, nil, fmt.Errorf("reloaded configuration is invalid, nothing changed: %w", err)
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(next.LogLevel)); err != nil {
-		return nil, nil, fmt.Errorf("log_level %q: use debug, info, warn or error; nothing changed", next.LogLevel)
-	}
-	for _, name := range changedSettings(n.cfg, next) {
+	for _, name := range changedSettings(n.settings, next) {
 		if !reloadable[name] {
 			restart = append(restart, name)
 			continue
@@ -41,46 +37,35 @@ func (n *Node) ReloadConfig(next config.Server) (applied, restart []string, err 
 				restart = append(restart, name)
 				continue
 			}
-			n.opts.LogLevel.Set(lv)
-			n.cfg.LogLevel = next.LogLevel
+			n.opts.LogLevel.Set(typed.Log.Level)
+			n.settings.LogLevel, n.cfg.Log.Level = next.LogLevel, typed.Log.Level
 		case "max_request_bytes":
-			n.API.SetMaxBody(next.MaxRequestBytes)
-			n.cfg.MaxRequestBytes = next.MaxRequestBytes
+			n.API.SetMaxBody(typed.MaxRequestBytes)
+			n.settings.MaxRequestBytes, n.cfg.MaxRequestBytes = next.MaxRequestBytes, typed.MaxRequestBytes
 		case "audit_max_bytes":
 			if n.auditFile == nil {
 				restart = append(restart, name)
 				continue
 			}
-			n.auditFile.SetMaxBytes(next.AuditMaxBytes)
-			n.cfg.AuditMaxBytes = next.AuditMaxBytes
+			n.auditFile.SetMaxBytes(typed.Audit.MaxBytes)
+			n.settings.AuditMaxBytes, n.cfg.Audit.MaxBytes = next.AuditMaxBytes, typed.Audit.MaxBytes
 		}
 		applied = append(applied, name)
 	}
 	return applied, restart, nil
 }
 
-// changedSettings names the settings (config names) that differ.
+// changedSettings names the settings that differ.
 func changedSettings(a, b config.Server) []string {
 	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
-	t := va.Type()
 	var out []string
-	for i := 0; i < t.NumField(); i++ {
+	for i, s := range config.Settings() {
 		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
-			out = append(out, jsonName(t.Field(i)))
+			out = append(out, s.Name)
 		}
 	}
 	sort.Strings(out)
 	return out
-}
-
-func jsonName(f reflect.StructField) string {
-	name := f.Tag.Get("json")
-	for i := 0; i < len(name); i++ {
-		if name[i] == ',' {
-			return name[:i]
-		}
-	}
-	return name
 }
 
 // reload is the SIGHUP action: the TLS certificate, then the configuration.

@@ -83,7 +83,7 @@ func TestReloadConfig(t *testing.T) {
 		t.Fatal("3 kB refused before the limit was lowered")
 	}
 
-	next := tn.node.cfg
+	next := tn.node.settings
 	next.LogLevel = "debug"
 	next.MaxRequestBytes = 2048
 	next.AuditMaxBytes = 4096
@@ -102,7 +102,7 @@ func TestReloadConfig(t *testing.T) {
 		t.Fatalf("3 kB body after lowering max_request_bytes to 2 kB: %d, want 413", got)
 	}
 
-	bad := tn.node.cfg
+	bad := tn.node.settings
 	bad.MaxRequestBytes = -1
 	bad.LogLevel = "error"
 	if _, _, err := tn.node.ReloadConfig(bad); err == nil {

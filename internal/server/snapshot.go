@@ -86,7 +86,7 @@ func (n *Node) Snapshot(ctx context.Context) (func(w io.Writer) error, error) {
 		clear(key)
 		return nil, fmt.Errorf("open storage view: %w", err)
 	}
-	hdr := snapshot.Header{Storage: n.cfg.Storage, Term: n.barrier.Status().Term, Seal: n.Core.SealType(), CreatedAt: time.Now().UTC()}
+	hdr := snapshot.Header{Storage: n.cfg.Storage.Kind, Term: n.barrier.Status().Term, Seal: n.Core.SealType(), CreatedAt: time.Now().UTC()}
 	// The request context may end before the stream is written (a refused
 	// audit line); the view must not outlive it.
 	stop := context.AfterFunc(ctx, func() {

@@ -19,6 +19,7 @@ import (
 	"github.com/moonvault/moonvault/internal/config"
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/hsm/hsmtest"
+	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/snapshot"
 	"github.com/moonvault/moonvault/internal/storage/postgres/pgtest"
 )
@@ -172,7 +173,7 @@ func TestSnapshotShamir(t *testing.T) {
 	alice := populate(t, src, ir.RootToken, "alice", 2)
 	snap := src.snapshot(ir.RootToken)
 
-	dst := startNode(t, t.TempDir(), nodeOpts{mutate: func(c *config.Server) { c.Storage, c.PostgresURL = "postgres", pgtest.NewDatabase(t) }})
+	dst := startNode(t, t.TempDir(), nodeOpts{mutate: func(c *config.Server) { c.Storage, c.PostgresURL = "postgres", secret.String(pgtest.NewDatabase(t)) }})
 	if code, body := dst.restore("", snap, ""); code != 200 || !strings.Contains(body, `"sealed":true`) {
 		t.Fatalf("restore: %d %s", code, body)
 	}

@@ -12,9 +12,10 @@
 package shamir
 
 import (
-	"errors"
 	"fmt"
 	"io"
+
+	"github.com/moonvault/moonvault/internal/errkind"
 )
 
 // MaxParts is the largest number of shares: x coordinates are the 255
@@ -23,20 +24,20 @@ const MaxParts = 255
 
 var (
 	// ErrInvalidParams reports parts/threshold out of range.
-	ErrInvalidParams = errors.New("shamir: invalid parameters")
+	ErrInvalidParams = errkind.New(errkind.Invalid, "", "shamir: invalid parameters")
 	// ErrEmptySecret reports a zero-length secret.
-	ErrEmptySecret = errors.New("shamir: secret is empty")
+	ErrEmptySecret = errkind.New(errkind.Invalid, "", "shamir: secret is empty")
 	// ErrTooFewShares reports Combine called with no share.
-	ErrTooFewShares = errors.New("shamir: too few shares")
+	ErrTooFewShares = errkind.New(errkind.Invalid, "", "shamir: too few shares")
 	// ErrShareTooShort reports a share shorter than 2 bytes (one y, one x).
-	ErrShareTooShort = errors.New("shamir: share too short")
+	ErrShareTooShort = errkind.New(errkind.Invalid, "", "shamir: share too short")
 	// ErrShareLengthMismatch reports shares of unequal length.
-	ErrShareLengthMismatch = errors.New("shamir: shares differ in length")
+	ErrShareLengthMismatch = errkind.New(errkind.Invalid, "", "shamir: shares differ in length")
 	// ErrZeroX reports a share whose x coordinate is 0 (it would be the
 	// secret itself; no valid share has it).
-	ErrZeroX = errors.New("shamir: share has x coordinate 0")
+	ErrZeroX = errkind.New(errkind.Invalid, "", "shamir: share has x coordinate 0")
 	// ErrDuplicateX reports two shares with the same x coordinate.
-	ErrDuplicateX = errors.New("shamir: duplicate share x coordinate")
+	ErrDuplicateX = errkind.New(errkind.Invalid, "", "shamir: duplicate share x coordinate")
 )
 
 // Split divides secret into parts shares, any threshold of which recover it.

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+
+	"github.com/moonvault/moonvault/internal/errkind"
 )
 
 // TEE kinds, as reported in Attestation.TEE and Attester.Kind.
@@ -25,23 +27,29 @@ const (
 
 var (
 	// ErrInvalidNonce: the nonce is missing or outside 8..64 bytes.
-	ErrInvalidNonce = fmt.Errorf("nonce must be %d to %d bytes", MinNonceSize, MaxNonceSize)
+	ErrInvalidNonce = errkind.New(errkind.Invalid, "invalid_request", fmt.Sprintf("nonce must be %d to %d bytes", MinNonceSize, MaxNonceSize))
 	// ErrNoTLSKey: the TLS public key to bind to is empty.
-	ErrNoTLSKey = errors.New("the TLS public key (SubjectPublicKeyInfo DER) is empty")
+	ErrNoTLSKey = errkind.New(errkind.Invalid, "", "the TLS public key (SubjectPublicKeyInfo DER) is empty")
 	// ErrReportDataMismatch: the report is not bound to this nonce and TLS key.
-	ErrReportDataMismatch = errors.New("report_data does not match SHA-512(nonce || SHA-256(TLS public key)): the report is not bound to this connection and nonce")
+	ErrReportDataMismatch = errkind.New(errkind.Integrity, "", "report_data does not match SHA-512(nonce || SHA-256(TLS public key)): the report is not bound to this connection and nonce")
 	// ErrNoTEE: the server reports that it runs outside a TEE; there is
 	// nothing to verify and it must not be trusted as confidential.
-	ErrNoTEE = errors.New("the server reports no TEE (tee=none)")
+	ErrNoTEE = errkind.New(errkind.Denied, "", "the server reports no TEE (tee=none)")
 	// ErrDebugTEE: the guest runs with debugging enabled, so the host can read
 	// its memory.
-	ErrDebugTEE = errors.New("the TEE guest has debugging enabled: its memory is readable by the host")
+	ErrDebugTEE = errkind.New(errkind.Integrity, "", "the TEE guest has debugging enabled: its memory is readable by the host")
 	// ErrMeasurementMismatch: a genuine report, but not of the expected workload.
-	ErrMeasurementMismatch = errors.New("the launch measurement is not the expected one")
+	ErrMeasurementMismatch = errkind.New(errkind.Integrity, "", "the launch measurement is not the expected one")
+	// ErrNoReferenceMeasurement: no expected measurement was given, so the
+	// report proves a genuine TEE but not which workload.
+	ErrNoReferenceMeasurement = errkind.New(errkind.Invalid, "", "no reference measurement to compare with: give the expected value (or allow any measurement explicitly)")
+	// ErrCollateralUnchecked: the TCB status and revocation lists could not
+	// be checked (offline) and that was not explicitly allowed.
+	ErrCollateralUnchecked = errkind.New(errkind.Unavailable, "", "the TCB and revocation collateral was not checked (no access to AMD KDS / Intel PCS); allow unchecked collateral explicitly to accept that")
 	// ErrUnknownTEE: the attestation names a TEE kind this build does not know.
-	ErrUnknownTEE = errors.New("unknown TEE kind")
+	ErrUnknownTEE = errkind.New(errkind.Invalid, "", "unknown TEE kind")
 	// ErrTEERequired: require_tee is set and no TEE was detected.
-	ErrTEERequired = errors.New("a TEE is required (require_tee) and none was detected")
+	ErrTEERequired = errkind.New(errkind.Sealed, "tee_required", "a TEE is required (require_tee) and none was detected")
 )
 
 // Attestation is the answer of GET /v1/sys/attestation.

@@ -1,8 +1,12 @@
 package tee
 
 import (
+	"bytes"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"math/big"
 	"testing"
 	"time"
 
@@ -33,8 +37,9 @@ func TestSEVSNPAttestAndVerify(t *testing.T) {
 	if att.TEE != KindSEVSNP || len(att.Report) <= 1184 {
 		t.Fatalf("Attest = tee %q, %d report bytes; want sev-snp with report and certificates", att.TEE, len(att.Report))
 	}
-	// The simulated guest policy has DEBUG set, hence AllowDebug.
-	ok := VerifyOptions{SEVTrustedRoots: goodRoots, AllowDebug: true}
+	// The simulated guest policy has DEBUG set, hence AllowDebug; the
+	// collateral checks have their own test (TestSEVSNPCollateral).
+	ok := VerifyOptions{SEVTrustedRoots: goodRoots, AllowDebug: true, AllowUncheckedCollateral: true, AllowAnyMeasurement: true}
 	if err := Verify(att, nonce, spki, ok); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -44,9 +49,16 @@ func TestSEVSNPAttestAndVerify(t *testing.T) {
 		t.Fatalf("Measurement = %x, %v", m, err)
 	}
 	withM := ok
+	withM.AllowAnyMeasurement = false
 	withM.Measurement = m
 	if err := Verify(att, nonce, spki, withM); err != nil {
 		t.Fatalf("Verify with the expected measurement: %v", err)
+	}
+	policy := withM
+	policy.Measurement = nil
+	policy.Measurements = [][]byte{bytes.Repeat([]byte{0x11}, 48), m}
+	if err := Verify(att, nonce, spki, policy); err != nil {
+		t.Fatalf("Verify with the measurement among several allowed: %v", err)
 	}
 	wrongM := append([]byte(nil), m...)
 	wrongM[0] ^= 0xff
@@ -69,12 +81,15 @@ func TestSEVSNPAttestAndVerify(t *testing.T) {
 		{"other TLS key", att, nonce, newSPKI(t), ok, ErrReportDataMismatch},
 		{"other nonce", att, otherNonce, spki, ok, ErrReportDataMismatch},
 		{"report_data relabelled for other nonce", &relabelled, otherNonce, spki, ok, ErrReportDataMismatch},
-		{"debug guest refused by default", att, nonce, spki, VerifyOptions{SEVTrustedRoots: goodRoots}, ErrDebugTEE},
-		{"other measurement", att, nonce, spki, VerifyOptions{SEVTrustedRoots: goodRoots, AllowDebug: true, Measurement: wrongM}, ErrMeasurementMismatch},
+		{"debug guest refused by default", att, nonce, spki, VerifyOptions{SEVTrustedRoots: goodRoots, AllowUncheckedCollateral: true, Measurement: m}, ErrDebugTEE},
+		{"other measurement", att, nonce, spki, VerifyOptions{SEVTrustedRoots: goodRoots, AllowDebug: true, AllowUncheckedCollateral: true, Measurement: wrongM}, ErrMeasurementMismatch},
+		{"no measurement among the allowed", att, nonce, spki, VerifyOptions{SEVTrustedRoots: goodRoots, AllowDebug: true, AllowUncheckedCollateral: true, Measurements: [][]byte{wrongM, bytes.Repeat([]byte{0x11}, 48)}}, ErrMeasurementMismatch},
+		{"no reference measurement", att, nonce, spki, VerifyOptions{SEVTrustedRoots: goodRoots, AllowDebug: true, AllowUncheckedCollateral: true}, ErrNoReferenceMeasurement},
+		{"collateral unchecked", att, nonce, spki, VerifyOptions{SEVTrustedRoots: goodRoots, AllowDebug: true, Measurement: m}, ErrCollateralUnchecked},
 		{"tampered report", &tampered, nonce, spki, ok, nil},
 		{"wrong roots", att, nonce, spki, VerifyOptions{SEVTrustedRoots: badRoots, AllowDebug: true}, nil},
 		{"real AMD roots do not sign the simulator", att, nonce, spki, VerifyOptions{AllowDebug: true}, nil},
-		{"revocation without getter", att, nonce, spki, VerifyOptions{SEVTrustedRoots: goodRoots, AllowDebug: true, CheckRevocations: true}, nil},
+		{"revocation without getter", att, nonce, spki, VerifyOptions{SEVTrustedRoots: goodRoots, AllowDebug: true, CheckRevocations: true, Measurement: m}, ErrCollateralUnchecked},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Verify(tc.att, tc.nonce, tc.key, tc.opts)
@@ -98,5 +113,77 @@ func TestSEVSNPAttestRefusesUnboundReport(t *testing.T) {
 	a, _, _ := sevSimulated(t, []test.TestCase{{Name: "unbound", Input: rd, Output: test.TestRawReport(other)}})
 	if _, err := Attest(a, nonce, spki); !errors.Is(err, ErrReportDataMismatch) {
 		t.Fatalf("Attest = %v, want ErrReportDataMismatch", err)
+	}
+}
+
+// crlGetter serves the product CRL, signed by the simulated ARK, at the
+// ASK's distribution point (what AMD KDS does), optionally revoking the ASK.
+func crlGetter(t *testing.T, a Attester, revokeASK bool) *test.Getter {
+	t.Helper()
+	qp, ok := a.(*sevAttester).qp.(*test.QuoteProvider)
+	if !ok {
+		t.Fatalf("quote provider %T is not the simulator", a.(*sevAttester).qp)
+	}
+	signer := qp.Device.Signer
+	tmpl := &x509.RevocationList{
+		Number:             big.NewInt(1),
+		ThisUpdate:         time.Now().Add(-time.Hour),
+		NextUpdate:         time.Now().Add(24 * time.Hour),
+		SignatureAlgorithm: x509.SHA384WithRSAPSS,
+	}
+	if revokeASK {
+		tmpl.RevokedCertificateEntries = []x509.RevocationListEntry{{SerialNumber: signer.Ask.SerialNumber, RevocationTime: time.Now().Add(-time.Minute)}}
+	}
+	crl, err := x509.CreateRevocationList(rand.Reader, tmpl, signer.Ark, signer.Keys.Ark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return test.SimpleGetter(map[string][]byte{signer.Ask.CRLDistributionPoints[0]: crl})
+}
+
+type failingGetter struct{}
+
+func (failingGetter) Get(string) ([]byte, error) { return nil, errors.New("network unreachable") }
+
+// TestSEVSNPCollateral: the revocation list is fetched and checked when a
+// getter is given; a revoked ASK or an unreachable KDS fails, and so does
+// verifying without collateral unless that is explicitly allowed.
+func TestSEVSNPCollateral(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		getter func(t *testing.T, a Attester) sevtrust.HTTPSGetter
+		allow  bool
+		want   error // nil: verifies
+		fails  bool
+	}{
+		{"CRL checked", func(t *testing.T, a Attester) sevtrust.HTTPSGetter { return crlGetter(t, a, false) }, false, nil, false},
+		{"ASK revoked", func(t *testing.T, a Attester) sevtrust.HTTPSGetter { return crlGetter(t, a, true) }, false, nil, true},
+		{"KDS unreachable", func(*testing.T, Attester) sevtrust.HTTPSGetter { return failingGetter{} }, false, nil, true},
+		{"offline, not allowed", nil, false, ErrCollateralUnchecked, true},
+		{"offline, allowed explicitly", nil, true, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nonce, spki := newNonce(t, 32), newSPKI(t)
+			rd := ReportData(nonce, spki)
+			a, roots, _ := sevSimulated(t, []test.TestCase{{Name: "bound", Input: rd, Output: test.TestRawReport(rd)}})
+			att, err := Attest(a, nonce, spki)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _ := Measurement(att)
+			opts := VerifyOptions{SEVTrustedRoots: roots, AllowDebug: true, Measurement: m, AllowUncheckedCollateral: tc.allow}
+			if tc.getter != nil {
+				opts.SEVGetter = tc.getter(t, a)
+			}
+			err = Verify(att, nonce, spki, opts)
+			switch {
+			case !tc.fails && err != nil:
+				t.Fatalf("Verify: %v", err)
+			case tc.fails && err == nil:
+				t.Fatal("Verify accepted it")
+			case tc.want != nil && !errors.Is(err, tc.want):
+				t.Fatalf("Verify = %v, want %v", err, tc.want)
+			}
+		})
 	}
 }

@@ -25,10 +25,11 @@ func TestTDXRecordedQuoteSignatureChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := verifyTDXQuote(q, VerifyOptions{Now: sampleValidAt}); err != nil {
+	offline := VerifyOptions{Now: sampleValidAt, AllowUncheckedCollateral: true, AllowAnyMeasurement: true}
+	if err := verifyTDXQuote(q, offline); err != nil {
 		t.Fatalf("recorded quote: %v", err)
 	}
-	if err := verifyTDXQuote(q, VerifyOptions{Now: time.Date(2053, 1, 1, 0, 0, 0, 0, time.UTC)}); err == nil {
+	if err := verifyTDXQuote(q, VerifyOptions{Now: time.Date(2053, 1, 1, 0, 0, 0, 0, time.UTC), AllowUncheckedCollateral: true, AllowAnyMeasurement: true}); err == nil {
 		t.Error("recorded quote accepted with expired certificates")
 	}
 
@@ -36,11 +37,25 @@ func TestTDXRecordedQuoteSignatureChain(t *testing.T) {
 	if err != nil || len(mrtd) != 48 {
 		t.Fatalf("Measurement = %x, %v", mrtd, err)
 	}
-	if err := verifyTDXQuote(q, VerifyOptions{Now: sampleValidAt, Measurement: mrtd}); err != nil {
+	if err := verifyTDXQuote(q, VerifyOptions{Now: sampleValidAt, AllowUncheckedCollateral: true, Measurement: mrtd}); err != nil {
 		t.Fatalf("recorded quote with its MRTD: %v", err)
 	}
-	if err := verifyTDXQuote(q, VerifyOptions{Now: sampleValidAt, Measurement: make([]byte, 48)}); !errors.Is(err, ErrMeasurementMismatch) {
+	if err := verifyTDXQuote(q, VerifyOptions{Now: sampleValidAt, AllowUncheckedCollateral: true, Measurements: [][]byte{make([]byte, 48), mrtd}}); err != nil {
+		t.Fatalf("recorded quote with its MRTD among several: %v", err)
+	}
+	if err := verifyTDXQuote(q, VerifyOptions{Now: sampleValidAt, AllowUncheckedCollateral: true, Measurement: make([]byte, 48)}); !errors.Is(err, ErrMeasurementMismatch) {
 		t.Errorf("recorded quote with another MRTD: %v", err)
+	}
+	if err := verifyTDXQuote(q, VerifyOptions{Now: sampleValidAt, AllowUncheckedCollateral: true}); !errors.Is(err, ErrNoReferenceMeasurement) {
+		t.Errorf("recorded quote without a reference MRTD: %v", err)
+	}
+	// The TCB info, QE identity and CRLs must be checked unless that is
+	// explicitly waived; an unreachable Intel PCS fails.
+	if err := verifyTDXQuote(q, VerifyOptions{Now: sampleValidAt, Measurement: mrtd}); !errors.Is(err, ErrCollateralUnchecked) {
+		t.Errorf("recorded quote, collateral unchecked: %v", err)
+	}
+	if err := verifyTDXQuote(q, VerifyOptions{Now: sampleValidAt, Measurement: mrtd, TDXGetter: failingPCS{}}); err == nil {
+		t.Error("recorded quote accepted with Intel PCS unreachable")
 	}
 
 	tampered := append([]byte(nil), testdata.RawQuote...)
@@ -49,7 +64,7 @@ func TestTDXRecordedQuoteSignatureChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := verifyTDXQuote(tq, VerifyOptions{Now: sampleValidAt}); err == nil {
+	if err := verifyTDXQuote(tq, offline); err == nil {
 		t.Error("tampered quote accepted")
 	}
 }
@@ -98,4 +113,11 @@ func TestTDXAttesterThroughMockProvider(t *testing.T) {
 	if _, err := Attest(a, nonce, spki); !errors.Is(err, ErrReportDataMismatch) {
 		t.Fatalf("Attest = %v, want ErrReportDataMismatch", err)
 	}
+}
+
+// failingPCS is an Intel PCS that cannot be reached.
+type failingPCS struct{}
+
+func (failingPCS) Get(string) (map[string][]string, []byte, error) {
+	return nil, nil, errors.New("network unreachable")
 }

@@ -18,9 +18,12 @@ import (
 	tdxtrust "github.com/google/go-tdx-guest/verify/trust"
 )
 
-// VerifyOptions tunes Verify. The zero value verifies offline against the
-// vendors' roots embedded in go-sev-guest and go-tdx-guest, rejects debug
-// guests, and checks no revocation lists.
+// VerifyOptions tunes Verify. The zero value is strict and refuses every
+// report: it asks for a reference measurement (Measurement or
+// Measurements) and for the TCB and revocation collateral to be checked
+// (SEVGetter / TDXGetter), unless AllowAnyMeasurement or
+// AllowUncheckedCollateral say explicitly that the caller does without.
+// Debug guests are refused.
 type VerifyOptions struct {
 	// SEVTrustedRoots replaces AMD's embedded ARK/ASK roots, keyed by
 	// product line ("Milan", "Genoa"); tests pass the simulated roots.
@@ -34,14 +37,23 @@ type VerifyOptions struct {
 	// Intel PCS. Nil keeps verification offline: only the quote's signature
 	// and PCK chain are checked, not the TCB status.
 	TDXGetter tdxtrust.HTTPSGetter
-	// CheckRevocations checks CRLs; it needs the getter of the TEE kind.
+	// CheckRevocations is kept for callers of earlier versions: with a
+	// getter, revocation lists are always checked.
 	CheckRevocations bool
 	// Now is the time for certificate validity; zero means time.Now().
 	Now time.Time
-	// Measurement, when set, is the launch measurement the client expects
-	// (SEV-SNP MEASUREMENT, TDX MRTD); a genuine report of another workload
-	// is refused with ErrMeasurementMismatch.
-	Measurement []byte
+	// Measurement and Measurements are the launch measurements the client
+	// accepts (SEV-SNP MEASUREMENT, TDX MRTD): a genuine report of another
+	// workload is refused with ErrMeasurementMismatch.
+	Measurement  []byte
+	Measurements [][]byte
+	// AllowAnyMeasurement accepts a report without comparing its
+	// measurement with a reference value: it then proves a genuine TEE, not
+	// which workload runs in it.
+	AllowAnyMeasurement bool
+	// AllowUncheckedCollateral accepts a report whose TCB status and
+	// revocation lists were not checked (no getter: offline verification).
+	AllowUncheckedCollateral bool
 	// AllowDebug accepts guests with debugging enabled (tests only: the
 	// host can read such a guest's memory).
 	AllowDebug bool
@@ -112,11 +124,13 @@ func verifySEV(report []byte, want [64]byte, opts VerifyOptions) error {
 		TrustedRoots:        opts.SEVTrustedRoots,
 		Getter:              opts.SEVGetter,
 		DisableCertFetching: opts.SEVGetter == nil,
-		CheckRevocations:    opts.CheckRevocations && opts.SEVGetter != nil,
-		Now:                 opts.Now,
+		// With a getter the CRL is always fetched and checked: a revoked ASK
+		// (AMD's only revocation) must not pass.
+		CheckRevocations: opts.SEVGetter != nil,
+		Now:              opts.Now,
 	}
-	if opts.CheckRevocations && opts.SEVGetter == nil {
-		return errors.New("verify options: CheckRevocations needs SEVGetter to fetch the CRL")
+	if opts.SEVGetter == nil && !opts.AllowUncheckedCollateral {
+		return fmt.Errorf("SEV-SNP: %w", ErrCollateralUnchecked)
 	}
 	if vo.Now.IsZero() {
 		vo.Now = time.Now()
@@ -132,7 +146,7 @@ func verifySEV(report []byte, want [64]byte, opts VerifyOptions) error {
 	if policy.Debug && !opts.AllowDebug {
 		return ErrDebugTEE
 	}
-	return checkMeasurement(a.GetReport().GetMeasurement(), opts.Measurement)
+	return checkMeasurement(a.GetReport().GetMeasurement(), opts)
 }
 
 // tdAttributesDebug is TD_ATTRIBUTES bit 0 (DEBUG), Intel TDX Module ABI
@@ -153,13 +167,16 @@ func verifyTDX(report []byte, want [64]byte, opts VerifyOptions) error {
 // verifyTDXQuote checks the quote's signature, its PCK chain to Intel's root
 // and (with a getter) the TCB collateral, then the debug attribute.
 func verifyTDXQuote(q *tdxpb.QuoteV4, opts VerifyOptions) error {
-	if opts.CheckRevocations && opts.TDXGetter == nil {
-		return errors.New("verify options: CheckRevocations needs TDXGetter to fetch the CRLs")
+	if opts.TDXGetter == nil && !opts.AllowUncheckedCollateral {
+		return fmt.Errorf("TDX: %w", ErrCollateralUnchecked)
 	}
+	// With a getter, the TCB info, QE identity and CRLs are fetched from
+	// Intel PCS and checked: a quote from an out-of-date or revoked
+	// platform fails.
 	vo := &tdxverify.Options{
 		TrustedRoots:     opts.TDXTrustedRoots,
 		GetCollateral:    opts.TDXGetter != nil,
-		CheckRevocations: opts.CheckRevocations,
+		CheckRevocations: opts.TDXGetter != nil,
 		Getter:           opts.TDXGetter,
 		Now:              opts.Now,
 	}
@@ -172,17 +189,28 @@ func verifyTDXQuote(q *tdxpb.QuoteV4, opts VerifyOptions) error {
 	if attrs := q.GetTdQuoteBody().GetTdAttributes(); len(attrs) > 0 && attrs[0]&tdAttributesDebug != 0 && !opts.AllowDebug {
 		return ErrDebugTEE
 	}
-	return checkMeasurement(q.GetTdQuoteBody().GetMrTd(), opts.Measurement)
+	return checkMeasurement(q.GetTdQuoteBody().GetMrTd(), opts)
 }
 
-func checkMeasurement(got, want []byte) error {
-	if want == nil {
-		return nil
+// checkMeasurement compares got with the reference values, after the
+// signature checks so that the measurement read is authentic.
+func checkMeasurement(got []byte, opts VerifyOptions) error {
+	want := opts.Measurements
+	if opts.Measurement != nil {
+		want = append([][]byte{opts.Measurement}, want...)
 	}
-	if subtle.ConstantTimeCompare(got, want) != 1 {
-		return fmt.Errorf("measurement %x, expected %x: %w", got, want, ErrMeasurementMismatch)
+	if len(want) == 0 {
+		if opts.AllowAnyMeasurement {
+			return nil
+		}
+		return fmt.Errorf("measurement %x: %w", got, ErrNoReferenceMeasurement)
 	}
-	return nil
+	for _, w := range want {
+		if subtle.ConstantTimeCompare(got, w) == 1 {
+			return nil
+		}
+	}
+	return fmt.Errorf("measurement %x is not among the %d allowed: %w", got, len(want), ErrMeasurementMismatch)
 }
 
 // Measurement returns the launch measurement of an attestation's report
@@ -210,4 +238,12 @@ func Measurement(att *Attestation) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("tee: %q: %w", att.TEE, ErrUnknownTEE)
 	}
+}
+
+// FetchCollateral makes Verify fetch the collateral it checks: VCEKs and
+// the product CRL from AMD KDS, the TCB info, QE identity and CRLs from
+// Intel PCS (over HTTPS, with the libraries' own retries).
+func (o *VerifyOptions) FetchCollateral() {
+	o.SEVGetter = sevtrust.DefaultHTTPSGetter()
+	o.TDXGetter = tdxtrust.DefaultHTTPSGetter()
 }

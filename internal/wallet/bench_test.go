@@ -99,7 +99,7 @@ func BenchmarkByAddressLookup(b *testing.B) {
 
 // populate writes n account records and index entries directly, in large
 // batches (keys are not needed for lookups).
-func populate(b *testing.B, kv KV, n int) []common.Address {
+func populate(b *testing.B, kv storage.KV, n int) []common.Address {
 	ctx := context.Background()
 	addrs := make([]common.Address, n)
 	var ops []storage.Op

@@ -77,7 +77,7 @@ func (s *Service) withKey(ctx context.Context, a *Account, fn func(*ecdsaKey) er
 	if a == nil {
 		return ErrNotFound
 	}
-	id := a.Owner + "/" + a.Name
+	id := a.ID().String()
 	for range 2 {
 		if e := s.cache.acquire(id, a.Address); e != nil {
 			defer s.cache.release(e)

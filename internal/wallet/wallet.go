@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
@@ -30,15 +32,6 @@ import (
 	"github.com/moonvault/moonvault/internal/storage"
 )
 
-// KV is the logical (barrier-encrypted) key/value store.
-type KV interface {
-	Get(ctx context.Context, key string) ([]byte, error)
-	Put(ctx context.Context, key string, value []byte) error
-	Delete(ctx context.Context, key string) error
-	List(ctx context.Context, prefix, after string, limit int) ([]string, error)
-	Batch(ctx context.Context, ops []storage.Op) error
-}
-
 // Sealer seal-wraps critical security parameters (package sealwrap).
 type Sealer interface {
 	Wrap(ctx context.Context, path string, plaintext []byte) ([]byte, error)
@@ -47,19 +40,22 @@ type Sealer interface {
 
 // Errors the HTTP layer maps to statuses.
 var (
-	ErrNotFound     = errors.New("account not found")
-	ErrExists       = errors.New("account already exists")
-	ErrInvalidName  = errors.New("invalid account name: use 1-64 of a-z A-Z 0-9 . _ -")
-	ErrInvalidOwner = errors.New("invalid owner or grantee")
-	ErrInvalidKey   = errors.New("invalid private key: need 32 bytes, a valid secp256k1 scalar")
+	ErrNotFound     = errkind.New(errkind.NotFound, "not_found", "account not found")
+	ErrExists       = errkind.New(errkind.Conflict, "conflict", "account already exists")
+	ErrInvalidName  = errkind.New(errkind.Invalid, "invalid_request", "invalid account name: use 1-64 of a-z A-Z 0-9 . _ -")
+	ErrInvalidOwner = errkind.New(errkind.Invalid, "invalid_request", "invalid owner or grantee")
+	ErrInvalidKey   = errkind.New(errkind.Invalid, "invalid_request", "invalid private key: need 32 bytes, a valid secp256k1 scalar")
 	// ErrKeyMismatch means a stored key does not match its account record:
 	// storage was tampered with or corrupted. Fail closed.
-	ErrKeyMismatch = errors.New("stored key does not match account address")
+	ErrKeyMismatch = errkind.New(errkind.Integrity, "integrity_error", "stored key does not match account address")
 )
+
+// CSPPrefix holds the seal-wrapped private keys.
+const CSPPrefix = "wallet/keys/"
 
 const (
 	prefixAccounts  = "wallet/accounts/"
-	prefixKeys      = "wallet/keys/"
+	prefixKeys      = CSPPrefix
 	prefixAddresses = "wallet/addresses/"
 
 	defaultCacheSize = 10_000
@@ -77,6 +73,24 @@ var (
 	ownerRe = regexp.MustCompile(`^[A-Za-z0-9._@:+-]{1,128}$`) // no "/": owners are path segments
 )
 
+// AccountID names an account: its owner's namespace and its name. Its
+// string form "owner/name" is how audit lines, policies and the address
+// index name it (owners and names never hold "/").
+type AccountID struct {
+	Owner, Name string
+}
+
+func (id AccountID) String() string { return id.Owner + "/" + id.Name }
+
+// ParseAccountID reads "owner/name".
+func ParseAccountID(s string) (AccountID, error) {
+	owner, name, ok := strings.Cut(s, "/")
+	if !ok || !ownerRe.MatchString(owner) || !nameRe.MatchString(name) {
+		return AccountID{}, fmt.Errorf("wallet: %q is not owner/name", s)
+	}
+	return AccountID{Owner: owner, Name: name}, nil
+}
+
 // Account is an account's public record. It has no key field by design.
 type Account struct {
 	Name      string
@@ -87,16 +101,8 @@ type Account struct {
 	Grants    []string // principals, besides Owner, allowed to use the account
 }
 
-// MarshalJSON renders the API form: name, checksummed address, 0x-hex
-// public key, RFC 3339 creation time.
-func (a Account) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Name      string        `json:"name"`
-		Address   string        `json:"address"`
-		PublicKey hexutil.Bytes `json:"public_key"`
-		CreatedAt time.Time     `json:"created_at"`
-	}{a.Name, a.Address.Hex(), a.PublicKey, a.CreatedAt.UTC()})
-}
+// ID names the account.
+func (a *Account) ID() AccountID { return AccountID{Owner: a.Owner, Name: a.Name} }
 
 // record is the stored form of an Account.
 type record struct {
@@ -125,7 +131,7 @@ type Options struct {
 
 // Service manages accounts. It is safe for concurrent use.
 type Service struct {
-	kv     KV
+	kv     storage.KV
 	sealer Sealer
 	rand   io.Reader
 	log    *slog.Logger
@@ -138,7 +144,7 @@ type Service struct {
 
 // New returns a Service. rand is the CSP entropy source (the entropy
 // mixer); when it fails, Create fails closed and writes nothing.
-func New(kv KV, sealer Sealer, rand io.Reader, opts Options) *Service {
+func New(kv storage.KV, sealer Sealer, rand io.Reader, opts Options) *Service {
 	if opts.CacheSize == 0 {
 		opts.CacheSize = defaultCacheSize
 	}
@@ -148,8 +154,8 @@ func New(kv KV, sealer Sealer, rand io.Reader, opts Options) *Service {
 	return &Service{kv: kv, sealer: sealer, rand: rand, log: opts.Logger, cache: newKeyCache(opts.CacheSize), onSign: opts.OnSign, now: time.Now}
 }
 
-func accountKey(owner, name string) string { return prefixAccounts + owner + "/" + name }
-func keyPath(owner, name string) string    { return prefixKeys + owner + "/" + name }
+func accountKey(owner, name string) string { return prefixAccounts + AccountID{owner, name}.String() }
+func keyPath(owner, name string) string    { return prefixKeys + AccountID{owner, name}.String() }
 func addressKey(a common.Address) string {
 	return prefixAddresses + "0x" + hex.EncodeToString(a[:])
 }
@@ -237,7 +243,7 @@ var errNameTaken = errors.New("name taken")
 
 func (s *Service) create(ctx context.Context, owner, name string, raw secret.Bytes, key *ecdsaKey) (*Account, error) {
 	addr := crypto.PubkeyToAddress(key.PublicKey)
-	unlock := s.lockFor(owner+"/"+name, addr.Hex())
+	unlock := s.lockFor(AccountID{owner, name}.String(), addr.Hex())
 	defer unlock()
 	if _, err := s.kv.Get(ctx, accountKey(owner, name)); err == nil {
 		return nil, errNameTaken
@@ -261,7 +267,7 @@ func (s *Service) create(ctx context.Context, owner, name string, raw secret.Byt
 	if err := s.kv.Batch(ctx, []storage.Op{
 		{Key: accountKey(owner, name), Value: recJSON},
 		{Key: keyPath(owner, name), Value: envelope},
-		{Key: addressKey(addr), Value: []byte(owner + "/" + name)},
+		{Key: addressKey(addr), Value: []byte(AccountID{owner, name}.String())},
 	}); err != nil {
 		return nil, fmt.Errorf("wallet: write account: %w", err)
 	}
@@ -373,11 +379,11 @@ func (s *Service) ByAddress(ctx context.Context, addr common.Address) (*Account,
 	if err != nil {
 		return nil, fmt.Errorf("wallet: read address index: %w", err)
 	}
-	owner, name, ok := strings.Cut(string(b), "/")
-	if !ok {
-		return nil, fmt.Errorf("wallet: corrupt address index entry for %s", addr.Hex())
+	id, err := ParseAccountID(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("wallet: corrupt address index entry for %s: %w", addr.Hex(), err)
 	}
-	r, err := s.getRecord(ctx, owner, name)
+	r, err := s.getRecord(ctx, id.Owner, id.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +407,7 @@ func (s *Service) updateGrants(ctx context.Context, owner, name, grantee string,
 	if err := checkOwner(grantee); err != nil {
 		return err
 	}
-	unlock := s.lockFor(owner + "/" + name)
+	unlock := s.lockFor(AccountID{owner, name}.String())
 	defer unlock()
 	r, err := s.getRecord(ctx, owner, name)
 	if err != nil {
@@ -430,7 +436,7 @@ func (s *Service) updateGrants(ctx context.Context, owner, name, grantee string,
 // Delete removes the account, its wrapped key and its address index in one
 // atomic batch, and wipes the cached key.
 func (s *Service) Delete(ctx context.Context, owner, name string) error {
-	unlock := s.lockFor(owner + "/" + name)
+	unlock := s.lockFor(AccountID{owner, name}.String())
 	defer unlock()
 	r, err := s.getRecord(ctx, owner, name)
 	if err != nil {
@@ -442,13 +448,13 @@ func (s *Service) Delete(ctx context.Context, owner, name string) error {
 	}
 	// The index may point at another account after a corrupted history;
 	// only remove it when it is ours.
-	if b, err := s.kv.Get(ctx, addressKey(r.Address)); err == nil && string(b) == owner+"/"+name {
+	if b, err := s.kv.Get(ctx, addressKey(r.Address)); err == nil && string(b) == (AccountID{owner, name}).String() {
 		ops = append(ops, storage.Op{Key: addressKey(r.Address), Delete: true})
 	}
 	if err := s.kv.Batch(ctx, ops); err != nil {
 		return fmt.Errorf("wallet: delete account: %w", err)
 	}
-	s.cache.remove(owner + "/" + name)
+	s.cache.remove(AccountID{owner, name}.String())
 	s.log.InfoContext(ctx, "account deleted", "owner", owner, "name", name, "address", r.Address.Hex())
 	return nil
 }

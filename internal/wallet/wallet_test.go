@@ -139,15 +139,16 @@ func TestCreateGetSignDelete(t *testing.T) {
 	}
 }
 
-func TestAccountJSON(t *testing.T) {
-	a := Account{Name: "n", Owner: "o", Address: common.HexToAddress("0x9d8a62f656a8d1615c1294fd71e9cfb3e4855a4f"), PublicKey: []byte{4, 1}, CreatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Grants: []string{"g"}}
-	b, err := a.MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
+func TestAccountID(t *testing.T) {
+	id := AccountID{Owner: "alice@example.com", Name: "main.v2"}
+	got, err := ParseAccountID(id.String())
+	if err != nil || got != id || id.String() != "alice@example.com/main.v2" {
+		t.Fatalf("round trip: %q -> %+v, %v", id.String(), got, err)
 	}
-	want := `{"name":"n","address":"0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F","public_key":"0x0401","created_at":"2025-01-02T03:04:05Z"}`
-	if string(b) != want {
-		t.Fatalf("got %s\nwant %s", b, want)
+	for _, bad := range []string{"", "alice", "/main", "alice/", "alice/main/x", "al ice/main"} {
+		if _, err := ParseAccountID(bad); err == nil {
+			t.Errorf("ParseAccountID(%q) accepted", bad)
+		}
 	}
 }
 

@@ -27,6 +27,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/secret"
 )
@@ -42,7 +44,7 @@ var Libraries = []string{
 
 // ErrInUse means SoftHSM2 is already initialised in this process with
 // another configuration directory.
-var ErrInUse = errors.New("softhsm: library in use with another configuration; close every hsm.Module first")
+var ErrInUse = errkind.New(errkind.Unavailable, "", "softhsm: library in use with another configuration; close every hsm.Module first")
 
 // FindLibrary returns the first SoftHSM2 library that exists.
 func FindLibrary() (string, bool) {

@@ -85,6 +85,9 @@ func openDB(path string, noSync bool) (*bbolt.DB, error) {
 		InitialMmapSize: initialMmapSize,
 		NoSync:          noSync,
 	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("bolt: %s is locked by another process (another server on this data_dir?): %w", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
@@ -334,4 +337,9 @@ func wrap(err error) error {
 		return fmt.Errorf("bolt: %w", err)
 	}
 	return err
+}
+
+// Update implements storage.KV: a read-modify-write over CompareAndSwap.
+func (b *Backend) Update(ctx context.Context, key string, fn storage.UpdateFunc) error {
+	return storage.Update(ctx, b, key, fn)
 }

@@ -347,3 +347,8 @@ func connectionClass(code string) bool {
 	return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "53") ||
 		strings.HasPrefix(code, "57P") || strings.HasPrefix(code, "58")
 }
+
+// Update implements storage.KV: a read-modify-write over CompareAndSwap.
+func (b *Backend) Update(ctx context.Context, key string, fn storage.UpdateFunc) error {
+	return storage.Update(ctx, b, key, fn)
+}

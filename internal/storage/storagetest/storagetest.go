@@ -41,6 +41,7 @@ func Run(t *testing.T, open Open) {
 		{"Concurrent", testConcurrent},
 		{"CompareAndSwap", testCompareAndSwap},
 		{"CompareAndSwapConcurrent", testCompareAndSwapConcurrent},
+		{"Update", testUpdate},
 		{"Subscribe", testSubscribe},
 	}
 	for _, tc := range tests {
@@ -593,5 +594,70 @@ func testCompareAndSwapConcurrent(t *testing.T, b storage.Backend) {
 	}
 	if got := string(mustGet(t, b, "cas/counter")); got != fmt.Sprint(workers*each) {
 		t.Fatalf("counter = %s, want %d: an update was lost", got, workers*each)
+	}
+}
+
+// testUpdate: concurrent read-modify-writes lose nothing; fn sees absence;
+// an error from fn writes nothing; del deletes, and deleting an absent key
+// writes nothing.
+func testUpdate(t *testing.T, b storage.Backend) {
+	ctx := t.Context()
+	const workers, each = 8, 15
+	var wg sync.WaitGroup
+	errc := make(chan error, workers)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				err := b.Update(ctx, "upd/counter", func(cur []byte, found bool) ([]byte, bool, error) {
+					n := 0
+					if found {
+						if _, err := fmt.Sscan(string(cur), &n); err != nil {
+							return nil, false, err
+						}
+					}
+					return []byte(fmt.Sprint(n + 1)), false, nil
+				})
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	if got := string(mustGet(t, b, "upd/counter")); got != fmt.Sprint(workers*each) {
+		t.Fatalf("counter = %s, want %d: an update was lost", got, workers*each)
+	}
+	boom := errors.New("refused")
+	if err := b.Update(ctx, "upd/counter", func([]byte, bool) ([]byte, bool, error) { return []byte("x"), false, boom }); !errors.Is(err, boom) {
+		t.Fatalf("Update with a failing fn = %v", err)
+	}
+	if got := string(mustGet(t, b, "upd/counter")); got != fmt.Sprint(workers*each) {
+		t.Fatalf("a failed Update wrote %q", got)
+	}
+	if err := b.Update(ctx, "upd/counter", func([]byte, bool) ([]byte, bool, error) { return nil, true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	wantMissing(t, b, "upd/counter")
+	if err := b.Update(ctx, "upd/absent", func(cur []byte, found bool) ([]byte, bool, error) {
+		if found || cur != nil {
+			t.Errorf("fn saw %q, %v for an absent key", cur, found)
+		}
+		return nil, true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wantMissing(t, b, "upd/absent")
+	if err := b.Update(ctx, "upd/empty", func([]byte, bool) ([]byte, bool, error) { return nil, false, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if v := mustGet(t, b, "upd/empty"); len(v) != 0 {
+		t.Fatalf("nil next stored %q, want an empty value", v)
 	}
 }

@@ -5,20 +5,19 @@
 // untrusted JSON strictly before handing it over.
 package evm
 
-import "unicode/utf8"
+import (
+	"unicode/utf8"
+
+	"github.com/moonvault/moonvault/internal/errkind"
+)
 
 // FieldError reports invalid input and names the offending field, with a
 // JSON path for nested values (e.g. "message.to.wallets[1]",
 // "accessList[0].storageKeys[2]"). Every parse error of this package is, or
-// wraps, a *FieldError.
-type FieldError struct {
-	Field string
-	Msg   string
-}
+// wraps, a *FieldError: the vault's one field-error shape, of kind Invalid.
+type FieldError = errkind.Field
 
-func (e *FieldError) Error() string { return "invalid " + e.Field + ": " + e.Msg }
-
-func fieldErr(field, msg string) *FieldError { return &FieldError{Field: field, Msg: msg} }
+func fieldErr(field, msg string) *FieldError { return &FieldError{Name: field, Msg: msg} }
 
 // quote renders a user-supplied value for an error message, truncated so
 // that a megabyte of junk does not end up in a log line.

@@ -101,7 +101,7 @@ func TestSignTransactionChainMismatch(t *testing.T) {
 	}
 	_, err = SignTransaction(tx, big.NewInt(5), testKey(t, "k"))
 	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Field != "chainId" {
+	if !errors.As(err, &fe) || fe.Name != "chainId" {
 		t.Fatalf("want chainId error, got %v", err)
 	}
 }
@@ -121,7 +121,7 @@ func TestQuantities(t *testing.T) {
 		tx, _, err := ParseTransaction(json.RawMessage(`{` + base + `,"value":` + c.value + `}`))
 		if c.want == "" {
 			var fe *FieldError
-			if !errors.As(err, &fe) || fe.Field != "value" {
+			if !errors.As(err, &fe) || fe.Name != "value" {
 				t.Errorf("value %s: want error naming value, got %v", c.value, err)
 			}
 			continue
@@ -158,7 +158,7 @@ func TestDataLimit(t *testing.T) {
 	big := "0x" + string(bytes.Repeat([]byte("00"), MaxDataSize+1))
 	_, _, err := ParseTransaction(json.RawMessage(`{"chainId":1,"nonce":0,"gas":1,"gasPrice":1,"data":"` + big + `"}`))
 	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Field != "data" {
+	if !errors.As(err, &fe) || fe.Name != "data" {
 		t.Fatalf("want data error, got %v", err)
 	}
 }
@@ -239,18 +239,23 @@ func TestTypedDataTypes(t *testing.T) {
 		}
 		_, err := ParseTypedData(in)
 		var fe *FieldError
-		if !errors.As(err, &fe) || fe.Field != bad.field {
+		if !errors.As(err, &fe) || fe.Name != bad.field {
 			t.Errorf("%s: want error naming %s, got %v", bad.to, bad.field, err)
 		}
 	}
 }
 
-func TestParseFrom(t *testing.T) {
-	a, ok, err := ParseFrom(json.RawMessage(`{"from":"0x9d8a62f656a8d1615c1294fd71e9cfb3e4855a4f"}`))
-	if err != nil || !ok || a != common.HexToAddress("0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F") {
-		t.Fatalf("ParseFrom = %s %v %v", a, ok, err)
+func TestParseTxFrom(t *testing.T) {
+	base := `"chainId":"0x1","nonce":"0x0","gas":"0x5208","gasPrice":"0x1","to":"0x3535353535353535353535353535353535353535"`
+	tx, err := ParseTx(json.RawMessage(`{"from":"0x9d8a62f656a8d1615c1294fd71e9cfb3e4855a4f",` + base + `}`))
+	if err != nil || tx.From == nil || *tx.From != common.HexToAddress("0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F") || tx.ChainID.Int64() != 1 {
+		t.Fatalf("ParseTx = %+v %v", tx, err)
 	}
-	if _, ok, err := ParseFrom(json.RawMessage(`{}`)); ok || err != nil {
-		t.Fatalf("absent from: %v %v", ok, err)
+	if tx, err := ParseTx(json.RawMessage(`{` + base + `}`)); err != nil || tx.From != nil {
+		t.Fatalf("absent from: %+v %v", tx, err)
+	}
+	var fe *FieldError
+	if _, err := ParseTx(json.RawMessage(`{"from":"0x12",` + base + `}`)); !errors.As(err, &fe) || fe.Name != "from" {
+		t.Fatalf("bad from: %v", err)
 	}
 }

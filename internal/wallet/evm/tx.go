@@ -8,6 +8,8 @@ import (
 	"math/big"
 	"slices"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto/kzg4844"
@@ -30,42 +32,58 @@ var txFields = map[string]bool{
 	"blobVersionedHashes": true, "authorizationList": true,
 }
 
-// ParseTransaction parses a JSON-RPC transaction object (as sent to
-// eth_signTransaction) into an unsigned transaction and its chain id.
+// Tx is a transaction object, parsed once: the unsigned transaction, the
+// chain it is for, and the `from` it names (nil when absent), which the
+// sign pipeline compares with, or uses to find, the signing account.
+type Tx struct {
+	Tx      *types.Transaction
+	ChainID *big.Int
+	From    *common.Address
+}
+
+// ParseTx parses a JSON-RPC transaction object (as sent to
+// eth_signTransaction) in one pass.
 //
 // chainId, nonce and gas are required: a remote signer has no node to fill
-// them in. `from` is validated for syntax but otherwise ignored: the caller
-// compares it with the signing account (see ParseFrom). `gasLimit` is
-// accepted as an alias of `gas` (ethers), `input` of `data` (both given:
-// must be equal). Unknown members are refused with a FieldError.
-func ParseTransaction(raw json.RawMessage) (*types.Transaction, *big.Int, error) {
+// them in. `gasLimit` is accepted as an alias of `gas` (ethers), `input` of
+// `data` (both given: must be equal). Unknown members are refused with a
+// FieldError.
+func ParseTx(raw json.RawMessage) (*Tx, error) {
 	if err := checkJSON("transaction", raw); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	f, err := decodeObject("transaction", raw)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, k := range sortedKeys(f) {
 		if !txFields[k] {
-			return nil, nil, fieldErr(k, "unknown transaction field")
+			return nil, fieldErr(k, "unknown transaction field")
 		}
 	}
 	p := txParser{f: f}
-	return p.parse()
+	tx, chainID, err := p.parse()
+	if err != nil {
+		return nil, err
+	}
+	out := &Tx{Tx: tx, ChainID: chainID}
+	if !isNull(f["from"]) {
+		from, err := parseAddressJSON("from", f["from"])
+		if err != nil {
+			return nil, err
+		}
+		out.From = &from
+	}
+	return out, nil
 }
 
-// ParseFrom returns the `from` member of a transaction object, if any.
-func ParseFrom(raw json.RawMessage) (addr common.Address, ok bool, err error) {
-	f, err := decodeObject("transaction", raw)
+// ParseTransaction is ParseTx without `from`.
+func ParseTransaction(raw json.RawMessage) (*types.Transaction, *big.Int, error) {
+	t, err := ParseTx(raw)
 	if err != nil {
-		return common.Address{}, false, err
+		return nil, nil, err
 	}
-	if isNull(f["from"]) {
-		return common.Address{}, false, nil
-	}
-	a, err := parseAddressJSON("from", f["from"])
-	return a, err == nil, err
+	return t.Tx, t.ChainID, nil
 }
 
 type txParser struct {
@@ -445,7 +463,7 @@ func sortedKeys(m map[string]json.RawMessage) []string {
 
 // ErrChainMismatch means a typed transaction names a different chain than
 // the one it is being signed for.
-var ErrChainMismatch = errors.New("transaction chain id differs from signing chain id")
+var ErrChainMismatch = errkind.New(errkind.Invalid, "", "transaction chain id differs from signing chain id")
 
 // SignTransaction signs tx for chainID with go-ethereum's latest signer
 // (EIP-155 for legacy transactions, the typed-transaction signers for 1-4).
@@ -457,7 +475,7 @@ func SignTransaction(tx *types.Transaction, chainID *big.Int, key *ecdsa.Private
 		return nil, fieldErr("chainId", "must be positive (EIP-155)")
 	}
 	if tx.Type() != types.LegacyTxType && tx.ChainId().Cmp(chainID) != 0 {
-		return nil, &FieldError{Field: "chainId", Msg: ErrChainMismatch.Error()}
+		return nil, &FieldError{Name: "chainId", Msg: ErrChainMismatch.Error(), Sentinel: ErrChainMismatch}
 	}
 	signed, err := types.SignTx(tx, types.LatestSignerForChainID(chainID), key)
 	if err != nil {

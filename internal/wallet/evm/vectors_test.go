@@ -72,8 +72,8 @@ func checkFail(t *testing.T, v vector) {
 	if !errors.As(err, &fe) {
 		t.Fatalf("want a *FieldError naming %q, got %v", v.Field, err)
 	}
-	if fe.Field != v.Field {
-		t.Fatalf("error names field %q, want %q (%v)", fe.Field, v.Field, err)
+	if fe.Name != v.Field {
+		t.Fatalf("error names field %q, want %q (%v)", fe.Name, v.Field, err)
 	}
 	if !strings.HasPrefix(err.Error(), "invalid "+v.Field+": ") {
 		t.Fatalf("error text %q does not start with the field", err)

@@ -3,30 +3,31 @@
 package keypath
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/moonvault/moonvault/internal/storage"
 )
 
 // MaxLen bounds a key's length. It stays well below PostgreSQL's btree row
 // limit (~2.7 kB) and bbolt's MaxKeySize, so both backends accept the same keys.
 const MaxLen = 1024
 
-// ErrInvalid is wrapped by Check's errors.
-var ErrInvalid = errors.New("storage: invalid key")
+// errInvalid is wrapped by Check's errors.
+var errInvalid = storage.ErrInvalidKey
 
 // Check reports whether key is a valid storage key: non-empty, at most
 // MaxLen bytes of printable ASCII (0x20..0x7e), as storage.Backend documents.
 // Printable ASCII keeps byte order and PostgreSQL's "C" collation identical.
 func Check(key string) error {
 	if key == "" {
-		return fmt.Errorf("%w: key is empty", ErrInvalid)
+		return fmt.Errorf("%w: key is empty", errInvalid)
 	}
 	if len(key) > MaxLen {
-		return fmt.Errorf("%w: key is %d bytes, longer than %d", ErrInvalid, len(key), MaxLen)
+		return fmt.Errorf("%w: key is %d bytes, longer than %d", errInvalid, len(key), MaxLen)
 	}
 	for i := 0; i < len(key); i++ {
 		if c := key[i]; c < 0x20 || c > 0x7e {
-			return fmt.Errorf("%w: key has a non-printable byte 0x%02x at offset %d", ErrInvalid, c, i)
+			return fmt.Errorf("%w: key has a non-printable byte 0x%02x at offset %d", errInvalid, c, i)
 		}
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/moonvault/moonvault/internal/storage"
 )
 
 func TestCheck(t *testing.T) {
@@ -27,8 +29,8 @@ func TestCheck(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("Check(%q) = %v, want ok=%v", tc.key, err, tc.ok)
 		}
-		if err != nil && !errors.Is(err, ErrInvalid) {
-			t.Errorf("Check(%q) error %v does not wrap ErrInvalid", tc.key, err)
+		if err != nil && !errors.Is(err, storage.ErrInvalidKey) {
+			t.Errorf("Check(%q) error %v does not wrap storage.ErrInvalidKey", tc.key, err)
 		}
 	}
 	if err := CheckPrefix("prefix", ""); err != nil {

@@ -4,7 +4,13 @@
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
-ENV CGO_ENABLED=1 GOFLAGS=-buildvcs=false
+# GOFIPS140=v1.0.0 links the frozen Go Cryptographic Module v1.0.0 (CMVP
+# validated; the toolchain resolves it to v1.0.0-c2097c7c) instead of the
+# in-tree one, and makes GODEBUG=fips140=on the binary's default: the
+# server runs in FIPS 140-3 mode without a flag. Set fips_mode = true in
+# the configuration to refuse to start otherwise, and GODEBUG=fips140=only
+# to refuse non-approved algorithms at run time (docs/fips.md).
+ENV CGO_ENABLED=1 GOFLAGS=-buildvcs=false GOFIPS140=v1.0.0
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .

@@ -78,6 +78,137 @@ mv_ensure_softhsm() {
 	fi
 }
 
+# The opencryptoki software token the tests use as a second PKCS#11
+# implementation (internal/hsm/hsmtest.OpenCryptoki reads the same values).
+MV_OCK_SLOT=3
+MV_OCK_CONF=/etc/opencryptoki/opencryptoki.conf
+MV_OCK_SO_DEFAULT=87654321 # the SO PIN of a fresh opencryptoki token
+MV_OCK_SO_PIN=mvtestso     # throwaway test PINs (opencryptoki takes 4-8 characters)
+MV_OCK_USER_PIN=${MOONVAULT_TEST_OCK_PIN:-mvtest42}
+
+mv_ock_conf_body() {
+	printf '%s\n' '# moonvault: only the software token, for the test suite' \
+		'version opencryptoki-3.1' '' "slot $MV_OCK_SLOT" '{' 'stdll = libpkcs11_sw.so' '}'
+}
+
+# mv_ock_token_flags prints the token flags line of slot 3 (pkcsconf -t).
+mv_ock_token_flags() {
+	pkcsconf -t -c "$MV_OCK_SLOT" 2>/dev/null | sed -n 's/^[[:space:]]*Flags:[[:space:]]*//p' | head -n 1
+}
+
+# mv_ock_running is true when the pkcsslotd of the pid file is alive (not
+# a zombie).
+mv_ock_running() {
+	local pid
+	pid=$(cat /var/run/pkcsslotd.pid 2>/dev/null) || return 1
+	[ -r "/proc/$pid/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status"
+}
+
+# mv_ock_pkcsconf runs pkcsconf, which exits 0 even when the token refused
+# the operation: its "Error ..." output is turned into a failure.
+mv_ock_pkcsconf() {
+	local out
+	out=$(mv_root pkcsconf "$@" 2>&1 </dev/null) || mv_die "pkcsconf $1 failed: $out"
+	case "$out" in *rror*) mv_die "pkcsconf $1: $out" ;; esac
+}
+
+# mv_ensure_opencryptoki installs opencryptoki, reduces opencryptoki.conf
+# to the software token (slot 3, libpkcs11_sw.so; the other tokens need
+# hardware), starts the slot daemon pkcsslotd and initialises the token
+# with throwaway PINs, without prompts: PINs go in as -S/-U/-n arguments
+# and the token label prompt of `pkcsconf -I` reads an empty line from
+# stdin (no label: the token is chosen by slot, as hsm_slot does).
+# An existing configuration or token is changed only when this run
+# installed opencryptoki, in CI, or when the configuration is the
+# package's unmodified default.
+mv_ensure_opencryptoki() {
+	local installed_now='' want tmp flags
+	if ! command -v pkcsslotd >/dev/null 2>&1; then
+		mv_apt_install opencryptoki
+		installed_now=1
+	fi
+	want=$(mv_ock_conf_body)
+	if [ "$(mv_root cat "$MV_OCK_CONF" 2>/dev/null)" != "$want" ]; then
+		if [ -z "$installed_now" ] && [ "${CI:-}" != "true" ] && ! mv_ock_conf_is_default; then
+			mv_die "$MV_OCK_CONF is not the package default; the tests need slot $MV_OCK_SLOT = libpkcs11_sw.so (see mv_ock_conf_body in scripts/lib.sh)"
+		fi
+		mv_log "writing $MV_OCK_CONF with only the software token (backup: $MV_OCK_CONF.moonvault.bak)"
+		[ -f "$MV_OCK_CONF.moonvault.bak" ] || mv_root cp -p "$MV_OCK_CONF" "$MV_OCK_CONF.moonvault.bak" 2>/dev/null || true
+		tmp=$(mktemp)
+		printf '%s\n' "$want" >"$tmp"
+		mv_root install -m 0644 "$tmp" "$MV_OCK_CONF"
+		rm -f "$tmp"
+		mv_ock_stop
+	fi
+	# Lock and state directories, group pkcs11 (normally systemd-tmpfiles).
+	local d
+	for d in /var/lock/opencryptoki /var/lock/opencryptoki/swtok /var/lib/opencryptoki /var/lib/opencryptoki/swtok /var/lib/opencryptoki/swtok/TOK_OBJ; do
+		mv_root install -d -m 0770 -g pkcs11 "$d"
+	done
+	if ! mv_ock_running; then
+		mv_log "starting pkcsslotd"
+		mv_root pkcsslotd || mv_die "pkcsslotd did not start"
+	fi
+	flags=$(mv_ock_token_flags)
+	[ -n "$flags" ] || mv_die "no opencryptoki token in slot $MV_OCK_SLOT (pkcsconf -t shows none)"
+	case "$flags" in
+	*TOKEN_INITIALIZED*) ;;
+	*)
+		mv_log "initialising the opencryptoki software token in slot $MV_OCK_SLOT"
+		printf '\n' | mv_root pkcsconf -I -c "$MV_OCK_SLOT" -S "$MV_OCK_SO_DEFAULT" >/dev/null ||
+			mv_die "pkcsconf -I failed"
+		mv_ock_pkcsconf -P -c "$MV_OCK_SLOT" -S "$MV_OCK_SO_DEFAULT" -n "$MV_OCK_SO_PIN"
+		mv_ock_pkcsconf -u -c "$MV_OCK_SLOT" -S "$MV_OCK_SO_PIN" -n mvinit01
+		mv_ock_pkcsconf -p -c "$MV_OCK_SLOT" -U mvinit01 -n "$MV_OCK_USER_PIN"
+		flags=$(mv_ock_token_flags)
+		;;
+	esac
+	case "$flags" in
+	*USER_PIN_INITIALIZED*) ;;
+	*) mv_die "the opencryptoki token in slot $MV_OCK_SLOT has no user PIN (flags: $flags); re-initialise it or set MOONVAULT_TEST_OCK_PIN" ;;
+	esac
+	# Not root: the tests talk to pkcsslotd through a socket of group pkcs11.
+	if [ "$(id -u)" -ne 0 ] && ! id -nG | tr ' ' '\n' | grep -qx pkcs11; then
+		mv_log "adding $(id -un) to group pkcs11 (opencryptoki's socket and token directory)"
+		mv_root usermod -aG pkcs11 "$(id -un)"
+	fi
+}
+
+# mv_ock_conf_is_default is true when opencryptoki.conf is as the package
+# shipped it (dpkg's conffile checksum).
+mv_ock_conf_is_default() {
+	local want
+	want=$(dpkg-query -W -f='${Conffiles}' opencryptoki 2>/dev/null | awk -v f="$MV_OCK_CONF" '$1 == f {print $2}')
+	[ -n "$want" ] && [ "$(mv_root md5sum "$MV_OCK_CONF" | cut -d' ' -f1)" = "$want" ]
+}
+
+# mv_ock_stop stops the slot daemon this machine runs (by its pid file), so
+# that it reads a new configuration when started again.
+mv_ock_stop() {
+	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet pkcsslotd 2>/dev/null; then
+		mv_root systemctl stop pkcsslotd
+	elif mv_ock_running; then
+		mv_root kill "$(cat /var/run/pkcsslotd.pid)"
+		local _
+		for _ in $(seq 1 50); do
+			mv_ock_running || return 0
+			sleep 0.1
+		done
+		mv_die "pkcsslotd did not stop"
+	fi
+}
+
+# mv_with_pkcs11_group runs a command with group pkcs11 in effect: directly
+# when the process has it (or is root), else through sg (group membership
+# added by mv_ensure_opencryptoki only applies to new logins).
+mv_with_pkcs11_group() {
+	if [ "$(id -u)" -eq 0 ] || id -nG | tr ' ' '\n' | grep -qx pkcs11; then
+		"$@"
+	else
+		sg pkcs11 -c "$(printf '%q ' "$@")"
+	fi
+}
+
 # mv_ensure_cc installs a C toolchain: cgo needs it for PKCS#11, and the race
 # detector needs cgo.
 mv_ensure_cc() {
@@ -185,12 +316,26 @@ mv_ensure_postgres() {
 	mv_die "PostgreSQL answers at $MV_PG_HOST:$MV_PG_PORT but user postgres cannot log in without a password: add 'host all all 127.0.0.1/32 trust' at the top of /etc/postgresql/$v/main/pg_hba.conf and reload, or set MOONVAULT_TEST_POSTGRES_URL"
 }
 
+# mv_ensure_chromium installs Debian's Chromium for the web console's
+# browser tests (cmd/moonvault/console_test.go drives it with chromedp;
+# chromium-driver is there for WebDriver clients). The tests never download
+# a browser; with CI=true they fail when Chromium is missing.
+mv_ensure_chromium() {
+	if [ -n "${MOONVAULT_CHROMIUM:-}" ] && [ -x "${MOONVAULT_CHROMIUM}" ]; then
+		return 0
+	fi
+	mv_apt_install chromium chromium-driver
+	command -v chromium >/dev/null 2>&1 || mv_die "chromium installed but not found in PATH"
+}
+
 # mv_ensure_test_deps installs and starts everything the test suite needs.
 mv_ensure_test_deps() {
 	command -v go >/dev/null 2>&1 || mv_die "go not found in PATH (install Go $(mv_go_version) first)"
 	mv_ensure_cc
 	mv_ensure_softhsm
+	mv_ensure_opencryptoki
 	mv_ensure_postgres
+	mv_ensure_chromium
 }
 
 # mv_go_version prints the Go version go.mod asks for.

@@ -263,11 +263,11 @@ func TestHMAC(t *testing.T) {
 		t.Fatalf("sealed PublicKey = %q, %x", id, pub)
 	}
 	_, priv, _ := testKeys()
-	key := secret.Bytes("key")
+	key := secret.Bytes("key-of-at-least-112-bits")
 	l.SetKeys(key, priv, "k1")
 	key.Destroy() // the log keeps its own copy
-	// Known answer: HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog").
-	const want = "hmac-sha256:f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+	// Known answer: HMAC-SHA256("key-of-at-least-112-bits", "The quick brown fox jumps over the lazy dog").
+	const want = "hmac-sha256:d3194a74bf0cb2307a207ffd23b8c36cce995446c0f2073d571b5d5daeac1f8f"
 	if got := l.HMAC("The quick brown fox jumps over the lazy dog"); got != want {
 		t.Fatalf("HMAC = %q, want %q", got, want)
 	}
@@ -278,9 +278,10 @@ func TestHMAC(t *testing.T) {
 	if got := l.HMAC("x"); got != hmacUnavailable {
 		t.Fatalf("HMAC after ClearKeys = %q", got)
 	}
-	m := hmac.New(sha256.New, []byte("k"))
+	k2 := bytes.Repeat([]byte("k"), 32) // FIPS 140-3 wants HMAC keys of at least 112 bits
+	m := hmac.New(sha256.New, k2)
 	m.Write([]byte("v"))
-	l.SetKeys(secret.Bytes("k"), nil, "")
+	l.SetKeys(secret.Bytes(k2), nil, "")
 	if got := l.HMAC("v"); got != "hmac-sha256:"+hex.EncodeToString(m.Sum(nil)) {
 		t.Fatalf("HMAC without signer = %q", got)
 	}

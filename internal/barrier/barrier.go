@@ -424,12 +424,11 @@ func (kr *keyring) seal(path string, value []byte) []byte {
 	rec := make([]byte, n, n+1+termLen+len(path))
 	rec[0] = recordVersion
 	binary.BigEndian.PutUint32(rec[1:], t.term)
-	// A random 96-bit nonce per record (NIST SP 800-38D section 8.2.2).
-	// crypto/rand never returns an error; it aborts the process instead.
-	_, _ = rand.Read(rec[1+termLen : headerLen])
 	aad := append(rec[n:n], rec[:1+termLen]...)
 	aad = append(aad, path...)
-	return t.aead.Seal(rec[:headerLen], rec[1+termLen:headerLen], value, aad) // #nosec G407 -- the nonce is filled by crypto/rand just above
+	// The AEAD draws a random 96-bit nonce per record (NIST SP 800-38D
+	// §8.2.2) and writes nonce || ciphertext || tag after the header.
+	return t.aead.Seal(rec[:1+termLen], nil, value, aad) // #nosec G407 -- NewGCMWithRandomNonce draws the nonce; it must be nil
 }
 
 // open authenticates and decrypts a record stored at path.
@@ -450,7 +449,7 @@ func (kr *keyring) open(path string, rec []byte) ([]byte, error) {
 	buf := make([]byte, n, n+1+termLen+len(path))
 	aad := append(buf[n:n], rec[:1+termLen]...)
 	aad = append(aad, path...)
-	pt, err := t.aead.Open(buf[:0], rec[1+termLen:headerLen], ct, aad)
+	pt, err := t.aead.Open(buf[:0], nil, rec[1+termLen:], aad)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: authentication failed", ErrIntegrity, path)
 	}

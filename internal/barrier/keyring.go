@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -508,12 +507,17 @@ func buildTerm(n uint32, key secret.Bytes, installed time.Time) (*term, error) {
 	return &term{term: n, key: key, installed: installed, aead: aead, use: &usage{}}, nil
 }
 
+// newGCM is AES-256-GCM with a random 96-bit nonce that the cipher draws
+// itself and puts first (nonce || ciphertext || tag, the layout records
+// already had). Caller-chosen nonces through cipher.NewGCM are not
+// approved by Go's FIPS 140-3 module and fail under GODEBUG=fips140=only
+// (NIST SP 800-38D §8.2.2; FIPS 140-3 IG C.H).
 func newGCM(key []byte) (cipher.AEAD, error) {
 	blk, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, fmt.Errorf("barrier: %w", err)
 	}
-	return cipher.NewGCM(blk)
+	return cipher.NewGCMWithRandomNonce(blk)
 }
 
 func (kr *keyring) destroy() {
@@ -543,10 +547,9 @@ func encodeKeyring(ctx context.Context, root secret.Bytes, w Wrapper, kr *keyrin
 	if err != nil {
 		return nil, err
 	}
-	blob := make([]byte, 1+nonceLen, 1+nonceLen+len(payload)+tagLen)
+	blob := make([]byte, 1, 1+nonceLen+len(payload)+tagLen)
 	blob[0] = ringVersion
-	_, _ = rand.Read(blob[1:])
-	return aead.Seal(blob, blob[1:], payload, ringAAD), nil
+	return aead.Seal(blob, nil, payload, ringAAD), nil // #nosec G407 -- NewGCMWithRandomNonce draws the nonce (ringVersion || nonce || ct || tag)
 }
 
 var ringAAD = []byte{ringVersion, 'c', 'o', 'r', 'e', '/', 'k', 'e', 'y', 'r', 'i', 'n', 'g'}
@@ -572,7 +575,7 @@ func openKeyring(ctx context.Context, root secret.Bytes, w Wrapper, blob []byte)
 	if err != nil {
 		return nil, err
 	}
-	payload, err := aead.Open(nil, blob[1:1+nonceLen], blob[1+nonceLen:], ringAAD)
+	payload, err := aead.Open(nil, nil, blob[1:], ringAAD)
 	if err != nil {
 		return nil, fmt.Errorf("%w (or the keyring record was altered)", ErrWrongRootKey)
 	}

@@ -3,8 +3,6 @@ package barrier
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
@@ -323,9 +321,8 @@ func TestSealWrap(t *testing.T) {
 	// Storage + root key alone: the payload is an HSM envelope, not the
 	// keyring (the key appears neither raw nor base64-encoded).
 	blob := mem.raw(t, keyringPath)
-	blk, _ := aes.NewCipher(root)
-	aead, _ := cipher.NewGCM(blk)
-	payload, err := aead.Open(nil, blob[1:1+nonceLen], blob[1+nonceLen:], ringAAD)
+	aead, _ := newGCM(root)
+	payload, err := aead.Open(nil, nil, blob[1:], ringAAD)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,8 +45,13 @@ type Server struct {
 	HSMSlot       string        `hcl:"hsm_slot,optional" json:"hsm_slot,omitempty"`
 	HSMPIN        secret.String `hcl:"hsm_pin,optional" json:"hsm_pin,omitempty"`
 	HSMKeyLabel   string        `hcl:"hsm_key_label,optional" json:"hsm_key_label,omitempty"`
-	EntropyMode   string        `hcl:"entropy_mode,optional" json:"entropy_mode,omitempty"`
-	SealWrap      *bool         `hcl:"seal_wrap,optional" json:"seal_wrap,omitempty"`
+	// HSMMechanism is aes_gcm (default), aes_cbc_pad_hmac or rsa_oaep.
+	HSMMechanism    string `hcl:"hsm_mechanism,optional" json:"hsm_mechanism,omitempty"`
+	HSMHMACKeyLabel string `hcl:"hsm_hmac_key_label,optional" json:"hsm_hmac_key_label,omitempty"`
+	HSMRSAOAEPHash  string `hcl:"hsm_rsa_oaep_hash,optional" json:"hsm_rsa_oaep_hash,omitempty"`
+	FIPSMode        bool   `hcl:"fips_mode,optional" json:"fips_mode,omitempty"`
+	EntropyMode     string `hcl:"entropy_mode,optional" json:"entropy_mode,omitempty"`
+	SealWrap        *bool  `hcl:"seal_wrap,optional" json:"seal_wrap,omitempty"`
 
 	// Audit is on by default (to audit_file, or else audit.log in data_dir);
 	// turning it off takes an explicit "off".
@@ -133,7 +138,11 @@ var settings = []Setting{
 	{Name: "hsm_token_label", Doc: "Label of the HSM token (or use hsm_slot)."},
 	{Name: "hsm_slot", Doc: "Slot number of the HSM token (instead of hsm_token_label)."},
 	{Name: "hsm_pin", Doc: "User PIN of the HSM token. Environment or file only.", NoFlag: true},
-	{Name: "hsm_key_label", Doc: "Label of the AES key that wraps the root key and seal-wraps CSPs."},
+	{Name: "hsm_key_label", Doc: "Label of the HSM key that wraps the root key and seal-wraps CSPs (the RSA key pair with rsa_oaep). Created, non-extractable and sensitive, if missing. A new label plus operator rewrap rotates it."},
+	{Name: "hsm_mechanism", Doc: "How the HSM wraps: aes_gcm (CKM_AES_GCM), aes_cbc_pad_hmac (CKM_AES_CBC_PAD then CKM_SHA256_HMAC, for tokens without GCM) or rsa_oaep (CKM_RSA_PKCS_OAEP, RSA-3072). Default aes_gcm; operator rewrap moves a vault to another one."},
+	{Name: "hsm_hmac_key_label", Doc: "Label of the HMAC key of aes_cbc_pad_hmac (default: hsm_key_label + \"-hmac\")."},
+	{Name: "hsm_rsa_oaep_hash", Doc: "Hash of rsa_oaep: sha256 (default) or sha1 (for tokens with nothing else, such as SoftHSM2 2.6)."},
+	{Name: "fips_mode", Doc: "Refuse to start unless Go runs in FIPS 140-3 mode (GODEBUG=fips140=on or only, or a GOFIPS140=v1.0.0 build); see docs/fips.md."},
 	{Name: "entropy_mode", Doc: "augmentation (OS randomness mixed with the HSM's; the default with hsm_lib) or off."},
 	{Name: "seal_wrap", Doc: "Seal-wrap critical security parameters with the HSM key (pkcs11 seal). Default true; fixed at init."},
 	{Name: "audit", Doc: `on (the default: audit_file, or else audit.log in data_dir) or off. The audit log is on unless this says "off".`},

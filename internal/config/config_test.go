@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moonvault/moonvault/internal/fips"
 )
 
 func TestPrecedence(t *testing.T) {
@@ -162,6 +164,11 @@ func TestResolve(t *testing.T) {
 		{"audit weird", func(s *Server) { s.Audit = "maybe" }, "audit", "maybe"},
 		{"audit off with a file", func(s *Server) { s.Audit, s.AuditFile = "off", "/x/audit.log" }, "audit", "audit_file"},
 		{"audit nowhere", func(s *Server) { s.Storage, s.PostgresURL, s.DataDir = "postgres", "postgres://x", "" }, "audit_file", "on by default"},
+		{"hsm mechanism", func(s *Server) { s.HSMLib, s.HSMTokenLabel, s.HSMPIN, s.HSMMechanism = lib, "t", "1", "aes_ctr" }, "hsm_mechanism", "aes_cbc_pad_hmac"},
+		{"hsm oaep hash", func(s *Server) { s.HSMLib, s.HSMTokenLabel, s.HSMPIN, s.HSMRSAOAEPHash = lib, "t", "1", "md5" }, "hsm_rsa_oaep_hash", "sha256"},
+		{"hsm hmac label", func(s *Server) {
+			s.HSMLib, s.HSMTokenLabel, s.HSMPIN, s.HSMHMACKeyLabel = lib, "t", "1", s.HSMKeyLabel
+		}, "hsm_hmac_key_label", "differ"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Defaults()
@@ -200,6 +207,32 @@ func TestResolve(t *testing.T) {
 	c = Defaults()
 	if n, err := c.Resolve(Mode{Dev: true}); err != nil || !n.EntropyAuto {
 		t.Errorf("dev: %v %+v", err, n)
+	}
+
+	// A token without a label (opencryptoki) by slot, another mechanism.
+	c = Defaults()
+	valid(&c)
+	c.HSMLib, c.HSMSlot, c.HSMPIN, c.HSMMechanism, c.HSMRSAOAEPHash = lib, "3", "1", "rsa_oaep", "sha1"
+	n, err = c.Resolve(Mode{})
+	if err != nil || n.HSM == nil || n.HSM.Slot == nil || *n.HSM.Slot != 3 || n.HSM.TokenLabel != "" || n.HSM.Mechanism != "rsa_oaep" || n.HSM.OAEPHash != "sha1" {
+		t.Fatalf("hsm by slot: %+v, %v", n, err)
+	}
+	c.HSMMechanism = ""
+	if n, err = c.Resolve(Mode{}); err != nil || n.HSM.Mechanism != "aes_gcm" {
+		t.Fatalf("default mechanism: %+v, %v", n, err)
+	}
+
+	// fips_mode refuses to start outside Go's FIPS 140-3 mode.
+	c = Defaults()
+	valid(&c)
+	c.FIPSMode = true
+	n, err = c.Resolve(Mode{})
+	if fips.Mode() == "off" {
+		if err == nil || !strings.HasPrefix(err.Error(), "fips_mode: ") || !strings.Contains(err.Error(), "GODEBUG=fips140") {
+			t.Fatalf("fips_mode outside FIPS mode: %v", err)
+		}
+	} else if err != nil || !n.FIPSMode {
+		t.Fatalf("fips_mode in FIPS mode: %+v, %v", n, err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/fips"
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
@@ -24,6 +25,8 @@ type Node struct {
 	Storage Storage
 	// HSM is nil without hsm_lib (the Shamir seal, OS entropy).
 	HSM *HSM
+	// FIPSMode: the process runs in Go's FIPS 140-3 mode (checked).
+	FIPSMode bool
 	// EntropyAugmented mixes HSM randomness into every CSP. In dev mode with
 	// no hsm_lib and no entropy_mode it is decided by whether dev mode finds
 	// SoftHSM2 (EntropyAuto).
@@ -70,13 +73,17 @@ type Storage struct {
 	PostgresURL secret.String
 }
 
-// HSM is the PKCS#11 token.
+// HSM is the PKCS#11 token and how the seal uses it.
 type HSM struct {
 	Lib        string
 	TokenLabel string
 	Slot       *uint
 	PIN        secret.String
 	KeyLabel   string
+	// Mechanism is aes_gcm, aes_cbc_pad_hmac or rsa_oaep.
+	Mechanism    string
+	HMACKeyLabel string // aes_cbc_pad_hmac; "" means KeyLabel + "-hmac"
+	OAEPHash     string // rsa_oaep: sha256 or sha1
 }
 
 // Mode says how the node runs.
@@ -108,6 +115,7 @@ func (c Server) Resolve(m Mode) (*Node, error) {
 		func() (err error) { n.Storage, err = c.storage(m); return err },
 		func() (err error) { n.Audit, err = c.audit(m); return err },
 		func() (err error) { n.HSM, err = c.hsm(); return err },
+		func() (err error) { n.FIPSMode, err = c.fips(); return err },
 		func() (err error) { n.EntropyAugmented, err = c.entropy(m); return err },
 		func() error { n.EntropyAuto = c.EntropyMode == "" && c.HSMLib == "" && m.Dev; return nil },
 		func() (err error) { n.AccessTokenTTL, n.SessionLifetime, n.IdleTimeout, err = c.sessions(); return err },
@@ -282,7 +290,8 @@ func (c Server) hsm() (*HSM, error) {
 		}
 		return nil, nil
 	}
-	h := &HSM{Lib: c.HSMLib, TokenLabel: c.HSMTokenLabel, PIN: c.HSMPIN, KeyLabel: c.HSMKeyLabel}
+	h := &HSM{Lib: c.HSMLib, TokenLabel: c.HSMTokenLabel, PIN: c.HSMPIN, KeyLabel: c.HSMKeyLabel,
+		Mechanism: c.HSMMechanism, HMACKeyLabel: c.HSMHMACKeyLabel, OAEPHash: c.HSMRSAOAEPHash}
 	fi, err := os.Stat(c.HSMLib)
 	switch {
 	case err != nil:
@@ -307,7 +316,30 @@ func (c Server) hsm() (*HSM, error) {
 	if h.KeyLabel == "" {
 		return nil, Wrong("hsm_key_label", "is required with hsm_lib")
 	}
+	switch h.Mechanism {
+	case "":
+		h.Mechanism = "aes_gcm"
+	case "aes_gcm", "aes_cbc_pad_hmac", "rsa_oaep":
+	default:
+		return nil, Wrong("hsm_mechanism", "%q: use aes_gcm (default), aes_cbc_pad_hmac or rsa_oaep", h.Mechanism)
+	}
+	switch h.OAEPHash {
+	case "", "sha256", "sha1":
+	default:
+		return nil, Wrong("hsm_rsa_oaep_hash", "%q: use sha256 (default) or sha1", h.OAEPHash)
+	}
+	if h.HMACKeyLabel != "" && h.HMACKeyLabel == h.KeyLabel {
+		return nil, Wrong("hsm_hmac_key_label", "%q must differ from hsm_key_label", h.HMACKeyLabel)
+	}
 	return h, nil
+}
+
+// fips enforces fips_mode: Go's FIPS 140-3 mode must be on.
+func (c Server) fips() (bool, error) {
+	if err := fips.Check(c.FIPSMode); err != nil {
+		return false, Wrong("fips_mode", "is true but Go's FIPS 140-3 mode is off: start the server with GODEBUG=fips140=on (or only), or build it with GOFIPS140=v1.0.0")
+	}
+	return c.FIPSMode, nil
 }
 
 // entropy: augmentation needs an HSM; dev mode may bring its own.

@@ -20,6 +20,8 @@ import (
 	"github.com/moonvault/moonvault/internal/errkind"
 
 	"github.com/moonvault/moonvault/internal/barrier"
+	"github.com/moonvault/moonvault/internal/fips"
+	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/shamir"
 	"github.com/moonvault/moonvault/internal/storage"
@@ -54,13 +56,9 @@ var (
 	ErrMigrationRequired  = errkind.New(errkind.Invalid, "migration_required", "seal migration required: the configuration names an HSM but the vault uses the Shamir seal; unseal with migrate (moonvault operator unseal -migrate KEY) to move the root key to the HSM")
 )
 
-// AutoSeal protects the root key with a key held by an HSM.
-type AutoSeal interface {
-	Type() string
-	EnsureKey(ctx context.Context) (created bool, err error)
-	Encrypt(ctx context.Context, plaintext, aad []byte) ([]byte, error)
-	Decrypt(ctx context.Context, ciphertext, aad []byte) ([]byte, error)
-}
+// AutoSeal protects the root key with a key held by an HSM: the one seal
+// interface, seal.Seal.
+type AutoSeal = seal.Seal
 
 // SealConfig says how the root key is protected. Its authoritative copy is
 // inside the keyring (sealMeta); core/seal-config holds a copy in the clear
@@ -115,6 +113,9 @@ type Core struct {
 	progress    [][]byte // unseal shares received so far (Shamir)
 	pendingRoot secret.Bytes
 	rekey       *rekeyState
+
+	reasonMu     sync.Mutex
+	sealedReason string // why auto-unseal has not succeeded; "" when none
 }
 
 // New returns a Core over an initialised or empty storage.
@@ -148,13 +149,23 @@ type Status struct {
 	Migration bool `json:"migration,omitempty"`
 	// NonceBudget is the active term's encryption count (unsealed only).
 	NonceBudget *barrier.Usage `json:"nonce_budget,omitempty"`
+	// SealedReason says why an auto-sealed vault is still sealed (the last
+	// auto-unseal error: e.g. the HSM token it waits for, or a refused PIN).
+	SealedReason string `json:"sealed_reason,omitempty"`
+	// FIPS140 is Go's FIPS 140-3 mode: "off", "on" or "only".
+	FIPS140 string `json:"fips140"`
 }
 
 // Status reports the seal state. Reading the seal config may fail when the
 // storage is down. While sealed, T and N come from the unauthenticated
 // hint; once unsealed, from the authenticated copy in the keyring.
 func (c *Core) Status(ctx context.Context) (Status, error) {
-	st := Status{Type: c.SealType(), Sealed: c.opts.Barrier.Sealed()}
+	st := Status{Type: c.SealType(), Sealed: c.opts.Barrier.Sealed(), FIPS140: fips.Mode()}
+	if st.Sealed {
+		c.reasonMu.Lock()
+		st.SealedReason = c.sealedReason
+		c.reasonMu.Unlock()
+	}
 	var cfg *SealConfig
 	if m, err := c.meta(); err == nil {
 		cfg = &m.Seal
@@ -568,21 +579,42 @@ func (c *Core) AutoUnseal(ctx context.Context) error {
 	}
 	root := secret.Bytes(pt)
 	defer root.Destroy()
-	return c.unsealWith(ctx, root)
+	// The configured key may be new (hsm_key_label or hsm_mechanism changed
+	// for a key rotation): create it now, so that new values are wrapped
+	// under it; operator rewrap then moves the old ones.
+	if created, err := c.opts.AutoSeal.EnsureKey(ctx); err != nil {
+		return fmt.Errorf("HSM key: %w", err)
+	} else if created {
+		c.log.Warn("created the configured HSM key; run operator rewrap to move the root key, the keyring and every CSP to it", "key_id", c.opts.AutoSeal.KeyID())
+	}
+	err = c.unsealWith(ctx, root)
+	if errors.Is(err, ErrWrongCombination) {
+		// A seal migration that switched the keyring to its new root key
+		// but stopped before storing it as core/root-key (see migrate.go).
+		return c.resumeMigrationLocked(ctx, err)
+	}
+	return err
 }
 
 // RunAutoUnseal retries AutoUnseal with exponential backoff until the vault
 // is unsealed or ctx ends, logging why each attempt failed (the HSM's
-// PKCS#11 return code by name; never the PIN).
+// PKCS#11 return code by name; never the PIN); the seal status shows the
+// same reason. A failure the seal marks seal.ErrNoRetry (a refused or
+// missing PIN) stops the retries at once: the vault stays sealed until
+// restarted with a fixed configuration.
 func (c *Core) RunAutoUnseal(ctx context.Context, minWait, maxWait time.Duration) {
 	wait := minWait
 	for c.Sealed() {
 		err := c.AutoUnseal(ctx)
+		c.setSealedReason(err)
 		switch {
 		case err == nil:
 			return
 		case errors.Is(err, ErrNotInitialized):
 			wait = minWait // init unseals by itself; just keep watching
+		case errors.Is(err, seal.ErrNoRetry):
+			c.log.Error("auto-unseal failed and will not be retried; vault stays sealed until restarted with a fixed configuration", "err", err)
+			return
 		default:
 			c.log.Error("auto-unseal failed; vault stays sealed", "err", err, "retry_in", wait.String())
 		}
@@ -593,6 +625,16 @@ func (c *Core) RunAutoUnseal(ctx context.Context, minWait, maxWait time.Duration
 		}
 		wait = min(wait*2, maxWait)
 	}
+}
+
+func (c *Core) setSealedReason(err error) {
+	reason := ""
+	if err != nil && !errors.Is(err, ErrNotInitialized) {
+		reason = "auto-unseal failed: " + err.Error()
+	}
+	c.reasonMu.Lock()
+	c.sealedReason = reason
+	c.reasonMu.Unlock()
 }
 
 // Seal stops the services, zeroizes the keys held in memory and seals.

@@ -183,22 +183,3 @@ func (c *Core) bindHSMKey(ctx context.Context, created bool, root secret.Bytes, 
 	}
 	return nil
 }
-
-// storeMigratedSeal ends a migration: the authenticated seal configuration
-// in the keyring first (compare-and-swap), then the wrapped root key and
-// the hint. A crash in between leaves a keyring that says pkcs11 and a
-// wrapped root key that opens it: the next start auto-unseals and repairs
-// the hint.
-func (c *Core) storeMigratedSeal(ctx context.Context, m sealMeta, wrapped []byte) error {
-	if err := c.opts.Barrier.UpdateMeta(ctx, func([]byte) ([]byte, error) { return m.encode(), nil }); err != nil {
-		return fmt.Errorf("store migrated seal configuration: %w", err)
-	}
-	if err := c.opts.Storage.Batch(ctx, []storage.Op{
-		{Key: keyWrappedRoot, Value: wrapped},
-		{Key: keySealConfig, Value: hintJSON(m.Seal)},
-		{Key: keyLegacyRecovery, Delete: true},
-	}); err != nil {
-		return fmt.Errorf("store migrated seal: %w", err)
-	}
-	return nil
-}

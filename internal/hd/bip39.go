@@ -9,6 +9,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/moonvault/moonvault/internal/errkind"
+	"github.com/moonvault/moonvault/internal/fips"
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
@@ -80,5 +81,10 @@ func Seed(mnemonic, passphrase secret.String) (secret.Bytes, error) {
 	if err != nil {
 		return nil, err
 	}
-	return secret.Bytes(bip39.NewSeed(canon.Reveal(), norm.NFKD.String(passphrase.Reveal()))), nil
+	var seed []byte
+	// BIP-39's PBKDF2 salt ("mnemonic" ‖ passphrase) may be shorter than
+	// the 128 bits Go's FIPS 140-only mode requires: BIP-39 is outside the
+	// FIPS boundary (docs/fips.md).
+	fips.Outside(func() { seed = bip39.NewSeed(canon.Reveal(), norm.NFKD.String(passphrase.Reveal())) })
+	return secret.Bytes(seed), nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg"
 
 	"github.com/moonvault/moonvault/internal/errkind"
+	"github.com/moonvault/moonvault/internal/fips"
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
@@ -51,7 +52,12 @@ func (k *Key) Destroy() {
 // NewMaster computes the master keys of seed (16 to 64 bytes; a BIP-39
 // seed is 64). The seed is copied; the caller still destroys its own.
 func NewMaster(seed secret.Bytes) (*Master, error) {
-	xprv, err := hdkeychain.NewMaster(seed, &chaincfg.MainNetParams)
+	var xprv *hdkeychain.ExtendedKey
+	var err error
+	// BIP-32's HMAC-SHA512 key "Bitcoin seed" is 96 bits, shorter than Go's
+	// FIPS 140-only mode allows: HD derivation is outside the FIPS boundary
+	// (docs/fips.md), like secp256k1 itself.
+	fips.Outside(func() { xprv, err = hdkeychain.NewMaster(seed, &chaincfg.MainNetParams) })
 	if err != nil {
 		// ErrInvalidSeedLen, or ErrUnusableSeed (probability < 2^-127).
 		return nil, fmt.Errorf("hd: master key: %w", err)
@@ -207,9 +213,14 @@ type slip10Node struct {
 
 // slip10Master is I = HMAC-SHA512(Key = "ed25519 seed", Data = S).
 func slip10Master(seed []byte) *slip10Node {
-	mac := hmac.New(sha512.New, []byte("ed25519 seed"))
-	mac.Write(seed)
-	return splitI(mac.Sum(nil))
+	var i []byte
+	// A 96-bit HMAC key, like BIP-32's: outside the FIPS boundary.
+	fips.Outside(func() {
+		mac := hmac.New(sha512.New, []byte("ed25519 seed"))
+		mac.Write(seed)
+		i = mac.Sum(nil)
+	})
+	return splitI(i)
 }
 
 // child is CKDpriv for a hardened i: I = HMAC-SHA512(Key = c_par, Data =

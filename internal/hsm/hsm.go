@@ -1,7 +1,10 @@
 // Package hsm gives the vault access to a PKCS#11 token through
-// github.com/miekg/pkcs11: random numbers (C_GenerateRandom) and AES-256-GCM
-// with a non-extractable key that never leaves the token. One Module holds a
-// pool of logged-in sessions that is safe for concurrent use.
+// github.com/miekg/pkcs11: random numbers (C_GenerateRandom) and the
+// mechanisms the seal uses (CKM_AES_GCM, CKM_AES_CBC_PAD, CKM_SHA256_HMAC,
+// CKM_RSA_PKCS_OAEP) with non-extractable, sensitive keys that never leave
+// the token. One Module holds a pool of logged-in sessions that is safe for
+// concurrent use. Reconnecting after the token went away is the seal
+// layer's job (package seal); a Module only reports it (Gone).
 package hsm
 
 import (
@@ -27,11 +30,28 @@ type Config struct {
 	PIN        secret.String // CKU_USER PIN; never logged
 	KeyLabel   string        // label of the seal key; consumers read it, Open does not
 	PoolSize   int           // sessions kept open; DefaultPoolSize when <= 0
+	// WrapAPI, when set, wraps the library's calls for this Module (fault
+	// injection in tests: a token that disappears mid-operation).
+	WrapAPI func(API) API
+}
+
+// Where names the token a Config selects, for logs and errors:
+// `token label "x", slot 3` (either part may be "any").
+func (c Config) Where() string {
+	label, slot := "any", "any"
+	if c.TokenLabel != "" {
+		label = fmt.Sprintf("%q", c.TokenLabel)
+	}
+	if c.Slot != nil {
+		slot = fmt.Sprint(*c.Slot)
+	}
+	return "token label " + label + ", slot " + slot
 }
 
 // Module is an open, logged-in token. Safe for concurrent use.
 type Module struct {
 	lib  *library
+	api  API // lib.ctx, or its test wrapper
 	slot uint
 	pin  secret.String
 	log  *slog.Logger
@@ -40,8 +60,8 @@ type Module struct {
 	idle    chan pkcs11.SessionHandle // sessions ready for reuse
 
 	keysMu sync.RWMutex
-	keys   map[string]pkcs11.ObjectHandle
-	genMu  sync.Mutex // serialises EnsureAESKey's find-then-create
+	keys   map[keyRef]pkcs11.ObjectHandle
+	genMu  sync.Mutex // serialises the Ensure*Key find-then-create
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -56,6 +76,9 @@ func Open(cfg Config, log *slog.Logger) (*Module, error) {
 	if cfg.TokenLabel == "" && cfg.Slot == nil {
 		return nil, errors.New("hsm: config needs token_label or slot")
 	}
+	if cfg.PIN == "" {
+		return nil, fmt.Errorf("%w for %s", ErrPINMissing, cfg.Where())
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -67,16 +90,20 @@ func Open(cfg Config, log *slog.Logger) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	slot, err := resolveSlot(lib.ctx, cfg)
+	var api API = lib.ctx
+	if cfg.WrapAPI != nil {
+		api = cfg.WrapAPI(api)
+	}
+	slot, err := resolveSlot(api, cfg)
 	if err != nil {
 		lib.release()
 		return nil, err
 	}
 	m := &Module{
-		lib: lib, slot: slot, pin: cfg.PIN, log: log,
+		lib: lib, api: api, slot: slot, pin: cfg.PIN, log: log,
 		permits: make(chan struct{}, n),
 		idle:    make(chan pkcs11.SessionHandle, n),
-		keys:    map[string]pkcs11.ObjectHandle{},
+		keys:    map[keyRef]pkcs11.ObjectHandle{},
 		closed:  make(chan struct{}),
 	}
 	for range n {
@@ -94,11 +121,14 @@ func Open(cfg Config, log *slog.Logger) (*Module, error) {
 	return m, nil
 }
 
-func resolveSlot(ctx *pkcs11.Ctx, cfg Config) (uint, error) {
+// Slot is the slot the token was found in.
+func (m *Module) Slot() uint { return m.slot }
+
+func resolveSlot(api API, cfg Config) (uint, error) {
 	if cfg.Slot == nil {
-		return findSlot(ctx, cfg.TokenLabel)
+		return findSlot(api, cfg.TokenLabel)
 	}
-	ti, err := ctx.GetTokenInfo(*cfg.Slot)
+	ti, err := api.GetTokenInfo(*cfg.Slot)
 	if err != nil {
 		if rv, ok := rvOf(err); ok && (rv == pkcs11.CKR_SLOT_ID_INVALID || rv == pkcs11.CKR_TOKEN_NOT_PRESENT) {
 			return 0, fmt.Errorf("%w: slot %d", ErrTokenNotFound, *cfg.Slot)
@@ -114,7 +144,7 @@ func resolveSlot(ctx *pkcs11.Ctx, cfg Config) (uint, error) {
 // Close waits for in-flight operations, closes this Module's sessions and
 // releases the library (finalised when no other Module uses it).
 func (m *Module) Close() error {
-	err := ErrClosed
+	var err error = ErrClosed
 	m.closeOnce.Do(func() {
 		close(m.closed)
 		for range cap(m.permits) { // wait until every session is back
@@ -123,7 +153,7 @@ func (m *Module) Close() error {
 		for {
 			select {
 			case s := <-m.idle:
-				_ = m.lib.ctx.CloseSession(s)
+				_ = m.api.CloseSession(s)
 				continue
 			default:
 			}
@@ -135,14 +165,14 @@ func (m *Module) Close() error {
 }
 
 func (m *Module) newSession() (pkcs11.SessionHandle, error) {
-	s, err := m.lib.ctx.OpenSession(m.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	s, err := m.api.OpenSession(m.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 	if err != nil {
 		return 0, wrapRV("open session", err)
 	}
 	// Login state is per token: a new session is usually logged in already,
 	// but not after every session of the token was closed.
-	if err := m.lib.login(s, m.slot, m.pin); err != nil {
-		_ = m.lib.ctx.CloseSession(s)
+	if err := m.lib.login(m.api, s, m.slot, m.pin); err != nil {
+		_ = m.api.CloseSession(s)
 		return 0, err
 	}
 	return s, nil
@@ -157,6 +187,9 @@ func (m *Module) withSession(ctx context.Context, fn func(pkcs11.SessionHandle) 
 	case <-m.closed:
 		return ErrClosed
 	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("hsm: %w", err)
 	}
 	select {
 	case <-m.permits:
@@ -177,7 +210,7 @@ func (m *Module) withSession(ctx context.Context, fn func(pkcs11.SessionHandle) 
 	}
 	err := fn(s)
 	if _, isRV := rvOf(err); isRV {
-		_ = m.lib.ctx.CloseSession(s)
+		_ = m.api.CloseSession(s)
 		m.log.Debug("hsm session discarded", "err", err)
 		return err
 	}

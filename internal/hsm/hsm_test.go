@@ -48,9 +48,84 @@ func TestKeyAttributes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := hsm.KeyAttributes{Token: true, Private: true, Sensitive: true, Extractable: false, AlwaysSensitive: true, NeverExtractable: true, ValueLen: 32}
+	// Only what the seal needs: encrypt and decrypt; never wrap, unwrap or
+	// sign (issue 13 item 7).
+	want := hsm.KeyAttributes{Token: true, Private: true, Sensitive: true, Extractable: false, AlwaysSensitive: true,
+		NeverExtractable: true, Encrypt: true, Decrypt: true, KeyType: pkcs11.CKK_AES, ValueLen: 32}
 	if ka != want {
 		t.Fatalf("attributes = %+v, want %+v", ka, want)
+	}
+	if _, err := m.EnsureKey(ctx, "hmac", hsm.KeyHMAC); err != nil {
+		t.Fatal(err)
+	}
+	ka, err = m.KeyAttributes(ctx, "hmac")
+	want = hsm.KeyAttributes{Token: true, Private: true, Sensitive: true, AlwaysSensitive: true, NeverExtractable: true,
+		Sign: true, Verify: true, KeyType: pkcs11.CKK_GENERIC_SECRET, ValueLen: 32}
+	if err != nil || ka != want {
+		t.Fatalf("HMAC key attributes = %+v, %v; want %+v", ka, err, want)
+	}
+	if created, err := m.EnsureKey(ctx, "rsa", hsm.KeyRSA); err != nil || !created {
+		t.Fatalf("EnsureKey RSA = %v, %v", created, err)
+	}
+	ka, err = m.PrivateKeyAttributes(ctx, "rsa")
+	want = hsm.KeyAttributes{Token: true, Private: true, Sensitive: true, AlwaysSensitive: true, NeverExtractable: true,
+		Decrypt: true, KeyType: pkcs11.CKK_RSA}
+	if err != nil || ka != want {
+		t.Fatalf("RSA private key attributes = %+v, %v; want %+v", ka, err, want)
+	}
+	if created, err := m.EnsureKey(ctx, "rsa", hsm.KeyRSA); err != nil || created {
+		t.Fatalf("second EnsureKey RSA = %v, %v; want false, nil", created, err)
+	}
+}
+
+// TestAdoptionChecks: a key found by its label is used only when it is
+// sensitive, not extractable, and of the type and size the seal needs
+// (issue 13 item 7); keys made by earlier versions, with CKA_WRAP set, are
+// still adopted.
+func TestAdoptionChecks(t *testing.T) {
+	t.Parallel()
+	m, _ := open(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		label                  string
+		keyType                uint
+		size                   int
+		sensitive, extractable bool
+		as                     hsm.KeyType
+		refuse                 string // "" = adopted
+	}{
+		{"legacy-wrap-unwrap", pkcs11.CKK_AES, 32, true, false, hsm.KeyAES, ""},
+		{"extractable", pkcs11.CKK_AES, 32, true, true, hsm.KeyAES, "CKA_EXTRACTABLE"},
+		{"not-sensitive", pkcs11.CKK_AES, 32, false, false, hsm.KeyAES, "CKA_SENSITIVE"},
+		{"aes-128", pkcs11.CKK_AES, 16, true, false, hsm.KeyAES, "AES key of 16 bytes"},
+		{"aes-as-hmac", pkcs11.CKK_AES, 32, true, false, hsm.KeyHMAC, "want CKK_GENERIC_SECRET"},
+		{"hmac-as-aes", pkcs11.CKK_GENERIC_SECRET, 32, true, false, hsm.KeyAES, "want CKK_AES"},
+		{"short-hmac", pkcs11.CKK_GENERIC_SECRET, 16, true, false, hsm.KeyHMAC, "HMAC key of 16 bytes"},
+	} {
+		t.Run(tc.label, func(t *testing.T) {
+			if err := m.CreateSecretKeyForTest(ctx, tc.label, tc.keyType, tc.size, tc.sensitive, tc.extractable); err != nil {
+				t.Fatal(err)
+			}
+			created, err := m.EnsureKey(ctx, tc.label, tc.as)
+			if tc.refuse == "" {
+				if err != nil || created {
+					t.Fatalf("EnsureKey = %v, %v; want the key adopted", created, err)
+				}
+				if _, err := m.EncryptGCM(ctx, tc.label, []byte("x"), nil); err != nil {
+					t.Fatalf("adopted key does not encrypt: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, hsm.ErrKeyUnsafe) || !strings.Contains(err.Error(), tc.refuse) || created {
+				t.Fatalf("EnsureKey = %v, %v; want ErrKeyUnsafe naming %q", created, err, tc.refuse)
+			}
+			// Using it is refused too, not only creating it.
+			if tc.as == hsm.KeyAES {
+				if _, err := m.EncryptGCM(ctx, tc.label, []byte("x"), nil); !errors.Is(err, hsm.ErrKeyUnsafe) {
+					t.Fatalf("EncryptGCM with a refused key: %v", err)
+				}
+			}
+		})
 	}
 }
 
@@ -151,6 +226,36 @@ func TestWrongPIN(t *testing.T) {
 	if !errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)) {
 		t.Fatal("errors.Is on the return code failed")
 	}
+	if !errors.Is(err, hsm.ErrPINRejected) || !errors.Is(err, hsm.ErrUnavailable) {
+		t.Fatalf("a refused PIN must match ErrPINRejected (callers stop retrying) and ErrUnavailable: %v", err)
+	}
+}
+
+// TestPINClassification: the return codes that mean the token refused the
+// PIN itself stop retries; an outage does not.
+func TestPINClassification(t *testing.T) {
+	for rv, rejected := range map[uint]bool{
+		pkcs11.CKR_PIN_INCORRECT: true, pkcs11.CKR_PIN_LOCKED: true, pkcs11.CKR_PIN_EXPIRED: true,
+		pkcs11.CKR_PIN_INVALID: true, pkcs11.CKR_PIN_LEN_RANGE: true,
+		pkcs11.CKR_DEVICE_REMOVED: false, pkcs11.CKR_TOKEN_NOT_PRESENT: false, pkcs11.CKR_GENERAL_ERROR: false,
+	} {
+		err := fmt.Errorf("open: %w", &hsm.Error{Op: "login", RV: pkcs11.Error(rv)})
+		if errors.Is(err, hsm.ErrPINRejected) != rejected {
+			t.Errorf("%v: ErrPINRejected = %v, want %v", err, !rejected, rejected)
+		}
+	}
+}
+
+// TestPINMissing: an empty PIN is named as missing before C_Login, which
+// would answer CKR_ARGUMENTS_BAD.
+func TestPINMissing(t *testing.T) {
+	t.Parallel()
+	cfg := hsmtest.NewToken(t)
+	cfg.PIN = ""
+	_, err := hsm.Open(cfg, nil)
+	if !errors.Is(err, hsm.ErrPINMissing) || strings.Contains(err.Error(), "CKR_ARGUMENTS_BAD") || !strings.Contains(err.Error(), cfg.TokenLabel) {
+		t.Fatalf("err = %v, want ErrPINMissing naming the token", err)
+	}
 }
 
 // A second Open of a token the process is logged in to must still check
@@ -202,9 +307,52 @@ func TestGenerateRandom(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	// With sessions free the call may proceed; a cancelled context must at
-	// least never hang or panic.
-	_, _ = m.GenerateRandom(ctx, 8)
+	if b, err := m.GenerateRandom(ctx, 8); !errors.Is(err, context.Canceled) || b != nil {
+		t.Fatalf("cancelled context: %x, %v; want context.Canceled and no bytes", b, err)
+	}
+}
+
+// blockingAPI holds GenerateRandom until release is closed.
+type blockingAPI struct {
+	hsm.API
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingAPI) GenerateRandom(s pkcs11.SessionHandle, n int) ([]byte, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return b.API.GenerateRandom(s, n)
+}
+
+// TestContextWhileWaitingForSession: with every session busy, a caller
+// whose context ends gets its error instead of waiting.
+func TestContextWhileWaitingForSession(t *testing.T) {
+	t.Parallel()
+	cfg := hsmtest.NewToken(t)
+	cfg.PoolSize = 1
+	blk := &blockingAPI{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	cfg.WrapAPI = func(a hsm.API) hsm.API { blk.API = a; return blk }
+	m, err := hsm.Open(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.GenerateRandom(context.Background(), 8)
+		done <- err
+	}()
+	<-blk.entered // the only session is now busy
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := m.GenerateRandom(ctx, 8); !errors.Is(err, context.Canceled) {
+		t.Fatalf("waiting for a session with a cancelled context: %v", err)
+	}
+	close(blk.release)
+	if err := <-done; err != nil {
+		t.Fatalf("the call holding the session: %v", err)
+	}
 }
 
 func TestConcurrentPool(t *testing.T) {

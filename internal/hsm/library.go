@@ -10,6 +10,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
@@ -18,8 +19,12 @@ import (
 // state is per token per process, not per session. So every Module on the
 // same library shares one context, reference counted: the first Open calls
 // C_Initialize (which is when SoftHSM2 reads SOFTHSM2_CONF and scans its
-// token directory) and the last Close calls C_Finalize. This is the one
-// process-wide registry in the package; it mirrors the library's own state.
+// token directory). The library then stays initialised when the last
+// Module closes, because some libraries cannot be initialised again in the
+// same process (opencryptoki 3.8 crashes in C_Initialize after
+// C_Finalize); Reset finalises an idle library on request (SoftHSM2 must
+// be, to read another SOFTHSM2_CONF). This is the one process-wide
+// registry in the package; it mirrors the library's own state.
 var registry = struct {
 	sync.Mutex
 	libs map[string]*library
@@ -50,7 +55,7 @@ func acquire(path string) (*library, error) {
 	}
 	ctx := pkcs11.New(path)
 	if ctx == nil {
-		return nil, fmt.Errorf("hsm: cannot load PKCS#11 library %q", path)
+		return nil, fmt.Errorf("%w %q (hsm_lib): no such file, or not a PKCS#11 module", ErrLibrary, path)
 	}
 	own := true
 	if err := ctx.Initialize(); err != nil {
@@ -72,10 +77,27 @@ func (l *library) release() error {
 	registry.Lock()
 	defer registry.Unlock()
 	l.refs--
-	if l.refs > 0 {
+	return nil
+}
+
+// ErrInUse is returned by Reset while a Module on the library is open.
+var ErrInUse = errkind.New(errkind.Unavailable, "hsm_unavailable", "hsm: library in use by an open module")
+
+// Reset finalises the library at path (C_Finalize) if no Module uses it,
+// so that the next Open initialises it afresh: SoftHSM2 then reads
+// SOFTHSM2_CONF and its token directory again. Not for opencryptoki 3.8,
+// which cannot be initialised twice in one process.
+func Reset(path string) error {
+	registry.Lock()
+	defer registry.Unlock()
+	l, ok := registry.libs[path]
+	if !ok {
 		return nil
 	}
-	delete(registry.libs, l.path)
+	if l.refs > 0 {
+		return ErrInUse
+	}
+	delete(registry.libs, path)
 	var err error
 	if l.ownInit {
 		err = l.ctx.Finalize()
@@ -92,11 +114,11 @@ func (l *library) pinMAC(pin secret.String) []byte {
 
 // login logs the token in as CKU_USER on session s. A token this process is
 // already logged in to is accepted only with the same PIN.
-func (l *library) login(s pkcs11.SessionHandle, slot uint, pin secret.String) error {
+func (l *library) login(api API, s pkcs11.SessionHandle, slot uint, pin secret.String) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	mac := l.pinMAC(pin)
-	err := l.ctx.Login(s, pkcs11.CKU_USER, pin.Reveal())
+	err := api.Login(s, pkcs11.CKU_USER, pin.Reveal())
 	var rv pkcs11.Error
 	switch {
 	case err == nil:
@@ -113,15 +135,15 @@ func (l *library) login(s pkcs11.SessionHandle, slot uint, pin secret.String) er
 	}
 }
 
-// InUse reports whether a PKCS#11 library is loaded and initialised in this
-// process by an open Module. While it is, the library's configuration (for
-// SoftHSM2, SOFTHSM2_CONF and tokens created by other processes) is not
-// re-read.
+// InUse reports whether an open Module uses the PKCS#11 library. While
+// the library is initialised (also when idle, until Reset), its
+// configuration (for SoftHSM2, SOFTHSM2_CONF and tokens created by other
+// processes) is not re-read.
 func InUse(lib string) bool {
 	registry.Lock()
 	defer registry.Unlock()
-	_, ok := registry.libs[lib]
-	return ok
+	l, ok := registry.libs[lib]
+	return ok && l.refs > 0
 }
 
 // InitToken initialises the first free token (CKF_TOKEN_INITIALIZED clear)
@@ -180,7 +202,7 @@ func InitToken(lib, label string, soPIN, userPIN secret.String) error {
 }
 
 // findSlot returns the slot whose token carries label.
-func findSlot(ctx *pkcs11.Ctx, label string) (uint, error) {
+func findSlot(ctx API, label string) (uint, error) {
 	slots, err := ctx.GetSlotList(true)
 	if err != nil {
 		return 0, wrapRV("get slot list", err)

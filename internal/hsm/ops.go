@@ -2,7 +2,6 @@ package hsm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/miekg/pkcs11"
@@ -17,18 +16,28 @@ const (
 	gcmTagLen  = gcmTagBits / 8
 	// GCMOverhead is the size EncryptGCM adds to a plaintext.
 	GCMOverhead = 1 + gcmIVLen + gcmTagLen
+	// CBCIVLen is the IV EncryptCBC puts before its ciphertext.
+	CBCIVLen = 16
+	// HMACLen is the size of a CKM_SHA256_HMAC tag.
+	HMACLen = 32
 )
 
-// KeyAttributes are the security attributes of a key as the token reports
-// them.
-type KeyAttributes struct {
-	Token            bool
-	Private          bool
-	Sensitive        bool
-	Extractable      bool
-	AlwaysSensitive  bool
-	NeverExtractable bool
-	ValueLen         int // bytes
+// OAEPHash selects the hash (and MGF1 hash) of CKM_RSA_PKCS_OAEP.
+type OAEPHash int
+
+const (
+	// OAEPSHA256 is SHA-256 with MGF1-SHA-256, the default.
+	OAEPSHA256 OAEPHash = iota
+	// OAEPSHA1 is SHA-1 with MGF1-SHA-1, for tokens that offer nothing
+	// else (SoftHSM2 2.6 answers CKR_ARGUMENTS_BAD to any other hash).
+	OAEPSHA1
+)
+
+func (h OAEPHash) params() *pkcs11.OAEPParams {
+	if h == OAEPSHA1 {
+		return pkcs11.NewOAEPParams(pkcs11.CKM_SHA_1, pkcs11.CKG_MGF1_SHA1, pkcs11.CKZ_DATA_SPECIFIED, nil)
+	}
+	return pkcs11.NewOAEPParams(pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256, pkcs11.CKZ_DATA_SPECIFIED, nil)
 }
 
 // GenerateRandom returns n bytes from the token's generator (C_GenerateRandom).
@@ -38,7 +47,7 @@ func (m *Module) GenerateRandom(ctx context.Context, n int) ([]byte, error) {
 	}
 	var out []byte
 	err := m.withSession(ctx, func(s pkcs11.SessionHandle) error {
-		b, err := m.lib.ctx.GenerateRandom(s, n)
+		b, err := m.api.GenerateRandom(s, n)
 		if err != nil {
 			return wrapRV("generate random", err)
 		}
@@ -51,135 +60,41 @@ func (m *Module) GenerateRandom(ctx context.Context, n int) ([]byte, error) {
 	return out, err
 }
 
-// HasKey reports whether a secret key with label exists on the token.
-func (m *Module) HasKey(ctx context.Context, label string) (bool, error) {
-	_, err := m.key(ctx, label)
-	if errors.Is(err, ErrKeyNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// EnsureAESKey creates the AES-256 key label unless it exists. The key is a
-// token object, private, sensitive and not extractable, so its value can be
-// neither read nor wrapped out (PKCS#11 v2.40 §4.9). Another process that
-// creates the same label at the same moment is not excluded: run key
-// creation from one node (vault initialisation).
-func (m *Module) EnsureAESKey(ctx context.Context, label string) (bool, error) {
-	if label == "" {
-		return false, errors.New("hsm: key label is empty")
-	}
-	m.genMu.Lock()
-	defer m.genMu.Unlock()
-	if _, err := m.key(ctx, label); err == nil {
-		return false, nil
-	} else if !errors.Is(err, ErrKeyNotFound) {
-		return false, err
-	}
-	tmpl := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, []byte(label)),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
-	}
-	var h pkcs11.ObjectHandle
-	err := m.withSession(ctx, func(s pkcs11.SessionHandle) error {
-		var err error
-		h, err = m.lib.ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, tmpl)
-		return wrapRV("generate key", err)
-	})
-	if err != nil {
-		return false, err
-	}
-	m.keysMu.Lock()
-	m.keys[label] = h
-	m.keysMu.Unlock()
-	m.log.Info("hsm key created", "label", label)
-	return true, nil
-}
-
-// KeyAttributes reads back the key's security attributes.
-func (m *Module) KeyAttributes(ctx context.Context, label string) (KeyAttributes, error) {
-	var ka KeyAttributes
-	h, err := m.key(ctx, label)
-	if err != nil {
-		return ka, err
-	}
-	err = m.withSession(ctx, func(s pkcs11.SessionHandle) error {
-		attrs, err := m.lib.ctx.GetAttributeValue(s, h, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_ALWAYS_SENSITIVE, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_NEVER_EXTRACTABLE, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, nil),
-		})
+// Mechanisms lists the mechanisms the token offers (C_GetMechanismList).
+func (m *Module) Mechanisms(ctx context.Context) ([]uint, error) {
+	var out []uint
+	err := m.withSession(ctx, func(pkcs11.SessionHandle) error {
+		ms, err := m.api.GetMechanismList(m.slot)
 		if err != nil {
-			return wrapRV("get attribute value", err)
+			return wrapRV("get mechanism list", err)
 		}
-		for _, a := range attrs {
-			b := len(a.Value) > 0 && a.Value[0] != 0
-			switch a.Type {
-			case pkcs11.CKA_TOKEN:
-				ka.Token = b
-			case pkcs11.CKA_PRIVATE:
-				ka.Private = b
-			case pkcs11.CKA_SENSITIVE:
-				ka.Sensitive = b
-			case pkcs11.CKA_EXTRACTABLE:
-				ka.Extractable = b
-			case pkcs11.CKA_ALWAYS_SENSITIVE:
-				ka.AlwaysSensitive = b
-			case pkcs11.CKA_NEVER_EXTRACTABLE:
-				ka.NeverExtractable = b
-			case pkcs11.CKA_VALUE_LEN:
-				ka.ValueLen = int(ulong(a.Value)) // #nosec G115 -- CKA_VALUE_LEN of an AES key is at most 32
-			}
+		for _, mc := range ms {
+			out = append(out, mc.Mechanism)
 		}
 		return nil
 	})
-	return ka, err
+	return out, err
 }
 
-// ulong decodes a CK_ULONG in host (little-endian on supported platforms)
-// byte order.
-func ulong(b []byte) uint64 {
-	var v uint64
-	for i := len(b) - 1; i >= 0; i-- {
-		v = v<<8 | uint64(b[i])
-	}
-	return v
-}
-
-// EncryptGCM encrypts with CKM_AES_GCM inside the token. The 96-bit IV comes
-// from the token's C_GenerateRandom; SoftHSM2 2.6 uses the IV given in
-// CK_GCM_PARAMS (and silently accepts an empty one, so we always pass one),
-// while some HSMs write their own: we read it back from the params. Random
-// IVs bound a key to 2^32 encryptions (SP 800-38D §8.3), far above the
-// number of seal operations.
+// EncryptGCM encrypts with CKM_AES_GCM inside the token under the AES key
+// label. The 96-bit IV comes from the token's C_GenerateRandom; SoftHSM2
+// 2.6 uses the IV given in CK_GCM_PARAMS (and silently accepts an empty
+// one, so we always pass one), while some HSMs write their own: we read it
+// back from the params. Random IVs bound a key to 2^32 encryptions (SP
+// 800-38D §8.3), far above the number of seal operations.
 func (m *Module) EncryptGCM(ctx context.Context, label string, plaintext, aad []byte) ([]byte, error) {
 	var out []byte
-	err := m.withKey(ctx, label, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
-		iv, err := m.lib.ctx.GenerateRandom(s, gcmIVLen)
+	err := m.withKey(ctx, keyRef{label, pkcs11.CKO_SECRET_KEY}, KeyAES, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		iv, err := m.api.GenerateRandom(s, gcmIVLen)
 		if err != nil {
 			return wrapRV("generate random", err)
 		}
 		p := pkcs11.NewGCMParams(iv, gcmAAD(aad), gcmTagBits)
 		defer p.Free()
-		if err := m.lib.ctx.EncryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, p)}, h); err != nil {
+		if err := m.api.EncryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, p)}, h); err != nil {
 			return wrapRV("encrypt init", err)
 		}
-		ct, err := m.lib.ctx.Encrypt(s, plaintext)
+		ct, err := m.api.Encrypt(s, plaintext)
 		if err != nil {
 			return wrapRV("encrypt", err)
 		}
@@ -209,18 +124,15 @@ func (m *Module) DecryptGCM(ctx context.Context, label string, ciphertext, aad [
 	}
 	iv, body := ciphertext[1:1+gcmIVLen], ciphertext[1+gcmIVLen:]
 	var out []byte
-	err := m.withKey(ctx, label, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+	err := m.withKey(ctx, keyRef{label, pkcs11.CKO_SECRET_KEY}, KeyAES, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		p := pkcs11.NewGCMParams(iv, gcmAAD(aad), gcmTagBits)
 		defer p.Free()
-		if err := m.lib.ctx.DecryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, p)}, h); err != nil {
+		if err := m.api.DecryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, p)}, h); err != nil {
 			return wrapRV("decrypt init", err)
 		}
-		pt, err := m.lib.ctx.Decrypt(s, body)
+		pt, err := m.api.Decrypt(s, body)
 		if err != nil {
-			if rv, ok := rvOf(err); ok && isDataError(rv) {
-				return fmt.Errorf("%w: %w", ErrDecrypt, wrapRV("decrypt", err))
-			}
-			return wrapRV("decrypt", err)
+			return decryptError(err)
 		}
 		out = pt
 		return nil
@@ -233,12 +145,148 @@ func gcmAAD(aad []byte) []byte {
 	return append(append(b, gcmVersion), aad...)
 }
 
+// EncryptCBC encrypts with CKM_AES_CBC_PAD (PKCS#7 padding) under the AES
+// key label and returns iv || ciphertext, the 16-byte IV drawn from the
+// token's generator. CBC alone does not authenticate: the caller MACs the
+// result (encrypt-then-MAC), as the seal's aes_cbc_pad_hmac mechanism does.
+func (m *Module) EncryptCBC(ctx context.Context, label string, plaintext []byte) ([]byte, error) {
+	var out []byte
+	err := m.withKey(ctx, keyRef{label, pkcs11.CKO_SECRET_KEY}, KeyAES, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		iv, err := m.api.GenerateRandom(s, CBCIVLen)
+		if err != nil {
+			return wrapRV("generate random", err)
+		}
+		if len(iv) != CBCIVLen {
+			return fmt.Errorf("hsm: generate random: got %d bytes, want %d", len(iv), CBCIVLen)
+		}
+		if err := m.api.EncryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_CBC_PAD, iv)}, h); err != nil {
+			return wrapRV("encrypt init", err)
+		}
+		ct, err := m.api.Encrypt(s, plaintext)
+		if err != nil {
+			return wrapRV("encrypt", err)
+		}
+		if len(ct) != (len(plaintext)/16+1)*16 { // PKCS#7 always pads
+			return fmt.Errorf("hsm: encrypt: unexpected ciphertext length %d", len(ct))
+		}
+		out = append(iv, ct...)
+		return nil
+	})
+	return out, err
+}
+
+// DecryptCBC reverses EncryptCBC. Bad padding or length wraps ErrDecrypt;
+// run it only on a ciphertext whose MAC was verified first.
+func (m *Module) DecryptCBC(ctx context.Context, label string, ivct []byte) ([]byte, error) {
+	if len(ivct) < CBCIVLen+16 || len(ivct)%16 != 0 {
+		return nil, fmt.Errorf("%w: CBC ciphertext of %d bytes", ErrDecrypt, len(ivct))
+	}
+	var out []byte
+	err := m.withKey(ctx, keyRef{label, pkcs11.CKO_SECRET_KEY}, KeyAES, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		if err := m.api.DecryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_CBC_PAD, ivct[:CBCIVLen])}, h); err != nil {
+			return wrapRV("decrypt init", err)
+		}
+		pt, err := m.api.Decrypt(s, ivct[CBCIVLen:])
+		if err != nil {
+			return decryptError(err)
+		}
+		out = pt
+		return nil
+	})
+	return out, err
+}
+
+// SignHMAC computes CKM_SHA256_HMAC over data with the HMAC key label.
+func (m *Module) SignHMAC(ctx context.Context, label string, data []byte) ([]byte, error) {
+	var out []byte
+	err := m.withKey(ctx, keyRef{label, pkcs11.CKO_SECRET_KEY}, KeyHMAC, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		if err := m.api.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, h); err != nil {
+			return wrapRV("sign init", err)
+		}
+		mac, err := m.api.Sign(s, data)
+		if err != nil {
+			return wrapRV("sign", err)
+		}
+		if len(mac) != HMACLen {
+			return fmt.Errorf("hsm: sign: HMAC of %d bytes, want %d", len(mac), HMACLen)
+		}
+		out = mac
+		return nil
+	})
+	return out, err
+}
+
+// VerifyHMAC checks a CKM_SHA256_HMAC tag inside the token (C_Verify, so
+// the comparison is the token's). A wrong tag wraps ErrDecrypt.
+func (m *Module) VerifyHMAC(ctx context.Context, label string, data, mac []byte) error {
+	if len(mac) != HMACLen {
+		return fmt.Errorf("%w: HMAC of %d bytes", ErrDecrypt, len(mac))
+	}
+	return m.withKey(ctx, keyRef{label, pkcs11.CKO_SECRET_KEY}, KeyHMAC, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		if err := m.api.VerifyInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, h); err != nil {
+			return wrapRV("verify init", err)
+		}
+		err := m.api.Verify(s, data, mac)
+		if rv, ok := rvOf(err); ok && (rv == pkcs11.CKR_SIGNATURE_INVALID || rv == pkcs11.CKR_SIGNATURE_LEN_RANGE) {
+			return fmt.Errorf("%w: %w", ErrDecrypt, wrapRV("verify", err))
+		}
+		return wrapRV("verify", err)
+	})
+}
+
+// EncryptOAEP encrypts a short plaintext (a data key) with
+// CKM_RSA_PKCS_OAEP under the public key label.
+func (m *Module) EncryptOAEP(ctx context.Context, label string, hash OAEPHash, plaintext []byte) ([]byte, error) {
+	var out []byte
+	err := m.withKey(ctx, keyRef{label, pkcs11.CKO_PUBLIC_KEY}, KeyRSA, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		if err := m.api.EncryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_OAEP, hash.params())}, h); err != nil {
+			return wrapRV("encrypt init", err)
+		}
+		ct, err := m.api.Encrypt(s, plaintext)
+		if err != nil {
+			return wrapRV("encrypt", err)
+		}
+		out = ct
+		return nil
+	})
+	return out, err
+}
+
+// DecryptOAEP reverses EncryptOAEP with the private key label. A
+// ciphertext that does not decode wraps ErrDecrypt.
+func (m *Module) DecryptOAEP(ctx context.Context, label string, hash OAEPHash, ciphertext []byte) ([]byte, error) {
+	var out []byte
+	err := m.withKey(ctx, keyRef{label, pkcs11.CKO_PRIVATE_KEY}, KeyRSA, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		if err := m.api.DecryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_OAEP, hash.params())}, h); err != nil {
+			return wrapRV("decrypt init", err)
+		}
+		pt, err := m.api.Decrypt(s, ciphertext)
+		if err != nil {
+			return decryptError(err)
+		}
+		out = pt
+		return nil
+	})
+	return out, err
+}
+
+// decryptError wraps a C_Decrypt failure: ErrDecrypt when the return code
+// means "this ciphertext does not decrypt" rather than "the token is
+// unwell".
+func decryptError(err error) error {
+	if rv, ok := rvOf(err); ok && isDataError(rv) {
+		return fmt.Errorf("%w: %w", ErrDecrypt, wrapRV("decrypt", err))
+	}
+	return wrapRV("decrypt", err)
+}
+
 // isDataError reports return codes of C_Decrypt (after a successful
 // C_DecryptInit) that mean "this ciphertext does not authenticate" rather
 // than "the token is unwell". SoftHSM2 2.6 reports a GCM tag mismatch as
-// CKR_GENERAL_ERROR, others as CKR_ENCRYPTED_DATA_INVALID or
-// CKR_FUNCTION_FAILED; a real device fault reported as CKR_GENERAL_ERROR is
-// then also treated as a bad ciphertext, which still fails closed.
+// CKR_GENERAL_ERROR, others (and opencryptoki for a bad OAEP encoding) as
+// CKR_ENCRYPTED_DATA_INVALID or CKR_FUNCTION_FAILED; a real device fault
+// reported as CKR_GENERAL_ERROR is then also treated as a bad ciphertext,
+// which still fails closed.
 func isDataError(rv pkcs11.Error) bool {
 	switch rv {
 	case pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
@@ -247,67 +295,4 @@ func isDataError(rv pkcs11.Error) bool {
 		return true
 	}
 	return false
-}
-
-// withKey runs fn with the key's handle; a stale cached handle
-// (CKR_OBJECT_HANDLE_INVALID, e.g. the key was deleted and re-created) is
-// dropped and looked up once more.
-func (m *Module) withKey(ctx context.Context, label string, fn func(pkcs11.SessionHandle, pkcs11.ObjectHandle) error) error {
-	for attempt := 0; ; attempt++ {
-		h, err := m.key(ctx, label)
-		if err != nil {
-			return err
-		}
-		err = m.withSession(ctx, func(s pkcs11.SessionHandle) error { return fn(s, h) })
-		rv, ok := rvOf(err)
-		if attempt == 0 && ok && (rv == pkcs11.CKR_OBJECT_HANDLE_INVALID || rv == pkcs11.CKR_KEY_HANDLE_INVALID) {
-			m.keysMu.Lock()
-			delete(m.keys, label)
-			m.keysMu.Unlock()
-			continue
-		}
-		return err
-	}
-}
-
-// key returns the handle of the secret key label, cached after the first
-// lookup (object handles stay valid across sessions of one application).
-func (m *Module) key(ctx context.Context, label string) (pkcs11.ObjectHandle, error) {
-	m.keysMu.RLock()
-	h, ok := m.keys[label]
-	m.keysMu.RUnlock()
-	if ok {
-		return h, nil
-	}
-	err := m.withSession(ctx, func(s pkcs11.SessionHandle) error {
-		if err := m.lib.ctx.FindObjectsInit(s, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-		}); err != nil {
-			return wrapRV("find objects init", err)
-		}
-		found, _, err := m.lib.ctx.FindObjects(s, 2)
-		if ferr := m.lib.ctx.FindObjectsFinal(s); err == nil && ferr != nil {
-			err = ferr
-		}
-		if err != nil {
-			return wrapRV("find objects", err)
-		}
-		switch len(found) {
-		case 0:
-			return fmt.Errorf("%w: label %q", ErrKeyNotFound, label)
-		case 1:
-			h = found[0]
-			return nil
-		default:
-			return fmt.Errorf("hsm: more than one key with label %q", label)
-		}
-	})
-	if err != nil {
-		return 0, err
-	}
-	m.keysMu.Lock()
-	m.keys[label] = h
-	m.keysMu.Unlock()
-	return h, nil
 }

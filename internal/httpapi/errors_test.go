@@ -21,6 +21,7 @@ import (
 	"github.com/moonvault/moonvault/internal/core"
 	"github.com/moonvault/moonvault/internal/entropy"
 	"github.com/moonvault/moonvault/internal/errkind"
+	"github.com/moonvault/moonvault/internal/fips"
 	"github.com/moonvault/moonvault/internal/hd"
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/hsm/softhsm"
@@ -62,6 +63,7 @@ var domainErrors = map[string]error{
 	"auth.ErrRateLimited":        auth.ErrRateLimited,
 	"auth.ErrUserExists":         auth.ErrUserExists,
 	"auth.ErrConflict":           auth.ErrConflict,
+	"auth.ErrNoSecondFactor":     auth.ErrNoSecondFactor,
 	"auth.ErrNotFound":           auth.ErrNotFound,
 	"auth.ErrInvalidInput":       auth.ErrInvalidInput,
 	"auth.ErrWeakPassword":       auth.ErrWeakPassword,
@@ -99,6 +101,12 @@ var domainErrors = map[string]error{
 	"hsm.ErrDecrypt":       hsm.ErrDecrypt,
 	"hsm.ErrClosed":        hsm.ErrClosed,
 	"hsm.Error":            &hsm.Error{Op: "login"},
+	"hsm.ErrUnavailable":   hsm.ErrUnavailable,
+	"hsm.ErrKeyUnsafe":     hsm.ErrKeyUnsafe,
+	"hsm.ErrPINMissing":    hsm.ErrPINMissing,
+	"hsm.ErrPINRejected":   hsm.ErrPINRejected,
+	"hsm.ErrLibrary":       hsm.ErrLibrary,
+	"hsm.ErrInUse":         hsm.ErrInUse,
 	"hsm/softhsm.ErrInUse": softhsm.ErrInUse,
 
 	"jsonrpc.Error": &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "bad"},
@@ -106,8 +114,9 @@ var domainErrors = map[string]error{
 	"policy.ErrDenied":         policy.ErrDenied,
 	"policy.ErrStepUpRequired": policy.ErrStepUpRequired,
 
-	"seal.ErrDecrypt":   seal.ErrDecrypt,
-	"seal.ErrDestroyed": seal.ErrDestroyed,
+	"seal.ErrDecrypt":  seal.ErrDecrypt,
+	"seal.ErrNoRetry":  seal.ErrNoRetry,
+	"fips.ErrRequired": fips.ErrRequired,
 
 	"sealwrap.ErrIntegrity":  sealwrap.ErrIntegrity,
 	"sealwrap.ErrWrongKey":   sealwrap.ErrWrongKey,

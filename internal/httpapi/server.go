@@ -106,10 +106,11 @@ func New(d Deps) *API {
 	lim := d.Limits.withDefaults()
 	a.publicLimit = newAddrLimiter(lim.PublicRate, lim.PublicBurst)
 	a.attestLimit = newAddrLimiter(lim.AttestRate, lim.AttestBurst)
-	a.routes = a.table()
+	a.routes = append(a.table(), a.consoleRoutes()...)
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))
 	}
+	a.mountConsole()
 	// Requests to no route are answered, and audited, too.
 	a.mux.Handle("/", a.wrap(route{op: "unknown", access: public, h: func(q *request) (int, any, error) {
 		return 0, nil, errNotFound("no such endpoint: " + q.Method + " " + q.URL.Path)

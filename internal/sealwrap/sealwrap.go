@@ -1,17 +1,22 @@
 // Package sealwrap adds a second layer of encryption to critical security
-// parameters (wallet keys, signing keys, TOTP secrets, the keyring): a
-// wrapper key held in the HSM (or, in Shamir mode, derived from the root
-// key), so that a barrier compromise alone reveals no CSP. Each value is
-// bound to its storage path.
+// parameters (wallet keys, signing keys, TOTP secrets, audit keys, the
+// barrier keyring): each value is encrypted by the seal (seal.Seal, a key
+// held in the HSM) before the barrier encrypts it, so that a barrier
+// compromise alone reveals no CSP. Each value is bound to its storage path.
+// Seal wrap needs an HSM, as in Vault: with the Shamir seal there is no
+// HSM-held key, and values are stored in plain envelopes that record it
+// (the barrier alone protects them). The envelope records the seal's key
+// id (mechanism and key labels), so Rewrap can move every value to a new
+// key or mechanism.
 package sealwrap
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/moonvault/moonvault/internal/errkind"
-
 	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
@@ -29,27 +34,20 @@ var (
 	ErrNotWrapped = errkind.New(errkind.Unavailable, "rewrap_required", "sealwrap: value is not seal-wrapped (run moonvault operator rewrap)")
 )
 
-// Wrapper encrypts with a key the barrier does not hold (seal.PKCS11,
-// seal.Software). Decrypt errors that mean "does not authenticate" wrap
-// seal.ErrDecrypt.
-type Wrapper interface {
-	Encrypt(ctx context.Context, plaintext, aad []byte) ([]byte, error)
-	Decrypt(ctx context.Context, ciphertext, aad []byte) ([]byte, error)
-	KeyID() string
-}
-
 // Sealer wraps and unwraps CSP values. Safe for concurrent use.
 type Sealer struct {
-	w        Wrapper            // current; nil when seal wrap is disabled
-	byKeyID  map[string]Wrapper // current and previous wrappers
+	w        seal.Seal            // current; nil when seal wrap is disabled
+	byKeyID  map[string]seal.Seal // current and previous seals
 	rewrapPg int
 }
 
 // New returns a Sealer that wraps with w (nil: seal wrap disabled, values
-// are stored in plain envelopes). previous wrappers are used only to
-// unwrap values not yet re-wrapped after a key rotation.
-func New(w Wrapper, previous ...Wrapper) *Sealer {
-	s := &Sealer{w: w, byKeyID: map[string]Wrapper{}, rewrapPg: 256}
+// are stored in plain envelopes). previous seals are used only to unwrap
+// values not yet re-wrapped. A value under another key id of w's own type
+// (an earlier mechanism or key label on the same HSM) is unwrapped by w,
+// which reads the mechanism and labels from the ciphertext.
+func New(w seal.Seal, previous ...seal.Seal) *Sealer {
+	s := &Sealer{w: w, byKeyID: map[string]seal.Seal{}, rewrapPg: 256}
 	for _, p := range previous {
 		if p != nil {
 			s.byKeyID[p.KeyID()] = p
@@ -102,6 +100,9 @@ func (s *Sealer) unwrap(ctx context.Context, path string, envelope []byte, accep
 		return secret.Bytes(e.payload).Clone(), nil
 	}
 	w, ok := s.byKeyID[e.keyID]
+	if !ok && s.w != nil && strings.HasPrefix(e.keyID, s.w.Type()+":") {
+		w, ok = s.w, true
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w: %s is wrapped under %q", ErrWrongKey, path, e.keyID)
 	}

@@ -11,32 +11,27 @@ import (
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/hsm/hsmtest"
 	"github.com/moonvault/moonvault/internal/seal"
+	"github.com/moonvault/moonvault/internal/seal/sealtest"
 	"github.com/moonvault/moonvault/internal/sealwrap"
-	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage/bolt"
 )
 
-func hsmSeal(t testing.TB, label string) (*seal.PKCS11, *hsm.Module) {
+func hsmSeal(t testing.TB, label string) (*seal.PKCS11, hsm.Config) {
 	t.Helper()
 	cfg := hsmtest.NewToken(t)
-	m, err := hsm.Open(cfg, nil)
+	s, err := seal.NewPKCS11(seal.Config{HSM: cfg, KeyLabel: label}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.Close() })
-	s := seal.NewPKCS11(m, label)
+	t.Cleanup(s.Close)
 	if _, err := s.EnsureKey(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return s, m
+	return s, cfg
 }
 
-func software(t testing.TB, b byte, id string) *seal.Software {
-	s, err := seal.NewSoftware(secret.Bytes(bytes.Repeat([]byte{b}, 32)), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+func software(_ testing.TB, b byte, id string) *sealtest.Software {
+	return sealtest.NewWithKey(id, bytes.Repeat([]byte{b}, 32))
 }
 
 func TestRoundTripAndPathBinding(t *testing.T) {
@@ -53,7 +48,7 @@ func TestRoundTripAndPathBinding(t *testing.T) {
 		t.Fatal("plaintext in envelope")
 	}
 	wrapped, id, err := sealwrap.Inspect(env)
-	if err != nil || !wrapped || id != "pkcs11:seal-wrap" {
+	if err != nil || !wrapped || id != "pkcs11:aes_gcm:seal-wrap" {
 		t.Fatalf("Inspect = %v %q %v", wrapped, id, err)
 	}
 	got, err := s.Unwrap(ctx, path, env)
@@ -176,7 +171,7 @@ func TestRewrap(t *testing.T) {
 			}
 		}
 	}
-	check(s1, "pkcs11:sw-1")
+	check(s1, "pkcs11:aes_gcm:sw-1")
 	if n, err := s1.Rewrap(ctx, kv, []string{"wallet/keys/"}); err != nil || n != 0 {
 		t.Fatalf("second Rewrap = %d, %v (want idempotent)", n, err)
 	}
@@ -191,7 +186,7 @@ func TestRewrap(t *testing.T) {
 	if n, err := s2.Rewrap(ctx, kv, []string{"wallet/keys/"}); err != nil || n != 600 {
 		t.Fatalf("rotate Rewrap = %d, %v", n, err)
 	}
-	check(s2, "shamir:2")
+	check(s2, "test:shamir:2")
 	if _, err := sealwrap.New(w2).Unwrap(ctx, "wallet/keys/u000/k", mustGet(t, kv, "wallet/keys/u000/k")); err != nil {
 		t.Fatalf("after rotation the old key is not needed: %v", err)
 	}
@@ -227,4 +222,132 @@ func FuzzUnwrap(f *testing.F) {
 			t.Fatalf("forged envelope accepted: %q", got)
 		}
 	})
+}
+
+// TestContract: seal wrap on SoftHSM2 and opencryptoki with every
+// mechanism each offers: path binding, tamper evidence, and a rewrap of
+// plain values under the seal.
+func TestContract(t *testing.T) {
+	sealtest.Each(t, func(t *testing.T, cfg seal.Config) {
+		ctx := context.Background()
+		w, err := seal.NewPKCS11(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		if _, err := w.EnsureKey(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s := sealwrap.New(w)
+		const path = "wallet/keys/alice/main"
+		key := []byte("0123456789abcdef0123456789abcdef")
+		env, err := s.Wrap(ctx, path, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wrapped, id, err := sealwrap.Inspect(env); err != nil || !wrapped || id != w.KeyID() || bytes.Contains(env, key) {
+			t.Fatalf("Inspect = %v %q %v", wrapped, id, err)
+		}
+		if got, err := s.Unwrap(ctx, path, env); err != nil || !bytes.Equal(got, key) {
+			t.Fatalf("Unwrap = %x, %v", got, err)
+		}
+		if _, err := s.Unwrap(ctx, "wallet/keys/mallory/main", env); !errors.Is(err, sealwrap.ErrIntegrity) {
+			t.Fatalf("moved to another path: %v", err)
+		}
+		for i := range env {
+			bad := bytes.Clone(env)
+			bad[i] ^= 0x04
+			if _, err := s.Unwrap(ctx, path, bad); err == nil {
+				t.Fatalf("tampered byte %d accepted", i)
+			}
+		}
+		kv, err := bolt.Open(filepath.Join(t.TempDir(), "vault.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kv.Close()
+		for i := range 5 {
+			penv, _ := sealwrap.New(nil).Wrap(ctx, fmt.Sprintf("auth/totp/u%d", i), []byte{byte(i)})
+			if err := kv.Put(ctx, fmt.Sprintf("auth/totp/u%d", i), penv); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := s.Rewrap(ctx, kv, []string{"auth/totp/"}); err != nil || n != 5 {
+			t.Fatalf("Rewrap = %d, %v", n, err)
+		}
+		for i := range 5 {
+			k := fmt.Sprintf("auth/totp/u%d", i)
+			got, err := s.Unwrap(ctx, k, mustGet(t, kv, k))
+			if err != nil || !bytes.Equal(got, []byte{byte(i)}) {
+				t.Fatalf("%s after rewrap = %x, %v", k, got, err)
+			}
+		}
+	})
+}
+
+// TestRewrapAcrossMechanismsAndKeys: what operator rewrap does after
+// hsm_mechanism or hsm_key_label changed. Values wrapped under aes_gcm
+// with key "a" are rewrapped under aes_cbc_pad_hmac with key "b" by a
+// Sealer that knows only the new configuration (the envelope records the
+// old one, and the old key is still on the token); afterwards the old key
+// can be retired: deleting it loses nothing.
+func TestRewrapAcrossMechanismsAndKeys(t *testing.T) {
+	ctx := context.Background()
+	old, hc := hsmSeal(t, "a")
+	kv, err := bolt.Open(filepath.Join(t.TempDir(), "vault.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	before := sealwrap.New(old)
+	for i := range 10 {
+		k := fmt.Sprintf("wallet/keys/u/k%d", i)
+		env, err := before.Wrap(ctx, k, []byte{byte(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := kv.Put(ctx, k, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next, err := seal.NewPKCS11(seal.Config{HSM: hc, Mechanism: seal.AESCBCPadHMAC, KeyLabel: "b"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	if _, err := next.EnsureKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := sealwrap.New(next)
+	// Before the rewrap, the new Sealer reads old values.
+	if got, err := after.Unwrap(ctx, "wallet/keys/u/k3", mustGet(t, kv, "wallet/keys/u/k3")); err != nil || !bytes.Equal(got, []byte{3}) {
+		t.Fatalf("old value through the new configuration: %x, %v", got, err)
+	}
+	if n, err := after.Rewrap(ctx, kv, []string{"wallet/keys/"}); err != nil || n != 10 {
+		t.Fatalf("Rewrap = %d, %v", n, err)
+	}
+	// Retire the old key.
+	m, err := hsm.Open(hc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.DestroyKey(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := seal.NewPKCS11(seal.Config{HSM: hc, Mechanism: seal.AESCBCPadHMAC, KeyLabel: "b"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	for i := range 10 {
+		k := fmt.Sprintf("wallet/keys/u/k%d", i)
+		env := mustGet(t, kv, k)
+		if _, id, _ := sealwrap.Inspect(env); id != "pkcs11:aes_cbc_pad_hmac:b:b-hmac" {
+			t.Fatalf("%s still under %q", k, id)
+		}
+		if got, err := sealwrap.New(fresh).Unwrap(ctx, k, env); err != nil || !bytes.Equal(got, []byte{byte(i)}) {
+			t.Fatalf("%s after the old key was retired: %x, %v", k, got, err)
+		}
+	}
 }

@@ -124,8 +124,12 @@ func (n *Node) devSetup(ctx context.Context, addr string) error {
 	out := n.out()
 	fmt.Fprintf(out, "\nMoon Vault dev server (do not use in production)\n\n")
 	fmt.Fprintf(out, "  Address:            https://%s\n", addr)
+	fmt.Fprintf(out, "  Web console:        https://%s/ui/\n", addr)
 	fmt.Fprintf(out, "  Seal:               %s\n", n.Core.SealType())
 	fmt.Fprintf(out, "  Data dir:           %s\n", n.cfg.DataDir)
+	if n.cfg.Audit.File != "" {
+		fmt.Fprintf(out, "  Audit log:          %s\n", n.cfg.Audit.File)
+	}
 	if n.devCert != nil {
 		fmt.Fprintf(out, "  TLS certificate:    %s\n", caPath)
 		fmt.Fprintf(out, "  SHA-256 fingerprint: %s\n", n.devCert.Fingerprint)

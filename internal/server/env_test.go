@@ -19,6 +19,7 @@ import (
 
 	"github.com/moonvault/moonvault/internal/audit"
 	"github.com/moonvault/moonvault/internal/config"
+	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/tlsconfig"
 )
 
@@ -63,6 +64,7 @@ type nodeOpts struct {
 	// auditSinks are extra audit sinks (fault injection).
 	auditSinks []audit.Sink
 	wrapRandom func(HSMRandom) HSMRandom
+	wrapAPI    func(hsm.API) hsm.API
 }
 
 // startNode runs a node over dir until the test ends (or stop is called).
@@ -83,7 +85,7 @@ func startNode(t testing.TB, dir string, o nodeOpts) *testNode {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := Build(ctx, Options{Config: cfg, Dev: o.dev, Logger: log, Out: io.Discard, AuditSinks: o.auditSinks, WrapHSMRandom: o.wrapRandom})
+	n, err := Build(ctx, Options{Config: cfg, Dev: o.dev, Logger: log, Out: io.Discard, AuditSinks: o.auditSinks, WrapHSMRandom: o.wrapRandom, WrapHSMAPI: o.wrapAPI})
 	if err != nil {
 		cancel()
 		t.Fatalf("build node: %v", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +24,15 @@ import (
 func withHSM(hc hsm.Config) func(*config.Server) {
 	return func(c *config.Server) {
 		c.HSMLib, c.HSMTokenLabel, c.HSMPIN, c.HSMKeyLabel = hc.Lib, hc.TokenLabel, hc.PIN, hc.KeyLabel
+		if hc.Slot != nil {
+			c.HSMSlot = fmt.Sprint(*hc.Slot)
+		}
 	}
+}
+
+// sealConfig is the seal a node configured withHSM(hc) uses (aes_gcm).
+func sealConfig(hc hsm.Config) seal.Config {
+	return seal.Config{HSM: hc, KeyLabel: hc.KeyLabel}
 }
 
 type lockedBuf struct {
@@ -153,18 +162,25 @@ func TestPKCS11AutoUnsealSealWrapEntropy(t *testing.T) {
 
 func checkNoCSPInClear(t *testing.T, dir string, hc hsm.Config, known secret.Bytes, minWrapped int) {
 	t.Helper()
+	checkCSPsWrapped(t, dir, sealConfig(hc), known, minWrapped, "")
+}
+
+// checkCSPsWrapped opens the bolt file in dir directly, with the seal sc
+// (the root key and seal wrap), and checks that no CSP is stored in the
+// clear and every CSP is seal-wrapped, under keyID when it is not empty.
+func checkCSPsWrapped(t *testing.T, dir string, sc seal.Config, known secret.Bytes, minWrapped int, keyID string) {
+	t.Helper()
 	ctx := context.Background()
 	store, err := bolt.Open(dir + "/moonvault.db")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	m, err := hsm.Open(hc, nil)
+	ps, err := seal.NewPKCS11(sc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
-	ps := seal.NewPKCS11(m, hc.KeyLabel)
+	defer ps.Close()
 	wrapped, err := store.Get(ctx, "core/root-key")
 	if err != nil {
 		t.Fatal(err)
@@ -190,14 +206,17 @@ func checkNoCSPInClear(t *testing.T, dir string, hc hsm.Config, known secret.Byt
 		if err != nil {
 			t.Fatalf("%s: %v", k, err)
 		}
-		if bytes.Contains(v, known) {
+		if len(known) > 0 && bytes.Contains(v, known) {
 			t.Fatalf("%s holds the private key in the clear behind the barrier", k)
 		}
 		for _, p := range cspPrefixes {
 			if strings.HasPrefix(k, p) {
-				isWrapped, _, err := sealwrap.Inspect(v)
+				isWrapped, id, err := sealwrap.Inspect(v)
 				if err != nil || !isWrapped {
 					t.Fatalf("CSP %s is not seal-wrapped (%v)", k, err)
+				}
+				if keyID != "" && id != keyID {
+					t.Fatalf("CSP %s is wrapped under %q, want %q", k, id, keyID)
 				}
 				wrappedCSPs++
 			}
@@ -206,7 +225,7 @@ func checkNoCSPInClear(t *testing.T, dir string, hc hsm.Config, known secret.Byt
 	raw, _ := store.List(ctx, "", "", 0)
 	for _, k := range raw {
 		v, _ := store.Get(ctx, k)
-		if bytes.Contains(v, known) {
+		if len(known) > 0 && bytes.Contains(v, known) {
 			t.Fatalf("physical %s holds the private key in the clear", k)
 		}
 	}

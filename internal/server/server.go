@@ -25,8 +25,10 @@ import (
 	"github.com/moonvault/moonvault/internal/config"
 	"github.com/moonvault/moonvault/internal/core"
 	"github.com/moonvault/moonvault/internal/entropy"
+	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/httpapi"
 	"github.com/moonvault/moonvault/internal/metrics"
+	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/tee"
@@ -50,6 +52,9 @@ type Options struct {
 	// WrapHSMRandom, when set, wraps the HSM's random source before the
 	// entropy mixer sees it (fault injection in tests).
 	WrapHSMRandom func(HSMRandom) HSMRandom
+	// WrapHSMAPI, when set, wraps the PKCS#11 library calls (fault
+	// injection in tests: hsmtest.Faults).
+	WrapHSMAPI func(hsm.API) hsm.API
 	// Reload, when set, reads the configuration again on SIGHUP; the
 	// settings that can change safely are applied (reload.go).
 	Reload func() (config.Server, error)
@@ -69,7 +74,7 @@ type Node struct {
 	cfg      *config.Node
 	log      *slog.Logger
 	store    storage.Backend
-	hsm      *hsmConn
+	hsm      *seal.PKCS11
 	rand     io.Reader
 	mixer    *entropy.Mixer
 	barrier  *barrier.Barrier

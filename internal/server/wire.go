@@ -20,6 +20,7 @@ import (
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/httpapi"
 	"github.com/moonvault/moonvault/internal/policy"
+	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage/bolt"
@@ -74,7 +75,14 @@ func (n *Node) connectHSM(context.Context) error {
 	if err := hsm.Probe(h.Lib); err != nil {
 		return config.Wrong("hsm_lib", "%v", err)
 	}
-	n.hsm = newHSMConn(hsm.Config{Lib: h.Lib, TokenLabel: h.TokenLabel, Slot: h.Slot, PIN: h.PIN, KeyLabel: h.KeyLabel}, n.log)
+	s, err := seal.NewPKCS11(seal.Config{
+		HSM:       hsm.Config{Lib: h.Lib, TokenLabel: h.TokenLabel, Slot: h.Slot, PIN: h.PIN, WrapAPI: n.opts.WrapHSMAPI},
+		Mechanism: seal.Mechanism(h.Mechanism), KeyLabel: h.KeyLabel, HMACKeyLabel: h.HMACKeyLabel, OAEPHash: h.OAEPHash,
+	}, n.log)
+	if err != nil {
+		return config.Wrong("hsm_mechanism", "%v", err)
+	}
+	n.hsm = s
 	return nil
 }
 
@@ -153,11 +161,13 @@ func (n *Node) openAudit(context.Context) error {
 		}
 	}
 	file := a.File
-	if a.Defaulted && len(n.opts.AuditSinks) > 0 {
+	if a.Defaulted && len(n.opts.AuditSinks) > 0 && !n.opts.Dev {
 		file = "" // sinks given by the embedder stand in for the default file
 	}
-	if file == "" && !a.Off && !a.Stdout && len(n.opts.AuditSinks) == 0 && n.cfg.DataDir != "" {
-		file = filepath.Join(n.cfg.DataDir, "audit.log") // dev mode: its data dir came after Resolve
+	// Dev mode audits like a real server, into the data dir (which may have
+	// come after Resolve), so that what a newcomer does shows in the log.
+	if file == "" && !a.Off && !a.Stdout && n.cfg.DataDir != "" && (n.opts.Dev || len(n.opts.AuditSinks) == 0) {
+		file = filepath.Join(n.cfg.DataDir, "audit.log")
 	}
 	var sinks []audit.Sink
 	if file != "" {
@@ -278,11 +288,15 @@ func (n *Node) onSealing() {
 
 var errRewrapUnavailable = errkind.New(errkind.Invalid, "unsupported", "seal wrap needs the pkcs11 seal (hsm_lib) with seal_wrap enabled")
 
-// rewrap re-wraps every CSP with the current seal (after enabling seal wrap
-// or rotating the HSM key), and the keyring with it.
+// rewrap re-wraps every CSP with the current seal (after enabling seal wrap,
+// a new hsm_key_label or another hsm_mechanism), and the keyring and the
+// root key with it.
 func (n *Node) rewrap(ctx context.Context) (int, error) {
 	if !n.sealWrapped() {
 		return 0, errRewrapUnavailable
+	}
+	if err := n.Core.RewrapRootKey(ctx); err != nil {
+		return 0, err
 	}
 	count, err := n.sealer.Rewrap(ctx, n.barrier, cspPrefixes())
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 // BenchmarkRawCryptoSign is the floor BenchmarkSignMessageCached compares
 // with: go-ethereum's crypto.Sign over an EIP-191 digest.
 func BenchmarkRawCryptoSign(b *testing.B) {
-	k, _ := crypto.GenerateKey()
+	k := testKey(b)
 	h := accounts.TextHash([]byte("hello"))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -8,13 +8,14 @@
 //
 //   - Activate (and EnsureToken) must run before the first hsm.Open on the
 //     library, or while no hsm.Module is open: the library is initialised
-//     at the first Open and finalised when the last Module closes, and only
-//     a fresh initialisation reads a new SOFTHSM2_CONF. Activating another
-//     directory while a Module is open fails with ErrInUse.
+//     at the first Open, and only a fresh initialisation reads a new
+//     SOFTHSM2_CONF, so Activate finalises the idle library (hsm.Reset).
+//     Activating another directory while a Module is open fails with
+//     ErrInUse.
 //   - Tokens are created in-process (hsm.InitToken), so they are visible at
 //     once to Modules already open, and several tokens (one per test) can
 //     share one token directory. A token made by another process (e.g.
-//     softhsm2-util) is only seen after every Module closed.
+//     softhsm2-util) is only seen after every Module closed and hsm.Reset.
 package softhsm
 
 import (
@@ -82,8 +83,10 @@ func Activate(lib, dir string) error {
 	if active.dir == dir {
 		return nil
 	}
-	if hsm.InUse(lib) {
+	if err := hsm.Reset(lib); errors.Is(err, hsm.ErrInUse) {
 		return ErrInUse
+	} else if err != nil {
+		return fmt.Errorf("softhsm: %w", err)
 	}
 	tokens := filepath.Join(dir, "tokens")
 	if err := os.MkdirAll(tokens, 0o700); err != nil {

@@ -1,0 +1,240 @@
+package seal
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/moonvault/moonvault/internal/hsm"
+	"github.com/moonvault/moonvault/internal/secret"
+)
+
+// A seal ciphertext records how it was made:
+//
+//	0x02 | mechanism (1) | len (1) | key label | len (1) | MAC key label | body
+//
+// The header is authenticated with the caller's associated data by every
+// mechanism, so neither the mechanism nor a label can be swapped. Bodies:
+//
+//	aes_gcm           hsm.EncryptGCM: 0x01 | iv (12) | ciphertext | tag (16),
+//	                  GCM AAD = 0x01 | header | aad
+//	aes_cbc_pad_hmac  iv (16) | CBC-PAD ciphertext | HMAC-SHA-256 (32) over
+//	                  macPrefix | u32 len(header) | header | u64 len(aad) | aad | iv | ciphertext
+//	rsa_oaep_*        u16 len(w) | w = OAEP(data key) | nonce (12) | ciphertext | tag (16):
+//	                  AES-256-GCM under the data key, AAD = header | aad
+//
+// A ciphertext that starts with 0x01 predates this format (aes_gcm under
+// the configured key label, AAD = aad alone); it still decrypts, and
+// operator rewrap moves it to this format.
+const (
+	blobVersion   = 0x02
+	legacyVersion = 0x01 // hsm.EncryptGCM's own version byte
+	maxLabel      = 128
+	dataKeyLen    = 32
+	macPrefix     = "moonvault seal cbc-hmac\x00"
+)
+
+// mechID is the mechanism byte of the header.
+type mechID byte
+
+const (
+	idAESGCM        mechID = 1
+	idAESCBCPadHMAC mechID = 2
+	idRSAOAEPSHA256 mechID = 3
+	idRSAOAEPSHA1   mechID = 4
+)
+
+func (id mechID) String() string {
+	switch id {
+	case idAESGCM:
+		return "aes_gcm"
+	case idAESCBCPadHMAC:
+		return "aes_cbc_pad_hmac"
+	case idRSAOAEPSHA256:
+		return "rsa_oaep_sha256"
+	case idRSAOAEPSHA1:
+		return "rsa_oaep_sha1"
+	}
+	return fmt.Sprintf("mechanism(%d)", byte(id))
+}
+
+// scheme is one mechanism with its key labels.
+type scheme struct {
+	id  mechID
+	key string // AES key, or RSA key pair
+	mac string // HMAC key (aes_cbc_pad_hmac only)
+}
+
+// keyID is "pkcs11:<mechanism>:<key label>[:<MAC key label>]".
+func (s scheme) keyID() string {
+	id := "pkcs11:" + s.id.String() + ":" + s.key
+	if s.mac != "" {
+		id += ":" + s.mac
+	}
+	return id
+}
+
+func (s scheme) header() []byte {
+	h := make([]byte, 0, 4+len(s.key)+len(s.mac))
+	h = append(h, blobVersion, byte(s.id), byte(len(s.key))) // #nosec G115 -- labels are at most maxLabel bytes (Config.validate)
+	h = append(h, s.key...)
+	h = append(h, byte(len(s.mac))) // #nosec G115 -- labels are at most maxLabel bytes (Config.validate)
+	return append(h, s.mac...)
+}
+
+func (s scheme) oaepHash() hsm.OAEPHash {
+	if s.id == idRSAOAEPSHA1 {
+		return hsm.OAEPSHA1
+	}
+	return hsm.OAEPSHA256
+}
+
+// parseBlob splits a v2 ciphertext into its scheme, header and body.
+func parseBlob(b []byte) (scheme, []byte, []byte, error) {
+	bad := func(why string) (scheme, []byte, []byte, error) {
+		return scheme{}, nil, nil, fmt.Errorf("%w: malformed ciphertext: %s", ErrDecrypt, why)
+	}
+	if len(b) < 4 || b[0] != blobVersion {
+		return bad("unknown version")
+	}
+	s := scheme{id: mechID(b[1])}
+	switch s.id {
+	case idAESGCM, idAESCBCPadHMAC, idRSAOAEPSHA256, idRSAOAEPSHA1:
+	default:
+		return bad(fmt.Sprintf("unknown mechanism %d", b[1]))
+	}
+	n := int(b[2])
+	if len(b) < 4+n {
+		return bad("truncated key label")
+	}
+	s.key = string(b[3 : 3+n])
+	m := int(b[3+n])
+	end := 4 + n + m
+	if len(b) < end {
+		return bad("truncated MAC key label")
+	}
+	s.mac = string(b[4+n : end])
+	if s.key == "" || (s.mac != "") != (s.id == idAESCBCPadHMAC) {
+		return bad("labels do not fit the mechanism")
+	}
+	return s, b[:end], b[end:], nil
+}
+
+func joinAAD(header, aad []byte) []byte {
+	out := make([]byte, 0, len(header)+len(aad))
+	return append(append(out, header...), aad...)
+}
+
+func macInput(header, aad, ivct []byte) []byte {
+	out := make([]byte, 0, len(macPrefix)+4+len(header)+8+len(aad)+len(ivct))
+	out = append(out, macPrefix...)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(header))) // #nosec G115 -- a header is at most 2*maxLabel+4 bytes
+	out = append(out, header...)
+	out = binary.BigEndian.AppendUint64(out, uint64(len(aad)))
+	out = append(out, aad...)
+	return append(out, ivct...)
+}
+
+// encrypt makes a v2 ciphertext with scheme s on module m.
+func (s scheme) encrypt(ctx context.Context, m *hsm.Module, plaintext, aad []byte) ([]byte, error) {
+	h := s.header()
+	switch s.id {
+	case idAESGCM:
+		body, err := m.EncryptGCM(ctx, s.key, plaintext, joinAAD(h, aad))
+		if err != nil {
+			return nil, err
+		}
+		return append(h, body...), nil
+	case idAESCBCPadHMAC:
+		ivct, err := m.EncryptCBC(ctx, s.key, plaintext)
+		if err != nil {
+			return nil, err
+		}
+		tag, err := m.SignHMAC(ctx, s.mac, macInput(h, aad, ivct))
+		if err != nil {
+			return nil, err
+		}
+		out := make([]byte, 0, len(h)+len(ivct)+len(tag))
+		return append(append(append(out, h...), ivct...), tag...), nil
+	default: // RSA-OAEP
+		dek := make(secret.Bytes, dataKeyLen)
+		defer dek.Destroy()
+		// The data key protects one value for microseconds; it comes from
+		// the Go FIPS 140-3 module's DRBG (SP 800-90A), which crypto/rand is.
+		_, _ = rand.Read(dek) // crypto/rand never fails (Go 1.24+)
+		w, err := m.EncryptOAEP(ctx, s.key, s.oaepHash(), dek)
+		if err != nil {
+			return nil, err
+		}
+		if len(w) > 0xFFFF {
+			return nil, fmt.Errorf("seal: OAEP ciphertext of %d bytes", len(w))
+		}
+		g, err := dataKeyAEAD(dek)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]byte, 0, len(h)+2+len(w)+g.Overhead()+len(plaintext))
+		out = append(out, h...)
+		out = binary.BigEndian.AppendUint16(out, uint16(len(w))) // #nosec G115 -- checked above
+		out = append(out, w...)
+		return g.Seal(out, nil, plaintext, joinAAD(h, aad)), nil // #nosec G407 -- NewGCMWithRandomNonce draws the nonce; it must be nil
+	}
+}
+
+// decrypt reverses encrypt; header and body come from parseBlob.
+func (s scheme) decrypt(ctx context.Context, m *hsm.Module, header, body, aad []byte) ([]byte, error) {
+	switch s.id {
+	case idAESGCM:
+		return m.DecryptGCM(ctx, s.key, body, joinAAD(header, aad))
+	case idAESCBCPadHMAC:
+		if len(body) < hsm.CBCIVLen+16+hsm.HMACLen {
+			return nil, fmt.Errorf("%w: CBC-HMAC body of %d bytes", ErrDecrypt, len(body))
+		}
+		ivct, tag := body[:len(body)-hsm.HMACLen], body[len(body)-hsm.HMACLen:]
+		// Encrypt-then-MAC: nothing is decrypted before the MAC verified.
+		if err := m.VerifyHMAC(ctx, s.mac, macInput(header, aad, ivct), tag); err != nil {
+			return nil, err
+		}
+		return m.DecryptCBC(ctx, s.key, ivct)
+	default: // RSA-OAEP
+		if len(body) < 2 {
+			return nil, fmt.Errorf("%w: OAEP body of %d bytes", ErrDecrypt, len(body))
+		}
+		n := int(binary.BigEndian.Uint16(body))
+		if len(body) < 2+n {
+			return nil, fmt.Errorf("%w: truncated OAEP data key", ErrDecrypt)
+		}
+		raw, err := m.DecryptOAEP(ctx, s.key, s.oaepHash(), body[2:2+n])
+		if err != nil {
+			return nil, err
+		}
+		dek := secret.Bytes(raw)
+		defer dek.Destroy()
+		if len(dek) != dataKeyLen {
+			return nil, fmt.Errorf("%w: data key of %d bytes", ErrDecrypt, len(dek))
+		}
+		g, err := dataKeyAEAD(dek)
+		if err != nil {
+			return nil, err
+		}
+		pt, err := g.Open(nil, nil, body[2+n:], joinAAD(header, aad))
+		if err != nil {
+			return nil, fmt.Errorf("%w: data key ciphertext does not authenticate", ErrDecrypt)
+		}
+		return pt, nil
+	}
+}
+
+// dataKeyAEAD is AES-256-GCM with a random 96-bit nonce drawn by the
+// cipher itself, which is how Go's FIPS 140-3 module approves GCM (SP
+// 800-38D §8.2.2); it emits nonce || ciphertext || tag.
+func dataKeyAEAD(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	return cipher.NewGCMWithRandomNonce(b)
+}

@@ -266,16 +266,21 @@ func TestAuditFullDiskChangesNothing(t *testing.T) {
 		t.Fatalf("an account deleted while the audit disk was full is gone: GET = %d", got)
 	}
 	// The sink recovers by itself: the same requests now succeed.
-	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "ghost"}, nil)
+	var ghost account
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "ghost"}, &ghost)
 	tn.mustCall(200, "POST", "/v1/accounts/ghost/sign-message", map[string]string{"data": "hello"}, nil)
+	tn.mustCall(200, "POST", "/v1/rpc", `{"jsonrpc":"2.0","id":1,"method":"personal_sign","params":["0x68656c6c6f","`+ghost.Address+`"]}`, nil)
 	tn.stop()
 
 	raw, err := os.ReadFile(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var intent, done bool
+	var intent, done, rpc bool
 	for _, line := range bytes.Split(raw, []byte("\n")) {
+		if bytes.Contains(line, []byte(`"operation":"rpc"`)) && bytes.Contains(line, []byte(`"signed":[{"kind":"message","hash":"0x`)) {
+			rpc = true
+		}
 		if bytes.Contains(line, []byte(`"operation":"accounts.create"`)) && bytes.Contains(line, []byte(`"phase":"request"`)) {
 			intent = true
 		}
@@ -283,8 +288,8 @@ func TestAuditFullDiskChangesNothing(t *testing.T) {
 			done = true
 		}
 	}
-	if !intent || !done {
-		t.Fatalf("log lacks the create request line (%v) or the signed message hash (%v)", intent, done)
+	if !intent || !done || !rpc {
+		t.Fatalf("log lacks the create request line (%v) or the signed message hash of REST (%v) or JSON-RPC (%v)", intent, done, rpc)
 	}
 }
 

@@ -108,10 +108,10 @@ func TestHelp(t *testing.T) {
 // is wrong.
 func TestCLISessions(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
 	ca := filepath.Join(dir, "dev-ca.pem")
-	sp := startServer(t, addr, ca, []string{"MOONVAULT_DEV_ADMIN_PASSWORD=correct horse battery staple"},
-		"-dev", "-dev-listen-address", addr, "-data-dir", dir, "-access-token-ttl", "2s")
+	sp := startServer(t, anyPort, ca, []string{"MOONVAULT_DEV_ADMIN_PASSWORD=correct horse battery staple"},
+		"-dev", "-dev-listen-address", anyPort, "-data-dir", dir, "-access-token-ttl", "2s")
+	addr := sp.addr
 	defer sp.stop(syscall.SIGTERM)
 	conf := t.TempDir()
 	env := []string{"MOONVAULT_ADDR=https://" + addr, "MOONVAULT_CACERT=" + ca, "MOONVAULT_CONFIG_DIR=" + conf}

@@ -122,9 +122,9 @@ func startConsole(t *testing.T, extraEnv []string) *consoleEnv {
 	t.Helper()
 	chromium := chromiumPath(t)
 	dir := t.TempDir()
-	addr := freeAddr(t)
 	env := append([]string{"MOONVAULT_DEV_ADMIN_PASSWORD=" + consoleAdminPW}, extraEnv...)
-	sp := startServer(t, addr, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", addr, "-data-dir", dir)
+	sp := startServer(t, anyPort, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
+	addr := sp.addr
 	if want := "https://" + addr + "/ui/"; !strings.Contains(sp.out.String(), want) {
 		t.Fatalf("the dev banner does not print the console address %s:\n%s", want, sp.out.String())
 	}

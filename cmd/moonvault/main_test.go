@@ -4,11 +4,11 @@ package main
 // CLI subprocesses talking to it over HTTPS.
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -18,6 +18,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +27,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/accounts"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/moonvault/moonvault/internal/hsm/softhsm"
 	"github.com/moonvault/moonvault/internal/tlsconfig"
 )
 
@@ -46,19 +54,53 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// anyPort lets the server pick a free port; startServer finds the one it
+// got. (Closing a probe listener and passing its port on races with every
+// other process looking for a port.)
+const anyPort = "127.0.0.1:0"
+
+// listenAddrOf returns the TCP address process pid listens on, from
+// /proc/PID/fd (its socket inodes) and /proc/PID/net/tcp (proc(5)), or ""
+// while it listens on none. Unlike the log, it does not depend on the log
+// level.
+func listenAddrOf(pid int) string {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
-		t.Fatal(err)
+		return ""
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	tcp, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(tcp), "\n")[1:] {
+		f := strings.Fields(line)
+		// sl local_address rem_address st ... inode (the 10th field)
+		if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] { // 0A: TCP_LISTEN
+			continue
+		}
+		host, port, ok := strings.Cut(f[1], ":")
+		ip, err1 := hex.DecodeString(host)
+		p, err2 := strconv.ParseUint(port, 16, 16)
+		if !ok || err1 != nil || err2 != nil || len(ip) != 4 {
+			continue
+		}
+		// The address is in host (little-endian) byte order.
+		return fmt.Sprintf("%d.%d.%d.%d:%d", ip[3], ip[2], ip[1], ip[0], p)
+	}
+	return ""
 }
 
 type serverProc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has been waited for
 	addr   string
 	caFile string
 	out    *syncBuffer
@@ -101,42 +143,78 @@ func writeTLS(t *testing.T, dir string) (cert, key string) {
 	return cert, key
 }
 
-// startServer runs `moonvault server` with args and waits for it to answer.
+// startServer runs `moonvault server` with args and waits for it to
+// answer. addr is the listen address the test configured: with port 0 (see
+// anyPort) the server picks the port; sp.addr is where it listens.
 func startServer(t *testing.T, addr, caFile string, env []string, args ...string) *serverProc {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"server"}, args...)...)
+	cmd := exec.Command(binary, append([]string{"server"}, args...)...) // #nosec G204 G702 -- the binary built by TestMain
 	cmd.Env = append(os.Environ(), env...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	sp := &serverProc{t: t, cmd: cmd, addr: addr, caFile: caFile, out: out, env: env}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	sp := &serverProc{t: t, cmd: cmd, caFile: caFile, out: out, env: env, exited: exited}
 	t.Cleanup(func() {
-		if sp.cmd.ProcessState == nil {
-			_ = sp.cmd.Process.Kill()
-			_ = sp.cmd.Wait()
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
 		}
 		if t.Failed() {
 			t.Logf("server output:\n%s", out.String())
 		}
 	})
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(sp.caFile); err == nil {
-			sp.client = httpsClient(t, sp.caFile) // dev mode writes a new certificate at each start
+	waitServing(t, sp, addr, 2*time.Minute)
+	return sp
+}
+
+// waitServing waits until sp listens and answers its health endpoint over
+// HTTPS; the limit is a hang guard, not a timing assertion.
+func waitServing(t *testing.T, sp *serverProc, addr string, limit time.Duration) {
+	t.Helper()
+	deadline := time.After(limit)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-sp.exited:
+			t.Fatalf("server exited: %v\n%s", sp.cmd.ProcessState, sp.out.String())
+		case <-deadline:
+			t.Fatalf("server did not answer:\n%s", sp.out.String())
+		case <-tick.C:
 		}
-		if sp.client != nil {
-			resp, err := sp.client.Get("https://" + addr + "/v1/sys/health")
-			if err == nil {
-				resp.Body.Close()
-				return sp
+		if sp.addr == "" {
+			if sp.addr = listenAddrOf(sp.cmd.Process.Pid); sp.addr == "" {
+				continue
+			}
+			if _, port, _ := strings.Cut(addr, ":"); addr != "" && port != "0" && sp.addr != addr {
+				t.Fatalf("server listens on %s, want %s", sp.addr, addr)
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		// dev mode writes a new certificate at each start, after it listens
+		// and before it serves: the file may be missing or half-written.
+		tc, err := tlsconfig.ClientConfig(sp.caFile)
+		if err != nil {
+			continue
+		}
+		tc.MinVersion = tls.VersionTLS13
+		if h, _, _ := net.SplitHostPort(sp.addr); h != "127.0.0.1" {
+			// Test certificates name 127.0.0.1 and localhost: another
+			// loopback address is verified as localhost.
+			tc.ServerName = "localhost"
+		}
+		sp.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+		resp, err := sp.client.Get("https://" + sp.addr + "/v1/sys/health")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
 	}
-	t.Fatalf("server did not answer:\n%s", out.String())
-	return nil
 }
 
 func httpsClient(t *testing.T, caFile string) *http.Client {
@@ -171,10 +249,8 @@ func (sp *serverProc) cli(env []string, args ...string) (string, int) {
 func (sp *serverProc) stop(sig syscall.Signal) {
 	sp.t.Helper()
 	_ = sp.cmd.Process.Signal(sig)
-	done := make(chan error, 1)
-	go func() { done <- sp.cmd.Wait() }()
 	select {
-	case <-done:
+	case <-sp.exited:
 	case <-time.After(30 * time.Second):
 		_ = sp.cmd.Process.Kill()
 		sp.t.Fatalf("server did not stop on %v", sig)
@@ -184,13 +260,12 @@ func (sp *serverProc) stop(sig syscall.Signal) {
 func TestBinaryLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := writeTLS(t, t.TempDir())
-	addr := freeAddr(t)
 	cfg := filepath.Join(t.TempDir(), "moonvault.hcl")
-	hcl := fmt.Sprintf("listen_address = %q\ndata_dir = %q\ntls_cert_file = %q\ntls_key_file = %q\n", addr, dir, cert, key)
+	hcl := fmt.Sprintf("listen_address = %q\ndata_dir = %q\ntls_cert_file = %q\ntls_key_file = %q\n", anyPort, dir, cert, key)
 	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sp := startServer(t, addr, cert, nil, "-config", cfg)
+	sp := startServer(t, anyPort, cert, nil, "-config", cfg)
 
 	out, code := sp.cli(nil, "operator", "init", "-key-shares", "3", "-key-threshold", "2", "-format", "json")
 	if code != 0 {
@@ -232,7 +307,7 @@ func TestBinaryLifecycle(t *testing.T) {
 	sp.stop(syscall.SIGTERM)
 
 	// Restart: sealed; unseal; the data is there.
-	sp = startServer(t, addr, cert, nil, "-config", cfg)
+	sp = startServer(t, anyPort, cert, nil, "-config", cfg)
 	if _, code := sp.cli(nil, "operator", "status"); code != 2 {
 		t.Fatal("restarted unsealed")
 	}
@@ -242,8 +317,31 @@ func TestBinaryLifecycle(t *testing.T) {
 		t.Fatalf("user after restart: %d %s", code, out)
 	}
 	out, code = sp.cli(tok, "operator", "rekey", "-key-shares", "2", "-key-threshold", "2", "-format", "json", ir.Keys[0], ir.Keys[2])
-	if code != 0 || !strings.Contains(out, "keys_b64") {
-		t.Fatalf("rekey: %d %s", code, out)
+	var rk struct {
+		Keys []string `json:"keys_b64"`
+	}
+	if err := json.Unmarshal([]byte(out), &rk); code != 0 || err != nil || len(rk.Keys) != 2 {
+		t.Fatalf("rekey: %d %s %v", code, out, err)
+	}
+	sp.stop(syscall.SIGTERM)
+
+	// After a restart the old shares no longer unseal; the new ones do.
+	sp = startServer(t, anyPort, cert, nil, "-config", cfg)
+	sp.cli(nil, "operator", "unseal", ir.Keys[0])
+	sp.cli(nil, "operator", "unseal", ir.Keys[1])
+	if _, code := sp.cli(nil, "operator", "status"); code != 2 {
+		t.Fatal("the shares from before the rekey still unseal")
+	}
+	sp.cli(nil, "operator", "unseal", "-reset")
+	sp.cli(nil, "operator", "unseal", rk.Keys[1])
+	if out, code := sp.cli(nil, "operator", "unseal", rk.Keys[0]); code != 0 {
+		t.Fatalf("unseal with the new shares: %d %s", code, out)
+	}
+	if out, code := sp.cli(nil, "operator", "status", "-format", "json"); code != 0 || !strings.Contains(out, `"sealed": false`) {
+		t.Fatalf("status after unsealing with the new shares: %d %s", code, out)
+	}
+	if out, code := sp.cli(tok, "user", "get", "alice", "-format", "json"); code != 0 || !strings.Contains(out, "alice") {
+		t.Fatalf("user after rekey and restart: %d %s", code, out)
 	}
 	sp.stop(syscall.SIGTERM)
 }
@@ -253,9 +351,8 @@ func TestBinaryLifecycle(t *testing.T) {
 func TestKill9Durability(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := writeTLS(t, t.TempDir())
-	addr := freeAddr(t)
-	args := []string{"-listen-address", addr, "-data-dir", dir, "-tls-cert-file", cert, "-tls-key-file", key}
-	sp := startServer(t, addr, cert, nil, args...)
+	args := []string{"-listen-address", anyPort, "-data-dir", dir, "-tls-cert-file", cert, "-tls-key-file", key}
+	sp := startServer(t, anyPort, cert, nil, args...)
 	out, _ := sp.cli(nil, "operator", "init", "-key-shares", "1", "-key-threshold", "1", "-format", "json")
 	var ir struct {
 		Keys      []string `json:"unseal_keys_b64"`
@@ -268,54 +365,78 @@ func TestKill9Durability(t *testing.T) {
 
 	var mu sync.Mutex
 	acked := map[string]string{}
+	const want = 150
+	enough := make(chan struct{}) // closed at the want-th acknowledgement
 	var n atomic.Int64
-	stop := make(chan struct{})
+	killed := make(chan struct{}) // closed just before the SIGKILL
+	werrs := make(chan error, 8)  // why a worker stopped before the kill
+	failed := func(err error) {
+		select {
+		case <-killed: // the server is gone: expected
+		default:
+			werrs <- err
+		}
+	}
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
 				name := fmt.Sprintf("w%d-%d", w, i)
 				body := strings.NewReader(`{"name":"` + name + `"}`)
-				req, _ := http.NewRequest("POST", "https://"+addr+"/v1/accounts", body)
+				req, _ := http.NewRequest("POST", "https://"+sp.addr+"/v1/accounts", body)
 				req.Header.Set("Authorization", "Bearer "+ir.RootToken)
 				resp, err := sp.client.Do(req)
 				if err != nil {
+					failed(err)
 					return
 				}
 				raw, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode == 201 {
-					var a struct{ Address string }
-					_ = json.Unmarshal(raw, &a)
-					mu.Lock()
-					acked[name] = a.Address
-					mu.Unlock()
-					n.Add(1)
+				if resp.StatusCode != 201 {
+					failed(fmt.Errorf("create %s: %d %s", name, resp.StatusCode, raw))
+					return
+				}
+				var a struct{ Address string }
+				_ = json.Unmarshal(raw, &a)
+				mu.Lock()
+				acked[name] = a.Address
+				mu.Unlock()
+				if n.Add(1) == want {
+					close(enough)
 				}
 			}
 		}(w)
 	}
-	for n.Load() < 150 {
-		time.Sleep(5 * time.Millisecond)
+	workersDone := make(chan struct{})
+	go func() { wg.Wait(); close(workersDone) }()
+	// Wait for the acknowledgements, or for every worker to give up (then
+	// the test fails with why, instead of waiting forever). The deadline is
+	// a hang guard, not a timing assertion.
+	select {
+	case <-enough:
+	case <-workersDone:
+		t.Fatalf("all writers stopped after %d acknowledgements: %v", n.Load(), <-werrs)
+	case <-time.After(5 * time.Minute):
+		t.Fatalf("%d acknowledgements after 5 minutes", n.Load())
 	}
+	close(killed)
 	_ = sp.cmd.Process.Signal(syscall.SIGKILL)
-	_ = sp.cmd.Wait()
-	close(stop)
-	wg.Wait()
+	<-sp.exited
+	<-workersDone // every request now fails: the writers return
+	select {
+	case err := <-werrs:
+		t.Fatalf("a writer failed before the kill: %v", err)
+	default:
+	}
 
-	sp = startServer(t, addr, cert, nil, args...)
+	sp = startServer(t, anyPort, cert, nil, args...)
 	sp.cli(nil, "operator", "unseal", ir.Keys[0])
 	mu.Lock()
 	defer mu.Unlock()
 	for name, addrHex := range acked {
-		req, _ := http.NewRequest("GET", "https://"+addr+"/v1/accounts/"+name, nil)
+		req, _ := http.NewRequest("GET", "https://"+sp.addr+"/v1/accounts/"+name, nil)
 		req.Header.Set("Authorization", "Bearer "+ir.RootToken)
 		resp, err := sp.client.Do(req)
 		if err != nil {
@@ -332,17 +453,28 @@ func TestKill9Durability(t *testing.T) {
 }
 
 // TestDevServer runs `moonvault server -dev` as the README says and uses it
-// with the CLI: login, create an account, sign.
+// with the CLI: login, create an account, sign. With SoftHSM2 installed
+// (always under CI=true) dev mode must use it for the seal.
 func TestDevServer(t *testing.T) {
+	_, haveSoftHSM := softhsm.FindLibrary()
+	if !haveSoftHSM && os.Getenv("CI") == "true" {
+		t.Fatalf("SoftHSM2 not found in %v: CI must run dev mode with the pkcs11 seal", softhsm.Libraries)
+	}
+	wantSeal := "shamir"
+	if haveSoftHSM {
+		wantSeal = "pkcs11"
+	}
 	dir := t.TempDir()
-	addr := freeAddr(t)
 	env := []string{"MOONVAULT_DEV_ADMIN_PASSWORD=correct horse battery staple"}
-	sp := startServer(t, addr, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", addr, "-data-dir", dir)
+	sp := startServer(t, anyPort, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
 	banner := sp.out.String()
-	for _, want := range []string{"SHA-256 fingerprint", "dev-ca.pem", "export MOONVAULT_ADDR"} {
+	for _, want := range []string{"SHA-256 fingerprint", "dev-ca.pem", "export MOONVAULT_ADDR", "https://" + sp.addr} {
 		if !strings.Contains(banner, want) {
 			t.Fatalf("banner lacks %q:\n%s", want, banner)
 		}
+	}
+	if m := regexp.MustCompile(`Seal:\s+(\S+)`).FindStringSubmatch(banner); m == nil || m[1] != wantSeal {
+		t.Fatalf("dev seal %v, want %s (SoftHSM2 installed: %v):\n%s", m, wantSeal, haveSoftHSM, banner)
 	}
 	if strings.Contains(banner, "correct horse battery staple") {
 		t.Fatal("banner prints the admin password given in the environment")
@@ -353,26 +485,50 @@ func TestDevServer(t *testing.T) {
 		t.Fatalf("login: %s", out)
 	}
 	out, code := sp.cli([]string{"HOME=" + home}, "account", "create", "treasury", "-format", "json")
-	if code != 0 || !strings.Contains(out, `"address"`) {
-		t.Fatalf("account create: %d %s", code, out)
+	var acc struct {
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal([]byte(out), &acc); code != 0 || err != nil || !common.IsHexAddress(acc.Address) {
+		t.Fatalf("account create: %d %s %v", code, out, err)
 	}
 	out, code = sp.cli([]string{"HOME=" + home}, "account", "sign-message", "treasury", "hello", "-format", "json")
-	if code != 0 || !strings.Contains(out, `"signature"`) {
-		t.Fatalf("sign-message: %d %s", code, out)
+	var sm struct {
+		Signature   string `json:"signature"`
+		MessageHash string `json:"message_hash"`
 	}
-	sc := bufio.NewScanner(strings.NewReader(banner))
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "Seal:") {
-			t.Log(strings.TrimSpace(sc.Text()))
-		}
+	if err := json.Unmarshal([]byte(out), &sm); code != 0 || err != nil {
+		t.Fatalf("sign-message: %d %s %v", code, out, err)
+	}
+	if got := recoverEIP191(t, []byte("hello"), sm.Signature); got != common.HexToAddress(acc.Address) {
+		t.Fatalf("sign-message signature recovers %s, want the account %s", got.Hex(), acc.Address)
+	}
+	if sm.MessageHash != hexutil.Encode(accounts.TextHash([]byte("hello"))) {
+		t.Fatalf("message_hash %s is not the EIP-191 hash of the message", sm.MessageHash)
 	}
 	sp.stop(syscall.SIGTERM)
 	// The dev data dir unseals again by itself.
-	sp = startServer(t, addr, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", addr, "-data-dir", dir)
-	if out, code := sp.cli([]string{"HOME=" + home}, "operator", "status", "-format", "json"); code != 0 || !strings.Contains(out, `"sealed": false`) {
+	sp = startServer(t, anyPort, filepath.Join(dir, "dev-ca.pem"), env, "-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
+	if out, code := sp.cli([]string{"HOME=" + home}, "operator", "status", "-format", "json"); code != 0 || !strings.Contains(out, `"sealed": false`) || !strings.Contains(out, wantSeal) {
 		t.Fatalf("dev restart: %d %s", code, out)
 	}
 	sp.stop(syscall.SIGTERM)
+}
+
+// recoverEIP191 returns the signer of an EIP-191 personal message signature
+// (r || s || v, v in {27, 28}).
+func recoverEIP191(t *testing.T, msg []byte, sigHex string) common.Address {
+	t.Helper()
+	sig, err := hexutil.Decode(sigHex)
+	if err != nil || len(sig) != 65 || (sig[64] != 27 && sig[64] != 28) {
+		t.Fatalf("signature %q is not r || s || v with v 27 or 28", sigHex)
+	}
+	sig = append([]byte(nil), sig...)
+	sig[64] -= 27
+	pub, err := crypto.SigToPub(accounts.TextHash(msg), sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crypto.PubkeyToAddress(*pub)
 }
 
 // TestAttestVerifyNeedsAReference: `moonvault attest verify` refuses to
@@ -383,13 +539,12 @@ func TestDevServer(t *testing.T) {
 func TestAttestVerifyNeedsAReference(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := writeTLS(t, t.TempDir())
-	addr := freeAddr(t)
 	cfg := filepath.Join(t.TempDir(), "moonvault.hcl")
-	hcl := fmt.Sprintf("listen_address = %q\ndata_dir = %q\ntls_cert_file = %q\ntls_key_file = %q\n", addr, dir, cert, key)
+	hcl := fmt.Sprintf("listen_address = %q\ndata_dir = %q\ntls_cert_file = %q\ntls_key_file = %q\n", anyPort, dir, cert, key)
 	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sp := startServer(t, addr, cert, nil, "-config", cfg)
+	sp := startServer(t, anyPort, cert, nil, "-config", cfg)
 	policy := filepath.Join(t.TempDir(), "policy.json")
 	if err := os.WriteFile(policy, []byte(`{"measurements":["`+strings.Repeat("ab", 48)+`"]}`), 0o600); err != nil {
 		t.Fatal(err)

@@ -75,7 +75,7 @@ func (m *machine) start(extra string) {
 	if !ok {
 		m.t.Fatal("SoftHSM2 not installed (apt-get install softhsm2)")
 	}
-	m.addr = freeAddr(m.t)
+	m.addr = anyPort // the server picks; startServer learns it
 	m.cfgFile = filepath.Join(m.dir, "moonvault.hcl")
 	hcl := fmt.Sprintf(`listen_address  = %q
 data_dir        = %q
@@ -92,6 +92,7 @@ metrics_unauthenticated = true
 		m.t.Fatal(err)
 	}
 	m.sp = startServer(m.t, m.addr, m.cert, m.env(), "-config", m.cfgFile)
+	m.addr = m.sp.addr
 }
 
 // cli runs the moonvault CLI against this machine; it fails the test on a

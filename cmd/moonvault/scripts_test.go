@@ -20,22 +20,25 @@ func TestScriptsDevExecsTheServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	cmd := exec.Command(filepath.Join(root, "scripts", "dev"), "-dev-listen-address", addr, "-data-dir", dir)
+	cmd := exec.Command(filepath.Join(root, "scripts", "dev"), "-dev-listen-address", anyPort, "-data-dir", dir)
 	cmd.Env = cleanEnv()
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	sp := &serverProc{t: t, cmd: cmd, addr: addr, caFile: filepath.Join(dir, "dev-ca.pem"), out: out}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	sp := &serverProc{t: t, cmd: cmd, caFile: filepath.Join(dir, "dev-ca.pem"), out: out, exited: exited}
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		select {
+		case <-exited:
+		default:
 			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
+			<-exited
 		}
 	})
-	waitHealthy(t, sp, 5*time.Minute) // the first run builds the binary
+	waitServing(t, sp, anyPort, 5*time.Minute) // the first run builds the binary; scripts/dev execs it, so the pid is the server's
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/cmdline")
 	if err != nil {
 		t.Fatal(err)
@@ -48,24 +51,4 @@ func TestScriptsDevExecsTheServer(t *testing.T) {
 	if !cmd.ProcessState.Success() || !strings.Contains(out.String(), "shutting down") {
 		t.Fatalf("SIGTERM did not stop the server gracefully: %v\n%s", cmd.ProcessState, out.String())
 	}
-}
-
-// waitHealthy waits for the server to answer its health endpoint.
-func waitHealthy(t *testing.T, sp *serverProc, limit time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(sp.caFile); err == nil {
-			c := httpsClient(t, sp.caFile)
-			if resp, err := c.Get("https://" + sp.addr + "/v1/sys/health"); err == nil {
-				resp.Body.Close()
-				return
-			}
-		}
-		if sp.cmd.ProcessState != nil {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("scripts/dev did not serve:\n%s", sp.out.String())
 }

@@ -21,10 +21,10 @@ import (
 // grants, sessions and passwords, and an admin's password reset.
 func TestCLISelfService(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
 	ca := filepath.Join(dir, "dev-ca.pem")
 	const adminPW = "correct horse battery staple"
-	sp := startServer(t, addr, ca, []string{"MOONVAULT_DEV_ADMIN_PASSWORD=" + adminPW}, "-dev", "-dev-listen-address", addr, "-data-dir", dir)
+	sp := startServer(t, anyPort, ca, []string{"MOONVAULT_DEV_ADMIN_PASSWORD=" + adminPW}, "-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
+	addr := sp.addr
 	defer sp.stop(syscall.SIGTERM)
 	base := []string{"MOONVAULT_ADDR=https://" + addr, "MOONVAULT_CACERT=" + ca}
 	adminConf, bobConf, bob2Conf := t.TempDir(), t.TempDir(), t.TempDir()

@@ -128,7 +128,9 @@ func (a *API) listAccounts(q *request) (int, any, error) {
 		}
 		limit = n
 	}
-	if err := a.authorize(q, policy.ActionAccountRead, &policy.Resource{Owner: q.principal.Owner}); err != nil {
+	// Listing passes no resource (policy.Resource): an API key scoped to
+	// some accounts may list, and sees only those (filtered below).
+	if err := a.authorize(q, policy.ActionAccountRead, nil); err != nil {
 		return 0, nil, err
 	}
 	accs, next, err := a.d.Wallet.List(q.ctx(), q.principal.Owner, q.URL.Query().Get("after"), limit)

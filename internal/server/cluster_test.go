@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -63,23 +64,75 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	// Logout on A is refused on B: measure how long B takes to see it.
+	// Logout on A: A refuses the token at once (its own revocation is in
+	// memory before the answer), and B refuses it once the change feed
+	// delivers the revocation, then for good.
 	b.token = tok
 	b.mustCall(200, "GET", "/v1/accounts", nil, nil)
 	a.token = tok
-	start := time.Now()
 	a.mustCall(204, "POST", "/v1/auth/logout", nil, nil)
-	var seen time.Duration
-	for {
-		if b.call("GET", "/v1/accounts", nil, nil) == 401 {
-			seen = time.Since(start)
-			break
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatal("B still accepts a token logged out on A after 5 s")
+	if got := a.call("GET", "/v1/accounts", nil, nil); got != 401 {
+		t.Fatalf("A accepts its own logged-out token: %d", got)
+	}
+	waitRevokedOn(t, b, tok)
+	for range 20 {
+		if got := b.call("GET", "/v1/accounts", nil, nil); got != 401 {
+			t.Fatalf("B accepted a revoked token again: %d", got)
 		}
 	}
-	t.Logf("revocation on A refused on B after %v (target 100 ms)", seen)
+}
+
+// revocationBound is how long another node may take to refuse a revoked
+// token in the worst case: a lost notification is made up by the periodic
+// resync (auth.Config.ResyncInterval, 30 s by default). The test asserts
+// that design bound, which holds on a loaded CI machine; the usual
+// latency (a few ms over LISTEN/NOTIFY) is BenchmarkRevocationAcrossNodes'.
+const revocationBound = 30*time.Second + 5*time.Second
+
+// waitRevokedOn polls node n until it refuses tok, failing past the bound.
+func waitRevokedOn(t testing.TB, n *testNode, tok string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for n.callTok(tok, "GET", "/v1/accounts", nil, nil) != 401 {
+		if time.Since(start) > revocationBound {
+			t.Fatalf("the other node still accepts a logged-out token after %v", revocationBound)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// BenchmarkRevocationAcrossNodes measures how long node B takes to refuse a
+// token logged out on node A (two nodes, one PostgreSQL, LISTEN/NOTIFY):
+// the figure docs/threat-model.md and docs/scaling.md cite.
+func BenchmarkRevocationAcrossNodes(bm *testing.B) {
+	url := pgtest.NewDatabase(bm)
+	hc := hsmtest.NewToken(bm)
+	a := startNode(bm, bm.TempDir(), nodeOpts{mutate: withPostgres(url, hc)})
+	var ir initResp
+	a.mustCall(200, "POST", "/v1/sys/init", map[string]int{"recovery_shares": 1, "recovery_threshold": 1}, &ir)
+	b := startNode(bm, bm.TempDir(), nodeOpts{mutate: withPostgres(url, hc)})
+	waitUnsealed(bm, b)
+	a.token = ir.RootToken
+	const pw = "correct horse battery staple"
+	a.mustCall(201, "POST", "/v1/users", map[string]string{"username": "alice", "password": pw}, nil)
+	var total time.Duration
+	for bm.Loop() {
+		bm.StopTimer()
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		a.mustCall(200, "POST", "/v1/auth/login", map[string]string{"username": "alice", "password": pw}, &tok)
+		if got := b.callTok(tok.AccessToken, "GET", "/v1/accounts", nil, nil); got != 200 {
+			bm.Fatalf("B refuses a fresh token: %d", got)
+		}
+		bm.StartTimer()
+		if got := a.callTok(tok.AccessToken, "POST", "/v1/auth/logout", nil, nil); got != 204 {
+			bm.Fatalf("logout = %d", got)
+		}
+		total += waitRevokedOn(bm, b, tok.AccessToken)
+	}
+	bm.ReportMetric(float64(total.Microseconds())/float64(bm.N)/1000, "ms/revocation")
 }
 
 // TestPostgresOutage: while the database is down, requests that need it
@@ -99,6 +152,12 @@ func TestPostgresOutage(t *testing.T) {
 	codes := map[int]int{}
 	var i atomic.Int64
 	stop := make(chan struct{})
+	werrs := make(chan error, 4) // workers report here: t.Fatal belongs to the test goroutine
+	// Progress signals, each closed once: an acknowledgement, a 503 while
+	// the database is cut, an acknowledgement after it is back.
+	var phase atomic.Int32 // 0 before the cut, 1 during, 2 after
+	reached := map[int32]chan struct{}{0: make(chan struct{}), 1: make(chan struct{}), 2: make(chan struct{})}
+	var once [3]sync.Once
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
@@ -112,42 +171,60 @@ func TestPostgresOutage(t *testing.T) {
 				}
 				name := "acct-" + itoa(int(i.Add(1)))
 				var e apiErr
-				code := n.call("POST", "/v1/accounts", map[string]string{"name": name}, &e)
+				ph := phase.Load()
+				code, err := n.tryCall(n.token, "POST", "/v1/accounts", map[string]string{"name": name}, &e)
+				if err != nil {
+					werrs <- err
+					return
+				}
 				mu.Lock()
 				codes[code]++
-				if code == 201 {
-					acked = append(acked, name)
-				} else if code != 503 || e.Error.Code != "storage_unavailable" {
-					t.Errorf("during outage: %d %+v", code, e)
-				}
 				mu.Unlock()
+				switch {
+				case code == 201:
+					mu.Lock()
+					acked = append(acked, name)
+					mu.Unlock()
+					if ph != 1 {
+						once[ph].Do(func() { close(reached[ph]) })
+					}
+				case code == 503 && e.Error.Code == "storage_unavailable":
+					if ph == 1 {
+						once[1].Do(func() { close(reached[1]) })
+					}
+				default:
+					werrs <- fmt.Errorf("during outage: %d %+v", code, e)
+					return
+				}
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
-	proxy.Cut()
-	time.Sleep(1500 * time.Millisecond)
-	proxy.Restore()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		mu.Lock()
-		before := len(acked)
-		mu.Unlock()
-		time.Sleep(300 * time.Millisecond)
-		mu.Lock()
-		after := len(acked)
-		mu.Unlock()
-		if after > before {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("service did not resume after the database came back")
+	// Hang guards, not timing assertions: each step takes milliseconds.
+	await := func(what string, ph int32) {
+		t.Helper()
+		select {
+		case <-reached[ph]:
+		case err := <-werrs:
+			close(stop)
+			wg.Wait()
+			t.Fatal(err)
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("no %s after 2 minutes (status counts %v)", what, codes)
 		}
 	}
+	await("account created before the outage", 0)
+	phase.Store(1)
+	proxy.Cut()
+	await("503 storage_unavailable during the outage", 1)
+	phase.Store(2)
+	proxy.Restore()
+	await("account created after the database came back", 2)
 	close(stop)
 	wg.Wait()
-	if codes[503] == 0 {
-		t.Fatalf("no 503 during the outage: %v", codes)
+	select {
+	case err := <-werrs:
+		t.Fatal(err)
+	default:
 	}
 	for _, name := range acked {
 		n.mustCall(200, "GET", "/v1/accounts/"+name, nil, nil)

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -129,6 +130,16 @@ func (tn *testNode) call(method, path string, body any, out any) int {
 
 func (tn *testNode) callTok(tok, method, path string, body any, out any) int {
 	tn.t.Helper()
+	code, err := tn.tryCall(tok, method, path, body, out)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	return code
+}
+
+// tryCall is callTok for goroutines (which must not call t.Fatal): it
+// returns what went wrong instead.
+func (tn *testNode) tryCall(tok, method, path string, body any, out any) (int, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -139,32 +150,32 @@ func (tn *testNode) callTok(tok, method, path string, body any, out any) int {
 	default:
 		raw, err := json.Marshal(b)
 		if err != nil {
-			tn.t.Fatal(err)
+			return 0, err
 		}
 		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequest(method, tn.url+path, rd)
 	if err != nil {
-		tn.t.Fatal(err)
+		return 0, err
 	}
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := tn.client.Do(req)
 	if err != nil {
-		tn.t.Fatalf("%s %s: %v", method, path, err)
+		return 0, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.Header.Get("X-Request-Id") == "" {
-		tn.t.Errorf("%s %s: no X-Request-Id", method, path)
+		return resp.StatusCode, fmt.Errorf("%s %s: no X-Request-Id", method, path)
 	}
 	if out != nil && len(raw) > 0 {
 		if err := json.Unmarshal(raw, out); err != nil {
-			tn.t.Fatalf("%s %s: decode %q: %v", method, path, raw, err)
+			return resp.StatusCode, fmt.Errorf("%s %s: decode %q: %w", method, path, raw, err)
 		}
 	}
-	return resp.StatusCode
+	return resp.StatusCode, nil
 }
 
 type apiErr struct {

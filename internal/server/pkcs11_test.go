@@ -52,7 +52,7 @@ func (l *lockedBuf) String() string {
 	return l.b.String()
 }
 
-func waitUnsealed(t *testing.T, tn *testNode) {
+func waitUnsealed(t testing.TB, tn *testNode) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {

@@ -76,13 +76,25 @@ func newService(t testing.TB, opts Options) (*Service, *bolt.Backend, *gcmSealer
 
 func recoverSigner(t *testing.T, hash, sig []byte) common.Address {
 	t.Helper()
+	a, err := signerOf(hash, sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// signerOf is recoverSigner for goroutines, which must not call t.Fatal.
+func signerOf(hash, sig []byte) (common.Address, error) {
+	if len(sig) != 65 {
+		return common.Address{}, fmt.Errorf("signature of %d bytes", len(sig))
+	}
 	rs := append([]byte(nil), sig...)
 	rs[64] -= 27
 	pub, err := crypto.SigToPub(hash, rs)
 	if err != nil {
-		t.Fatal(err)
+		return common.Address{}, err
 	}
-	return crypto.PubkeyToAddress(*pub)
+	return crypto.PubkeyToAddress(*pub), nil
 }
 
 func TestCreateGetSignDelete(t *testing.T) {
@@ -294,8 +306,11 @@ func TestCacheHitsAndSingleflight(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			sig, hash, err := svc.SignMessage(ctx, a, []byte("m"))
-			if err == nil && recoverSigner(t, hash, sig) != a.Address {
-				err = errors.New("wrong signer")
+			if err == nil {
+				var got common.Address
+				if got, err = signerOf(hash, sig); err == nil && got != a.Address {
+					err = fmt.Errorf("signer %s, want %s", got.Hex(), a.Address.Hex())
+				}
 			}
 			errs <- err
 		}()

@@ -61,3 +61,13 @@ func TestKillDurability(t *testing.T) {
 	}
 	storagetest.KillDurability(t, path, func(p string) (storage.Backend, error) { return bolt.Open(p) })
 }
+
+// TestFsyncFailure: a write is acknowledged only after its fsync succeeded
+// (bbolt's NoSync stays off), which a kill -9 test cannot see.
+func TestFsyncFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vault.db")
+	if p := os.Getenv("MOONVAULT_STORAGETEST_FSYNC_TARGET"); p != "" {
+		path = p
+	}
+	storagetest.FsyncFailure(t, path, func(p string) (storage.Backend, error) { return bolt.Open(p) })
+}

@@ -117,9 +117,14 @@ func TestChainInterface(t *testing.T) {
 	if _, err := c.Parse(chain.Input{Op: chain.OpSignTransaction, Document: other}, acct); err != ErrFromMismatch {
 		t.Fatalf("foreign from: %v", err)
 	}
-	b, _ := os.ReadFile("testdata/eip712_mail.json")
+	b, err := os.ReadFile("testdata/good_eip712_mail.json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var v struct{ Input json.RawMessage }
-	_ = json.Unmarshal(b, &v)
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
 	req, err = c.Parse(chain.Input{Op: chain.OpSignTypedData, Document: v.Input}, acct)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -19,6 +20,7 @@ import (
 // vector is one file of testdata/: good_* style files carry expectations,
 // fail_* files name the field the error must report.
 type vector struct {
+	Comment     string          `json:"comment"`
 	Kind        string          `json:"kind"`
 	Key         string          `json:"key"`
 	KeyKeccakOf string          `json:"keyKeccakOf"`
@@ -29,7 +31,13 @@ type vector struct {
 		Sender    string `json:"sender"`
 		Hash      string `json:"hash"`
 		Signature string `json:"signature"`
+		// HashStruct is hashStruct(primaryType, message) and Encoded its
+		// encodeData (EIP-712), for sources that publish them.
+		HashStruct string `json:"hashStruct"`
+		Encoded    string `json:"encoded"`
 	} `json:"expect"`
+	// Cases holds many vectors of one source in one file.
+	Cases []vector `json:"cases"`
 }
 
 func TestVectors(t *testing.T) {
@@ -48,11 +56,25 @@ func TestVectors(t *testing.T) {
 			if err := json.Unmarshal(b, &v); err != nil {
 				t.Fatal(err)
 			}
-			if strings.HasPrefix(name, "fail_") {
-				checkFail(t, v)
+			check := checkGood
+			switch {
+			case strings.HasPrefix(name, "fail_"):
+				check = checkFail
+			case !strings.HasPrefix(name, "good_"):
+				// A vector whose name says nothing would pass either way.
+				t.Fatalf("name a vector good_* or fail_*")
+			}
+			if len(v.Cases) == 0 {
+				check(t, v)
 				return
 			}
-			checkGood(t, v)
+			for i, c := range v.Cases {
+				name := c.Comment
+				if name == "" {
+					name = strconv.Itoa(i)
+				}
+				t.Run(name, func(t *testing.T) { check(t, c) })
+			}
 		})
 	}
 }
@@ -116,14 +138,51 @@ func checkGood(t *testing.T, v vector) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := hexutil.Encode(hash); got != v.Expect.Hash {
-			t.Fatalf("digest %s, want %s", got, v.Expect.Hash)
+		if v.Expect.Hash == "" && v.Expect.Signature == "" && v.Expect.HashStruct == "" {
+			t.Fatal("vector expects no digest, signature or hashStruct")
 		}
+		if v.Expect.Hash != "" && hexutil.Encode(hash) != v.Expect.Hash {
+			t.Fatalf("digest %x, want %s", hash, v.Expect.Hash)
+		}
+		// RFC 6979 signatures are deterministic: an equal signature means
+		// an equal digest.
 		if v.Expect.Signature != "" && hexutil.Encode(sig) != v.Expect.Signature {
 			t.Fatalf("signature\n got %x\nwant %s", sig, v.Expect.Signature)
 		}
+		if v.Expect.Encoded != "" {
+			enc, err := td.EncodeData(td.PrimaryType, td.Message, 1)
+			if err != nil || hexutil.Encode(enc) != v.Expect.Encoded {
+				t.Fatalf("encodeData %x (%v), want %s", enc, err, v.Expect.Encoded)
+			}
+		}
+		if v.Expect.HashStruct != "" {
+			hs, err := td.HashStruct(td.PrimaryType, td.Message)
+			if err != nil || hexutil.Encode(hs) != v.Expect.HashStruct {
+				t.Fatalf("hashStruct %x (%v), want %s", []byte(hs), err, v.Expect.HashStruct)
+			}
+		}
 		if sig[64] != 27 && sig[64] != 28 {
 			t.Fatalf("v = %d", sig[64])
+		}
+	case "message":
+		// EIP-191 version 0x45: input is the message as a JSON string of
+		// 0x-hex bytes.
+		var data string
+		if err := json.Unmarshal(v.Input, &data); err != nil {
+			t.Fatalf("message input: %v", err)
+		}
+		sig, hash, err := SignMessage(hexutil.MustDecode(data), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Expect.Signature == "" {
+			t.Fatal("message vector without a signature")
+		}
+		if hexutil.Encode(sig) != v.Expect.Signature {
+			t.Fatalf("signature\n got %x\nwant %s", sig, v.Expect.Signature)
+		}
+		if v.Expect.Hash != "" && hexutil.Encode(hash) != v.Expect.Hash {
+			t.Fatalf("hash %x, want %s", hash, v.Expect.Hash)
 		}
 	default:
 		t.Fatalf("unknown kind %q", v.Kind)
@@ -147,7 +206,7 @@ func vectorKey(t *testing.T, v vector) *ecdsa.PrivateKey {
 }
 
 func TestParseTypedDataStringEqualsObject(t *testing.T) {
-	b, _ := os.ReadFile("testdata/eip712_mail.json")
+	b, _ := os.ReadFile("testdata/good_eip712_mail.json")
 	var v vector
 	if err := json.Unmarshal(b, &v); err != nil {
 		t.Fatal(err)

@@ -76,9 +76,9 @@ func forge(t *testing.T, log []byte, from int, old, new string) []byte {
 func TestAuditVerifyCLI(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := writeTLS(t, t.TempDir())
-	addr := freeAddr(t)
 	// No audit setting: audit.log in the data directory (on by default).
-	sp := startServer(t, addr, cert, nil, "-listen-address", addr, "-data-dir", dir, "-tls-cert-file", cert, "-tls-key-file", key)
+	sp := startServer(t, anyPort, cert, nil, "-listen-address", anyPort, "-data-dir", dir, "-tls-cert-file", cert, "-tls-key-file", key)
+	addr := sp.addr
 	out, _ := sp.cli(nil, "operator", "init", "-key-shares", "1", "-key-threshold", "1", "-format", "json")
 	var ir struct {
 		Keys      []string `json:"unseal_keys_b64"`

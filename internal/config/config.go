@@ -126,7 +126,7 @@ func (s Setting) Default() string {
 // keeps the two in step; docs/configuration.md is generated from it).
 var settings = []Setting{
 	{Name: "listen_address", Doc: "TCP address to serve HTTPS on, host:port."},
-	{Name: "data_dir", Doc: "Directory of the bbolt database (storage bolt). A node over PostgreSQL is stateless and needs none."},
+	{Name: "data_dir", Doc: "Directory of the bbolt database (storage bolt). A node over PostgreSQL is stateless and needs none (then set audit_file: the audit log is on by default)."},
 	{Name: "tls_cert_file", Doc: "PEM certificate (chain) served over TLS; reloaded on SIGHUP. Required, except in dev mode."},
 	{Name: "tls_key_file", Doc: "PEM private key of tls_cert_file."},
 	{Name: "tls_min_version", Doc: "Lowest TLS version accepted: 1.3, or 1.2 (ECDHE with AEAD suites only). TLS 1.0 and 1.1 are refused (RFC 8996)."},

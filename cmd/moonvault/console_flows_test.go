@@ -173,7 +173,7 @@ func flowEthereumSign(t *testing.T, ce *consoleEnv) {
 	const msg = "hello from the console"
 	b.fill("Message", msg)
 	b.click("button", "Sign")
-	sigHex := b.text(`[data-field="signature"] dd`)
+	sigHex := b.text(`.result [data-field="signature"] dd`) // the sign result, not the provenance card's signature
 	b.shot("account-signed")
 	sig, err := hexutil.Decode(sigHex)
 	if err != nil || len(sig) != 65 {

@@ -19,6 +19,7 @@ import (
 	"github.com/ethereum/go-ethereum/accounts"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -104,6 +105,19 @@ func (m *machine) cli(env []string, args ...string) string {
 		m.t.Fatalf("moonvault %s: exit %d: %s", strings.Join(args, " "), code, out)
 	}
 	return out
+}
+
+// initRoot initialises the machine's new vault as the runbook says
+// (shares of a vault about to be replaced) and returns its root token.
+func (m *machine) initRoot() string {
+	m.t.Helper()
+	var ir struct {
+		RootToken string `json:"root_token"`
+	}
+	if err := json.Unmarshal([]byte(m.cli(nil, "operator", "init", "-key-shares", "1", "-key-threshold", "1", "-format", "json")), &ir); err != nil || ir.RootToken == "" {
+		m.t.Fatalf("init: %v", err)
+	}
+	return ir.RootToken
 }
 
 func (m *machine) waitUnsealed() {
@@ -200,7 +214,13 @@ func TestRunbook(t *testing.T) {
 	if code := healthCode(t, b); code != 501 {
 		t.Fatalf("the new machine changed after a refused restore: health %d", code)
 	}
-	b.cli(nil, "operator", "snapshot", "restore", snap)
+	// No token, no restore: a new machine is initialised first, and its
+	// root token (minutes old: step-up) restores with -force.
+	if out, code := b.sp.cli(nil, "operator", "snapshot", "restore", "-force", snap); code == 0 {
+		t.Fatalf("a restore without a token was accepted: %s", out)
+	}
+	bRoot := b.initRoot()
+	b.cli([]string{"MOONVAULT_TOKEN=" + bRoot}, "operator", "snapshot", "restore", "-force", snap)
 	b.waitUnsealed()
 	b.signsAs(acc.Address)
 
@@ -209,7 +229,7 @@ func TestRunbook(t *testing.T) {
 	c.run("cp", "-a", filepath.Join(backup, "softhsm-tokens"), c.tokens)
 	db := pgtest.NewDatabase(t)
 	c.start(fmt.Sprintf("storage = \"postgres\"\npostgres_url = %q\n", db))
-	c.cli(nil, "operator", "snapshot", "restore", snap)
+	c.cli([]string{"MOONVAULT_TOKEN=" + c.initRoot()}, "operator", "snapshot", "restore", "-force", snap)
 	c.waitUnsealed()
 	c.signsAs(acc.Address)
 
@@ -259,8 +279,68 @@ func TestRunbook(t *testing.T) {
 			t.Errorf("metric %s missing", name)
 		}
 	}
+	// Undo a restore, bolt: with the node stopped, the replaced file goes
+	// back; the node then holds the vault it had before the restore (the
+	// one just initialised: alice is not in it).
+	b.sp.stop(syscall.SIGTERM)
+	data := filepath.Join(b.dir, "data")
+	kept, err := filepath.Glob(filepath.Join(data, "moonvault.db.replaced-*"))
+	if err != nil || len(kept) != 1 {
+		t.Fatalf("replaced copies beside the bolt database: %v %v", kept, err)
+	}
+	b.run("mv", filepath.Join(data, "moonvault.db"), filepath.Join(data, "moonvault.db.undone"))
+	b.run("mv", kept[0], filepath.Join(data, "moonvault.db"))
+	b.start("")
+	b.waitUnsealed()
+	b.notInVault("alice")
+
+	// Undo a restore, PostgreSQL: the statements of the runbook.
+	c.sp.stop(syscall.SIGTERM)
+	undoPostgres(t, db)
+	c.start(fmt.Sprintf("storage = \"postgres\"\npostgres_url = %q\n", db))
+	c.waitUnsealed()
+	c.notInVault("alice")
+
 	for _, m := range []*machine{a, b, c} {
 		m.sp.stop(syscall.SIGTERM)
+	}
+}
+
+// notInVault checks that user cannot log in.
+func (m *machine) notInVault(user string) {
+	m.t.Helper()
+	if out, code := m.sp.cli([]string{"HOME=" + m.t.TempDir(), "MOONVAULT_PASSWORD=" + runbookPW}, "login", "-username", user); code == 0 {
+		m.t.Fatalf("%s logs in: the restore was not undone: %s", user, out)
+	}
+}
+
+// undoPostgres runs the runbook's "Undo a restore" SQL on the only
+// replaced table.
+func undoPostgres(t *testing.T, url string) {
+	t.Helper()
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var kept []string
+	rows, err := conn.Query(ctx, `SELECT tablename FROM pg_tables WHERE tablename LIKE 'moonvault\_kv\_replaced\_%'`)
+	if err == nil {
+		kept, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil || len(kept) != 1 {
+		t.Fatalf("replaced tables: %v %v", kept, err)
+	}
+	name := kept[0]
+	sql := `BEGIN;
+ALTER TABLE moonvault_kv RENAME CONSTRAINT moonvault_kv_pkey TO moonvault_kv_undone_pkey;
+ALTER TABLE moonvault_kv RENAME TO moonvault_kv_undone;
+ALTER TABLE ` + name + ` RENAME CONSTRAINT ` + name + `_pkey TO moonvault_kv_pkey;
+ALTER TABLE ` + name + ` RENAME TO moonvault_kv;
+COMMIT;`
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatalf("undo SQL: %v", err)
 	}
 }
 

@@ -4,7 +4,8 @@
 //
 // Storage layout (logical keys, through the barrier): auth/users/<username>,
 // auth/sessions/<sid>, auth/revoked/<sid>, auth/jwt-keys/<kid>,
-// auth/totp/<username>, auth/apikeys/<id>. CSPs (JWT signing keys, TOTP
+// auth/totp-secrets/<username>/<id> (auth/totp/<username> from earlier
+// builds), auth/apikeys/<id>. CSPs (JWT signing keys, TOTP
 // secrets) are additionally seal-wrapped.
 package auth
 
@@ -42,12 +43,14 @@ const (
 	// prefixDeletedUsers holds tombstones of deleted usernames.
 	prefixDeletedUsers = "auth/deleted-users/"
 	prefixTOTP         = "auth/totp/"
-	prefixAPIKeys      = "auth/apikeys/"
+	// prefixTOTPSecrets holds one TOTP secret per enrolment (totpPath).
+	prefixTOTPSecrets = "auth/totp-secrets/"
+	prefixAPIKeys     = "auth/apikeys/"
 )
 
 // CSPPrefixes hold auth's seal-wrapped critical security parameters (JWT
 // signing seeds, TOTP secrets), for operator rewrap and seal migration.
-func CSPPrefixes() []string { return []string{prefixJWTSeeds, prefixTOTP} }
+func CSPPrefixes() []string { return []string{prefixJWTSeeds, prefixTOTP, prefixTOTPSecrets} }
 
 // NotifyPrefixes are the keys every node of a cluster must see change at
 // once (revocations, users, signing keys, API keys); the rest is read on

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -318,7 +319,10 @@ func TestScheduledKeyRotationTwoNodes(t *testing.T) {
 }
 
 // TestLoginThrottleAcrossNodes: failed logins of one user count on every
-// node: five guesses on each of two nodes exhaust the user's ten.
+// node: five guesses on each of two nodes put the account under attack on
+// both, and then an address that already failed gets no more real
+// guesses there, even with the right password; the user's own address
+// is not locked out.
 func TestLoginThrottleAcrossNodes(t *testing.T) {
 	e := newEnv(t, nil)
 	nodeB := e.start(nil)
@@ -332,14 +336,103 @@ func TestLoginThrottleAcrossNodes(t *testing.T) {
 		}
 		svc.bg.Wait()
 	}
-	for _, svc := range []*Service{e.svc, nodeB} {
-		_, err := svc.Login(ctx, LoginInput{Username: "alice", Password: testPassword, RemoteAddr: "198.51.100.1:2"})
-		if !errors.Is(err, ErrRateLimited) {
-			t.Fatalf("after 10 failures spread over two nodes: %v, want rate limited", err)
+	for i, svc := range []*Service{e.svc, nodeB} {
+		attacker := LoginInput{Username: "alice", Password: testPassword, RemoteAddr: fmt.Sprintf("203.0.113.%d:1", i)}
+		if _, err := svc.Login(ctx, attacker); !errors.Is(err, ErrInvalidCredentials) {
+			t.Fatalf("node %d: an attacking address with the right password: %v, want invalid credentials", i, err)
 		}
+	}
+	if _, err := e.svc.Login(ctx, LoginInput{Username: "alice", Password: testPassword, RemoteAddr: "198.51.100.1:2"}); err != nil {
+		t.Fatalf("the user's own address during the attack: %v", err)
 	}
 	e.clock.Advance(16 * time.Minute)
 	if _, err := nodeB.Login(ctx, LoginInput{Username: "alice", Password: testPassword, RemoteAddr: "198.51.100.1:2"}); err != nil {
 		t.Fatalf("after the window: %v", err)
+	}
+}
+
+// TestEnrollRacingConfirmKeepsTheEnabledSecret: node B confirms a pending
+// TOTP enrolment while node A, which read the record when it was still
+// pending, enrols again. A's new secret must not replace the factor B just
+// enabled (the user's authenticator holds the confirmed one).
+func TestEnrollRacingConfirmKeepsTheEnabledSecret(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("alice", "user")
+	nodeB := e.start(nil)
+	ctx := context.Background()
+	s1, _, err := e.svc.EnrollTOTP(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code1, _ := totp.GenerateCode(s1.Reveal(), e.clock.Now())
+	var fired atomic.Bool
+	var confirmErr error
+	e.kv.mu.Lock()
+	e.kv.putHook = func(key string) {
+		// A has read the pending record and writes its first TOTP record:
+		// B's confirmation lands now.
+		if strings.HasPrefix(key, "auth/totp") && fired.CompareAndSwap(false, true) {
+			_, confirmErr = nodeB.ConfirmTOTP(ctx, "alice", secret.String(code1))
+		}
+	}
+	e.kv.mu.Unlock()
+	_, _, enrollErr := e.svc.EnrollTOTP(ctx, "alice")
+	e.kv.mu.Lock()
+	e.kv.putHook = nil
+	e.kv.mu.Unlock()
+	if !fired.Load() || confirmErr != nil {
+		t.Fatalf("the confirmation on node B did not run or failed: %v", confirmErr)
+	}
+	if enrollErr == nil {
+		t.Fatal("a second enrolment succeeded over an enabled factor")
+	}
+	e.clock.Advance(30 * time.Second)
+	code, _ := totp.GenerateCode(s1.Reveal(), e.clock.Now())
+	for _, svc := range []*Service{e.svc, nodeB} {
+		if _, err := svc.checkSecondFactor(ctx, "alice", secret.String(code), e.clock.Now()); err != nil {
+			t.Fatalf("the confirmed secret no longer works: %v", err)
+		}
+		e.clock.Advance(30 * time.Second)
+		code, _ = totp.GenerateCode(s1.Reveal(), e.clock.Now())
+	}
+}
+
+// TestTOTPSecretsKeptTidy: a second enrolment removes the secret it
+// replaces, disabling removes every one, and a factor enabled by an
+// earlier build (its secret at auth/totp/<username>) still works.
+func TestTOTPSecretsKeptTidy(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("alice", "user")
+	ctx := context.Background()
+	if _, _, err := e.svc.EnrollTOTP(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	sec, _ := enrollTOTP(t, e, "alice") // enrols again, checks one secret is stored
+	if err := e.svc.DisableTOTP(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if left := append(e.kv.keys(prefixTOTPSecrets), e.kv.keys(prefixTOTP)...); len(left) != 0 {
+		t.Fatalf("TOTP secrets left after disabling: %q", left)
+	}
+
+	// An earlier build's layout: the secret at auth/totp/alice, no id.
+	raw, _ := b32.DecodeString(sec)
+	env, err := e.sealer.Wrap(ctx, prefixTOTP+"alice", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.kv.Put(ctx, prefixTOTP+"alice", env); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.updateUser(ctx, "alice", func(rec *userRecord) error {
+		rec.TOTP = totpState{Enabled: true}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Minute)
+	code, _ := totp.GenerateCode(sec, e.clock.Now())
+	if _, err := e.svc.checkSecondFactor(ctx, "alice", secret.String(code), e.clock.Now()); err != nil {
+		t.Fatalf("a factor enabled by an earlier build: %v", err)
 	}
 }

@@ -20,13 +20,26 @@ type LoginInput struct {
 
 // Login checks a password (and second factor when enrolled) and starts a
 // session. Unknown users and wrong passwords give the same error after the
-// same argon2 work; failures are throttled per user and per address.
+// same argon2 work.
+//
+// Throttling (OWASP Authentication Cheat Sheet; decided in review L2):
+//   - Per node, in memory, so that it cannot depend on whether the name
+//     exists: at most MaxLoginFailures failures per LoginFailureWindow from
+//     one client address (IPv4, or IPv6 /64) whatever the names, and as
+//     many for one name from one address; past them, 429.
+//   - Across nodes, in the user record: the failures of the account from
+//     everywhere. At MaxLoginFailures the account is under attack: then an
+//     address that has already failed for it in the window gets no more
+//     real guesses (refused like a wrong password, even with the right
+//     one), while an address that has not (the user's own) still logs in.
+//     A remote attacker so cannot lock a user, or an admin, out, and a
+//     distributed one gets one guess per address and window, not ten.
 func (s *Service) Login(ctx context.Context, in LoginInput) (*Tokens, error) {
 	if err := s.requireStarted(); err != nil {
 		return nil, err
 	}
 	now := s.now()
-	uk, ak := userKey(in.Username), addrKey(in.RemoteAddr)
+	uk, ak := userAddrKey(in.Username, in.RemoteAddr), addrKey(in.RemoteAddr)
 	wait, release := s.limiter.reserve(now, uk, ak)
 	defer release()
 	if wait > 0 {
@@ -36,12 +49,6 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (*Tokens, error) {
 	rec, err := s.loadUser(ctx, in.Username)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, err // storage trouble: fail closed, do not count
-	}
-	if rec != nil {
-		if wait := s.sharedThrottle(rec, now); wait > 0 {
-			s.log.Warn("login throttled", "username", in.Username, "remote_addr", in.RemoteAddr, "retry_after", wait, "scope", "all nodes")
-			return nil, &RateLimitError{RetryAfter: wait}
-		}
 	}
 	phc, pw := s.dummyPHC, in.Password
 	if rec != nil {
@@ -54,6 +61,13 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (*Tokens, error) {
 	ok, err := s.verifyPassword(phc, pw)
 	if err != nil {
 		return nil, fmt.Errorf("auth: login: %w", err)
+	}
+	if rec != nil && ok && s.underAttack(rec, now) && s.limiter.failed(now, uk) {
+		// The same answer as a wrong password: whether this guess was
+		// right is not told to an address that has guessed wrong before.
+		s.log.Warn("login refused: the account is under attack and this address already failed for it",
+			"username", in.Username, "remote_addr", in.RemoteAddr)
+		ok = false
 	}
 	if rec == nil || !ok {
 		if rec != nil {
@@ -80,7 +94,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (*Tokens, error) {
 		amr = append(amr, method)
 	}
 	s.limiter.reset(uk)
-	if rec.LoginFailures > 0 {
+	if rec.LoginFailures > 0 && !s.underAttack(rec, now) {
 		s.resetFailures(ctx, rec.Username)
 	}
 	t, sid, err := s.newSessionID(ctx, rec.Username, rec.Role, amr, s.cfg.SessionLifetime, true, in.RemoteAddr, in.UserAgent)
@@ -99,14 +113,11 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (*Tokens, error) {
 	return t, nil
 }
 
-// sharedThrottle is how long username must wait by the failure count
-// kept in its record, which every node shares (0: it may try).
-func (s *Service) sharedThrottle(rec *userRecord, now time.Time) time.Duration {
+// underAttack reports whether the account's failure count, which every
+// node shares, reached the limit in the current window.
+func (s *Service) underAttack(rec *userRecord, now time.Time) bool {
 	max, win := s.cfg.MaxLoginFailures, s.cfg.LoginFailureWindow
-	if max <= 0 || rec.LoginFailures < max {
-		return 0
-	}
-	return rec.LoginFailuresSince.Add(win).Sub(now)
+	return max > 0 && rec.LoginFailures >= max && now.Sub(rec.LoginFailuresSince) < win
 }
 
 // countFailure adds a failed login to the user's shared count. It writes in

@@ -132,10 +132,11 @@ func TestLoginRateLimited(t *testing.T) {
 			t.Fatalf("attempt %d: %v", i, err)
 		}
 	}
-	_, err := e.svc.Login(ctx, LoginInput{Username: "alice", Password: testPassword, RemoteAddr: "198.51.100.1:2"})
+	// The address that failed ten times is throttled for that user.
+	_, err := e.svc.Login(ctx, LoginInput{Username: "alice", Password: testPassword, RemoteAddr: "203.0.113.5:2"})
 	var rl *RateLimitError
 	if !errors.As(err, &rl) || !errors.Is(err, ErrRateLimited) || rl.RetryAfter <= 0 || rl.RetryAfter > 15*time.Minute {
-		t.Fatalf("11th attempt (right password, other address) = %v", err)
+		t.Fatalf("11th attempt from the failing address = %v", err)
 	}
 	if !strings.Contains(logs.String(), "login throttled") || strings.Contains(logs.String(), "not the password") ||
 		strings.Contains(logs.String(), string(testPassword)) {
@@ -153,6 +154,79 @@ func TestLoginRateLimited(t *testing.T) {
 	e.clock.Advance(16 * time.Minute)
 	if _, err := e.svc.Login(ctx, LoginInput{Username: "alice", Password: testPassword, RemoteAddr: "203.0.113.5:1"}); err != nil {
 		t.Fatalf("after window: %v", err)
+	}
+}
+
+// TestLoginNoUserEnumeration: whether a name exists never changes the
+// answer to a failed login, however many came before, on any node, from
+// any address (review L2: the failure count shared by the nodes answered
+// 429 for existing users only).
+func TestLoginNoUserEnumeration(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("alice", "user")
+	nodeB := e.start(nil)
+	ctx := context.Background()
+	answers := func(svc *Service, name, addr string, n int) []string {
+		var out []string
+		for range n {
+			_, err := svc.Login(ctx, LoginInput{Username: name, Password: "not the password", RemoteAddr: addr})
+			switch {
+			case errors.Is(err, ErrRateLimited):
+				out = append(out, "429")
+			case errors.Is(err, ErrInvalidCredentials):
+				out = append(out, "401")
+			default:
+				out = append(out, err.Error())
+			}
+		}
+		svc.bg.Wait() // the shared count is written in the background
+		return out
+	}
+	// Each name from its own addresses (the per-address limit counts
+	// every name).
+	for _, addr := range [][2]string{{"203.0.113.1", "203.0.113.101"}, {"203.0.113.2", "203.0.113.102"}, {"2001:db8::1", "2001:db8:9::1"}} {
+		a, g := answers(e.svc, "alice", addr[0], 12), answers(e.svc, "ghost", addr[1], 12)
+		if fmt.Sprint(a) != fmt.Sprint(g) {
+			t.Fatalf("node A, from %s: an existing user gets %v, an unknown one %v", addr, a, g)
+		}
+	}
+	// Node B has seen neither name; the count in alice's record says she
+	// is under attack.
+	for _, addr := range [][2]string{{"198.51.100.9", "198.51.100.109"}, {"2001:db8:1::1", "2001:db8:8::1"}} {
+		if a, g := answers(nodeB, "alice", addr[0], 3), answers(nodeB, "ghost", addr[1], 3); fmt.Sprint(a) != fmt.Sprint(g) {
+			t.Fatalf("node B, from %s: an existing user gets %v, an unknown one %v", addr, a, g)
+		}
+	}
+}
+
+// TestLoginLockoutNotRemote: failures from other addresses cannot lock a
+// user (an admin) out everywhere; while the account is under attack an
+// address that already failed for it gets no more real guesses.
+func TestLoginLockoutNotRemote(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("admin1", "admin")
+	ctx := context.Background()
+	for i := range 12 {
+		addr := fmt.Sprintf("203.0.113.%d:1", i%4)
+		if _, err := e.svc.Login(ctx, LoginInput{Username: "admin1", Password: "not the password", RemoteAddr: addr}); err == nil {
+			t.Fatal("a wrong password logged in")
+		}
+	}
+	e.svc.bg.Wait()
+	if _, err := e.svc.Login(ctx, LoginInput{Username: "admin1", Password: testPassword, RemoteAddr: "198.51.100.1:1"}); err != nil {
+		t.Fatalf("the admin, from its own address, after failures elsewhere: %v", err)
+	}
+	// The attack goes on: the count is shared, and an attacking address
+	// that found the password is refused like a wrong guess.
+	for i := range 12 {
+		_, _ = e.svc.Login(ctx, LoginInput{Username: "admin1", Password: "not the password", RemoteAddr: fmt.Sprintf("203.0.113.%d:1", i%4)})
+	}
+	e.svc.bg.Wait() // the shared count is written in the background
+	if _, err := e.svc.Login(ctx, LoginInput{Username: "admin1", Password: testPassword, RemoteAddr: "203.0.113.1:1"}); !errors.Is(err, ErrInvalidCredentials) {
+		t.Fatalf("an address that failed during an attack, with the right password = %v, want invalid credentials", err)
+	}
+	if _, err := e.svc.Login(ctx, LoginInput{Username: "admin1", Password: testPassword, RemoteAddr: "198.51.100.1:1"}); err != nil {
+		t.Fatalf("the admin's own address during the attack: %v", err)
 	}
 }
 
@@ -239,8 +313,12 @@ func enrollTOTP(t *testing.T, e *env, user string) (string, []string) {
 	if raw, _ := b32.DecodeString(sec.Reveal()); len(raw) != 20 {
 		t.Fatalf("secret of %d bytes", len(raw))
 	}
-	env, _ := e.kv.Get(ctx, prefixTOTP+user)
-	if bytes.Contains(env, []byte(sec.Reveal())) {
+	stored := e.kv.keys(prefixTOTPSecrets + user + "/")
+	if len(stored) != 1 {
+		t.Fatalf("TOTP secrets stored after one enrolment: %q", stored)
+	}
+	env, _ := e.kv.Get(ctx, stored[0])
+	if len(env) == 0 || bytes.Contains(env, []byte(sec.Reveal())) || bytes.Contains(env, []byte(strings.ToLower(sec.Reveal()))) {
 		t.Fatal("TOTP secret stored unwrapped")
 	}
 	code, _ := totpCode(sec.Reveal(), e.clock.Now())

@@ -33,7 +33,7 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChange) error {
 		return err
 	}
 	now := s.now()
-	uk, ak := userKey(in.Username), addrKey(in.RemoteAddr)
+	uk, ak := userAddrKey(in.Username, in.RemoteAddr), addrKey(in.RemoteAddr)
 	wait, release := s.limiter.reserve(now, uk, ak)
 	defer release()
 	if wait > 0 {
@@ -43,9 +43,6 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChange) error {
 	if err != nil {
 		return err
 	}
-	if wait := s.sharedThrottle(rec, now); wait > 0 {
-		return &RateLimitError{RetryAfter: wait}
-	}
 	cur := in.Current
 	if len(cur) > maxPasswordBytes {
 		cur = ""
@@ -53,6 +50,9 @@ func (s *Service) ChangePassword(ctx context.Context, in PasswordChange) error {
 	ok, err := s.verifyPassword(rec.PasswordHash, cur)
 	if err != nil {
 		return fmt.Errorf("auth: change password: %w", err)
+	}
+	if ok && s.underAttack(rec, now) && s.limiter.failed(now, uk) {
+		ok = false // as at login: no more real guesses from an address that failed
 	}
 	if !ok {
 		s.countFailure(ctx, rec.Username, now)

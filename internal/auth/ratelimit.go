@@ -4,6 +4,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/moonvault/moonvault/internal/clientaddr"
 )
 
 // limiter counts login failures per key (user or client address) in a
@@ -99,6 +101,17 @@ func (l *limiter) windowsLocked(now time.Time, keys []string) []*failWindow {
 	return ws
 }
 
+// failed reports whether key has a failure in its current window.
+func (l *limiter) failed(now time.Time, key string) bool {
+	if key == "" {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := l.m[key]
+	return w != nil && now.Sub(w.start) < l.window && w.n > 0
+}
+
 // reset clears a key after a successful login (only the user key: an
 // attacker must not clear an address's count with its own account).
 func (l *limiter) reset(key string) {
@@ -121,16 +134,25 @@ func (l *limiter) pruneLocked(now time.Time) {
 	}
 }
 
-func userKey(username string) string { return "u:" + username }
+// userAddrKey keys one name from one client address; "" (unknown address)
+// is not limited.
+func userAddrKey(username, remoteAddr string) string {
+	a := addrKey(remoteAddr)
+	if a == "" {
+		return ""
+	}
+	return "u:" + username + "|" + a
+}
 
-// addrKey keys a client by host, ignoring the source port; "" (unknown
-// address) is not limited per address.
+// addrKey keys a client by host (an IPv6 client by its /64), ignoring the
+// source port; "" (unknown address) is not limited per address.
 func addrKey(remoteAddr string) string {
 	if remoteAddr == "" {
 		return ""
 	}
-	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
-		return "a:" + host
+	host := remoteAddr
+	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		host = h
 	}
-	return "a:" + remoteAddr
+	return "a:" + clientaddr.Key(host)
 }

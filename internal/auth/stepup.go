@@ -32,7 +32,7 @@ func (s *Service) StepUp(ctx context.Context, p *identity.Principal, code secret
 		return nil, invalid("code", "required")
 	}
 	now := s.now()
-	uk, ak := userKey(p.Subject), addrKey(remoteAddr)
+	uk, ak := userAddrKey(p.Subject, remoteAddr), addrKey(remoteAddr)
 	wait, release := s.limiter.reserve(now, uk, ak)
 	defer release()
 	if wait > 0 {

@@ -2,9 +2,11 @@ package auth
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base32"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -33,12 +35,36 @@ var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 type totpState struct {
 	Enabled bool `json:"enabled"`
 	Pending bool `json:"pending"`
+	// SecretID names the enabled secret, PendingID the one awaiting
+	// confirmation (see totpPath); empty means the single secret at
+	// auth/totp/<username> that earlier builds wrote.
+	SecretID  string `json:"secret_id,omitempty"`
+	PendingID string `json:"pending_id,omitempty"`
 	// LastStep is the last accepted time step: a code is single use
 	// (RFC 6238 §5.2 "MUST NOT accept the second attempt").
 	LastStep int64 `json:"last_step"`
 	// Recovery holds SHA-256 hashes of unused recovery codes. They carry
 	// 80 random bits, so a fast hash is enough.
 	Recovery [][]byte `json:"recovery,omitempty"`
+}
+
+// totpPath is where the TOTP secret of one enrolment lives. Each
+// enrolment writes its own secret once and never overwrites another: the
+// user record alone says which one is pending and which one is enabled,
+// so promoting a pending secret is one conditional update of the record,
+// and a racing enrolment on another node can never replace an enabled
+// factor's secret.
+func totpPath(username, id string) string {
+	if id == "" {
+		return prefixTOTP + username // written by earlier builds
+	}
+	return prefixTOTPSecrets + username + "/" + id
+}
+
+func newTOTPID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand never fails on Linux; an id is not secret
+	return hex.EncodeToString(b[:])
 }
 
 // validateTOTP checks code against a base32 secret at t with a ±1 step
@@ -81,6 +107,7 @@ func (s *Service) EnrollTOTP(ctx context.Context, username string) (secret.Strin
 	if rec.TOTP.Enabled {
 		return "", "", fmt.Errorf("%w: TOTP already enabled; disable it first", ErrConflict)
 	}
+	before := rec.TOTP
 	raw, err := s.randomSecret(totpSecretLen)
 	if err != nil {
 		return "", "", err
@@ -91,23 +118,32 @@ func (s *Service) EnrollTOTP(ctx context.Context, username string) (secret.Strin
 	if err != nil {
 		return "", "", fmt.Errorf("auth: totp: %w", err)
 	}
-	env, err := s.sealer.Wrap(ctx, prefixTOTP+username, raw)
+	id := newTOTPID()
+	path := totpPath(username, id)
+	env, err := s.sealer.Wrap(ctx, path, raw)
 	if err != nil {
 		return "", "", fmt.Errorf("auth: totp: seal wrap: %w", err)
 	}
-	// The secret first, then the user record (conditionally): a failure in
-	// between leaves a pending secret that the next enrolment replaces.
-	if err := s.kv.Put(ctx, prefixTOTP+username, env); err != nil {
+	// The secret at a path of its own first, then the record names it,
+	// only if the record is still as read: a failure in between leaves an
+	// unnamed secret, removed here or at the next disable.
+	if err := s.kv.Put(ctx, path, env); err != nil {
 		return "", "", fmt.Errorf("auth: store totp: %w", err)
 	}
 	if _, err := s.updateUser(ctx, username, func(rec *userRecord) error {
-		if rec.TOTP.Enabled {
-			return fmt.Errorf("%w: TOTP already enabled; disable it first", ErrConflict)
+		if rec.TOTP.Enabled || rec.TOTP.Pending != before.Pending || rec.TOTP.PendingID != before.PendingID {
+			return fmt.Errorf("%w: the TOTP enrolment changed meanwhile (enabled or enrolled again on another node)", ErrConflict)
 		}
-		rec.TOTP = totpState{Pending: true}
+		rec.TOTP = totpState{Pending: true, PendingID: id}
 		return nil
 	}); err != nil {
+		_ = s.kv.Delete(ctx, path)
 		return "", "", err
+	}
+	// The pending secret replaced is named by nothing now, and never will
+	// be again (ids are not reused; confirming needs the record to name it).
+	if before.Pending && before.PendingID != "" {
+		_ = s.kv.Delete(ctx, totpPath(username, before.PendingID))
 	}
 	return secret.String(key.Secret()), key.URL(), nil
 }
@@ -125,7 +161,8 @@ func (s *Service) ConfirmTOTP(ctx context.Context, username string, code secret.
 	if !rec.TOTP.Pending {
 		return nil, fmt.Errorf("%w: no pending TOTP enrolment", ErrConflict)
 	}
-	sec, err := s.totpSecret(ctx, username)
+	id := rec.TOTP.PendingID
+	sec, err := s.totpSecret(ctx, username, id)
 	if err != nil {
 		return nil, err
 	}
@@ -143,18 +180,23 @@ func (s *Service) ConfirmTOTP(ctx context.Context, username string, code secret.
 		hashes = append(hashes, h[:])
 	}
 	now := s.now()
+	// Promotion is this one conditional update: the record must still
+	// name the secret the code was checked against.
 	if _, err := s.updateUser(ctx, username, func(rec *userRecord) error {
-		if !rec.TOTP.Pending {
-			return fmt.Errorf("%w: no pending TOTP enrolment", ErrConflict)
+		if !rec.TOTP.Pending || rec.TOTP.PendingID != id {
+			return fmt.Errorf("%w: no pending TOTP enrolment (it changed meanwhile)", ErrConflict)
 		}
 		step, ok := validateTOTP(strings.TrimSpace(code.Reveal()), sec, now, rec.TOTP.LastStep, otp.DigitsSix)
 		if !ok {
 			return invalid("code", "wrong or expired TOTP code")
 		}
-		rec.TOTP = totpState{Enabled: true, LastStep: step, Recovery: hashes}
+		rec.TOTP = totpState{Enabled: true, SecretID: id, LastStep: step, Recovery: hashes}
 		return nil
 	}); err != nil {
 		return nil, err
+	}
+	if id != "" {
+		_ = s.kv.Delete(ctx, totpPath(username, "")) // an earlier build's secret, unused now
 	}
 	s.log.Info("totp enabled", "username", username)
 	return codes, nil
@@ -171,23 +213,41 @@ func (s *Service) DisableTOTP(ctx context.Context, username string) error {
 	}); err != nil {
 		return err
 	}
-	if err := s.kv.Delete(ctx, prefixTOTP+username); err != nil {
+	ops, err := s.totpDeletes(ctx, username)
+	if err != nil {
+		return err
+	}
+	if err := s.kv.Batch(ctx, ops); err != nil {
 		return fmt.Errorf("auth: delete totp secret: %w", err)
 	}
 	s.log.Warn("totp disabled", "username", username)
 	return nil
 }
 
-// totpSecret unwraps the user's TOTP secret as base32 (pquerna/otp's form).
-func (s *Service) totpSecret(ctx context.Context, username string) (string, error) {
-	env, err := s.kv.Get(ctx, prefixTOTP+username)
+// totpDeletes lists the deletions of every TOTP secret of username.
+func (s *Service) totpDeletes(ctx context.Context, username string) ([]storage.Op, error) {
+	ops := []storage.Op{{Key: totpPath(username, ""), Delete: true}}
+	keys, err := s.kv.List(ctx, prefixTOTPSecrets+username+"/", "", 0)
+	if err != nil {
+		return nil, fmt.Errorf("auth: list totp secrets: %w", err)
+	}
+	for _, k := range keys {
+		ops = append(ops, storage.Op{Key: k, Delete: true})
+	}
+	return ops, nil
+}
+
+// totpSecret unwraps the TOTP secret id of username as base32 (pquerna/otp's form).
+func (s *Service) totpSecret(ctx context.Context, username, id string) (string, error) {
+	path := totpPath(username, id)
+	env, err := s.kv.Get(ctx, path)
 	if errors.Is(err, storage.ErrNotFound) {
 		return "", fmt.Errorf("auth: totp secret missing: %w", ErrConflict)
 	}
 	if err != nil {
 		return "", fmt.Errorf("auth: load totp: %w", err)
 	}
-	raw, err := s.sealer.Unwrap(ctx, prefixTOTP+username, env)
+	raw, err := s.sealer.Unwrap(ctx, path, env)
 	if err != nil {
 		return "", fmt.Errorf("auth: totp: unwrap: %w", err)
 	}
@@ -202,11 +262,19 @@ func (s *Service) totpSecret(ctx context.Context, username string) (string, erro
 func (s *Service) checkSecondFactor(ctx context.Context, username string, code secret.String, now time.Time) (string, error) {
 	c := strings.TrimSpace(code.Reveal())
 	if len(c) == otp.DigitsSix.Length() {
-		sec, err := s.totpSecret(ctx, username)
+		rec, err := s.loadUser(ctx, username)
+		if err != nil {
+			return "", err
+		}
+		id := rec.TOTP.SecretID
+		sec, err := s.totpSecret(ctx, username, id)
 		if err != nil {
 			return "", err
 		}
 		if _, err := s.updateUser(ctx, username, func(rec *userRecord) error {
+			if !rec.TOTP.Enabled || rec.TOTP.SecretID != id {
+				return ErrInvalidCredentials // the factor changed meanwhile
+			}
 			step, ok := validateTOTP(c, sec, now, rec.TOTP.LastStep, otp.DigitsSix)
 			if !ok {
 				return ErrInvalidCredentials

@@ -209,8 +209,12 @@ func (s *Service) DeleteUser(ctx context.Context, username string) error {
 	}
 	// A tombstone keeps the name from ever being reused: accounts, keys and
 	// grants are keyed by username, so a new namesake would inherit them.
-	ops := []storage.Op{{Key: prefixUsers + username, Delete: true}, {Key: prefixTOTP + username, Delete: true},
-		{Key: prefixDeletedUsers + username, Value: []byte(s.now().UTC().Format(time.RFC3339))}}
+	ops, err := s.totpDeletes(ctx, username)
+	if err != nil {
+		return err
+	}
+	ops = append(ops, storage.Op{Key: prefixUsers + username, Delete: true},
+		storage.Op{Key: prefixDeletedUsers + username, Value: []byte(s.now().UTC().Format(time.RFC3339))})
 	for _, k := range keys {
 		ops = append(ops, storage.Op{Key: prefixAPIKeys + k.ID, Delete: true})
 	}

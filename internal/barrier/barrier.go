@@ -201,7 +201,7 @@ func (b *Barrier) Batch(ctx context.Context, ops []storage.Op) error {
 	}
 	enc := make([]storage.Op, len(ops))
 	for i, op := range ops {
-		enc[i] = storage.Op{Key: op.Key, Delete: op.Delete}
+		enc[i] = storage.Op{Key: op.Key, Delete: op.Delete, Create: op.Create}
 		if !op.Delete {
 			rec, err := b.sealValue(ctx, kr, op.Key, op.Value)
 			if err != nil {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -80,21 +81,40 @@ func runAccount(g *globals, args []string) error {
 	return sub(g, "account", args, map[string]func(*globals, []string) error{
 		"create": accCreate, "list": accList, "get": accGet, "delete": accDelete,
 		"sign-message": accSignMessage, "sign-typed-data": accSignTypedData, "sign-transaction": accSignTx,
+		"sign-psbt": accSignPSBT, "provenance": accProvenance,
 		"grant": accGrant, "ungrant": accUngrant,
 	})
 }
 
 func accCreate(g *globals, args []string) error {
 	var importKey bool
+	var chainName, network, addressType, walletName string
+	var index int64
 	pos, err := g.flags("account create", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&importKey, "import", false, "import a private key read from MOONVAULT_PRIVATE_KEY or standard input (needs MFA step-up)")
+		fs.StringVar(&chainName, "chain", "", "ethereum (default), bitcoin or solana")
+		fs.StringVar(&network, "network", "", "bitcoin: mainnet (default), testnet, signet or regtest")
+		fs.StringVar(&addressType, "address-type", "", "bitcoin: p2wpkh (default) or p2tr")
+		fs.StringVar(&walletName, "wallet", "", "derive the key from this HD wallet, on the chain's default path")
+		fs.Int64Var(&index, "index", -1, "with -wallet: the index on the path (default: the next one unused)")
 	})
 	if err != nil {
 		return err
 	}
-	body := map[string]string{}
+	body := map[string]any{}
 	if len(pos) > 0 {
 		body["name"] = pos[0]
+	}
+	for k, v := range map[string]string{"chain": chainName, "network": network, "address_type": addressType, "wallet": walletName} {
+		if v != "" {
+			body[k] = v
+		}
+	}
+	if index >= 0 {
+		if walletName == "" {
+			return usageError{"-index needs -wallet"}
+		}
+		body["index"] = index
 	}
 	if importKey {
 		k, err := readSecret(g, "MOONVAULT_PRIVATE_KEY", "Private key (hex): ")
@@ -116,10 +136,11 @@ func accCreate(g *globals, args []string) error {
 
 func accList(g *globals, args []string) error {
 	var limit int
-	var after string
+	var after, chainName string
 	if _, err := g.flags("account list", args, func(fs *flag.FlagSet) {
 		fs.IntVar(&limit, "limit", 100, "page size")
 		fs.StringVar(&after, "after", "", "list names after this one")
+		fs.StringVar(&chainName, "chain", "", "only accounts on this chain (ethereum, bitcoin, solana)")
 	}); err != nil {
 		return err
 	}
@@ -135,6 +156,9 @@ func accList(g *globals, args []string) error {
 	if after != "" {
 		q.Set("after", after)
 	}
+	if chainName != "" {
+		q.Set("chain", chainName)
+	}
 	if err := c.do("GET", "/v1/accounts?"+q.Encode(), nil, &out); err != nil {
 		return err
 	}
@@ -142,7 +166,7 @@ func accList(g *globals, args []string) error {
 		return g.print(out)
 	}
 	for _, a := range out.Accounts {
-		fmt.Fprintf(g.stdout, "%-40v %v\n", a["name"], a["address"])
+		fmt.Fprintf(g.stdout, "%-40v %-9v %v\n", a["name"], a["chain"], a["address"])
 	}
 	if out.Next != "" {
 		fmt.Fprintf(g.stdout, "(more: -after %s)\n", out.Next)
@@ -219,18 +243,20 @@ func accSignMessage(g *globals, args []string) error {
 	return g.print(out)
 }
 
-// jsonArg reads a JSON argument: inline, @file, or - for standard input.
-func jsonArg(g *globals, s string) (json.RawMessage, error) {
-	var raw []byte
-	var err error
+// rawArg reads an argument: inline, @file, or - for standard input.
+func rawArg(g *globals, s string) ([]byte, error) {
 	switch {
 	case s == "-":
-		raw, err = readAll(g)
+		return readAll(g)
 	case strings.HasPrefix(s, "@"):
-		raw, err = os.ReadFile(s[1:]) // #nosec G304 -- the user names the file
-	default:
-		raw = []byte(s)
+		return os.ReadFile(s[1:]) // #nosec G304 -- the user names the file
 	}
+	return []byte(s), nil
+}
+
+// jsonArg reads a JSON argument: inline, @file, or - for standard input.
+func jsonArg(g *globals, s string) (json.RawMessage, error) {
+	raw, err := rawArg(g, s)
 	if err != nil {
 		return nil, err
 	}
@@ -274,17 +300,31 @@ func accSignTypedData(g *globals, args []string) error {
 	return g.print(out)
 }
 
+// accSignTx signs an Ethereum transaction object (JSON) or a Solana wire
+// transaction (base64).
 func accSignTx(g *globals, args []string) error {
 	pos, err := g.flags("account sign-transaction", args, nil)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 2 {
-		return usageError{"usage: moonvault account sign-transaction NAME JSON|@FILE|-"}
+		return usageError{"usage: moonvault account sign-transaction NAME JSON|BASE64|@FILE|-"}
 	}
-	tx, err := jsonArg(g, pos[1])
-	if err != nil {
-		return err
+	var tx any
+	if t := strings.TrimSpace(pos[1]); strings.HasPrefix(t, "{") || t == "-" || strings.HasPrefix(t, "@") {
+		raw, err := rawArg(g, t)
+		if err != nil {
+			return err
+		}
+		if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] != '{' {
+			tx = string(t) // a Solana transaction in a file
+		} else if !json.Valid(raw) {
+			return usageError{"argument is not valid JSON"}
+		} else {
+			tx = json.RawMessage(raw)
+		}
+	} else {
+		tx = t // base64
 	}
 	c, err := newClient(g)
 	if err != nil {

@@ -90,7 +90,7 @@ func snapSave(g *globals, args []string) error {
 func snapRestore(g *globals, args []string) error {
 	var force bool
 	pos, err := g.flags("operator snapshot restore", args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&force, "force", false, "restore a snapshot made by another vault over this (initialised) one")
+		fs.BoolVar(&force, "force", false, "confirm the restore: replace this vault's data with another vault's snapshot (a new vault: init it first and use its root token), or roll it back to an older snapshot of its own")
 	})
 	if err != nil {
 		return err
@@ -140,7 +140,7 @@ func snapRestore(g *globals, args []string) error {
 	if err := g.print(out); err != nil {
 		return err
 	}
-	fmt.Fprintln(g.stdout, "\nThe vault is sealed. It unseals as the snapshot's vault did: by itself with the same HSM key, or with `moonvault operator unseal` and that vault's unseal key shares.")
+	fmt.Fprintln(g.stdout, "\nThe vault is sealed. It unseals as the snapshot's vault did: by itself with the same HSM key, or with `moonvault operator unseal` and that vault's unseal key shares.\nThe replaced data is kept as replaced_copy until kept_until (docs/operations.md, \"Undo a restore\").")
 	return nil
 }
 

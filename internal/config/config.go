@@ -73,6 +73,12 @@ type Server struct {
 	// MetricsUnauthenticated serves /v1/sys/metrics without a token (as
 	// Vault's unauthenticated_metrics_access), also while sealed.
 	MetricsUnauthenticated bool `hcl:"metrics_unauthenticated,optional" json:"metrics_unauthenticated,omitempty"`
+
+	RestoreMaxBytes  int64  `hcl:"restore_max_bytes,optional" json:"restore_max_bytes,omitempty"`
+	RestoreTimeout   string `hcl:"restore_timeout,optional" json:"restore_timeout,omitempty"`
+	RestoreRetention string `hcl:"restore_retention,optional" json:"restore_retention,omitempty"`
+
+	TrustedProxies []string `hcl:"trusted_proxies,optional" json:"trusted_proxies,omitempty"`
 }
 
 // Defaults returns a configuration with every default filled in.
@@ -89,6 +95,10 @@ func Defaults() Server {
 		SessionLifetime: "12h",
 		IdleTimeout:     "1h",
 		MaxRequestBytes: 1 << 20,
+		// 100,000 accounts are about 60 MiB of snapshot.
+		RestoreMaxBytes:  16 << 30,
+		RestoreTimeout:   "1h",
+		RestoreRetention: "168h",
 	}
 }
 
@@ -157,6 +167,10 @@ var settings = []Setting{
 	{Name: "sign_requires_mfa", Doc: "Every signature needs a recent TOTP login (step-up)."},
 	{Name: "max_request_bytes", Doc: "Largest request body accepted (bytes)."},
 	{Name: "metrics_unauthenticated", Doc: "Serve GET /v1/sys/metrics without a token, also while sealed (as Vault's unauthenticated_metrics_access)."},
+	{Name: "restore_max_bytes", Doc: "Largest snapshot a restore accepts (bytes); 100,000 accounts are about 60 MiB."},
+	{Name: "restore_timeout", Doc: "Longest a restore's upload may take (Go duration)."},
+	{Name: "restore_retention", Doc: "How long the data a restore replaced is kept (a table, or a file beside the bolt database) before a later restore removes it (Go duration). See docs/operations.md, Undo a restore."},
+	{Name: "trusted_proxies", Doc: "Reverse proxies and load balancers (CIDRs or addresses; comma-separated in the environment and on the command line) whose X-Forwarded-For names the client, for the per-address limits and the audit log; from any other peer the header is ignored (as Vault's x_forwarded_for_authorized_addrs)."},
 }
 
 // Settings lists every setting.
@@ -235,7 +249,7 @@ var knownEnv = map[string]bool{
 	"MOONVAULT_ADDR": true, "MOONVAULT_CACERT": true, "MOONVAULT_TOKEN": true, "MOONVAULT_API_KEY": true,
 	"MOONVAULT_USERNAME": true, "MOONVAULT_PASSWORD": true, "MOONVAULT_NEW_PASSWORD": true,
 	"MOONVAULT_UNSEAL_KEY": true, "MOONVAULT_PRIVATE_KEY": true, "MOONVAULT_DEV_ADMIN_PASSWORD": true,
-	"MOONVAULT_CONFIG_DIR": true,
+	"MOONVAULT_CONFIG_DIR": true, "MOONVAULT_MNEMONIC": true, "MOONVAULT_BIP39_PASSPHRASE": true,
 }
 
 // LoadEnv merges MOONVAULT_<SETTING> variables into c. environ lists the
@@ -312,6 +326,14 @@ func setField(f reflect.Value, raw string) error {
 			return errors.New("not an integer")
 		}
 		f.SetInt(n)
+	case reflect.Slice:
+		var list []string
+		for _, p := range strings.Split(raw, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				list = append(list, p)
+			}
+		}
+		f.Set(reflect.ValueOf(list))
 	case reflect.Pointer:
 		b, err := strconv.ParseBool(raw)
 		if err != nil {

@@ -164,6 +164,11 @@ func TestResolve(t *testing.T) {
 		{"audit weird", func(s *Server) { s.Audit = "maybe" }, "audit", "maybe"},
 		{"audit off with a file", func(s *Server) { s.Audit, s.AuditFile = "off", "/x/audit.log" }, "audit", "audit_file"},
 		{"audit nowhere", func(s *Server) { s.Storage, s.PostgresURL, s.DataDir = "postgres", "postgres://x", "" }, "audit_file", "on by default"},
+		{"restore max", func(s *Server) { s.RestoreMaxBytes = 0 }, "restore_max_bytes", "positive"},
+		{"restore timeout", func(s *Server) { s.RestoreTimeout = "forever" }, "restore_timeout", "not a duration"},
+		{"restore retention", func(s *Server) { s.RestoreRetention = "-1h" }, "restore_retention", "positive"},
+		{"trusted proxy name", func(s *Server) { s.TrustedProxies = []string{"10.0.0.0/8", "proxy.example"} }, "trusted_proxies", "proxy.example"},
+		{"trusted proxy host bits", func(s *Server) { s.TrustedProxies = []string{"10.1.2.3/8"} }, "trusted_proxies", "10.0.0.0/8"},
 		{"hsm mechanism", func(s *Server) { s.HSMLib, s.HSMTokenLabel, s.HSMPIN, s.HSMMechanism = lib, "t", "1", "aes_ctr" }, "hsm_mechanism", "aes_cbc_pad_hmac"},
 		{"hsm oaep hash", func(s *Server) { s.HSMLib, s.HSMTokenLabel, s.HSMPIN, s.HSMRSAOAEPHash = lib, "t", "1", "md5" }, "hsm_rsa_oaep_hash", "sha256"},
 		{"hsm hmac label", func(s *Server) {
@@ -271,5 +276,31 @@ func TestConfigurationDoc(t *testing.T) {
 	}
 	if string(got) != want {
 		t.Fatal("docs/configuration.md is stale: run MOONVAULT_UPDATE_DOCS=1 go test ./internal/config")
+	}
+}
+
+// TestTrustedProxies: CIDRs and single addresses, from the file (a list)
+// or the environment (comma-separated).
+func TestTrustedProxies(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := testPair(t, dir)
+	c := Defaults()
+	c.DataDir, c.TLSCertFile, c.TLSKeyFile = dir, cert, key
+	if err := c.LoadFile(writeFile(t, "c.hcl", "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\n")); err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.Resolve(Mode{})
+	if err != nil || len(n.TrustedProxies) != 2 || n.TrustedProxies[0].String() != "10.0.0.0/8" || n.TrustedProxies[1].String() != "192.0.2.7/32" {
+		t.Fatalf("from the file: %v %v", n, err)
+	}
+	if n.Restore.Timeout != time.Hour || n.Restore.Retention != 7*24*time.Hour || n.Restore.MaxBytes != 16<<30 {
+		t.Fatalf("restore defaults: %+v", n.Restore)
+	}
+	if err := c.LoadEnv([]string{"MOONVAULT_TRUSTED_PROXIES=fd00::/8, 2001:db8::1"}); err != nil {
+		t.Fatal(err)
+	}
+	n, err = c.Resolve(Mode{})
+	if err != nil || len(n.TrustedProxies) != 2 || n.TrustedProxies[0].String() != "fd00::/8" || n.TrustedProxies[1].String() != "2001:db8::1/128" {
+		t.Fatalf("from the environment: %v %v", n, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -46,6 +47,17 @@ type Node struct {
 	MaxRequestBytes int64
 
 	MetricsUnauthenticated bool
+
+	Restore Restore
+	// TrustedProxies may name the client in X-Forwarded-For.
+	TrustedProxies []netip.Prefix
+}
+
+// Restore bounds snapshot restores.
+type Restore struct {
+	MaxBytes  int64
+	Timeout   time.Duration
+	Retention time.Duration
 }
 
 // TLS is the serving certificate. CertFile is "" only in dev mode (a
@@ -120,6 +132,8 @@ func (c Server) Resolve(m Mode) (*Node, error) {
 		func() error { n.EntropyAuto = c.EntropyMode == "" && c.HSMLib == "" && m.Dev; return nil },
 		func() (err error) { n.AccessTokenTTL, n.SessionLifetime, n.IdleTimeout, err = c.sessions(); return err },
 		c.limits,
+		func() (err error) { n.Restore, err = c.restore(); return err },
+		func() (err error) { n.TrustedProxies, err = c.trustedProxies(); return err },
 	} {
 		if err := check(); err != nil {
 			return nil, err
@@ -392,4 +406,47 @@ func (c Server) limits() error {
 		return Wrong("audit_max_bytes", "%d must not be negative", c.AuditMaxBytes)
 	}
 	return nil
+}
+
+func (c Server) restore() (Restore, error) {
+	r := Restore{MaxBytes: c.RestoreMaxBytes}
+	if r.MaxBytes <= 0 {
+		return r, Wrong("restore_max_bytes", "%d must be positive", c.RestoreMaxBytes)
+	}
+	for _, d := range []struct {
+		name, v string
+		to      *time.Duration
+	}{{"restore_timeout", c.RestoreTimeout, &r.Timeout}, {"restore_retention", c.RestoreRetention, &r.Retention}} {
+		v, err := time.ParseDuration(d.v)
+		if err != nil {
+			return r, Wrong(d.name, "%q is not a duration (e.g. 30m, 168h)", d.v)
+		}
+		if v <= 0 {
+			return r, Wrong(d.name, "%q must be positive", d.v)
+		}
+		*d.to = v
+	}
+	return r, nil
+}
+
+// trustedProxies parses trusted_proxies: CIDRs, or single addresses (a /32
+// or /128).
+func (c Server) trustedProxies() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(c.TrustedProxies))
+	for _, s := range c.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			if p.Masked() != p {
+				return nil, Wrong("trusted_proxies", "%q has host bits set (did you mean %s?)", s, p.Masked())
+			}
+			out = append(out, p)
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return nil, Wrong("trusted_proxies", "%q is not a CIDR (10.0.0.0/8, fd00::/8) or an IP address", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
 }

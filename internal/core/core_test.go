@@ -309,3 +309,32 @@ func TestRekeyRecoveryTwoNodes(t *testing.T) {
 }
 
 var _ io.Reader = rand.Reader
+
+// TestHintLoggedBounded: the seal-config hint is attacker-controlled
+// (storage is untrusted), so the report of a difference quotes a bounded
+// prefix of it: a huge or control-laden hint cannot flood the log.
+func TestHintLoggedBounded(t *testing.T) {
+	ctx := context.Background()
+	st := openBolt(t, t.TempDir())
+	n := newNode(t, st, nil)
+	res, err := n.core.Init(ctx, InitRequest{SecretShares: 1, SecretThreshold: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := strings.Repeat("\x1b[2J\nlevel=ERROR msg=forged ", 40000) // ~1 MiB
+	hint, _ := json.Marshal(map[string]any{"type": "shamir", "secret_shares": 1, "secret_threshold": 1, "junk": junk})
+	put(t, st, "core/seal-config", hint)
+	if _, err := n.core.Unseal(ctx, res.Keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	out := n.log.String()
+	if !strings.Contains(out, "differs from the authenticated seal configuration") {
+		t.Fatalf("tampering not reported:\n%.2000s", out)
+	}
+	if len(out) > 16<<10 {
+		t.Fatalf("the log grew by %d bytes for one tampered hint", len(out))
+	}
+	if strings.Contains(out, "\nlevel=ERROR msg=forged") {
+		t.Fatal("the hint forged a log line")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/moonvault/moonvault/internal/barrier"
 	"github.com/moonvault/moonvault/internal/errkind"
@@ -95,10 +96,23 @@ func (c *Core) repairHint(ctx context.Context, m *sealMeta) {
 		return
 	}
 	c.log.Error("core/seal-config differs from the authenticated seal configuration in the keyring (storage was altered, or a write was interrupted); rewriting it from the keyring",
-		"stored", string(got), "authenticated", string(want))
+		"stored", clipForLog(got), "stored_bytes", len(got), "authenticated", string(want))
 	if err := c.opts.Storage.Put(ctx, keySealConfig, want); err != nil {
 		c.log.Error("could not repair core/seal-config", "err", err)
 	}
+}
+
+// maxLoggedHint bounds how much of an unauthenticated record is logged.
+const maxLoggedHint = 256
+
+// clipForLog quotes (Go syntax: control and non-printable characters
+// escaped) at most maxLoggedHint bytes of b, which storage, and so an
+// attacker, controls: it must not flood the log or forge lines in it.
+func clipForLog(b []byte) string {
+	if len(b) <= maxLoggedHint {
+		return strconv.QuoteToASCII(string(b))
+	}
+	return strconv.QuoteToASCII(string(b[:maxLoggedHint])) + "..."
 }
 
 // checkMeta verifies, right after the barrier opened, that the

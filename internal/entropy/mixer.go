@@ -82,6 +82,50 @@ func (m *Mixer) Stats() Stats {
 // not latch: the next Read runs the start-up tests on a fresh draw, so
 // generation resumes by itself once the source is healthy again.
 func (m *Mixer) Read(p []byte) (int, error) {
+	if _, err := m.read(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Draw is what one ReadDraw took from the sources: the facts a key's
+// provenance record states about the randomness it was made from.
+type Draw struct {
+	Mode   string // ModeAugmentation or ModeOff
+	Source string // "pkcs11" or "os"
+	// HSMBytes is the number of HSM bytes mixed into this output (each
+	// passed the SP 800-90B start-up and continuous tests); 0 in mode off.
+	HSMBytes uint64
+	// Health is "passed" when every HSM byte mixed in passed the health
+	// tests (a draw that fails them returns an error instead), or
+	// "not_applicable" without an HSM source.
+	Health string
+	// HealthFailures counts the failed draws since the process started.
+	HealthFailures uint64
+}
+
+// Health states of a Draw.
+const (
+	HealthPassed        = "passed"
+	HealthNotApplicable = "not_applicable"
+)
+
+// ReadDraw fills p like Read and says what it drew.
+func (m *Mixer) ReadDraw(p []byte) (Draw, error) {
+	n, err := m.read(p)
+	if err != nil {
+		return Draw{}, err
+	}
+	st := m.Stats()
+	d := Draw{Mode: st.Mode, Source: st.Source, HSMBytes: n, Health: HealthNotApplicable, HealthFailures: st.HealthFailures}
+	if m.hsm != nil {
+		d.Health = HealthPassed
+	}
+	return d, nil
+}
+
+// read is Read, returning the number of HSM bytes mixed into p.
+func (m *Mixer) read(p []byte) (uint64, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -95,8 +139,9 @@ func (m *Mixer) Read(p []byte) (int, error) {
 			return 0, fmt.Errorf("%w: os: %v", ErrUnavailable, err)
 		}
 		copy(p, out)
-		return len(p), nil
+		return 0, nil
 	}
+	var mixed uint64
 	ctx, cancel := context.WithTimeout(context.Background(), hsmTimeout)
 	defer cancel()
 	var osDraw [drawSize]byte
@@ -113,6 +158,7 @@ func (m *Mixer) Read(p []byte) (int, error) {
 			clear(hsmDraw)
 			return 0, fmt.Errorf("%w: os: %v", ErrUnavailable, err)
 		}
+		mixed += uint64(len(hsmDraw))
 		err = mix(out[off:end], osDraw[:], hsmDraw)
 		clear(hsmDraw)
 		if err != nil {
@@ -120,7 +166,7 @@ func (m *Mixer) Read(p []byte) (int, error) {
 		}
 	}
 	copy(p, out)
-	return len(p), nil
+	return mixed, nil
 }
 
 // drawHSM returns drawSize HSM bytes that passed the health tests. After

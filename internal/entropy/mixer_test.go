@@ -174,3 +174,35 @@ func TestMixerConcurrent(t *testing.T) {
 		t.Fatalf("hsm bytes read = %d", got)
 	}
 }
+
+// ReadDraw reports what a read drew: the HSM bytes mixed into it (one
+// 64-byte draw per HKDF chunk), not the start-up test's discarded bytes.
+func TestReadDraw(t *testing.T) {
+	src, mode := faulty(t)
+	m := entropy.NewMixer(src, nil)
+	for _, tc := range []struct {
+		size int
+		want uint64
+	}{{32, 64}, {40000, 3 * 64}} {
+		d, err := m.ReadDraw(make([]byte, tc.size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Mode != "augmentation" || d.Source != "pkcs11" || d.HSMBytes != tc.want || d.Health != entropy.HealthPassed {
+			t.Fatalf("%d bytes: draw = %+v, want %d HSM bytes", tc.size, d, tc.want)
+		}
+	}
+	mode.Store(int32(stuck))
+	if _, err := m.ReadDraw(make([]byte, 32)); !errors.Is(err, entropy.ErrUnavailable) {
+		t.Fatalf("stuck source: %v", err)
+	}
+	mode.Store(int32(healthy))
+	d, err := m.ReadDraw(make([]byte, 32))
+	if err != nil || d.HealthFailures != 1 {
+		t.Fatalf("after a failure: %+v %v", d, err)
+	}
+	d, err = entropy.OS().ReadDraw(make([]byte, 32))
+	if err != nil || d.Mode != "off" || d.HSMBytes != 0 || d.Health != entropy.HealthNotApplicable {
+		t.Fatalf("os draw = %+v %v", d, err)
+	}
+}

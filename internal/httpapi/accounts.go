@@ -14,22 +14,37 @@ import (
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/wallet"
+	"github.com/moonvault/moonvault/internal/wallet/chain"
 )
 
 type accountView struct {
-	Name      string    `json:"name"`
-	Owner     string    `json:"owner"`
-	Address   string    `json:"address"`
-	PublicKey string    `json:"public_key"`
-	CreatedAt time.Time `json:"created_at"`
-	Grants    []string  `json:"grants,omitempty"`
+	Name        string    `json:"name"`
+	Owner       string    `json:"owner"`
+	Chain       string    `json:"chain"`
+	Network     string    `json:"network,omitempty"`
+	AddressType string    `json:"address_type,omitempty"`
+	KeyType     string    `json:"key_type"`
+	Address     string    `json:"address"`
+	PublicKey   string    `json:"public_key"`
+	CreatedAt   time.Time `json:"created_at"`
+	Grants      []string  `json:"grants,omitempty"`
+	// HD origin, for accounts derived from a wallet.
+	Wallet            string `json:"wallet,omitempty"`
+	MasterFingerprint string `json:"master_fingerprint,omitempty"`
+	DerivationPath    string `json:"derivation_path,omitempty"`
+	XPub              string `json:"xpub,omitempty"`
 }
 
 func view(acc *wallet.Account) accountView {
-	return accountView{
-		Name: acc.Name, Owner: acc.Owner, Address: acc.Address.Hex(),
-		PublicKey: hexutil.Encode(acc.PublicKey), CreatedAt: acc.CreatedAt.UTC(), Grants: acc.Grants,
+	v := accountView{
+		Name: acc.Name, Owner: acc.Owner, Chain: acc.Chain, Network: acc.Network, AddressType: acc.AddressType,
+		KeyType: string(acc.KeyType), Address: acc.Address, PublicKey: hexutil.Encode(acc.PublicKey),
+		CreatedAt: acc.CreatedAt.UTC(), Grants: acc.Grants,
 	}
+	if o := acc.Origin; o != nil {
+		v.Wallet, v.MasterFingerprint, v.DerivationPath, v.XPub = o.Wallet, o.Fingerprint, o.Path, o.XPub
+	}
+	return v
 }
 
 func (a *API) authorize(q *request, act policy.Action, res *policy.Resource) error {
@@ -73,7 +88,7 @@ func (a *API) resolveAccount(q *request, ref accountRef, act policy.Action) (*wa
 		return nil, err
 	}
 	q.account = appendList(q.account, acc.ID().String())
-	q.address = appendList(q.address, acc.Address.Hex())
+	q.address = appendList(q.address, acc.Address)
 	return acc, nil
 }
 
@@ -89,51 +104,64 @@ func appendList(list, item string) string {
 	return list + "," + item
 }
 
+// createAccount makes an account on a chain: generated, imported
+// (private_key, step-up) or derived from one of the caller's HD wallets
+// (wallet, index).
 func (a *API) createAccount(q *request) (int, any, error) {
 	var req struct {
-		Name       string        `json:"name"`
-		PrivateKey secret.String `json:"private_key"`
+		Name        string        `json:"name"`
+		PrivateKey  secret.String `json:"private_key"`
+		Chain       string        `json:"chain"`
+		Network     string        `json:"network"`
+		AddressType string        `json:"address_type"`
+		Wallet      string        `json:"wallet"`
+		Index       *uint32       `json:"index"`
 	}
 	if err := decode(q, &req, true); err != nil {
 		return 0, nil, err
 	}
+	spec := wallet.AccountSpec{
+		Owner: q.principal.Owner, Name: req.Name, Chain: req.Chain, Wallet: req.Wallet, Index: req.Index,
+		Options: chain.Options{Network: req.Network, AddressType: req.AddressType},
+	}
 	act := policy.ActionAccountCreate
-	var key secret.Bytes
 	if req.PrivateKey != "" {
 		act = policy.ActionAccountImport
 		k, err := hex.DecodeString(strings.TrimPrefix(req.PrivateKey.Reveal(), "0x"))
-		if err != nil || len(k) != 32 {
-			return 0, nil, errField("private_key", "must be 32 bytes of hex")
+		if err != nil || (len(k) != 32 && len(k) != 64) {
+			secret.Wipe(k)
+			return 0, nil, wallet.ErrInvalidKey
 		}
-		key = secret.Bytes(k)
-		defer key.Destroy()
+		spec.Import = secret.Bytes(k)
+		defer spec.Import.Destroy()
 	}
 	if err := a.authorize(q, act, &policy.Resource{Owner: q.principal.Owner, Name: req.Name}); err != nil {
 		return 0, nil, err
 	}
-	acc, err := a.d.Wallet.Create(q.ctx(), q.principal.Owner, req.Name, key)
+	if req.Wallet != "" {
+		if err := a.authorize(q, policy.ActionWalletDerive, &policy.Resource{Owner: q.principal.Owner, Name: req.Wallet}); err != nil {
+			return 0, nil, err
+		}
+	}
+	acc, err := a.d.Wallet.CreateAccount(q.ctx(), spec)
 	if err != nil {
 		return 0, nil, err
 	}
-	q.account, q.address = acc.ID().String(), acc.Address.Hex()
+	q.account, q.address = acc.ID().String(), acc.Address
 	return 201, view(acc), nil
 }
 
 func (a *API) listAccounts(q *request) (int, any, error) {
-	limit := 100
-	if v := q.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return 0, nil, errField("limit", "must be an integer from 1 to 1000")
-		}
-		limit = n
+	limit, err := listLimit(q)
+	if err != nil {
+		return 0, nil, err
 	}
 	// Listing passes no resource (policy.Resource): an API key scoped to
 	// some accounts may list, and sees only those (filtered below).
 	if err := a.authorize(q, policy.ActionAccountRead, nil); err != nil {
 		return 0, nil, err
 	}
-	accs, next, err := a.d.Wallet.List(q.ctx(), q.principal.Owner, q.URL.Query().Get("after"), limit)
+	accs, next, err := a.d.Wallet.ListChain(q.ctx(), q.principal.Owner, q.URL.Query().Get("chain"), q.URL.Query().Get("after"), limit)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -144,6 +172,19 @@ func (a *API) listAccounts(q *request) (int, any, error) {
 		}
 	}
 	return 200, map[string]any{"accounts": out, "next": next}, nil
+}
+
+// listLimit reads ?limit= (1 to 1000, default 100).
+func listLimit(q *request) (int, error) {
+	v := q.URL.Query().Get("limit")
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, errField("limit", "must be an integer from 1 to 1000")
+	}
+	return n, nil
 }
 
 func (a *API) getAccount(q *request) (int, any, error) {

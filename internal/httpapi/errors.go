@@ -97,7 +97,9 @@ func classify(err error) failure {
 	if d, ok := errkind.RetryAfter(err); ok {
 		secs := max(1, int(d.Seconds()+0.999))
 		f.header = http.Header{"Retry-After": {strconv.Itoa(secs)}}
-		f.message = "too many failed attempts; retry in " + strconv.Itoa(secs) + "s"
+		if k == errkind.RateLimited {
+			f.message = "too many failed attempts; retry in " + strconv.Itoa(secs) + "s"
+		}
 	}
 	return f
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/moonvault/moonvault/internal/hsm/softhsm"
 	"github.com/moonvault/moonvault/internal/jsonrpc"
 	"github.com/moonvault/moonvault/internal/policy"
+	"github.com/moonvault/moonvault/internal/provenance"
 	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/shamir"
@@ -135,11 +136,13 @@ var domainErrors = map[string]error{
 
 	"storage/bolt.ErrRestoreInProgress":     bolt.ErrRestoreInProgress,
 	"storage/postgres.ErrRestoreInProgress": postgres.ErrRestoreInProgress,
+	"storage/postgres.ErrTableBusy":         postgres.ErrTableBusy,
 
-	"storage.ErrNotFound":    storage.ErrNotFound,
-	"storage.ErrUnavailable": storage.ErrUnavailable,
-	"storage.ErrInvalidKey":  storage.ErrInvalidKey,
-	"storage.ErrConflict":    storage.ErrConflict,
+	"storage.ErrNotFound":          storage.ErrNotFound,
+	"storage.ErrUnavailable":       storage.ErrUnavailable,
+	"storage.ErrInvalidKey":        storage.ErrInvalidKey,
+	"storage.ErrConflict":          storage.ErrConflict,
+	"storage.ErrRestoreNotDurable": storage.ErrRestoreNotDurable,
 
 	"tee.ErrInvalidNonce":           tee.ErrInvalidNonce,
 	"tee.ErrNoTLSKey":               tee.ErrNoTLSKey,
@@ -152,12 +155,19 @@ var domainErrors = map[string]error{
 	"tee.ErrNoReferenceMeasurement": tee.ErrNoReferenceMeasurement,
 	"tee.ErrCollateralUnchecked":    tee.ErrCollateralUnchecked,
 
-	"wallet.ErrNotFound":     wallet.ErrNotFound,
-	"wallet.ErrExists":       wallet.ErrExists,
-	"wallet.ErrInvalidName":  wallet.ErrInvalidName,
-	"wallet.ErrInvalidOwner": wallet.ErrInvalidOwner,
-	"wallet.ErrInvalidKey":   wallet.ErrInvalidKey,
-	"wallet.ErrKeyMismatch":  wallet.ErrKeyMismatch,
+	"wallet.ErrNotFound":        wallet.ErrNotFound,
+	"wallet.ErrExists":          wallet.ErrExists,
+	"wallet.ErrInvalidName":     wallet.ErrInvalidName,
+	"wallet.ErrInvalidOwner":    wallet.ErrInvalidOwner,
+	"wallet.ErrInvalidKey":      wallet.ErrInvalidKey,
+	"wallet.ErrKeyMismatch":     wallet.ErrKeyMismatch,
+	"wallet.ErrNoProvenance":    wallet.ErrNoProvenance,
+	"wallet.ErrWalletNotFound":  wallet.ErrWalletNotFound,
+	"wallet.ErrWalletExists":    wallet.ErrWalletExists,
+	"wallet.ErrWalletInUse":     wallet.ErrWalletInUse,
+	"wallet.ErrWalletIntegrity": wallet.ErrWalletIntegrity,
+
+	"provenance.ErrInvalid": provenance.ErrInvalid,
 
 	"wallet/evm.ErrChainMismatch": evm.ErrChainMismatch,
 

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -10,12 +11,15 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/moonvault/moonvault/internal/audit"
+	"github.com/moonvault/moonvault/internal/clientaddr"
 )
 
-// Per-address limits for the routes that need no token: without them any
-// client could fill the audit disk (every request is one audit line) or keep
-// the TEE busy producing attestation reports. Authenticated routes are
-// limited by who the caller is; these only by where it comes from.
+// Per-address limits for the routes that need no token, and for requests
+// to the other routes that fail authentication: without them any client
+// could fill the audit disk (every request is one audit line) or keep the
+// TEE busy producing attestation reports. Authenticated requests are
+// limited by who the caller is; these only by where it comes from (an
+// IPv4 address or an IPv6 /64, see clientaddr).
 //
 // Defaults: 20 requests a second with bursts of 100 for the unauthenticated
 // routes together, and 2 a second with bursts of 10 for attestation (each
@@ -129,7 +133,7 @@ func (a *API) throttle(rt route, w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	now := time.Now()
-	ip := remoteIP(r)
+	ip := clientaddr.Key(remoteIP(r))
 	lim := a.publicLimit
 	if rt.op == "sys.attestation" {
 		if wait, aud, silent := a.attestLimit.take(ip, now); wait > 0 {
@@ -145,10 +149,30 @@ func (a *API) throttle(rt route, w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// throttleFailedAuth charges a request to an authenticated route that
+// failed authentication to its address's bucket, the one the
+// unauthenticated routes share: past the limit the answer is 429 instead
+// of 401, and only one refusal in auditRejectedEvery is audited, so a
+// flood of bad or missing credentials cannot fill the audit disk. A
+// request that authenticates is never charged (the hot path pays
+// nothing). It writes the answer and reports whether it did.
+func (a *API) throttleFailedAuth(rt route, w http.ResponseWriter, r *http.Request, err error) bool {
+	if err == nil || unauthenticated(rt) || !errors.Is(err, errUnauthenticated) {
+		return false
+	}
+	now := time.Now()
+	wait, aud, silent := a.publicLimit.take(clientaddr.Key(remoteIP(r)), now)
+	if wait <= 0 {
+		return false
+	}
+	a.refuse(rt, w, r, wait, aud, silent, now)
+	return true
+}
+
 func (a *API) refuse(rt route, w http.ResponseWriter, r *http.Request, wait time.Duration, aud bool, silent int, now time.Time) {
 	secs := int(math.Ceil(wait.Seconds()))
 	if aud {
-		a.d.Logger.Warn("unauthenticated requests rate-limited", "remote_addr", remoteIP(r), "op", rt.op,
+		a.d.Logger.Warn("requests without valid credentials rate-limited", "remote_addr", remoteIP(r), "op", rt.op,
 			"refused_since_last_report", silent+1, "retry_after_seconds", max(secs, 1))
 	}
 	if aud && a.d.Audit != nil {

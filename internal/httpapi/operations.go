@@ -16,8 +16,13 @@ type Operations struct {
 	// Snapshot opens a consistent view of storage and returns the function
 	// that streams it.
 	Snapshot func(ctx context.Context) (func(w io.Writer) error, error)
-	// Restore replaces storage with the snapshot read from r.
-	Restore func(ctx context.Context, r io.Reader, force bool) (RestoreInfo, error)
+	// Restore replaces storage with the snapshot read from r. The caller
+	// has authorised it; exclusive runs the switch alone on this node.
+	Restore func(ctx context.Context, r io.Reader, force bool, exclusive func(func() error) error) (RestoreInfo, error)
+	// RestoreMaxBytes and RestoreTimeout bound a restore's upload
+	// (defaults: 16 GiB, 1 h).
+	RestoreMaxBytes int64
+	RestoreTimeout  time.Duration
 	// Metrics serves the Prometheus exposition.
 	Metrics http.Handler
 	// MetricsUnauthenticated lets anyone scrape /v1/sys/metrics, sealed or
@@ -42,14 +47,25 @@ type RestoreInfo struct {
 	Term      uint32    `json:"term"`
 	CreatedAt time.Time `json:"snapshot_created_at"`
 	Sealed    bool      `json:"sealed"`
+	// Rollback: the snapshot was of this vault (an older state of it);
+	// otherwise it was another vault's.
+	Rollback bool `json:"rollback"`
+	// ReplacedCopy names where the replaced data is kept, and until when.
+	ReplacedCopy ReplacedCopy `json:"replaced_copy"`
+}
+
+// ReplacedCopy is the data a restore replaced, kept by the storage.
+type ReplacedCopy struct {
+	Name      string    `json:"name"`
+	KeptUntil time.Time `json:"kept_until"`
 }
 
 const (
 	pathSnapshot = "/v1/sys/storage/snapshot"
 	pathRestore  = "/v1/sys/storage/restore"
-	// maxSnapshotBytes bounds a restore's body; the format bounds each
-	// record, and storage is the real limit.
-	maxSnapshotBytes = 1 << 40
+	// Defaults of Operations.RestoreMaxBytes and RestoreTimeout.
+	defaultRestoreMaxBytes = 16 << 30
+	defaultRestoreTimeout  = time.Hour
 )
 
 func (a *API) observe(op string, status int, start time.Time) {
@@ -58,18 +74,15 @@ func (a *API) observe(op string, status int, start time.Time) {
 	}
 }
 
-// bodyLimit is the request body limit for r. A snapshot streams for as
-// long as it takes, so its routes lift the server's read and write
-// deadlines.
-func (a *API) bodyLimit(w http.ResponseWriter, r *http.Request) int64 {
-	switch r.URL.Path {
-	case pathRestore:
-		rc := http.NewResponseController(w)
-		_ = rc.SetReadDeadline(time.Time{})
-		_ = rc.SetWriteDeadline(time.Time{})
-		return maxSnapshotBytes
-	case pathSnapshot:
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+// bodyLimit is the request body limit for r. Deadlines are only lifted
+// once the request is authorised (the handlers), so that an
+// unauthenticated client cannot hold a connection open.
+func (a *API) bodyLimit(r *http.Request) int64 {
+	if r.URL.Path == pathRestore {
+		if n := a.d.Operations.RestoreMaxBytes; n > 0 {
+			return n
+		}
+		return defaultRestoreMaxBytes
 	}
 	return a.maxBody.Load()
 }
@@ -84,16 +97,6 @@ func (a *API) SetMaxBody(n int64) {
 // streamBody is a response the handler writes itself (a snapshot, the
 // metrics exposition), after the request was audited.
 type streamBody func(w http.ResponseWriter)
-
-// restoreAccess is public while the vault is not initialised (a new vault
-// restores without a token, as it would init), else admin and exclusive.
-func (a *API) restoreAccess(q *request) access {
-	st, err := a.d.Core.Status(q.ctx())
-	if err == nil && !st.Initialized {
-		return public
-	}
-	return adminExclusive
-}
 
 var errNotConfigured = errkind.New(errkind.Unsupported, "not_supported", "this node does not offer this operation")
 

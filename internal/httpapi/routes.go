@@ -22,8 +22,9 @@ func (a *API) table() []route {
 		{"GET", "/v1/sys/attestation", "sys.attestation", public, a.attestation},
 		{"POST", "/v1/sys/audit/hash", "sys.audit.hash", admin, a.auditHash},
 		{"GET", "/v1/sys/audit/public-key", "sys.audit.public_key", unsealed, a.auditPublicKey},
+		{"GET", "/v1/sys/provenance/public-key", "sys.provenance.public_key", unsealed, a.provenancePublicKey},
 		{"GET", pathSnapshot, "sys.storage.snapshot", admin, a.snapshotSave},
-		{"POST", pathRestore, "sys.storage.restore", initOrAdminExclusive, a.snapshotRestore},
+		{"POST", pathRestore, "sys.storage.restore", adminSelfGated, a.snapshotRestore},
 		{"GET", "/v1/sys/metrics", "sys.metrics", a.metricsAccess(), a.metrics},
 
 		// auth
@@ -60,8 +61,16 @@ func (a *API) table() []route {
 		{"POST", "/v1/accounts/{name}/sign-message", "accounts.sign_message", authed, a.signMessage},
 		{"POST", "/v1/accounts/{name}/sign-typed-data", "accounts.sign_typed_data", authed, a.signTypedData},
 		{"POST", "/v1/accounts/{name}/sign-transaction", "accounts.sign_transaction", authed, a.signTransaction},
+		{"POST", "/v1/accounts/{name}/sign-psbt", "accounts.sign_psbt", authed, a.signPSBT},
+		{"GET", "/v1/accounts/{name}/provenance", "accounts.provenance", authed, a.accountProvenance},
 		{"POST", "/v1/accounts/{name}/grants", "accounts.grant", authed, a.grant},
 		{"DELETE", "/v1/accounts/{name}/grants/{principal}", "accounts.revoke_grant", authed, a.revokeGrant},
+
+		// HD wallets
+		{"POST", "/v1/wallets", "wallets.create", authed, a.createWallet},
+		{"GET", "/v1/wallets", "wallets.list", authed, a.listWallets},
+		{"GET", "/v1/wallets/{name}", "wallets.get", authed, a.getWallet},
+		{"DELETE", "/v1/wallets/{name}", "wallets.delete", authed, a.deleteWallet},
 
 		// Ethereum JSON-RPC remote signer
 		{"POST", "/v1/rpc", "rpc", authed, a.rpc},

@@ -4,15 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 
 	"github.com/moonvault/moonvault/internal/errkind"
+	"github.com/moonvault/moonvault/internal/intent"
+	"github.com/moonvault/moonvault/internal/jsonkeys"
 	"github.com/moonvault/moonvault/internal/jsonrpc"
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/wallet"
+	"github.com/moonvault/moonvault/internal/wallet/chain"
+	"github.com/moonvault/moonvault/internal/wallet/evm"
 )
 
 // rpc serves the Ethereum JSON-RPC remote signer for the caller.
@@ -25,7 +31,7 @@ func (a *API) rpc(q *request) (int, any, error) {
 		}
 		return 0, nil, errInvalid("invalid_body", "could not read the request body")
 	}
-	if k, dup := duplicateKey(body); dup {
+	if k, dup := jsonkeys.Duplicate(body); dup {
 		// JSON-RPC 2.0 §5.1: an invalid Request object, answered in kind.
 		return 200, rawJSON(rpcDuplicateKey(k)), nil
 	}
@@ -51,14 +57,16 @@ func (s *rpcSigner) Accounts(ctx context.Context) ([]common.Address, error) {
 	var out []common.Address
 	after := ""
 	for {
-		accs, next, err := s.a.d.Wallet.List(ctx, p.Owner, after, 1000)
+		accs, next, err := s.a.d.Wallet.ListChain(ctx, p.Owner, intent.ChainEthereum, after, 1000)
 		if err != nil {
 			return nil, rpcErr(err)
 		}
 		for i := range accs {
 			if s.a.authorize(s.q, policy.ActionSign, &policy.Resource{Owner: accs[i].Owner, Name: accs[i].Name, Grants: accs[i].Grants}) == nil ||
 				s.a.authorize(s.q, policy.ActionAccountRead, &policy.Resource{Owner: accs[i].Owner, Name: accs[i].Name}) == nil {
-				out = append(out, accs[i].Address)
+				if addr, ok := accs[i].EthereumAddress(); ok {
+					out = append(out, addr)
+				}
 			}
 		}
 		if next == "" {
@@ -68,18 +76,38 @@ func (s *rpcSigner) Accounts(ctx context.Context) ([]common.Address, error) {
 	}
 }
 
+// Sign sends the parsed call through the pipeline as an Ethereum request
+// and returns the bytes JSON-RPC answers in hex: the 65-byte signature, or
+// the signed transaction's encoding.
 func (s *rpcSigner) Sign(ctx context.Context, c *jsonrpc.Call) ([]byte, error) {
-	sig, err := s.a.sign(s.q, accountRef{address: &c.Account}, signRequest{message: c.Message, typed: c.TypedData, tx: c.Tx})
+	var parsed chain.Request
 	switch {
-	case errors.Is(err, wallet.ErrNotFound):
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeServer, Message: "unknown account " + c.Account.Hex(), ErrKind: errkind.NotFound}
-	case err != nil:
-		return nil, rpcErr(err)
-	case sig.tx != nil:
-		raw, err := sig.tx.MarshalBinary()
-		return raw, rpcErr(err)
+	case c.Tx != nil:
+		parsed = evm.TxRequest(c.Tx)
+	case c.TypedData != nil:
+		parsed = evm.TypedDataRequest(c.TypedData)
+	default:
+		parsed = evm.MessageRequest(c.Message)
 	}
-	return sig.sig, nil
+	out, err := s.a.sign(s.q, accountRef{address: &c.Account}, signRequest{parsed: parsed})
+	if errors.Is(err, wallet.ErrNotFound) {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeServer, Message: "unknown account " + c.Account.Hex(), ErrKind: errkind.NotFound}
+	}
+	if err != nil {
+		return nil, rpcErr(err)
+	}
+	var raw []byte
+	switch v := out.(type) {
+	case *evm.SignedMessage:
+		raw, err = hexutil.Decode(v.Signature)
+	case *evm.SignedTypedData:
+		raw, err = hexutil.Decode(v.Signature)
+	case *evm.SignedTransaction:
+		raw, err = v.Tx.MarshalBinary()
+	default:
+		err = fmt.Errorf("httpapi: unexpected answer %T from the Ethereum chain", out)
+	}
+	return raw, rpcErr(err)
 }
 
 // rpcErr gives a JSON-RPC error the API's code and message: invalid

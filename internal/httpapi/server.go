@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,20 +15,24 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/audit"
 	"github.com/moonvault/moonvault/internal/auth"
+	"github.com/moonvault/moonvault/internal/clientaddr"
 	"github.com/moonvault/moonvault/internal/core"
 	"github.com/moonvault/moonvault/internal/entropy"
 	"github.com/moonvault/moonvault/internal/identity"
+	"github.com/moonvault/moonvault/internal/jsonkeys"
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/tee"
 	"github.com/moonvault/moonvault/internal/wallet"
+	"github.com/moonvault/moonvault/internal/wallet/chain"
+	"github.com/moonvault/moonvault/internal/wallet/evm"
 )
 
 // Deps are the services the API serves.
@@ -47,10 +52,15 @@ type Deps struct {
 	Logger  *slog.Logger
 	MaxBody int64
 	Now     func() time.Time
-	// Limits bound the unauthenticated routes per client address.
+	// Limits bound the unauthenticated routes, and failed
+	// authentications, per client address.
 	Limits Limits
+	// TrustedProxies may name the client in X-Forwarded-For.
+	TrustedProxies []netip.Prefix
 	// Operations: snapshots, restore, metrics (operations.go).
 	Operations Operations
+	// Provenance publishes the key that signs provenance records.
+	Provenance ProvenanceKey
 }
 
 // access says what a route needs before its handler runs.
@@ -65,9 +75,11 @@ const (
 	// flight finish first and new ones wait (operator rewrap, which must not
 	// race a concurrent write of the values it rewrites).
 	adminExclusive
-	// initOrAdminExclusive runs alone, without a token while the vault is
-	// not initialised and as adminExclusive after (restore, see restoreAccess).
-	initOrAdminExclusive
+	// adminSelfGated is admin, and takes no gate for its handler, which
+	// takes the exclusive gate itself for the step that needs it (a
+	// restore: the upload runs alongside other requests, the switch
+	// alone; see API.exclusive).
+	adminSelfGated
 )
 
 type handlerFunc func(*request) (int, any, error)
@@ -84,10 +96,11 @@ type API struct {
 	mux    *http.ServeMux
 	routes []route
 	// gate lets an exclusive operation run with no other request in flight.
-	gate    sync.RWMutex
+	gate    *gate
 	maxBody atomic.Int64
 	// publicLimit and attestLimit bound unauthenticated requests per address.
 	publicLimit, attestLimit *addrLimiter
+	clients                  *clientaddr.Resolver
 }
 
 // New builds the handler with every route.
@@ -101,7 +114,7 @@ func New(d Deps) *API {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	a := &API{d: d, mux: http.NewServeMux()}
+	a := &API{d: d, mux: http.NewServeMux(), gate: newGate(), clients: clientaddr.NewResolver(d.TrustedProxies)}
 	a.maxBody.Store(d.MaxBody)
 	lim := d.Limits.withDefaults()
 	a.publicLimit = newAddrLimiter(lim.PublicRate, lim.PublicBurst)
@@ -136,16 +149,30 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 	id := newRequestID()
 	h.Set("X-Request-Id", id)
-	r = r.WithContext(context.WithValue(r.Context(), ridKey{}, id))
-	r.Body = http.MaxBytesReader(w, r.Body, a.bodyLimit(w, r))
+	info := &reqInfo{id: id}
+	if c := a.clients.Client(r.RemoteAddr, r.Header.Values("X-Forwarded-For")); c.IsValid() {
+		info.client = c.String()
+	}
+	r = r.WithContext(context.WithValue(r.Context(), ridKey{}, info))
+	r.Body = http.MaxBytesReader(w, r.Body, a.bodyLimit(r))
 	a.mux.ServeHTTP(w, r)
 }
 
 type ridKey struct{}
 
+// reqInfo is what ServeHTTP learns of a request before routing it.
+type reqInfo struct {
+	id string
+	// client is the client address: the peer, or the address a trusted
+	// proxy named (clientaddr).
+	client string
+}
+
 func requestID(r *http.Request) string {
-	id, _ := r.Context().Value(ridKey{}).(string)
-	return id
+	if info, _ := r.Context().Value(ridKey{}).(*reqInfo); info != nil {
+		return info.id
+	}
+	return ""
 }
 
 func newRequestID() string {
@@ -158,6 +185,7 @@ func newRequestID() string {
 type request struct {
 	*http.Request
 	api       *API
+	w         http.ResponseWriter // for deadlines only; wrap writes the answer
 	principal *identity.Principal
 	// audit fields a handler fills in
 	account, address string
@@ -183,12 +211,34 @@ func (q *request) hashSecret(field, value string) {
 }
 
 // recordSigned records in the audit line a hash of what was signed
-// (message hash, transaction hash, typed-data hash).
-func (q *request) recordSigned(kind string, hash []byte) {
+// (issue 13): the EIP-191 message hash, the EIP-712 hash or the
+// transaction hash an Ethereum signature answers with; for another chain,
+// the SHA-256 of the payload it was asked to sign (message, document or
+// encoded transaction/PSBT).
+func (q *request) recordSigned(kind string, answer any, in chain.Input) {
 	if q.api.d.Audit == nil {
 		return
 	}
-	q.signed = append(q.signed, audit.Signed{Kind: kind, Hash: "0x" + hex.EncodeToString(hash)})
+	var hash string
+	switch v := answer.(type) {
+	case *evm.SignedMessage:
+		hash = v.MessageHash
+	case *evm.SignedTypedData:
+		hash = v.Hash
+	case *evm.SignedTransaction:
+		hash = v.Hash
+	default:
+		payload := in.Message
+		switch {
+		case len(in.Encoded) > 0:
+			payload = []byte(in.Encoded)
+		case len(in.Document) > 0:
+			payload = in.Document
+		}
+		sum := sha256.Sum256(payload)
+		hash = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	q.signed = append(q.signed, audit.Signed{Kind: kind, Hash: hash})
 }
 
 // readOnlyOps are routes that change no state although their method is
@@ -248,28 +298,20 @@ func (a *API) auditEntry(q *request, phase string, status int, code string) *aud
 	return e
 }
 
-// wrap runs the request path for one route: gate on seal state, authenticate,
-// record the request line of a state-changing request (fail closed), run the
-// handler, record the response line (fail closed), then write the response.
+// wrap runs the request path for one route: gate on seal state,
+// authenticate and authorise, read the body, enter the gate, run the
+// handler, audit (fail closed), then write the response.
 func (a *API) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if a.throttle(rt, w, r) {
 			return
 		}
-		switch {
-		case rt.method == http.MethodGet && rt.access == public:
-			// Read-only probes (health, seal status, metrics) never wait
-			// behind an exclusive operation such as a long restore.
-		case rt.access >= adminExclusive:
-			a.gate.Lock()
-			defer a.gate.Unlock()
-		default:
-			a.gate.RLock()
-			defer a.gate.RUnlock()
-		}
 		start := time.Now()
-		q := &request{Request: r, api: a, op: rt.op, start: start}
+		q := &request{Request: r, api: a, w: w, op: rt.op, start: start}
 		status, body, err := a.serve(rt, q)
+		if a.throttleFailedAuth(rt, w, r, err) {
+			return
+		}
 		var hdr http.Header
 		var code string
 		if err != nil {
@@ -310,34 +352,104 @@ func (a *API) wrap(rt route) http.Handler {
 	})
 }
 
+// serve admits the request (seal state, credentials, authorisation),
+// then runs the handler inside the gate. Nothing that waits on a client
+// (reading its body) or on nothing at all (a request without credentials)
+// holds or waits for the gate.
 func (a *API) serve(rt route, q *request) (int, any, error) {
-	if rt.access == initOrAdminExclusive {
-		rt.access = a.restoreAccess(q)
+	epoch := a.gate.epoch.Load()
+	if err := a.admit(rt, q); err != nil {
+		return 0, nil, err
 	}
-	if rt.access >= unsealed && a.d.Core.Sealed() {
-		if _, err := a.d.Core.Status(q.ctx()); err != nil {
+	if (rt.method == http.MethodGet && rt.access == public) || rt.access == adminSelfGated {
+		// Read-only probes (health, seal status, metrics) never wait
+		// behind an exclusive operation such as a long restore.
+		return a.run(rt, q)
+	}
+	if err := q.bufferBody(); err != nil {
+		return 0, nil, err
+	}
+	release, err := a.gate.enter(q.ctx(), rt.access == adminExclusive)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer release()
+	if rt.access >= authed && a.gate.epoch.Load() != epoch {
+		// An exclusive operation (a restore) ran since the credentials
+		// were checked: check them again, against the data now served.
+		if err := a.admit(rt, q); err != nil {
 			return 0, nil, err
 		}
-		return 0, nil, core.ErrSealed
 	}
-	if rt.access >= authed {
-		p, err := a.authenticate(q.Request)
-		if err != nil {
-			return 0, nil, err
-		}
-		q.principal = p
-		if rt.access >= admin {
-			if err := a.d.Policy.Authorize(p, policy.ActionSysAdmin, nil, a.d.Now()); err != nil {
-				return 0, nil, err
-			}
-		}
-	}
+	return a.run(rt, q)
+}
+
+// run runs the handler, after the request line of a state-changing request
+// is durable (refused unserved when it cannot be).
+func (a *API) run(rt route, q *request) (int, any, error) {
 	if changesState(rt) {
 		if err := q.recordIntent(); err != nil {
 			return 0, nil, err
 		}
 	}
 	return rt.h(q)
+}
+
+// admit checks what the route needs before its handler runs: the vault
+// unsealed, valid credentials, an admin.
+func (a *API) admit(rt route, q *request) error {
+	if rt.access >= unsealed && a.d.Core.Sealed() {
+		if _, err := a.d.Core.Status(q.ctx()); err != nil {
+			return err
+		}
+		return core.ErrSealed
+	}
+	if rt.access >= authed {
+		p, err := a.authenticate(q.Request)
+		if err != nil {
+			return err
+		}
+		q.principal = p
+		if rt.access >= admin {
+			if err := a.d.Policy.Authorize(p, policy.ActionSysAdmin, nil, a.d.Now()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// bufferBody reads the request body (within the body limit) before the
+// gate is entered, so that a client sending it slowly holds nothing.
+func (q *request) bufferBody() error {
+	if q.Body == nil || q.Body == http.NoBody {
+		return nil
+	}
+	data, err := io.ReadAll(q.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errTooLarge
+		}
+		return errInvalid("invalid_body", "could not read the request body")
+	}
+	q.Body = io.NopCloser(bytes.NewReader(data))
+	return nil
+}
+
+// exclusive runs fn alone on this node, for the handler of an
+// adminSelfGated route, after checking the request's credentials again
+// (the session may have been revoked while its upload ran).
+func (a *API) exclusive(q *request, fn func() error) error {
+	release, err := a.gate.enter(q.ctx(), true)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := a.admit(route{access: admin}, q); err != nil {
+		return err
+	}
+	return fn()
 }
 
 // authenticate checks the bearer token or API key on every request.
@@ -386,7 +498,11 @@ func (a *API) failed(r *http.Request, op string, err error) failure {
 	return f
 }
 
+// remoteIP is the client address of r (see reqInfo).
 func remoteIP(r *http.Request) string {
+	if info, _ := r.Context().Value(ridKey{}).(*reqInfo); info != nil && info.client != "" {
+		return info.client
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
@@ -449,7 +565,7 @@ func decodeJSON(data []byte, v any, allowEmpty bool) error {
 		}
 		return errInvalid("invalid_json", "request body is empty; a JSON object is required")
 	}
-	if k, dup := duplicateKey(data); dup {
+	if k, dup := jsonkeys.Duplicate(data); dup {
 		return errInvalid("invalid_json", "malformed JSON body: duplicate key "+quoteName(k))
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

@@ -3,79 +3,67 @@ package httpapi
 import (
 	"encoding/json"
 
-	"github.com/ethereum/go-ethereum/common/hexutil"
-	"github.com/ethereum/go-ethereum/core/types"
-	"github.com/ethereum/go-ethereum/signer/core/apitypes"
-
+	"github.com/moonvault/moonvault/internal/intent"
 	"github.com/moonvault/moonvault/internal/policy"
-	"github.com/moonvault/moonvault/internal/wallet"
+	"github.com/moonvault/moonvault/internal/wallet/chain"
 	"github.com/moonvault/moonvault/internal/wallet/evm"
 )
 
-// The sign pipeline. Every signature, REST or JSON-RPC, takes one path:
+// The sign pipeline. Every signature, REST or JSON-RPC, on every chain,
+// takes one path:
 //
-//	edge: decode the envelope (REST body, JSON-RPC params) and parse the
-//	      payload once into typed values (evm.DecodeMessage, ParseTypedData,
-//	      ParseTx): a signRequest
+//	edge: decode the envelope (REST body, JSON-RPC params) into a
+//	      chain.Input (operation, message bytes, JSON document, base64
+//	      payload), or (JSON-RPC, Ethereum) a request already parsed
 //	sign: resolveAccount (principal, path or address, ActionSign)
-//	      -> check the request against the account (a transaction's from)
-//	      -> [policies evaluate the request's intent here]
+//	      -> the account's chain parses the input for this account
+//	         (chain.Chain.Parse: strict; an operation the chain lacks is a
+//	         400 naming the chain; a transaction's from is checked)
+//	      -> the request's intent, with the pipeline's part filled in
+//	      -> [policies evaluate the intent here]
 //	      -> the wallet signs with the account's key
-//	edge: encode the answer (REST JSON, JSON-RPC hex)
+//	edge: encode the answer (REST JSON as the chain made it, JSON-RPC hex)
 //
-// docs/design.md ("Sign pipeline") says how more chains and policies plug in.
+// docs/design.md ("Sign pipeline") says more.
 
-// signRequest is one parsed request: exactly one of its payloads is set.
+// signRequest is one request for the pipeline: the envelope for the
+// account's chain to parse, or a request the edge parsed already.
 type signRequest struct {
-	message []byte              // EIP-191
-	typed   *apitypes.TypedData // EIP-712
-	tx      *evm.Tx             // a transaction, with its from if it named one
+	in     chain.Input
+	parsed chain.Request // JSON-RPC: Ethereum, resolved by address
 }
 
-// signature is what signing produced.
-type signature struct {
-	sig, hash []byte
-	tx        *types.Transaction // signed, for a transaction
-}
-
-// sign runs the pipeline for the account ref names.
-func (a *API) sign(q *request, ref accountRef, req signRequest) (*signature, error) {
+// sign runs the pipeline for the account ref names and returns the answer
+// body the account's chain made.
+func (a *API) sign(q *request, ref accountRef, sr signRequest) (any, error) {
 	acc, err := a.resolveAccount(q, ref, policy.ActionSign)
 	if err != nil {
 		return nil, err
 	}
-	if req.tx != nil && req.tx.From != nil && *req.tx.From != acc.Address {
-		return nil, errField("from", "does not match the account's address")
+	req := sr.parsed
+	if req == nil {
+		ch, err := a.d.Wallet.Chain(acc.Chain)
+		if err != nil {
+			return nil, err
+		}
+		if req, err = ch.Parse(sr.in, acc.ChainAccount()); err != nil {
+			return nil, err
+		}
+	} else if acc.Chain != intent.ChainEthereum {
+		return nil, errInvalid("unsupported_operation", "JSON-RPC signs with Ethereum accounts only")
 	}
-	// Policies (shared/DESIGN.md "Policies") evaluate the request's intent
-	// here, after authorization and before the key is used.
-	return a.signWith(q, acc, req)
-}
-
-func (a *API) signWith(q *request, acc *wallet.Account, req signRequest) (*signature, error) {
-	var out signature
-	var err error
-	switch {
-	case req.tx != nil:
-		out.tx, err = a.d.Wallet.SignTransaction(q.ctx(), acc, req.tx.Tx, req.tx.ChainID)
-	case req.typed != nil:
-		out.sig, out.hash, err = a.d.Wallet.SignTypedData(q.ctx(), acc, req.typed)
-	default:
-		out.sig, out.hash, err = a.d.Wallet.SignMessage(q.ctx(), acc, req.message)
+	in := req.Intent()
+	in.Account, in.Owner = acc.ID().String(), acc.Owner
+	in.Principal, in.AMR = q.principal.Subject, q.principal.AMR
+	in.Normalize()
+	// Policies (shared/DESIGN.md "Policies") evaluate `in` here: every
+	// chain's request, REST and JSON-RPC, after authorization and before
+	// the key is used.
+	out, err := a.d.Wallet.Sign(q.ctx(), acc, req, in.Kind)
+	if err == nil {
+		q.recordSigned(in.Kind, out, sr.in)
 	}
-	if err != nil {
-		return nil, err
-	}
-	// The audit line records a hash of what was signed (issue 13).
-	switch {
-	case out.tx != nil:
-		q.recordSigned("transaction", out.tx.Hash().Bytes())
-	case req.typed != nil:
-		q.recordSigned("typed_data", out.hash)
-	default:
-		q.recordSigned("message", out.hash)
-	}
-	return &out, nil
+	return out, err
 }
 
 func (a *API) signMessage(q *request) (int, any, error) {
@@ -93,11 +81,7 @@ func (a *API) signMessage(q *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	s, err := a.sign(q, pathRef(q), signRequest{message: msg})
-	if err != nil {
-		return 0, nil, err
-	}
-	return 200, map[string]string{"signature": hexutil.Encode(s.sig), "message_hash": hexutil.Encode(s.hash)}, nil
+	return a.signed(a.sign(q, pathRef(q), signRequest{in: chain.Input{Op: chain.OpSignMessage, Message: msg}}))
 }
 
 func (a *API) signTypedData(q *request) (int, any, error) {
@@ -110,27 +94,11 @@ func (a *API) signTypedData(q *request) (int, any, error) {
 	if len(req.TypedData) == 0 {
 		return 0, nil, errField("typed_data", "is required")
 	}
-	td, err := evm.ParseTypedData(req.TypedData)
-	if err != nil {
-		return 0, nil, err
-	}
-	s, err := a.sign(q, pathRef(q), signRequest{typed: td})
-	if err != nil {
-		return 0, nil, err
-	}
-	return 200, map[string]string{"signature": hexutil.Encode(s.sig), "hash": hexutil.Encode(s.hash)}, nil
+	return a.signed(a.sign(q, pathRef(q), signRequest{in: chain.Input{Op: chain.OpSignTypedData, Document: req.TypedData}}))
 }
 
-type signedTx struct {
-	Raw       string `json:"raw_transaction"`
-	Hash      string `json:"transaction_hash"`
-	Signature struct {
-		V string `json:"v"`
-		R string `json:"r"`
-		S string `json:"s"`
-	} `json:"signature"`
-}
-
+// signTransaction takes an Ethereum transaction object, or a Solana wire
+// transaction as a base64 string.
 func (a *API) signTransaction(q *request) (int, any, error) {
 	var req struct {
 		Transaction json.RawMessage `json:"transaction"`
@@ -138,23 +106,36 @@ func (a *API) signTransaction(q *request) (int, any, error) {
 	if err := decode(q, &req, false); err != nil {
 		return 0, nil, err
 	}
-	if len(req.Transaction) == 0 {
+	if len(req.Transaction) == 0 || string(req.Transaction) == "null" {
 		return 0, nil, errField("transaction", "is required")
 	}
-	tx, err := evm.ParseTx(req.Transaction)
+	in := chain.Input{Op: chain.OpSignTransaction, Document: req.Transaction}
+	if req.Transaction[0] == '"' {
+		if err := json.Unmarshal(req.Transaction, &in.Encoded); err != nil {
+			return 0, nil, errField("transaction", "is not a JSON string")
+		}
+	}
+	return a.signed(a.sign(q, pathRef(q), signRequest{in: in}))
+}
+
+// signPSBT signs a Bitcoin PSBT (BIP-174, base64).
+func (a *API) signPSBT(q *request) (int, any, error) {
+	var req struct {
+		PSBT     *string `json:"psbt"`
+		Finalize bool    `json:"finalize"`
+	}
+	if err := decode(q, &req, false); err != nil {
+		return 0, nil, err
+	}
+	if req.PSBT == nil || *req.PSBT == "" {
+		return 0, nil, errField("psbt", "is required (base64)")
+	}
+	return a.signed(a.sign(q, pathRef(q), signRequest{in: chain.Input{Op: chain.OpSignPSBT, Encoded: *req.PSBT, Finalize: req.Finalize}}))
+}
+
+func (a *API) signed(out any, err error) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	s, err := a.sign(q, pathRef(q), signRequest{tx: tx})
-	if err != nil {
-		return 0, nil, err
-	}
-	raw, err := s.tx.MarshalBinary()
-	if err != nil {
-		return 0, nil, err
-	}
-	v, r, sv := s.tx.RawSignatureValues()
-	out := signedTx{Raw: hexutil.Encode(raw), Hash: s.tx.Hash().Hex()}
-	out.Signature.V, out.Signature.R, out.Signature.S = hexutil.EncodeBig(v), hexutil.EncodeBig(r), hexutil.EncodeBig(sv)
 	return 200, out, nil
 }

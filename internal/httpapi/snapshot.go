@@ -1,9 +1,13 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
+
+	"github.com/moonvault/moonvault/internal/policy"
 )
 
 // snapshotSave streams a signed snapshot of storage as stored (admin).
@@ -17,6 +21,8 @@ func (a *API) snapshotSave(q *request) (int, any, error) {
 	}
 	name := "moonvault-" + time.Now().UTC().Format("20060102T150405Z") + ".snap"
 	return 200, streamBody(func(w http.ResponseWriter) {
+		// Authorised: the stream takes as long as it takes.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 		h := w.Header()
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set("Content-Disposition", `attachment; filename="`+name+`"`)
@@ -28,12 +34,18 @@ func (a *API) snapshotSave(q *request) (int, any, error) {
 	}), nil
 }
 
-// snapshotRestore replaces storage with the snapshot in the body. Without
-// a token on a new vault, with an admin token otherwise; ?force=true
-// restores another vault's snapshot over this one.
+// snapshotRestore replaces storage with the snapshot in the body: an
+// admin with step-up (a recent second factor, or a root token minutes
+// old) over an initialised vault; ?force=true for another vault's
+// snapshot or an older one of this vault (a rollback). The upload is
+// bounded in size and time; it runs alongside other requests, and only
+// the switch runs alone.
 func (a *API) snapshotRestore(q *request) (int, any, error) {
 	if a.d.Operations.Restore == nil {
 		return 0, nil, errNotConfigured
+	}
+	if err := a.d.Policy.Authorize(q.principal, policy.ActionSysRestore, nil, a.d.Now()); err != nil {
+		return 0, nil, err
 	}
 	force := false
 	if v := q.URL.Query().Get("force"); v != "" {
@@ -43,8 +55,21 @@ func (a *API) snapshotRestore(q *request) (int, any, error) {
 		}
 		force = b
 	}
-	info, err := a.d.Operations.Restore(q.ctx(), q.Body, force)
+	timeout := a.d.Operations.RestoreTimeout
+	if timeout <= 0 {
+		timeout = defaultRestoreTimeout
+	}
+	// The server's read and write timeouts suit small requests; an upload
+	// gets restore_timeout, and the answer a minute more.
+	rc := http.NewResponseController(q.w)
+	deadline := time.Now().Add(timeout)
+	_ = rc.SetReadDeadline(deadline)
+	_ = rc.SetWriteDeadline(deadline.Add(time.Minute))
+	info, err := a.d.Operations.Restore(q.ctx(), q.Body, force, func(fn func() error) error { return a.exclusive(q, fn) })
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, nil, errInvalid("upload_timeout", "the snapshot upload took longer than restore_timeout ("+timeout.String()+"); nothing was restored")
+		}
 		return 0, nil, bodyTooLarge(err)
 	}
 	return 200, info, nil

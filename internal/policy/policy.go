@@ -27,17 +27,28 @@ const (
 	// step-up (taking rights away must stay easy).
 	ActionAccountUngrant Action = "account.ungrant"
 	ActionSign           Action = "account.sign"
-	ActionUserManage     Action = "user.manage"
-	ActionSessionManage  Action = "session.manage"
-	ActionAPIKeyCreate   Action = "apikey.create"
-	ActionAPIKeyManage   Action = "apikey.manage"
-	ActionMFADisable     Action = "mfa.disable"
+	// HD wallets: always the caller's own (wallets are not granted).
+	ActionWalletCreate Action = "wallet.create"
+	ActionWalletImport Action = "wallet.import" // a mnemonic: step-up, like a key import
+	ActionWalletRead   Action = "wallet.read"
+	ActionWalletDelete Action = "wallet.delete" // destroys the seed: step-up
+	// ActionWalletDerive uses a wallet's seed to derive a new account (the
+	// account itself also needs ActionAccountCreate).
+	ActionWalletDerive  Action = "wallet.derive"
+	ActionUserManage    Action = "user.manage"
+	ActionSessionManage Action = "session.manage"
+	ActionAPIKeyCreate  Action = "apikey.create"
+	ActionAPIKeyManage  Action = "apikey.manage"
+	ActionMFADisable    Action = "mfa.disable"
 	// ActionPasswordReset is an administrator setting another user's
 	// password: it can hand over that user's accounts, so it needs step-up.
 	ActionPasswordReset Action = "user.password_reset"
 	// ActionSysAdmin covers sys operations: rotate, seal, entropy,
 	// hardening, audit hash.
 	ActionSysAdmin Action = "sys"
+	// ActionSysRestore replaces the whole vault with a snapshot: admins
+	// only, with step-up.
+	ActionSysRestore Action = "sys.restore"
 )
 
 // AllScopeWildcard in an API key's Actions or Accounts means "all": for
@@ -87,6 +98,11 @@ var apiKeyActions = map[Action]bool{
 	ActionAccountRead:   true,
 	ActionAccountDelete: true,
 	ActionSign:          true,
+	ActionWalletCreate:  true,
+	ActionWalletImport:  true,
+	ActionWalletRead:    true,
+	ActionWalletDelete:  true,
+	ActionWalletDerive:  true,
 }
 
 // APIKeyAction reports whether an API key may be scoped to a.
@@ -95,11 +111,12 @@ func APIKeyAction(a Action) bool { return apiKeyActions[a] }
 // IsSensitive reports whether a needs a recent second factor: importing a
 // key, deleting an account, granting another principal the use of an
 // account (it hands out signing rights, as an API key does), creating an
-// API key, disabling MFA, resetting another user's password, and signing
-// when r.SignRequiresMFA.
+// API key, disabling MFA, resetting another user's password, restoring a
+// snapshot, and signing when r.SignRequiresMFA.
 func IsSensitive(a Action, r Rules) bool {
 	switch a {
-	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable, ActionPasswordReset:
+	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable, ActionPasswordReset, ActionSysRestore,
+		ActionWalletImport, ActionWalletDelete:
 		return true
 	case ActionSign:
 		return r.SignRequiresMFA
@@ -109,6 +126,9 @@ func IsSensitive(a Action, r Rules) bool {
 
 // Authorize returns nil when p may perform a on res at now, ErrDenied when
 // it may not, and ErrStepUpRequired when it could after a fresh MFA login.
+//
+// Wallet actions concern the caller's own wallets only (res.Owner; nil
+// when listing).
 //
 // API keys: a key acts for p.Owner, only for actions listed in p.Actions and
 // accounts of p.Owner listed in p.Accounts ("*" = all of the owner's; an
@@ -129,18 +149,24 @@ func (r Rules) Authorize(p *identity.Principal, a Action, res *Resource, now tim
 	if err != nil {
 		return err
 	}
-	if !p.IsAPIKey() && IsSensitive(a, r) && !r.fresh(p, now) {
+	if !p.IsAPIKey() && IsSensitive(a, r) && !r.fresh(p, a, now) {
 		return ErrStepUpRequired
 	}
 	return nil
 }
 
-func (r Rules) fresh(p *identity.Principal, now time.Time) bool {
+// fresh reports whether p authenticated strongly enough, recently enough,
+// for the sensitive action a: a second factor, or, for a restore, a root
+// token (issued by init or by generate-root from a quorum of unseal or
+// recovery shares: a stronger proof than a TOTP code, and the only admin a
+// vault just initialised to receive a restore has).
+func (r Rules) fresh(p *identity.Principal, a Action, now time.Time) bool {
 	maxAge := r.StepUpMaxAge
 	if maxAge <= 0 {
 		maxAge = DefaultStepUpMaxAge
 	}
-	if !p.HasMFA() || p.AuthTime.IsZero() {
+	strong := p.HasMFA() || (a == ActionSysRestore && p.Role == identity.RoleAdmin && slices.Contains(p.AMR, "root"))
+	if !strong || p.AuthTime.IsZero() {
 		return false
 	}
 	age := now.Sub(p.AuthTime)
@@ -175,7 +201,9 @@ func authorizeUser(p *identity.Principal, a Action, res *Resource) error {
 			return nil
 		}
 		return ErrDenied
-	case ActionUserManage, ActionSysAdmin, ActionPasswordReset:
+	case ActionWalletCreate, ActionWalletImport, ActionWalletRead, ActionWalletDelete, ActionWalletDerive:
+		return ownWallet(res, user, a)
+	case ActionUserManage, ActionSysAdmin, ActionPasswordReset, ActionSysRestore:
 		if admin {
 			return nil
 		}
@@ -206,6 +234,9 @@ func (r Rules) authorizeAPIKey(p *identity.Principal, a Action, res *Resource) e
 		return ErrDenied
 	}
 	switch a {
+	case ActionWalletCreate, ActionWalletImport, ActionWalletRead, ActionWalletDelete, ActionWalletDerive:
+		// A key's account scope names accounts, not wallets.
+		return ownWallet(res, owner, a)
 	case ActionAccountCreate, ActionAccountImport:
 		if res == nil {
 			return nil
@@ -237,4 +268,19 @@ func keyHasAction(p *identity.Principal, a Action, r Rules) bool {
 
 func keyHasAccount(p *identity.Principal, name string) bool {
 	return slices.Contains(p.Accounts, AllScopeWildcard) || (name != "" && slices.Contains(p.Accounts, name))
+}
+
+// ownWallet allows a wallet action on owner's own wallet; a nil resource
+// is a listing (read) or a creation in the caller's namespace.
+func ownWallet(res *Resource, owner string, a Action) error {
+	if res == nil {
+		if a == ActionWalletRead || a == ActionWalletCreate || a == ActionWalletImport {
+			return nil
+		}
+		return ErrDenied
+	}
+	if res.Owner == owner {
+		return nil
+	}
+	return ErrDenied
 }

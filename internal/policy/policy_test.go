@@ -21,6 +21,10 @@ func TestAuthorize(t *testing.T) {
 	bob := &identity.Principal{Subject: "bob", Owner: "bob", Role: identity.RoleUser, AMR: []string{"pwd"}, AuthTime: fresh}
 	admin := &identity.Principal{Subject: "root", Owner: "root", Role: identity.RoleAdmin, AMR: []string{"root"}, AuthTime: fresh}
 	adminMFA := &identity.Principal{Subject: "carol", Owner: "carol", Role: identity.RoleAdmin, AMR: []string{"pwd", "otp"}, AuthTime: fresh}
+	adminMFAStale := &identity.Principal{Subject: "carol", Owner: "carol", Role: identity.RoleAdmin, AMR: []string{"pwd", "otp"}, AuthTime: stale}
+	adminPwd := &identity.Principal{Subject: "dave", Owner: "dave", Role: identity.RoleAdmin, AMR: []string{"pwd"}, AuthTime: fresh}
+	rootStale := &identity.Principal{Subject: "root", Owner: "root", Role: identity.RoleAdmin, AMR: []string{"root"}, AuthTime: stale}
+	userNamedRoot := &identity.Principal{Subject: "mallory", Owner: "mallory", Role: identity.RoleUser, AMR: []string{"root"}, AuthTime: fresh}
 	empty := &identity.Principal{}
 	key := func(actions, accounts []string) *identity.Principal {
 		return &identity.Principal{Subject: "apikey:k1", APIKeyID: "k1", Owner: "alice", Role: identity.RoleUser, Actions: actions, Accounts: accounts}
@@ -156,6 +160,40 @@ func TestAuthorize(t *testing.T) {
 		{"key never grants", def, keyAdminish, ActionAccountGrant, aliceHot, ErrDenied},
 		{"key without owner", def, keyNoOwner, ActionAccountRead, &Resource{Name: "x"}, ErrDenied},
 		{"key with empty scopes", def, key(nil, nil), ActionAccountRead, aliceHot, ErrDenied},
+
+		// HD wallets: the caller's own; import and delete need step-up
+		{"owner creates a wallet", def, alice, ActionWalletCreate, ofAlice, nil},
+		{"wallet for someone else", def, alice, ActionWalletCreate, ofBob, ErrDenied},
+		{"owner reads a wallet", def, alice, ActionWalletRead, ofAlice, nil},
+		{"wallets are listed", def, alice, ActionWalletRead, nil, nil},
+		{"no reading another's wallet", def, alice, ActionWalletRead, ofBob, ErrDenied},
+		{"admin does not read another's wallet", def, adminMFA, ActionWalletRead, ofBob, ErrDenied},
+		{"owner derives", def, alice, ActionWalletDerive, ofAlice, nil},
+		{"no deriving from another's wallet", def, alice, ActionWalletDerive, ofBob, ErrDenied},
+		{"derive names a wallet", def, alice, ActionWalletDerive, nil, ErrDenied},
+		{"mnemonic import needs step-up", def, alice, ActionWalletImport, ofAlice, ErrStepUpRequired},
+		{"mnemonic import after step-up", def, aliceMFA, ActionWalletImport, ofAlice, nil},
+		{"wallet delete needs step-up", def, alice, ActionWalletDelete, ofAlice, ErrStepUpRequired},
+		{"wallet delete after step-up", def, aliceMFA, ActionWalletDelete, ofAlice, nil},
+		{"no deleting another's wallet", def, aliceMFA, ActionWalletDelete, ofBob, ErrDenied},
+		{"key with * derives", def, keyAll, ActionWalletDerive, ofAlice, nil},
+		{"key with * does not import a mnemonic", def, keyAll, ActionWalletImport, ofAlice, ErrDenied},
+		{"key with * does not delete a wallet", def, keyAll, ActionWalletDelete, ofAlice, ErrDenied},
+		{"key named for wallet import", def, key([]string{"wallet.import"}, nil), ActionWalletImport, ofAlice, nil},
+		{"key without the action", def, keySignHot, ActionWalletRead, ofAlice, ErrDenied},
+		{"key reads only its owner's wallets", def, keyAll, ActionWalletRead, ofBob, ErrDenied},
+		// restore replaces the whole vault: an admin with a fresh second
+		// factor, or a root token minutes old (made from a quorum of
+		// unseal or recovery shares, or by init)
+		{"restore admin MFA", def, adminMFA, ActionSysRestore, nil, nil},
+		{"restore admin MFA stale", def, adminMFAStale, ActionSysRestore, nil, ErrStepUpRequired},
+		{"restore admin password only", def, adminPwd, ActionSysRestore, nil, ErrStepUpRequired},
+		{"restore root fresh", def, admin, ActionSysRestore, nil, nil},
+		{"restore root stale", def, rootStale, ActionSysRestore, nil, ErrStepUpRequired},
+		{"restore user", def, aliceMFA, ActionSysRestore, nil, ErrDenied},
+		{"restore user with root amr", def, userNamedRoot, ActionSysRestore, nil, ErrDenied},
+		{"restore key", def, keyAdminish, ActionSysRestore, nil, ErrDenied},
+		{"root is no step-up for other actions", def, admin, ActionAPIKeyCreate, &Resource{Owner: "root"}, ErrStepUpRequired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,6 +224,12 @@ func TestIsSensitive(t *testing.T) {
 		{ActionAccountCreate, false, false},
 		{ActionUserManage, false, false},
 		{ActionSysAdmin, false, false},
+		{ActionWalletImport, false, true},
+		{ActionWalletDelete, false, true},
+		{ActionWalletCreate, false, false},
+		{ActionWalletDerive, false, false},
+		{ActionWalletRead, false, false},
+		{ActionSysRestore, false, true},
 	}
 	for _, tt := range tests {
 		if got := IsSensitive(tt.a, Rules{SignRequiresMFA: tt.sign}); got != tt.want {
@@ -195,7 +239,8 @@ func TestIsSensitive(t *testing.T) {
 }
 
 func TestAPIKeyAction(t *testing.T) {
-	for _, a := range []Action{ActionAccountCreate, ActionAccountImport, ActionAccountRead, ActionAccountDelete, ActionSign} {
+	for _, a := range []Action{ActionAccountCreate, ActionAccountImport, ActionAccountRead, ActionAccountDelete, ActionSign,
+		ActionWalletCreate, ActionWalletImport, ActionWalletRead, ActionWalletDelete, ActionWalletDerive} {
 		if !APIKeyAction(a) {
 			t.Errorf("APIKeyAction(%s) = false", a)
 		}

@@ -85,3 +85,15 @@ func Inspect(envelope []byte) (wrapped bool, keyID string, err error) {
 	}
 	return e.wrapped, e.keyID, nil
 }
+
+// Describe says how envelope is protected: whether it is seal-wrapped,
+// and the key id it was wrapped under, which names the mechanism and
+// key(s) ("pkcs11:aes_gcm:<label>"; "" when plain). Provenance records
+// state it as it was at creation.
+func (s *Sealer) Describe(envelope []byte) (wrapped bool, mechanism string, err error) {
+	wrapped, keyID, err := Inspect(envelope)
+	if err != nil || !wrapped {
+		return wrapped, "", err
+	}
+	return true, keyID, nil
+}

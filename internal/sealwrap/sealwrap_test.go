@@ -351,3 +351,26 @@ func TestRewrapAcrossMechanismsAndKeys(t *testing.T) {
 		}
 	}
 }
+
+// Describe names the key id, which names the mechanism and key(s)
+// ("pkcs11:aes_gcm:<label>").
+func TestDescribe(t *testing.T) {
+	ctx := context.Background()
+	s := sealwrap.New(software(t, 7, "soft:k1"))
+	env, err := s.Wrap(ctx, "wallet/keys/a/b", []byte("key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped, mech, err := s.Describe(env)
+	if err != nil || !wrapped || mech != "test:soft:k1" {
+		t.Fatalf("wrapped envelope: %v %q %v", wrapped, mech, err)
+	}
+	plain := sealwrap.New(nil)
+	env, _ = plain.Wrap(ctx, "wallet/keys/a/b", []byte("key"))
+	if wrapped, mech, err := plain.Describe(env); err != nil || wrapped || mech != "" {
+		t.Fatalf("plain envelope: %v %q %v", wrapped, mech, err)
+	}
+	if _, _, err := s.Describe([]byte("junk")); err == nil {
+		t.Fatal("junk described")
+	}
+}

@@ -293,8 +293,9 @@ func TestConcurrentRotateTwoNodesPostgres(t *testing.T) {
 
 // countingSink counts audit lines by operation.
 type countingSink struct {
-	mu  sync.Mutex
-	ops map[string]int
+	mu    sync.Mutex
+	ops   map[string]int
+	addrs map[string]bool // remote_addr values seen
 }
 
 func (c *countingSink) Write(p []byte) error {
@@ -303,17 +304,29 @@ func (c *countingSink) Write(p []byte) error {
 	for _, line := range bytes.Split(p, []byte("\n")) {
 		var l struct {
 			Body struct {
-				Operation string `json:"operation"`
+				Operation  string `json:"operation"`
+				RemoteAddr string `json:"remote_addr"`
 			} `json:"body"`
-			Operation string `json:"operation"`
+			Operation  string `json:"operation"`
+			RemoteAddr string `json:"remote_addr"`
 		}
 		if json.Unmarshal(line, &l) == nil {
 			c.ops[l.Operation+l.Body.Operation]++
+			if c.addrs == nil {
+				c.addrs = map[string]bool{}
+			}
+			c.addrs[l.RemoteAddr+l.Body.RemoteAddr] = true
 		}
 	}
 	return nil
 }
 func (c *countingSink) Name() string { return "counting" }
+func (c *countingSink) sawAddr(a string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addrs[a]
+}
+
 func (c *countingSink) count(op string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -397,8 +410,42 @@ func TestRequestHardening(t *testing.T) {
 	if n := sink.count("unknown"); n > 300-limited+2 {
 		t.Fatalf("%d audit lines for %d answered and %d refused requests: the refusals flood the log", n, 300-limited, limited)
 	}
-	tn.mustCall(200, "GET", "/v1/accounts", nil, nil)
+	// Right after the burst (the bucket refills at 20/s: a slow request in
+	// between, under -race, would give it a token back).
+	e = apiErr{}
 	if got := tn.call("POST", "/v1/sys/unseal", map[string]string{"key": ir.Keys[0]}, &e); got != 429 || e.Error.Code != "rate_limited" {
 		t.Fatalf("unseal from a limited address = %d %+v", got, e)
+	}
+	tn.mustCall(200, "GET", "/v1/accounts", nil, nil)
+}
+
+// TestCaseVariantKeysRefused: encoding/json fills a field from a member
+// whose name differs only in case (and keeps the last), so a body with
+// "data" and "Data" would sign what a reader of the first did not see.
+// Every body refuses it, REST and JSON-RPC.
+func TestCaseVariantKeysRefused(t *testing.T) {
+	tn := startNode(t, t.TempDir(), nodeOpts{})
+	ir := initShamirKeys(t, tn)
+	tn.token = ir.RootToken
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "a"}, nil)
+	var e apiErr
+	for _, body := range []string{
+		`{"data":"shown","Data":"signed"}`,
+		`{"data":"shown","DATA":"signed"}`,
+		`{"data":"shown","\u0044ata":"signed"}`,
+	} {
+		if got := tn.call("POST", "/v1/accounts/a/sign-message", body, &e); got != 400 || !strings.Contains(e.Error.Message, "duplicate key") {
+			t.Fatalf("%s: %d %+v; want 400 duplicate key", body, got, e)
+		}
+	}
+	var rpcOut struct {
+		Error struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	tn.mustCall(200, "POST", "/v1/rpc", `{"jsonrpc":"2.0","id":1,"method":"eth_accounts","Method":"eth_sign","params":[]}`, &rpcOut)
+	if rpcOut.Error.Code != -32600 || !strings.Contains(rpcOut.Error.Message, "duplicate key") {
+		t.Fatalf("case-variant key in JSON-RPC: %+v", rpcOut)
 	}
 }

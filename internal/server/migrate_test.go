@@ -27,6 +27,9 @@ func TestSealMigrationShamirToHSM(t *testing.T) {
 	}
 	tn.token = ir.RootToken
 	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "generated"}, nil)
+	// An HD wallet's seed and the provenance key are CSPs too.
+	tn.mustCall(201, "POST", "/v1/wallets", map[string]string{"name": "hd"}, nil)
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "derived", "chain": "solana", "wallet": "hd"}, nil)
 	tn.stop()
 
 	hc := hsmtest.NewToken(t)
@@ -56,6 +59,9 @@ func TestSealMigrationShamirToHSM(t *testing.T) {
 	tn.token = ir.RootToken
 	tn.mustCall(200, "POST", "/v1/accounts/imported/sign-message", map[string]string{"data": "x"}, nil)
 	tn.mustCall(200, "POST", "/v1/accounts/generated/sign-message", map[string]string{"data": "x"}, nil)
+	tn.mustCall(200, "POST", "/v1/accounts/derived/sign-message", map[string]string{"data": "x"}, nil)
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "derived2", "chain": "bitcoin", "wallet": "hd"}, nil)
+	tn.mustCall(200, "GET", "/v1/accounts/derived2/provenance", nil, nil)
 	tn.mustCall(200, "POST", "/v1/sys/generate-root", map[string]any{"keys": out.RecoveryKeys[:2]}, nil)
 	tn.stop()
 

@@ -31,14 +31,18 @@ func (n *Node) newMetrics() *metrics.Metrics {
 func (n *Node) operations() httpapi.Operations {
 	return httpapi.Operations{
 		Snapshot: n.Snapshot,
-		Restore: func(ctx context.Context, r io.Reader, force bool) (httpapi.RestoreInfo, error) {
-			res, err := n.Restore(ctx, r, force)
+		Restore: func(ctx context.Context, r io.Reader, force bool, exclusive func(func() error) error) (httpapi.RestoreInfo, error) {
+			res, err := n.Restore(ctx, r, RestoreOptions{Force: force, Exclusive: exclusive})
 			if err != nil {
 				return httpapi.RestoreInfo{}, err
 			}
 			h := res.Header
-			return httpapi.RestoreInfo{Records: h.Records, Storage: h.Storage, Seal: h.Seal, Term: h.Term, CreatedAt: h.CreatedAt, Sealed: res.Sealed}, nil
+			return httpapi.RestoreInfo{Records: h.Records, Storage: h.Storage, Seal: h.Seal, Term: h.Term, CreatedAt: h.CreatedAt, Sealed: res.Sealed,
+				Rollback: res.Rollback, ReplacedCopy: httpapi.ReplacedCopy{Name: res.Replaced.Name,
+					KeptUntil: res.Replaced.At.Add(n.cfg.Restore.Retention)}}, nil
 		},
+		RestoreMaxBytes:        n.cfg.Restore.MaxBytes,
+		RestoreTimeout:         n.cfg.Restore.Timeout,
 		Metrics:                n.Metrics.Handler(),
 		MetricsUnauthenticated: n.cfg.MetricsUnauthenticated,
 		Observer:               n.Metrics,

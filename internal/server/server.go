@@ -28,6 +28,7 @@ import (
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/httpapi"
 	"github.com/moonvault/moonvault/internal/metrics"
+	"github.com/moonvault/moonvault/internal/provenance"
 	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/storage"
@@ -82,12 +83,14 @@ type Node struct {
 	Core     *core.Core
 	Auth     *auth.Service
 	Wallet   *wallet.Service
-	Audit    *audit.Log
-	API      *httpapi.API
-	att      tee.Attester
-	certs    *tlsconfig.Reloader
-	devCert  *tlsconfig.DevCert
-	restore  restoreState
+	// Provenance signs the provenance record of every account created.
+	Provenance *provenance.Signer
+	Audit      *audit.Log
+	API        *httpapi.API
+	att        tee.Attester
+	certs      *tlsconfig.Reloader
+	devCert    *tlsconfig.DevCert
+	restore    restoreState
 	// auditFile is the audit file sink, whose rotation size reloads.
 	auditFile *audit.FileSink
 	// Metrics is the node's Prometheus registry and request observer.
@@ -96,6 +99,10 @@ type Node struct {
 	runCtx    context.Context
 	cancelRun context.CancelFunc
 	wg        sync.WaitGroup
+
+	// testRestoreStaged, when set, runs once a restore's snapshot is
+	// staged, before the switch (tests change the vault meanwhile).
+	testRestoreStaged func()
 }
 
 // Build validates the configuration and wires a node without serving. Any

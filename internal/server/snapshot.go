@@ -32,6 +32,15 @@ const (
 
 var (
 	errNoSnapshots = errkind.New(errkind.Invalid, "not_supported", "this storage backend does not support snapshots")
+	// errRestoreNeedsInit: there is no unauthenticated restore; a new
+	// vault is initialised first and restored by its admin.
+	errRestoreNeedsInit = errkind.New(errkind.Conflict, "not_initialized",
+		"the vault is not initialised: initialise it (moonvault operator init), then restore with -force using its root token (docs/operations.md)")
+	// errVaultChanged: the vault the restore was authorised against
+	// changed before the switch (another node restored, rotated or
+	// rekeyed it); nothing changed.
+	errVaultChanged = errkind.New(errkind.Conflict, "vault_changed",
+		"the vault changed while the snapshot was uploading (its keyring was rotated or rekeyed, or another restore ran); nothing was restored: check the vault and run the restore again")
 	// errForgedSnapshot: the restored data does not hold the key that
 	// signed the snapshot, so the snapshot was not made by this vault.
 	errForgedSnapshot = errkind.New(errkind.Integrity, "snapshot_signer_mismatch",
@@ -115,15 +124,37 @@ func (n *Node) Snapshot(ctx context.Context) (func(w io.Writer) error, error) {
 type RestoreResult struct {
 	Header snapshot.Header
 	Sealed bool
+	// Rollback: the snapshot is of this vault, so the restore took it back
+	// to an older state; Foreign: it was another vault's.
+	Rollback, Foreign bool
+	// Replaced is where the replaced data is kept.
+	Replaced storage.ReplacedCopy
 }
 
-// Restore replaces the storage with a snapshot read from r: verified while
-// it is staged, switched in one step, and only then is anything changed.
-// The node is sealed before the switch; it unseals as the snapshot's vault
-// did (auto-unseal with the same HSM key starts at once; Shamir waits for
-// the operators' shares). Over an initialised vault the snapshot must be
-// signed by this vault's key, unless force.
-func (n *Node) Restore(ctx context.Context, r io.Reader, force bool) (*RestoreResult, error) {
+// RestoreOptions qualify a restore.
+type RestoreOptions struct {
+	// Force replaces the vault with another vault's snapshot, or rolls it
+	// back to an older snapshot of its own (every restore over a vault
+	// in use is one or the other).
+	Force bool
+	// Exclusive, when set, runs the switch with no other request in
+	// flight on this node (the HTTP layer's gate).
+	Exclusive func(fn func() error) error
+}
+
+// restoreGuards are the live records a restore is authorised against: the
+// switch happens only if they are unchanged (storage.Staging.Expect).
+var restoreGuards = []string{"core/keyring", restoreMarker}
+
+// Restore replaces the storage of this initialised, unsealed vault with a
+// snapshot read from r: verified while it is staged beside the live data,
+// switched in one step, and only then is anything changed. The caller has
+// authorised it (an admin with step-up). A snapshot of another vault, or
+// of this one (a rollback), needs opts.Force. The node is sealed before
+// the switch; it unseals as the snapshot's vault did (auto-unseal with the
+// same HSM key starts at once; Shamir waits for the operators' shares).
+// The replaced data is kept for restore_retention.
+func (n *Node) Restore(ctx context.Context, r io.Reader, opts RestoreOptions) (*RestoreResult, error) {
 	rs, ok := n.store.(storage.Restorer)
 	if !ok {
 		return nil, errNoSnapshots
@@ -132,17 +163,21 @@ func (n *Node) Restore(ctx context.Context, r io.Reader, force bool) (*RestoreRe
 	if err != nil {
 		return nil, err
 	}
-	var own ed25519.PublicKey
-	if st.Initialized {
-		if st.Sealed {
-			return nil, core.ErrSealed
-		}
-		key, err := n.snapshotKey(ctx)
-		if err != nil {
-			return nil, err
-		}
-		own = key.Public().(ed25519.PublicKey)
-		clear(key)
+	if !st.Initialized {
+		return nil, errRestoreNeedsInit
+	}
+	if st.Sealed {
+		return nil, core.ErrSealed
+	}
+	key, err := n.snapshotKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	own := key.Public().(ed25519.PublicKey)
+	clear(key)
+	guards, err := n.readGuards(ctx)
+	if err != nil {
+		return nil, err
 	}
 	stage, err := rs.BeginRestore(ctx)
 	if err != nil {
@@ -168,27 +203,127 @@ func (n *Node) Restore(ctx context.Context, r io.Reader, force bool) (*RestoreRe
 	}
 	// Checked once the file is known intact, so a damaged file is reported
 	// as damaged whoever made it.
-	if own != nil && !force && !bytes.Equal(hdr.PublicKey, own) {
-		return nil, snapshot.ErrForeign
+	foreign := !bytes.Equal(hdr.PublicKey, own)
+	if !opts.Force {
+		if foreign {
+			return nil, snapshot.ErrForeign
+		}
+		return nil, errRollback(hdr.CreatedAt)
+	}
+	for k, v := range guards {
+		stage.Expect(k, v)
 	}
 	m := marker{ID: newID(), RestoredAt: time.Now().UTC(), CreatedAt: hdr.CreatedAt, Storage: hdr.Storage, Records: hdr.Records, PublicKey: hdr.PublicKey}
 	raw, _ := json.Marshal(m)
 	if err := stage.Put(ctx, restoreMarker, raw); err != nil {
 		return nil, err
 	}
-	// Seal first: no service may write with the old keyring into the
-	// restored storage. The switch below then changes everything at once.
-	n.Core.Seal()
-	if err := stage.Commit(ctx); err != nil {
-		n.kickAutoUnseal() // nothing changed: come back as before
-		return nil, fmt.Errorf("switch to the restored storage: %w", err)
+	if n.testRestoreStaged != nil {
+		n.testRestoreStaged()
 	}
-	committed = true
-	n.log.Warn("storage restored from a snapshot; the vault is sealed and unseals as the snapshot's vault did",
-		"records", hdr.Records, "snapshot_storage", hdr.Storage, "snapshot_created_at", hdr.CreatedAt, "term", hdr.Term,
-		"duration", time.Since(start).String(), "restore_id", m.ID)
+	commit := func() error {
+		// The same check as the switch makes, before sealing: a vault
+		// changed meanwhile is reported without sealing it for nothing.
+		now, err := n.readGuards(ctx)
+		if err != nil {
+			return err
+		}
+		for k, v := range guards {
+			if w := now[k]; (w == nil) != (v == nil) || !bytes.Equal(w, v) {
+				return errVaultChanged
+			}
+		}
+		// Seal first: no service may write with the old keyring into the
+		// restored storage. The switch below then changes everything at
+		// once.
+		n.Core.Seal()
+		err = stage.Commit(ctx)
+		switch {
+		case err == nil:
+		case errors.Is(err, storage.ErrRestoreNotDurable):
+			// The switch happened: the node serves the restored data. A
+			// crash before the storage makes it durable may bring the old
+			// data back; the operator is told to check.
+			n.log.Error("the restore switched the storage, but making the switch durable failed: after a crash the replaced data may be back; check the vault after any restart", "err", err)
+		case errors.Is(err, storage.ErrConflict):
+			n.kickAutoUnseal() // nothing changed: come back as before
+			return fmt.Errorf("%w (%v)", errVaultChanged, err)
+		default:
+			n.kickAutoUnseal()
+			return fmt.Errorf("switch to the restored storage: %w", err)
+		}
+		committed = true
+		return nil
+	}
+	if opts.Exclusive != nil {
+		err = opts.Exclusive(commit)
+	} else {
+		err = commit()
+	}
+	if err != nil {
+		return nil, err
+	}
+	replaced := stage.Replaced()
+	what := "replaced the vault with another vault's snapshot"
+	if !foreign {
+		what = "ROLLED BACK the vault to an older snapshot of itself: everything since was lost, and sessions and API keys revoked since, users deleted or disabled since, are valid again until revoked again"
+	}
+	n.log.Warn("storage restored from a snapshot: "+what+"; the vault is sealed and unseals as the snapshot's vault did",
+		"rollback", !foreign, "records", hdr.Records, "snapshot_storage", hdr.Storage, "snapshot_created_at", hdr.CreatedAt,
+		"term", hdr.Term, "duration", time.Since(start).String(), "restore_id", m.ID,
+		"replaced_copy", replaced.Name, "kept_for", n.cfg.Restore.Retention.String())
+	n.pruneReplaced(ctx, rs, replaced.Name)
 	n.kickAutoUnseal()
-	return &RestoreResult{Header: *hdr, Sealed: n.Core.Sealed()}, nil
+	return &RestoreResult{Header: *hdr, Sealed: n.Core.Sealed(), Rollback: !foreign, Foreign: foreign, Replaced: replaced}, nil
+}
+
+// errRollback refuses, without force, a snapshot of this vault: restoring
+// it takes the vault back to when it was made.
+func errRollback(at time.Time) error {
+	return &errkind.Error{Kind: errkind.Conflict, Code: "snapshot_rollback", Msg: fmt.Sprintf(
+		"the snapshot is of this vault, made %s (%s ago): restoring it rolls the vault back to then: everything since is lost, and sessions and API keys revoked since, and users deleted or disabled since, become valid again; restore it with force if that is what you want",
+		at.UTC().Format(time.RFC3339), time.Since(at).Round(time.Second))}
+}
+
+// readGuards reads the live values of restoreGuards (nil: absent).
+func (n *Node) readGuards(ctx context.Context) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(restoreGuards))
+	for _, k := range restoreGuards {
+		v, err := n.store.Get(ctx, k)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			out[k] = nil
+		case err != nil:
+			return nil, fmt.Errorf("read %s: %w", k, err)
+		default:
+			if v == nil {
+				v = []byte{}
+			}
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// pruneReplaced drops the copies of replaced data older than
+// restore_retention, never keep (the one this restore made).
+func (n *Node) pruneReplaced(ctx context.Context, rs storage.Restorer, keep string) {
+	retention := n.cfg.Restore.Retention
+	copies, err := rs.ReplacedCopies(ctx)
+	if err != nil {
+		n.log.Warn("could not list the data kept by earlier restores", "err", err)
+		return
+	}
+	for _, c := range copies {
+		if c.Name == keep || time.Since(c.At) < retention {
+			continue
+		}
+		if err := rs.DropReplaced(ctx, c.Name); err != nil {
+			n.log.Warn("could not drop data kept by an earlier restore", "name", c.Name, "err", err)
+			continue
+		}
+		n.log.Info("dropped data kept by an earlier restore (older than restore_retention)", "name", c.Name, "replaced_at", c.At)
+	}
 }
 
 func newID() string {

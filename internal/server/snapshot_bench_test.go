@@ -52,8 +52,9 @@ func BenchmarkSnapshotRestore100k(b *testing.B) {
 				src.stop()
 
 				dst := startNode(b, b.TempDir(), nodeOpts{mutate: tc.dst()})
+				dstRoot := initHSM(b, dst)
 				start = time.Now()
-				if code, body := dst.restore("", snap, ""); code != 200 {
+				if code, body := dst.restore(dstRoot, snap, "?force=true"); code != 200 {
 					b.Fatalf("restore: %d %s", code, body)
 				}
 				restDur := time.Since(start)

@@ -143,9 +143,8 @@ func TestSnapshotAcrossBackends(t *testing.T) {
 	}
 
 	pg := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(pgtest.NewDatabase(t), hc)})
-	code, body := pg.restore("", snap, "") // a new vault: no token, as for init
-	if code != 200 || !strings.Contains(body, `"snapshot_storage":"bolt"`) {
-		t.Fatalf("restore into PostgreSQL: %d %s", code, body)
+	if body := restoreInto(t, pg, snap, false); !strings.Contains(body, `"snapshot_storage":"bolt"`) {
+		t.Fatalf("restore into PostgreSQL: %s", body)
 	}
 	waitUnsealed(t, pg)
 	checkSigns(t, pg, alice)
@@ -155,8 +154,8 @@ func TestSnapshotAcrossBackends(t *testing.T) {
 	pg.token = ir.RootToken // the root token's session came with the data
 	back := pg.snapshot(pg.token)
 	dst := startNode(t, t.TempDir(), nodeOpts{mutate: withBoltHSM(hc)})
-	if code, body := dst.restore("", back, ""); code != 200 || !strings.Contains(body, `"snapshot_storage":"postgres"`) {
-		t.Fatalf("restore into bolt: %d %s", code, body)
+	if body := restoreInto(t, dst, back, false); !strings.Contains(body, `"snapshot_storage":"postgres"`) {
+		t.Fatalf("restore into bolt: %s", body)
 	}
 	waitUnsealed(t, dst)
 	checkSigns(t, dst, alice)
@@ -174,8 +173,8 @@ func TestSnapshotShamir(t *testing.T) {
 	snap := src.snapshot(ir.RootToken)
 
 	dst := startNode(t, t.TempDir(), nodeOpts{mutate: func(c *config.Server) { c.Storage, c.PostgresURL = "postgres", secret.String(pgtest.NewDatabase(t)) }})
-	if code, body := dst.restore("", snap, ""); code != 200 || !strings.Contains(body, `"sealed":true`) {
-		t.Fatalf("restore: %d %s", code, body)
+	if body := restoreInto(t, dst, snap, true); !strings.Contains(body, `"sealed":true`) {
+		t.Fatalf("restore: %s", body)
 	}
 	if got := dst.call("GET", "/v1/sys/health", nil, nil); got != 503 {
 		t.Fatalf("health after restore = %d, want 503 (sealed)", got)
@@ -219,9 +218,10 @@ func TestRestoreRefusesDamagedSnapshots(t *testing.T) {
 		"not a snapshot": {[]byte(`{"hello":"world"}`), "not a Moon Vault snapshot"},
 	}
 
-	// A new vault stays new.
+	// A vault just initialised, and one in use, keep their data and stay
+	// unsealed (force: the refusal is for the damage, not the origin).
 	fresh := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(pgtest.NewDatabase(t), hc)})
-	// An existing vault keeps its data and stays unsealed.
+	freshRoot := initHSM(t, fresh)
 	inUse := startNode(t, t.TempDir(), nodeOpts{mutate: withBoltHSM(hc)})
 	inUseRoot := initHSM(t, inUse)
 	bob := populate(t, inUse, inUseRoot, "bob", 1)
@@ -230,17 +230,17 @@ func TestRestoreRefusesDamagedSnapshots(t *testing.T) {
 		for _, target := range []struct {
 			tn  *testNode
 			tok string
-		}{{fresh, ""}, {inUse, inUseRoot}} {
+		}{{fresh, freshRoot}, {inUse, inUseRoot}} {
 			var e apiErr
-			code, body := target.tn.restore(target.tok, tc.data, "")
+			code, body := target.tn.restore(target.tok, tc.data, "?force=true")
 			_ = jsonUnmarshal(body, &e)
 			if code != 400 || e.Error.Code != "invalid_snapshot" || !strings.Contains(e.Error.Message, tc.says) {
 				t.Errorf("%s: %d %s; want 400 invalid_snapshot saying %q", name, code, body, tc.says)
 			}
 		}
 	}
-	if got := fresh.call("GET", "/v1/sys/health", nil, nil); got != 501 {
-		t.Fatalf("the new vault is no longer new after refused restores: health %d", got)
+	if got := fresh.call("GET", "/v1/sys/health", nil, nil); got != 200 {
+		t.Fatalf("the new vault was sealed by refused restores: health %d", got)
 	}
 	if got := inUse.call("GET", "/v1/sys/health", nil, nil); got != 200 {
 		t.Fatalf("the vault in use was sealed by a refused restore: health %d", got)
@@ -301,9 +301,7 @@ func TestRestoreRefusesResignedSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := startNode(t, t.TempDir(), nodeOpts{})
-	if code, body := dst.restore("", forged.Bytes(), ""); code != 200 {
-		t.Fatalf("restore of the re-signed file: %d %s", code, body)
-	}
+	restoreInto(t, dst, forged.Bytes(), true)
 	var e apiErr
 	code := dst.call("POST", "/v1/sys/unseal", map[string]string{"key": root.Keys[0]}, &e)
 	if code == 200 {
@@ -403,9 +401,7 @@ func TestSnapshotUnderWriteLoad(t *testing.T) {
 	wg.Wait()
 
 	dst := startNode(t, t.TempDir(), nodeOpts{mutate: withBoltHSM(hc)})
-	if code, body := dst.restore("", snap, ""); code != 200 {
-		t.Fatalf("restore: %d %s", code, body)
-	}
+	restoreInto(t, dst, snap, false)
 	waitUnsealed(t, dst)
 	dst.token = login(t, dst, u.name, testPW)
 	var list struct {
@@ -472,7 +468,7 @@ func TestRestoreReloadsOtherNodes(t *testing.T) {
 	b.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "after-snapshot"}, nil)
 	b.mustCall(200, "GET", "/v1/accounts/after-snapshot", nil, nil)
 
-	if code, body := a.restore(root, snap, ""); code != 200 {
+	if code, body := a.restore(root, snap, "?force=true"); code != 200 { // a rollback: force
 		t.Fatalf("restore: %d %s", code, body)
 	}
 	waitUnsealed(t, a)

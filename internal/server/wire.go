@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/httpapi"
 	"github.com/moonvault/moonvault/internal/policy"
+	"github.com/moonvault/moonvault/internal/provenance"
 	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/secret"
@@ -141,15 +143,22 @@ func (n *Node) newServices(context.Context) (err error) {
 		Subscribe: n.barrier.Subscribe,
 	}, n.barrier, n.sealer, n.rand, n.log)
 	n.Metrics = n.newMetrics()
-	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: n.log, OnSign: n.Metrics.Signature})
+	n.Provenance = provenance.NewSigner(func(ctx context.Context) (secret.Bytes, error) {
+		return n.loadOrCreateCSP(ctx, provenanceSigningKey, ed25519.SeedSize)
+	})
+	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: n.log, OnSign: n.Metrics.Signature, Provenance: n.Provenance})
 	return err
 }
+
+// provenanceSigningKey is the seed of the Ed25519 key that signs account
+// provenance records: a seal-wrapped CSP, created on first use.
+const provenanceSigningKey = "sys/provenance/signing-key"
 
 func (n *Node) sealWrapped() bool { return n.hsm != nil && n.cfg.SealWrap }
 
 // cspPrefixes hold every seal-wrapped critical security parameter.
 func cspPrefixes() []string {
-	return slices.Concat([]string{wallet.CSPPrefix, audit.CSPPrefix, path.Dir(snapshotSigningKey) + "/"}, auth.CSPPrefixes())
+	return slices.Concat(wallet.CSPPrefixes(), []string{audit.CSPPrefix, path.Dir(snapshotSigningKey) + "/", path.Dir(provenanceSigningKey) + "/"}, auth.CSPPrefixes())
 }
 
 func (n *Node) openAudit(context.Context) error {
@@ -227,15 +236,17 @@ func (n *Node) newCore(context.Context) error {
 func (n *Node) newAPI(context.Context) error {
 	n.API = httpapi.New(httpapi.Deps{
 		Core: n.Core, Auth: n.Auth, Wallet: n.Wallet, Audit: n.Audit,
-		Policy:       policy.Rules{SignRequiresMFA: n.cfg.SignRequiresMFA, StepUpMaxAge: 10 * time.Minute},
-		Entropy:      n.mixer.Stats,
-		Harden:       tee.Current,
-		Attester:     n.att,
-		TLSPublicKey: n.tlsPublicKey,
-		Rewrap:       n.rewrap,
-		Logger:       n.log,
-		MaxBody:      n.cfg.MaxRequestBytes,
-		Operations:   n.operations(),
+		Policy:         policy.Rules{SignRequiresMFA: n.cfg.SignRequiresMFA, StepUpMaxAge: 10 * time.Minute},
+		Entropy:        n.mixer.Stats,
+		Harden:         tee.Current,
+		Attester:       n.att,
+		TLSPublicKey:   n.tlsPublicKey,
+		Rewrap:         n.rewrap,
+		Logger:         n.log,
+		MaxBody:        n.cfg.MaxRequestBytes,
+		Operations:     n.operations(),
+		TrustedProxies: n.cfg.TrustedProxies,
+		Provenance:     n.Provenance,
 	})
 	return nil
 }
@@ -281,6 +292,7 @@ func (n *Node) loadOrCreateCSP(ctx context.Context, path string, size int) (secr
 func (n *Node) onSealing() {
 	n.Auth.Stop()
 	n.Wallet.Purge()
+	n.Provenance.Clear()
 	if n.Audit != nil {
 		n.Audit.ClearKeys()
 	}

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/moonvault/moonvault/internal/errkind"
+	"github.com/moonvault/moonvault/internal/jsonkeys"
 )
 
 // Effect is what a matching policy does to a request.
@@ -209,13 +210,15 @@ func walkJSON(dec *json.Decoder, path string, depth int) error {
 			if path != "" {
 				child = path + "." + k
 			}
-			if seen[k] {
+			// Case variants too: encoding/json would fill one field with both.
+			fk := jsonkeys.Fold(k)
+			if seen[fk] {
 				return fieldErr(child, "duplicate key")
 			}
 			if keys, ok := objectKeys[path]; ok && !slices.Contains(keys, k) {
 				return fieldErr(child, "unknown field")
 			}
-			seen[k] = true
+			seen[fk] = true
 			if err := walkJSON(dec, child, depth+1); err != nil {
 				return err
 			}

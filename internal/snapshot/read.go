@@ -31,8 +31,20 @@ type Handler struct {
 // claims, and nothing after the trailer. Records are handed to h.Record as
 // they stream past, so the caller must stage them and commit only when
 // Read returns nil.
+//
+// When reading r itself fails (an upload over its size limit, a deadline,
+// a reset connection), that error is returned, not a verdict on the file.
 func Read(ctx context.Context, r io.Reader, h Handler) (*Header, error) {
-	in := &hashReader{br: bufio.NewReaderSize(r, 256<<10), h: sha256.New()}
+	src := &sourceReader{r: r}
+	in := &hashReader{br: bufio.NewReaderSize(src, 256<<10), h: sha256.New()}
+	hdr, err := readAll(ctx, in, h)
+	if err != nil && src.err != nil {
+		return nil, fmt.Errorf("snapshot: reading it failed: %w", src.err)
+	}
+	return hdr, err
+}
+
+func readAll(ctx context.Context, in *hashReader, h Handler) (*Header, error) {
 	hdr, err := readHeader(in)
 	if err != nil {
 		return nil, err
@@ -52,6 +64,20 @@ func Read(ctx context.Context, r io.Reader, h Handler) (*Header, error) {
 		return nil, err
 	}
 	return hdr, nil
+}
+
+// sourceReader remembers the first error of r other than io.EOF.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && s.err == nil {
+		s.err = err
+	}
+	return n, err
 }
 
 func invalid(format string, args ...any) error {

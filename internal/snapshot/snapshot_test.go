@@ -6,11 +6,13 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/errkind"
@@ -280,4 +282,15 @@ func forge(t *testing.T, good []byte, hdrFn func(*Header), orderFn func([]string
 	o.writeLen(len(tj))
 	o.write(tj)
 	return buf.Bytes()
+}
+
+// TestReadReportsSourceErrors: a failure of the reader itself (an upload
+// over its limit, a deadline) is returned as such, not as a damaged file.
+func TestReadReportsSourceErrors(t *testing.T) {
+	boom := errors.New("upload over its limit")
+	r := io.MultiReader(bytes.NewReader([]byte(magic+"\x01")), iotest.ErrReader(boom))
+	_, err := Read(context.Background(), r, Handler{})
+	if !errors.Is(err, boom) || errors.Is(err, ErrInvalid) {
+		t.Fatalf("Read = %v; want the source's error, not ErrInvalid", err)
+	}
 }

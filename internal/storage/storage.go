@@ -25,6 +25,10 @@ var (
 	// ErrConflict is returned by CompareAndSwap when the stored value is not
 	// the expected one: another writer (on this node or another) won.
 	ErrConflict = errkind.New(errkind.Conflict, "conflict", "storage: value changed concurrently")
+	// ErrRestoreNotDurable is returned by Staging.Commit when the switch to
+	// the restored contents happened (the backend now serves them) but
+	// making it durable failed: after a crash the old contents may be back.
+	ErrRestoreNotDurable = errkind.New(errkind.Unavailable, "storage_not_durable", "storage: the restore switched the data, but could not make the switch durable")
 )
 
 // Op is one write of an atomic batch: a put, or a delete when Delete is set.
@@ -32,6 +36,12 @@ type Op struct {
 	Key    string
 	Value  []byte
 	Delete bool
+	// Create makes a put conditional: the whole batch applies only if Key
+	// is absent at commit, atomically with respect to every writer sharing
+	// the storage (other nodes included); otherwise nothing is written and
+	// Batch returns an error wrapping ErrConflict. It is how a name or an
+	// index entry is claimed exactly once.
+	Create bool
 }
 
 // KV is the key/value contract every layer speaks: a physical Backend, and

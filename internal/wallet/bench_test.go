@@ -106,10 +106,10 @@ func populate(b *testing.B, kv storage.KV, n int) []common.Address {
 	for i := range n {
 		rand.Read(addrs[i][:])
 		name := fmt.Sprintf("a%07d", i)
-		rec, _ := json.Marshal(&record{Name: name, Owner: "alice", Address: addrs[i]})
+		rec, _ := json.Marshal(&record{Name: name, Owner: "alice", Address: addrs[i].Hex()})
 		ops = append(ops,
 			storage.Op{Key: accountKey("alice", name), Value: rec},
-			storage.Op{Key: addressKey(addrs[i]), Value: []byte("alice/" + name)})
+			storage.Op{Key: ethAddressKey(addrs[i]), Value: []byte("alice/" + name)})
 		if len(ops) >= 10_000 || i == n-1 {
 			if err := kv.Batch(ctx, ops); err != nil {
 				b.Fatal(err)

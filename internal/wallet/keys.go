@@ -3,83 +3,81 @@ package wallet
 import (
 	"container/list"
 	"context"
-	"crypto/ecdsa"
 	"errors"
 	"fmt"
-	"math/big"
 	"sync"
 
-	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/core/types"
-	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/ethereum/go-ethereum/signer/core/apitypes"
-
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/intent"
 	"github.com/moonvault/moonvault/internal/storage"
+	"github.com/moonvault/moonvault/internal/wallet/chain"
 	"github.com/moonvault/moonvault/internal/wallet/evm"
 )
 
-type ecdsaKey = ecdsa.PrivateKey
-
-// zeroKey clears the words of the private scalar in place.
-func zeroKey(k *ecdsaKey) {
-	if k != nil && k.D != nil {
-		clear(k.D.Bits())
-		k.D.SetInt64(0)
+// Sign signs r (parsed by the account's chain for this account) with a's
+// key. kind is the request's intent.Kind*, for metrics.
+func (s *Service) Sign(ctx context.Context, a *Account, r chain.Request, kind string) (any, error) {
+	var out any
+	err := s.withKey(ctx, a, func(k chain.Key) error {
+		var err error
+		out, err = r.Sign(k)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	if s.onSign != nil {
+		s.onSign(a.Chain, kind)
+	}
+	return out, nil
 }
 
-// SignMessage signs data as an EIP-191 personal message with a's key.
+var errNotEthereum = errkind.New(errkind.Invalid, "unsupported_operation", "not an Ethereum account")
+
+// SignMessage signs data as an EIP-191 personal message with the key of
+// a, an Ethereum account.
 func (s *Service) SignMessage(ctx context.Context, a *Account, data []byte) (sig, hash []byte, err error) {
-	err = s.withKey(ctx, a, func(k *ecdsaKey) error {
-		sig, hash, err = evm.SignMessage(data, k)
-		return err
-	})
-	s.signed(err, intent.KindMessage)
-	return sig, hash, err
-}
-
-// SignTypedData signs an EIP-712 document (from evm.ParseTypedData).
-func (s *Service) SignTypedData(ctx context.Context, a *Account, td *apitypes.TypedData) (sig, hash []byte, err error) {
-	err = s.withKey(ctx, a, func(k *ecdsaKey) error {
-		sig, hash, err = evm.SignTypedData(td, k)
-		return err
-	})
-	s.signed(err, intent.KindTypedData)
-	return sig, hash, err
-}
-
-// SignTransaction signs tx for chainID (from evm.ParseTransaction).
-func (s *Service) SignTransaction(ctx context.Context, a *Account, tx *types.Transaction, chainID *big.Int) (signed *types.Transaction, err error) {
-	err = s.withKey(ctx, a, func(k *ecdsaKey) error {
-		signed, err = evm.SignTransaction(tx, chainID, k)
-		return err
-	})
-	s.signed(err, intent.KindTransaction)
-	return signed, err
-}
-
-// signed reports a successful signature to OnSign.
-func (s *Service) signed(err error, kind string) {
-	if err == nil && s.onSign != nil {
-		s.onSign(intent.ChainEthereum, kind)
+	if a == nil {
+		return nil, nil, ErrNotFound
 	}
+	if a.Chain != intent.ChainEthereum {
+		return nil, nil, errNotEthereum
+	}
+	err = s.withKey(ctx, a, func(k chain.Key) error {
+		ek, ok := k.(*evm.Key)
+		if !ok {
+			return fmt.Errorf("wallet: %w", ErrKeyMismatch)
+		}
+		sig, hash, err = evm.SignMessage(data, ek.ECDSA())
+		return err
+	})
+	if err == nil && s.onSign != nil {
+		s.onSign(a.Chain, intent.KindMessage)
+	}
+	return sig, hash, err
 }
 
 // Purge wipes every cached key (on seal). Loads in flight are discarded.
 func (s *Service) Purge() { s.cache.purge() }
 
+// cacheTag is what a cached key must still match: an account deleted and
+// re-created under the same name (maybe on another node) on another chain,
+// network or key has another tag.
+func cacheTag(a *Account) string {
+	return a.Chain + "|" + a.Network + "|" + a.AddressType + "|" + a.Address
+}
+
 // withKey runs fn with a's private key: from the cache, or loaded from
 // storage and seal-unwrapped (one load per key however many callers miss
 // at once). The key stays pinned while fn runs, so eviction never wipes
 // it under a signer.
-func (s *Service) withKey(ctx context.Context, a *Account, fn func(*ecdsaKey) error) error {
+func (s *Service) withKey(ctx context.Context, a *Account, fn func(chain.Key) error) error {
 	if a == nil {
 		return ErrNotFound
 	}
-	id := a.ID().String()
+	id, tag := a.ID().String(), cacheTag(a)
 	for range 2 {
-		if e := s.cache.acquire(id, a.Address); e != nil {
+		if e := s.cache.acquire(id, tag); e != nil {
 			defer s.cache.release(e)
 			return fn(e.key)
 		}
@@ -88,13 +86,13 @@ func (s *Service) withKey(ctx context.Context, a *Account, fn func(*ecdsaKey) er
 		}
 		// The shared load must not fail because the first caller went
 		// away; storage and HSM calls carry their own timeouts.
-		_, err, _ := s.flight.Do(id, func() (any, error) {
+		_, err, _ := s.flight.Do(id+"\x00"+tag, func() (any, error) {
 			gen := s.cache.generation()
 			k, err := s.loadKey(context.WithoutCancel(ctx), a)
 			if err != nil {
 				return nil, err
 			}
-			s.cache.add(id, a.Address, k, gen)
+			s.cache.add(id, tag, k, gen)
 			return nil, nil
 		})
 		if err != nil {
@@ -106,12 +104,17 @@ func (s *Service) withKey(ctx context.Context, a *Account, fn func(*ecdsaKey) er
 	if err != nil {
 		return err
 	}
-	defer zeroKey(k)
+	defer k.Destroy()
 	return fn(k)
 }
 
-// loadKey reads and unwraps a's key and checks it against a's address.
-func (s *Service) loadKey(ctx context.Context, a *Account) (*ecdsaKey, error) {
+// loadKey reads and unwraps a's key and has a's chain check it against
+// a's public key and address.
+func (s *Service) loadKey(ctx context.Context, a *Account) (chain.Key, error) {
+	ch, err := s.Chain(a.Chain)
+	if err != nil {
+		return nil, fmt.Errorf("wallet: account %s: %w", a.ID(), err)
+	}
 	path := keyPath(a.Owner, a.Name)
 	env, err := s.kv.Get(ctx, path)
 	if err != nil {
@@ -125,13 +128,11 @@ func (s *Service) loadKey(ctx context.Context, a *Account) (*ecdsaKey, error) {
 		return nil, fmt.Errorf("wallet: unwrap key: %w", err)
 	}
 	defer raw.Destroy()
-	k, err := crypto.ToECDSA(raw)
+	k, err := ch.NewKey(raw, a.ChainAccount())
 	if err != nil {
-		return nil, fmt.Errorf("wallet: %w", ErrKeyMismatch)
-	}
-	if crypto.PubkeyToAddress(k.PublicKey) != a.Address {
-		zeroKey(k)
-		return nil, ErrKeyMismatch
+		// A key that does not parse or is not the account's: storage was
+		// tampered with or corrupted. Fail closed.
+		return nil, fmt.Errorf("%w: %w", ErrKeyMismatch, err)
 	}
 	return k, nil
 }
@@ -150,8 +151,8 @@ type keyCache struct {
 
 type cacheEntry struct {
 	id   string
-	addr common.Address
-	key  *ecdsaKey
+	tag  string
+	key  chain.Key
 	refs int
 	dead bool
 }
@@ -166,10 +167,10 @@ func (c *keyCache) generation() uint64 {
 	return c.gen
 }
 
-// acquire pins and returns the entry for id when it holds addr's key. An
-// entry for another address (the account was deleted and re-created, maybe
-// on another node) is dropped.
-func (c *keyCache) acquire(id string, addr common.Address) *cacheEntry {
+// acquire pins and returns the entry for id when it holds the key of the
+// account tag describes. An entry for another one (the account was deleted
+// and re-created, maybe on another node) is dropped.
+func (c *keyCache) acquire(id, tag string) *cacheEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.items[id]
@@ -177,7 +178,7 @@ func (c *keyCache) acquire(id string, addr common.Address) *cacheEntry {
 		return nil
 	}
 	e := el.Value.(*cacheEntry)
-	if e.addr != addr {
+	if e.tag != tag {
 		c.unlinkLocked(el)
 		return nil
 	}
@@ -191,22 +192,22 @@ func (c *keyCache) release(e *cacheEntry) {
 	defer c.mu.Unlock()
 	e.refs--
 	if e.dead && e.refs == 0 {
-		zeroKey(e.key)
+		e.key.Destroy()
 	}
 }
 
 // add inserts k unless the cache was purged since gen (then k is wiped).
-func (c *keyCache) add(id string, addr common.Address, k *ecdsaKey, gen uint64) {
+func (c *keyCache) add(id, tag string, k chain.Key, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen != gen || c.max <= 0 {
-		zeroKey(k)
+		k.Destroy()
 		return
 	}
 	if el, ok := c.items[id]; ok {
 		c.unlinkLocked(el)
 	}
-	c.items[id] = c.ll.PushFront(&cacheEntry{id: id, addr: addr, key: k})
+	c.items[id] = c.ll.PushFront(&cacheEntry{id: id, tag: tag, key: k})
 	for c.ll.Len() > c.max {
 		c.unlinkLocked(c.ll.Back())
 	}
@@ -241,6 +242,6 @@ func (c *keyCache) unlinkLocked(el *list.Element) {
 	delete(c.items, e.id)
 	e.dead = true
 	if e.refs == 0 {
-		zeroKey(e.key)
+		e.key.Destroy()
 	}
 }

@@ -1,8 +1,9 @@
-// Package wallet is the account service: it creates secp256k1 accounts
-// whose private keys are seal-wrapped in storage and never leave the
-// process, keeps recently used keys unwrapped in a bounded cache, and signs
-// with them (EIP-191 messages, EIP-712 typed data, transactions) through
-// package evm.
+// Package wallet is the account service: it creates accounts on every
+// chain the vault knows (Ethereum, Bitcoin, Solana: one chain.Chain each),
+// generated from the vault's entropy, imported, or derived from an HD
+// wallet whose seed it keeps; private keys and seeds are seal-wrapped in
+// storage and never leave the process. It keeps recently used keys in a
+// bounded cache and signs parsed requests (chain.Request) with them.
 package wallet
 
 import (
@@ -21,15 +22,19 @@ import (
 	"sync"
 	"time"
 
-	"github.com/moonvault/moonvault/internal/errkind"
-
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
-	"github.com/ethereum/go-ethereum/crypto"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/moonvault/moonvault/internal/errkind"
+	"github.com/moonvault/moonvault/internal/intent"
+	"github.com/moonvault/moonvault/internal/provenance"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
+	"github.com/moonvault/moonvault/internal/wallet/btc"
+	"github.com/moonvault/moonvault/internal/wallet/chain"
+	"github.com/moonvault/moonvault/internal/wallet/evm"
+	"github.com/moonvault/moonvault/internal/wallet/solana"
 )
 
 // Sealer seal-wraps critical security parameters (package sealwrap).
@@ -38,25 +43,46 @@ type Sealer interface {
 	Unwrap(ctx context.Context, path string, envelope []byte) (secret.Bytes, error)
 }
 
+// sealDescriber is implemented by sealwrap.Sealer: how an envelope it
+// wrote is protected (for provenance records).
+type sealDescriber interface {
+	Describe(envelope []byte) (wrapped bool, mechanism string, err error)
+}
+
+// ProvenanceSigner signs provenance records (provenance.Signer).
+type ProvenanceSigner interface {
+	Sign(ctx context.Context, r *provenance.Record) (*provenance.Signed, error)
+}
+
 // Errors the HTTP layer maps to statuses.
 var (
 	ErrNotFound     = errkind.New(errkind.NotFound, "not_found", "account not found")
 	ErrExists       = errkind.New(errkind.Conflict, "conflict", "account already exists")
 	ErrInvalidName  = errkind.New(errkind.Invalid, "invalid_request", "invalid account name: use 1-64 of a-z A-Z 0-9 . _ -")
 	ErrInvalidOwner = errkind.New(errkind.Invalid, "invalid_request", "invalid owner or grantee")
-	ErrInvalidKey   = errkind.New(errkind.Invalid, "invalid_request", "invalid private key: need 32 bytes, a valid secp256k1 scalar")
+	ErrInvalidKey   = &errkind.Field{Name: "private_key", Msg: "must be 32 bytes of hex: a secp256k1 scalar, or an Ed25519 seed (Solana also takes the 64-byte keypair, seed then public key)"}
 	// ErrKeyMismatch means a stored key does not match its account record:
 	// storage was tampered with or corrupted. Fail closed.
 	ErrKeyMismatch = errkind.New(errkind.Integrity, "integrity_error", "stored key does not match account address")
+	// ErrNoProvenance: the account was made before provenance records were
+	// kept.
+	ErrNoProvenance = errkind.New(errkind.NotFound, "provenance_not_recorded", "no provenance record: the account predates provenance records")
 )
 
-// CSPPrefix holds the seal-wrapped private keys.
-const CSPPrefix = "wallet/keys/"
-
+// Storage layout (docs/design.md "Storage layout").
 const (
-	prefixAccounts  = "wallet/accounts/"
-	prefixKeys      = CSPPrefix
-	prefixAddresses = "wallet/addresses/"
+	// CSPPrefix holds the seal-wrapped private keys.
+	CSPPrefix = "wallet/keys/"
+	// SeedPrefix holds the seal-wrapped HD wallet seeds.
+	SeedPrefix = "wallet/seeds/"
+
+	prefixAccounts   = "wallet/accounts/"
+	prefixKeys       = CSPPrefix
+	prefixAddresses  = "wallet/addresses/"
+	prefixProvenance = "wallet/provenance/"
+	prefixWallets    = "wallet/hd/"
+	prefixSeeds      = SeedPrefix
+	prefixDerived    = "wallet/derived/" // <owner>/<wallet>/<account>: accounts derived from a wallet
 
 	defaultCacheSize = 10_000
 	defaultListLimit = 100
@@ -67,6 +93,10 @@ const (
 	// 164 ms). With 4096 a create meets a held stripe ~3% of the time.
 	lockStripes = 4096
 )
+
+// CSPPrefixes are every prefix under which this package keeps seal-wrapped
+// critical security parameters (rewrap and seal migration cover them).
+func CSPPrefixes() []string { return []string{CSPPrefix, SeedPrefix} }
 
 var (
 	nameRe  = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,64}$`)
@@ -93,29 +123,87 @@ func ParseAccountID(s string) (AccountID, error) {
 
 // Account is an account's public record. It has no key field by design.
 type Account struct {
-	Name      string
-	Owner     string
-	Address   common.Address
-	PublicKey []byte // uncompressed SEC1, 65 bytes
+	Name  string
+	Owner string
+	// Chain is intent.ChainEthereum, ChainBitcoin or ChainSolana.
+	Chain       string
+	Network     string // bitcoin only
+	AddressType string // bitcoin only
+	KeyType     chain.KeyType
+	Address     string // in the chain's own form (EIP-55, bech32/bech32m, base58)
+	// PublicKey is the 65-byte uncompressed point for Ethereum (as accounts
+	// always showed it), the 33-byte compressed point for Bitcoin, and the
+	// 32-byte key for Solana.
+	PublicKey []byte
 	CreatedAt time.Time
 	Grants    []string // principals, besides Owner, allowed to use the account
+	Origin    *Origin  // set when derived from an HD wallet
+}
+
+// Origin is the HD origin of a derived account.
+type Origin struct {
+	Wallet      string `json:"wallet"`
+	Fingerprint string `json:"fingerprint"` // master key fingerprint, hex
+	Path        string `json:"derivation_path"`
+	// XPub is the BIP-32 extended public key of the account level (the
+	// path's first three levels), secp256k1 chains only.
+	XPub string `json:"xpub,omitempty"`
 }
 
 // ID names the account.
 func (a *Account) ID() AccountID { return AccountID{Owner: a.Owner, Name: a.Name} }
 
-// record is the stored form of an Account.
+// ChainAccount is what the account's chain package knows of it.
+func (a *Account) ChainAccount() chain.Account {
+	return chain.Account{
+		Options:   chain.Options{Network: a.Network, AddressType: a.AddressType},
+		Address:   a.Address,
+		PublicKey: a.PublicKey,
+	}
+}
+
+// EthereumAddress is the account's address when it is an Ethereum account.
+func (a *Account) EthereumAddress() (common.Address, bool) {
+	if a.Chain != intent.ChainEthereum || !common.IsHexAddress(a.Address) {
+		return common.Address{}, false
+	}
+	return common.HexToAddress(a.Address), true
+}
+
+// record is the stored form of an Account. Records written before accounts
+// had a chain have none: they are Ethereum accounts.
 type record struct {
-	Name      string         `json:"name"`
-	Owner     string         `json:"owner"`
-	Address   common.Address `json:"address"`
-	PublicKey hexutil.Bytes  `json:"public_key"`
-	CreatedAt time.Time      `json:"created_at"`
-	Grants    []string       `json:"grants,omitempty"`
+	Name        string        `json:"name"`
+	Owner       string        `json:"owner"`
+	Chain       string        `json:"chain,omitempty"`
+	Network     string        `json:"network,omitempty"`
+	AddressType string        `json:"address_type,omitempty"`
+	KeyType     string        `json:"key_type,omitempty"`
+	Address     string        `json:"address"`
+	PublicKey   hexutil.Bytes `json:"public_key"`
+	CreatedAt   time.Time     `json:"created_at"`
+	Grants      []string      `json:"grants,omitempty"`
+	Origin      *Origin       `json:"origin,omitempty"`
 }
 
 func (r *record) account() *Account {
-	return &Account{Name: r.Name, Owner: r.Owner, Address: r.Address, PublicKey: r.PublicKey, CreatedAt: r.CreatedAt, Grants: r.Grants}
+	a := &Account{
+		Name: r.Name, Owner: r.Owner, Chain: r.Chain, Network: r.Network, AddressType: r.AddressType,
+		KeyType: chain.KeyType(r.KeyType), Address: r.Address, PublicKey: r.PublicKey,
+		CreatedAt: r.CreatedAt, Grants: r.Grants, Origin: r.Origin,
+	}
+	if a.Chain == "" {
+		a.Chain = intent.ChainEthereum
+	}
+	if a.Chain == intent.ChainEthereum {
+		if a.KeyType == "" {
+			a.KeyType = chain.Secp256k1
+		}
+		if common.IsHexAddress(a.Address) {
+			a.Address = common.HexToAddress(a.Address).Hex() // EIP-55 (old records stored lower case)
+		}
+	}
+	return a
 }
 
 // Options tune a Service.
@@ -127,9 +215,25 @@ type Options struct {
 	// OnSign, when set, is told of every signature made (metrics); chain
 	// and kind are intent.Chain* and intent.Kind* values.
 	OnSign func(chain, kind string)
+	// Chains overrides the chain packages by name (default: Ethereum,
+	// Bitcoin with btc.Options{}, Solana).
+	Chains map[string]chain.Chain
+	// Provenance signs the record kept for every account created. The
+	// server always sets it; without it no record is kept.
+	Provenance ProvenanceSigner
 }
 
-// Service manages accounts. It is safe for concurrent use.
+// DefaultChains are the chains a Service serves unless Options.Chains
+// says otherwise.
+func DefaultChains() map[string]chain.Chain {
+	return map[string]chain.Chain{
+		intent.ChainEthereum: evm.Chain{},
+		intent.ChainBitcoin:  btc.Chain{},
+		intent.ChainSolana:   solana.Chain{},
+	}
+}
+
+// Service manages accounts and HD wallets. It is safe for concurrent use.
 type Service struct {
 	kv     storage.KV
 	sealer Sealer
@@ -137,6 +241,8 @@ type Service struct {
 	log    *slog.Logger
 	cache  *keyCache
 	onSign func(chain, kind string)
+	chains map[string]chain.Chain
+	prov   ProvenanceSigner
 	flight singleflight.Group
 	locks  [lockStripes]sync.Mutex
 	now    func() time.Time
@@ -151,18 +257,69 @@ func New(kv storage.KV, sealer Sealer, rand io.Reader, opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{kv: kv, sealer: sealer, rand: rand, log: opts.Logger, cache: newKeyCache(opts.CacheSize), onSign: opts.OnSign, now: time.Now}
+	if opts.Chains == nil {
+		opts.Chains = DefaultChains()
+	}
+	return &Service{
+		kv: kv, sealer: sealer, rand: rand, log: opts.Logger, cache: newKeyCache(opts.CacheSize),
+		onSign: opts.OnSign, chains: opts.Chains, prov: opts.Provenance, now: time.Now,
+	}
+}
+
+// Chain returns the chain package of the named chain.
+func (s *Service) Chain(name string) (chain.Chain, error) {
+	if c, ok := s.chains[name]; ok {
+		return c, nil
+	}
+	return nil, errkind.FieldErr("chain", fmt.Sprintf("unknown chain %q (%s)", truncate(name, 32), strings.Join(s.ChainNames(), ", ")))
+}
+
+// ChainNames lists the chains served, sorted.
+func (s *Service) ChainNames() []string {
+	out := make([]string, 0, len(s.chains))
+	for n := range s.chains {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 func accountKey(owner, name string) string { return prefixAccounts + AccountID{owner, name}.String() }
 func keyPath(owner, name string) string    { return prefixKeys + AccountID{owner, name}.String() }
-func addressKey(a common.Address) string {
+func provenanceKey(owner, name string) string {
+	return prefixProvenance + AccountID{owner, name}.String()
+}
+
+// addressKey is the address index entry of an account. Ethereum keeps the
+// layout JSON-RPC has always used (wallet/addresses/0x<hex>, lower case);
+// other chains have their own namespace, Bitcoin's per network (testnet
+// and signet addresses share the tb1 prefix).
+func addressKey(chainName, network, addr string) string {
+	switch chainName {
+	case intent.ChainEthereum:
+		return prefixAddresses + strings.ToLower(addr)
+	case intent.ChainBitcoin:
+		return prefixAddresses + chainName + "/" + network + "/" + addr
+	}
+	return prefixAddresses + chainName + "/" + addr
+}
+
+func ethAddressKey(a common.Address) string {
 	return prefixAddresses + "0x" + hex.EncodeToString(a[:])
 }
 
 // lockFor serialises writers of the same account name or address on this
-// node (check-then-write). Storage has no compare-and-swap, so two nodes
-// racing on the same new name remain possible: last writer wins.
+// node, so that local callers get a clear answer without a storage round
+// trip lost to each other. Across nodes, the claims in the create batch
+// (storage.Op.Create on the name and the address index) decide: exactly one
+// node wins a race, the other gets ErrExists.
 func (s *Service) lockFor(ids ...string) func() {
 	idx := make([]int, 0, len(ids))
 	for _, id := range ids {
@@ -191,114 +348,12 @@ func checkOwner(owner string) error {
 	return nil
 }
 
-// Create makes an account for owner. An empty name is generated. The key is
-// drawn from the entropy source, or imported (then it must be 32 bytes and
-// a valid secp256k1 scalar; the caller keeps and destroys importKey).
-// Record, wrapped key and address index are written in one atomic batch.
-func (s *Service) Create(ctx context.Context, owner, name string, importKey secret.Bytes) (*Account, error) {
-	if err := checkOwner(owner); err != nil {
-		return nil, err
-	}
-	generated := name == ""
-	if !generated && !nameRe.MatchString(name) {
-		return nil, ErrInvalidName
-	}
-	var raw secret.Bytes
-	if importKey != nil {
-		if len(importKey) != 32 {
-			return nil, ErrInvalidKey
-		}
-		raw = importKey.Clone()
-	} else {
-		var err error
-		if raw, err = s.generateKey(); err != nil {
-			return nil, err
-		}
-	}
-	defer raw.Destroy()
-	key, err := crypto.ToECDSA(raw)
-	if err != nil {
-		return nil, ErrInvalidKey
-	}
-	defer zeroKey(key)
-
-	for attempt := 0; ; attempt++ {
-		if generated {
-			if name, err = randomName(); err != nil {
-				return nil, err
-			}
-		}
-		acct, err := s.create(ctx, owner, name, raw, key)
-		if errors.Is(err, errNameTaken) && generated && attempt < 3 {
-			continue
-		}
-		if errors.Is(err, errNameTaken) {
-			return nil, fmt.Errorf("%w: %s", ErrExists, name)
-		}
-		return acct, err
-	}
-}
-
-var errNameTaken = errors.New("name taken")
-
-func (s *Service) create(ctx context.Context, owner, name string, raw secret.Bytes, key *ecdsaKey) (*Account, error) {
-	addr := crypto.PubkeyToAddress(key.PublicKey)
-	unlock := s.lockFor(AccountID{owner, name}.String(), addr.Hex())
-	defer unlock()
-	if _, err := s.kv.Get(ctx, accountKey(owner, name)); err == nil {
-		return nil, errNameTaken
-	} else if !errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("wallet: read account: %w", err)
-	}
-	if _, err := s.kv.Get(ctx, addressKey(addr)); err == nil {
-		return nil, fmt.Errorf("%w: address %s is already in the vault", ErrExists, addr.Hex())
-	} else if !errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("wallet: read address index: %w", err)
-	}
-	envelope, err := s.sealer.Wrap(ctx, keyPath(owner, name), raw)
-	if err != nil {
-		return nil, fmt.Errorf("wallet: seal-wrap key: %w", err)
-	}
-	rec := &record{Name: name, Owner: owner, Address: addr, PublicKey: crypto.FromECDSAPub(&key.PublicKey), CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
-	recJSON, err := json.Marshal(rec)
-	if err != nil {
-		return nil, fmt.Errorf("wallet: encode account: %w", err)
-	}
-	if err := s.kv.Batch(ctx, []storage.Op{
-		{Key: accountKey(owner, name), Value: recJSON},
-		{Key: keyPath(owner, name), Value: envelope},
-		{Key: addressKey(addr), Value: []byte(AccountID{owner, name}.String())},
-	}); err != nil {
-		return nil, fmt.Errorf("wallet: write account: %w", err)
-	}
-	s.log.InfoContext(ctx, "account created", "owner", owner, "name", name, "address", addr.Hex())
-	return rec.account(), nil
-}
-
-// generateKey draws a private key from the CSP source, redrawing the
-// (probability ~2^-128) values that are not valid scalars (SEC 1 §3.2.1).
-func (s *Service) generateKey() (secret.Bytes, error) {
-	buf := make(secret.Bytes, 32)
-	for range 16 {
-		if _, err := io.ReadFull(s.rand, buf); err != nil {
-			buf.Destroy()
-			return nil, fmt.Errorf("wallet: generate key: %w", err)
-		}
-		if k, err := crypto.ToECDSA(buf); err == nil {
-			zeroKey(k)
-			return buf, nil
-		}
-	}
-	buf.Destroy()
-	return nil, errors.New("wallet: generate key: entropy source returns invalid scalars")
-}
-
-func randomName() (string, error) {
+func randomName(prefix string) (string, error) {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil { // names are not secret
 		return "", fmt.Errorf("wallet: generate name: %w", err)
 	}
-	return "acct-" + hex.EncodeToString(b[:]), nil
+	return prefix + hex.EncodeToString(b[:]), nil
 }
 
 func (s *Service) getRecord(ctx context.Context, owner, name string) (*record, error) {
@@ -335,8 +390,18 @@ func (s *Service) Get(ctx context.Context, owner, name string) (*Account, error)
 // `after` (a name; "" for the first page), at most limit (default 100, at
 // most 1000). next is the cursor of the following page, "" at the end.
 func (s *Service) List(ctx context.Context, owner, after string, limit int) ([]Account, string, error) {
+	return s.ListChain(ctx, owner, "", after, limit)
+}
+
+// ListChain is List of the accounts on chainName ("" for every chain).
+func (s *Service) ListChain(ctx context.Context, owner, chainName, after string, limit int) ([]Account, string, error) {
 	if err := checkOwner(owner); err != nil {
 		return nil, "", err
+	}
+	if chainName != "" {
+		if _, err := s.Chain(chainName); err != nil {
+			return nil, "", err
+		}
 	}
 	if limit <= 0 {
 		limit = defaultListLimit
@@ -347,32 +412,38 @@ func (s *Service) List(ctx context.Context, owner, after string, limit int) ([]A
 	if after != "" {
 		from = prefix + after
 	}
-	keys, err := s.kv.List(ctx, prefix, from, limit+1)
-	if err != nil {
-		return nil, "", fmt.Errorf("wallet: list accounts: %w", err)
-	}
-	next := ""
-	if len(keys) > limit {
-		keys = keys[:limit]
-		next = strings.TrimPrefix(keys[limit-1], prefix)
-	}
-	out := make([]Account, 0, len(keys))
-	for _, k := range keys {
-		r, err := s.getRecord(ctx, owner, strings.TrimPrefix(k, prefix))
-		if errors.Is(err, ErrNotFound) {
-			continue // deleted since List
-		}
+	var out []Account
+	for {
+		keys, err := s.kv.List(ctx, prefix, from, limit+1)
 		if err != nil {
-			return nil, "", err
+			return nil, "", fmt.Errorf("wallet: list accounts: %w", err)
 		}
-		out = append(out, *r.account())
+		for _, k := range keys {
+			r, err := s.getRecord(ctx, owner, strings.TrimPrefix(k, prefix))
+			if errors.Is(err, ErrNotFound) {
+				continue // deleted since List
+			}
+			if err != nil {
+				return nil, "", err
+			}
+			if a := r.account(); chainName == "" || a.Chain == chainName {
+				out = append(out, *a)
+			}
+			if len(out) > limit {
+				return out[:limit], out[limit-1].Name, nil
+			}
+		}
+		if len(keys) <= limit {
+			return out, "", nil
+		}
+		from = keys[len(keys)-1]
 	}
-	return out, next, nil
 }
 
-// ByAddress finds the account holding addr through the address index.
+// ByAddress finds the Ethereum account holding addr through the address
+// index (JSON-RPC).
 func (s *Service) ByAddress(ctx context.Context, addr common.Address) (*Account, error) {
-	b, err := s.kv.Get(ctx, addressKey(addr))
+	b, err := s.kv.Get(ctx, ethAddressKey(addr))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, ErrNotFound
 	}
@@ -387,10 +458,11 @@ func (s *Service) ByAddress(ctx context.Context, addr common.Address) (*Account,
 	if err != nil {
 		return nil, err
 	}
-	if r.Address != addr {
+	a := r.account()
+	if got, ok := a.EthereumAddress(); !ok || got != addr {
 		return nil, ErrNotFound // stale index entry
 	}
-	return r.account(), nil
+	return a, nil
 }
 
 // Grant lets grantee use owner's account; granting twice is a no-op.
@@ -433,7 +505,8 @@ func (s *Service) updateGrants(ctx context.Context, owner, name, grantee string,
 	return nil
 }
 
-// Delete removes the account, its wrapped key and its address index in one
+// Delete removes the account, its wrapped key, its provenance record, its
+// address index entry and its mark on the wallet it derives from in one
 // atomic batch, and wipes the cached key.
 func (s *Service) Delete(ctx context.Context, owner, name string) error {
 	unlock := s.lockFor(AccountID{owner, name}.String())
@@ -442,19 +515,25 @@ func (s *Service) Delete(ctx context.Context, owner, name string) error {
 	if err != nil {
 		return err
 	}
+	a := r.account()
 	ops := []storage.Op{
 		{Key: accountKey(owner, name), Delete: true},
 		{Key: keyPath(owner, name), Delete: true},
+		{Key: provenanceKey(owner, name), Delete: true},
+	}
+	if a.Origin != nil && nameRe.MatchString(a.Origin.Wallet) {
+		ops = append(ops, storage.Op{Key: derivedKey(owner, a.Origin.Wallet, name), Delete: true})
 	}
 	// The index may point at another account after a corrupted history;
 	// only remove it when it is ours.
-	if b, err := s.kv.Get(ctx, addressKey(r.Address)); err == nil && string(b) == (AccountID{owner, name}).String() {
-		ops = append(ops, storage.Op{Key: addressKey(r.Address), Delete: true})
+	ak := addressKey(a.Chain, a.Network, a.Address)
+	if b, err := s.kv.Get(ctx, ak); err == nil && string(b) == (AccountID{owner, name}).String() {
+		ops = append(ops, storage.Op{Key: ak, Delete: true})
 	}
 	if err := s.kv.Batch(ctx, ops); err != nil {
 		return fmt.Errorf("wallet: delete account: %w", err)
 	}
 	s.cache.remove(AccountID{owner, name}.String())
-	s.log.InfoContext(ctx, "account deleted", "owner", owner, "name", name, "address", r.Address.Hex())
+	s.log.InfoContext(ctx, "account deleted", "owner", owner, "name", name, "chain", a.Chain, "address", a.Address)
 	return nil
 }

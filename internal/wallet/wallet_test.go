@@ -21,6 +21,7 @@ import (
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/storage/bolt"
+	"github.com/moonvault/moonvault/internal/wallet/evm"
 )
 
 // gcmSealer is a real AES-256-GCM seal wrap with the path as associated
@@ -114,7 +115,7 @@ func TestCreateGetSignDelete(t *testing.T) {
 	if _, err := svc.Get(ctx, "bob", "main"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("other owner: %v", err)
 	}
-	byAddr, err := svc.ByAddress(ctx, a.Address)
+	byAddr, err := svc.ByAddress(ctx, common.HexToAddress(a.Address))
 	if err != nil || byAddr.Name != "main" || byAddr.Owner != "alice" {
 		t.Fatalf("ByAddress = %+v, %v", byAddr, err)
 	}
@@ -122,7 +123,7 @@ func TestCreateGetSignDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if recoverSigner(t, hash, sig) != a.Address {
+	if recoverSigner(t, hash, sig).Hex() != a.Address {
 		t.Fatal("signature does not recover the account address")
 	}
 	if _, err := svc.Create(ctx, "alice", "main", nil); !errors.Is(err, ErrExists) {
@@ -131,7 +132,7 @@ func TestCreateGetSignDelete(t *testing.T) {
 	if err := svc.Delete(ctx, "alice", "main"); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{accountKey("alice", "main"), keyPath("alice", "main"), addressKey(a.Address)} {
+	for _, k := range []string{accountKey("alice", "main"), keyPath("alice", "main"), addressKey(a.Chain, a.Network, a.Address)} {
 		if _, err := kv.Get(ctx, k); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("%s survives Delete: %v", k, err)
 		}
@@ -191,7 +192,7 @@ func TestImportKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Address != common.HexToAddress("0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826") {
+	if a.Address != "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826" {
 		t.Fatalf("imported address %s", a.Address)
 	}
 	if len(a.Name) != len("acct-")+8 {
@@ -308,8 +309,8 @@ func TestCacheHitsAndSingleflight(t *testing.T) {
 			sig, hash, err := svc.SignMessage(ctx, a, []byte("m"))
 			if err == nil {
 				var got common.Address
-				if got, err = signerOf(hash, sig); err == nil && got != a.Address {
-					err = fmt.Errorf("signer %s, want %s", got.Hex(), a.Address.Hex())
+				if got, err = signerOf(hash, sig); err == nil && got.Hex() != a.Address {
+					err = fmt.Errorf("signer %s, want %s", got.Hex(), a.Address)
 				}
 			}
 			errs <- err
@@ -338,20 +339,26 @@ func TestCacheHitsAndSingleflight(t *testing.T) {
 }
 
 // cachedKey returns the cached key object for an account (nil if absent).
-func cachedKey(svc *Service, a *Account) *ecdsaKey {
-	e := svc.cache.acquire(a.Owner+"/"+a.Name, a.Address)
+func cachedKey(svc *Service, a *Account) *ecdsa.PrivateKey {
+	e := svc.cache.acquire(a.Owner+"/"+a.Name, cacheTag(a))
 	if e == nil {
 		return nil
 	}
 	defer svc.cache.release(e)
-	return e.key
+	return e.key.(*evm.Key).ECDSA()
+}
+
+// wiped reports whether k's scalar was zeroized.
+func wiped(k *ecdsa.PrivateKey) bool {
+	//lint:ignore SA1019 the test checks that the zeroization in evm.Key.Destroy reached the scalar
+	return k.D.Sign() == 0
 }
 
 func TestCacheZeroizes(t *testing.T) {
 	ctx := context.Background()
 	svc, _, _ := newService(t, Options{CacheSize: 2})
 	var accts []*Account
-	var keys []*ecdsaKey
+	var keys []*ecdsa.PrivateKey
 	for i := range 3 {
 		a, err := svc.Create(ctx, "alice", fmt.Sprintf("w%d", i), nil)
 		if err != nil {
@@ -366,17 +373,17 @@ func TestCacheZeroizes(t *testing.T) {
 	if svc.cache.len() != 2 {
 		t.Fatalf("cache holds %d keys, bound is 2", svc.cache.len())
 	}
-	if keys[0].D.Sign() != 0 {
+	if !wiped(keys[0]) {
 		t.Fatal("evicted key not zeroized")
 	}
 	if err := svc.Delete(ctx, "alice", "w1"); err != nil {
 		t.Fatal(err)
 	}
-	if keys[1].D.Sign() != 0 {
+	if !wiped(keys[1]) {
 		t.Fatal("deleted account's cached key not zeroized")
 	}
 	svc.Purge()
-	if keys[2].D.Sign() != 0 || svc.cache.len() != 0 {
+	if !wiped(keys[2]) || svc.cache.len() != 0 {
 		t.Fatal("Purge left a key")
 	}
 	// Signing still works after a purge: the key is unwrapped again.
@@ -387,18 +394,27 @@ func TestCacheZeroizes(t *testing.T) {
 
 func TestPinnedKeySurvivesEviction(t *testing.T) {
 	c := newKeyCache(1)
-	k1, k2 := testKey(t), testKey(t)
-	a1 := crypto.PubkeyToAddress(k1.PublicKey)
+	newKey := func() (*evm.Key, string) {
+		k := testKey(t)
+		addr := crypto.PubkeyToAddress(k.PublicKey)
+		ek, err := evm.NewKey(secret.Bytes(crypto.FromECDSA(k)), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ek, addr.Hex()
+	}
+	k1, a1 := newKey()
+	k2, a2 := newKey()
 	c.add("o/1", a1, k1, 0)
 	e := c.acquire("o/1", a1)
-	c.add("o/2", crypto.PubkeyToAddress(k2.PublicKey), k2, 0) // evicts o/1 while pinned
+	c.add("o/2", a2, k2, 0) // evicts o/1 while pinned
 	//lint:ignore SA1019 the test checks that the zeroization in keys.go reached the scalar
-	if k1.D.Sign() == 0 {
+	if k1.ECDSA().D.Sign() == 0 {
 		t.Fatal("pinned key wiped under its user")
 	}
 	c.release(e)
 	//lint:ignore SA1019 as above
-	if k1.D.Sign() != 0 {
+	if k1.ECDSA().D.Sign() != 0 {
 		t.Fatal("evicted key not wiped on last release")
 	}
 }
@@ -415,7 +431,7 @@ func TestForgedAccountRefused(t *testing.T) {
 	}
 	// Uncached path signs correctly too.
 	sig, hash, err := svc.SignMessage(ctx, a, []byte("m"))
-	if err != nil || recoverSigner(t, hash, sig) != a.Address {
+	if err != nil || recoverSigner(t, hash, sig).Hex() != a.Address {
 		t.Fatalf("uncached sign: %v", err)
 	}
 }

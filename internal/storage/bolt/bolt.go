@@ -43,6 +43,8 @@ type Backend struct {
 	writers atomic.Int32 // writes in flight
 	// restoring admits one restore at a time.
 	restoring sync.Mutex
+	// closing counts files replaced by a restore and still closing.
+	closing sync.WaitGroup
 
 	mu     sync.RWMutex
 	subs   map[uint64]func(string)
@@ -107,6 +109,7 @@ func openDB(path string, noSync bool) (*bbolt.DB, error) {
 
 // Close closes the file. Operations after Close fail with ErrUnavailable.
 func (b *Backend) Close() error {
+	b.closing.Wait()
 	if err := b.db.Load().Close(); err != nil {
 		return fmt.Errorf("bolt: close: %w", err)
 	}
@@ -198,6 +201,11 @@ func (b *Backend) Batch(ctx context.Context, ops []storage.Op) error {
 	}
 	write := func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucket)
+		for _, op := range ops {
+			if op.Create && !op.Delete && bk.Get([]byte(op.Key)) != nil {
+				return fmt.Errorf("create %q: %w", op.Key, storage.ErrConflict)
+			}
+		}
 		for _, op := range ops {
 			var err error
 			if op.Delete {

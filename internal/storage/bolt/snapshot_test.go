@@ -70,3 +70,34 @@ func TestStaleStagingIgnored(t *testing.T) {
 		t.Fatalf("stale staging file kept: %v", err)
 	}
 }
+
+// TestRestoreKeepsReplacedFile: the file a restore replaced stays beside
+// the database, whole, under the name ReplacedCopies gives.
+func TestRestoreKeepsReplacedFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "vault.db")
+	b, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Put(t.Context(), "old", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.BeginRestore(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	name := s.Replaced().Name
+	kept, err := bolt.Open(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatalf("open the replaced copy %s: %v", name, err)
+	}
+	defer kept.Close()
+	if v, err := kept.Get(t.Context(), "old"); err != nil || string(v) != "x" {
+		t.Fatalf("replaced copy holds old = %q, %v", v, err)
+	}
+}

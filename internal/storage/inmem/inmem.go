@@ -96,6 +96,12 @@ func (b *Backend) Batch(ctx context.Context, ops []storage.Op) error {
 	}
 	b.mu.Lock()
 	for _, op := range ops {
+		if _, ok := b.data[op.Key]; ok && op.Create && !op.Delete {
+			b.mu.Unlock()
+			return fmt.Errorf("inmem: create %q: %w", op.Key, storage.ErrConflict)
+		}
+	}
+	for _, op := range ops {
 		if op.Delete {
 			delete(b.data, op.Key)
 		} else {

@@ -45,6 +45,12 @@ const (
 	SELECT pg_notify('` + notifyChannel + `', key) FROM d`
 	sqlPutQuiet = `INSERT INTO moonvault_kv (key, value) VALUES ($1, $2)
 		ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`
+	// A creating put fails with unique_violation when the key exists, which
+	// rolls back the whole batch (its implicit transaction).
+	sqlCreate = `WITH w AS (
+		INSERT INTO moonvault_kv (key, value) VALUES ($1, $2) RETURNING key)
+	SELECT pg_notify('` + notifyChannel + `', key) FROM w`
+	sqlCreateQuiet = `INSERT INTO moonvault_kv (key, value) VALUES ($1, $2)`
 	sqlDeleteQuiet = `DELETE FROM moonvault_kv WHERE key = $1`
 	// Compare-and-swap: each statement returns the key when it wrote, and no
 	// row when the stored value was not the expected one.
@@ -231,13 +237,22 @@ func (b *Backend) Batch(ctx context.Context, ops []storage.Op) error {
 	}
 	batch := &pgx.Batch{}
 	for _, op := range ops {
-		if op.Delete {
+		switch {
+		case op.Delete:
 			batch.Queue(b.deleteSQL(op.Key), op.Key)
-		} else {
+		case op.Create && b.notifies(op.Key):
+			batch.Queue(sqlCreate, op.Key, nonNil(op.Value))
+		case op.Create:
+			batch.Queue(sqlCreateQuiet, op.Key, nonNil(op.Value))
+		default:
 			batch.Queue(b.putSQL(op.Key), op.Key, nonNil(op.Value))
 		}
 	}
 	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation: a Create lost
+			return fmt.Errorf("postgres: batch: a created key exists: %w", storage.ErrConflict)
+		}
 		return wrapErr(ctx, "batch", err)
 	}
 	return nil

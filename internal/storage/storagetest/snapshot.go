@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -25,6 +26,9 @@ func RunSnapshot(t *testing.T, open Open) {
 		{"RestoreAbortChangesNothing", testRestoreAbort},
 		{"RestoreDuplicateKeyChangesNothing", testRestoreDuplicate},
 		{"RestoreOneAtATime", testRestoreOneAtATime},
+		{"RestoreExpectHolds", testRestoreExpectHolds},
+		{"RestoreExpectFailsChangesNothing", testRestoreExpectFails},
+		{"RestoreKeepsReplaced", testRestoreKeepsReplaced},
 		{"RoundTrip", testSnapshotRoundTrip},
 	}
 	for _, tc := range tests {
@@ -304,5 +308,120 @@ func testSnapshotRoundTrip(t *testing.T, open Open) {
 		if got[fmt.Sprintf("rt/%05d", i)] != fmt.Sprint(i) {
 			t.Fatalf("record %d missing or wrong after the round trip", i)
 		}
+	}
+}
+
+// testRestoreExpectHolds: a commit whose expectations hold switches.
+func testRestoreExpectHolds(t *testing.T, open Open) {
+	b := openClosed(t, open)
+	mustPut(t, b, "core/k", []byte("v1"))
+	mustPut(t, b, "core/empty", []byte{})
+	s := mustStage(t, b)
+	if err := s.Put(t.Context(), "new/a", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	s.Expect("core/k", []byte("v1"))
+	s.Expect("core/empty", []byte{})
+	s.Expect("core/absent", nil)
+	if err := s.Commit(t.Context()); err != nil {
+		t.Fatalf("Commit with holding expectations: %v", err)
+	}
+	if got := dump(t, b); fmt.Sprint(got) != fmt.Sprint(map[string]string{"new/a": "a"}) {
+		t.Fatalf("after restore: %v", got)
+	}
+}
+
+// testRestoreExpectFails: the live records changed after the restore was
+// authorised (another node initialised or restored the storage): Commit
+// refuses with ErrConflict, changes nothing, and a new restore can start.
+func testRestoreExpectFails(t *testing.T, open Open) {
+	for _, tc := range []struct {
+		name   string
+		expect []byte
+		change func(b storage.Backend)
+	}{
+		{"changed", []byte("v1"), func(b storage.Backend) { mustPut(t, b, "core/k", []byte("v2")) }},
+		{"deleted", []byte("v1"), func(b storage.Backend) {
+			if err := b.Delete(t.Context(), "core/k"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"created", nil, func(b storage.Backend) { mustPut(t, b, "core/absent", []byte("x")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := openClosed(t, open)
+			mustPut(t, b, "core/k", []byte("v1"))
+			s := mustStage(t, b)
+			if err := s.Put(t.Context(), "new/a", []byte("a")); err != nil {
+				t.Fatal(err)
+			}
+			key := "core/k"
+			if tc.expect == nil {
+				key = "core/absent"
+			}
+			s.Expect(key, tc.expect)
+			tc.change(b)
+			before := dump(t, b)
+			err := s.Commit(t.Context())
+			if !errors.Is(err, storage.ErrConflict) {
+				t.Fatalf("Commit after %s: %v, want ErrConflict", tc.name, err)
+			}
+			_ = s.Abort()
+			if got := dump(t, b); fmt.Sprint(got) != fmt.Sprint(before) {
+				t.Fatalf("a refused commit changed the data: %v, was %v", got, before)
+			}
+			if r := b.(storage.Restorer); true {
+				copies, err := r.ReplacedCopies(t.Context())
+				if err != nil || len(copies) != 0 {
+					t.Fatalf("replaced copies after a refused commit: %v %v", copies, err)
+				}
+			}
+			mustStage(t, b).Abort()
+		})
+	}
+}
+
+// testRestoreKeepsReplaced: the contents a restore replaces are kept (a
+// forced or mistaken restore can be undone), listed with when they were
+// replaced, and dropped only when asked.
+func testRestoreKeepsReplaced(t *testing.T, open Open) {
+	b := openClosed(t, open)
+	r := b.(storage.Restorer)
+	mustPut(t, b, "old/x", []byte("x"))
+	start := time.Now()
+	var names []string
+	for i := range 2 {
+		s := mustStage(t, b)
+		if err := s.Put(t.Context(), fmt.Sprintf("gen/%d", i), []byte("y")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Commit(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		rc := s.Replaced()
+		if rc.Name == "" || rc.At.Before(start.Add(-time.Minute)) || rc.At.After(time.Now().Add(time.Minute)) {
+			t.Fatalf("Replaced() = %+v", rc)
+		}
+		names = append(names, rc.Name)
+	}
+	copies, err := r.ReplacedCopies(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(copies) != 2 || copies[0].Name != names[0] || copies[1].Name != names[1] {
+		t.Fatalf("ReplacedCopies = %+v, want %q oldest first", copies, names)
+	}
+	if err := r.DropReplaced(t.Context(), names[0]); err != nil {
+		t.Fatalf("DropReplaced: %v", err)
+	}
+	if err := r.DropReplaced(t.Context(), "no-such-copy"); err == nil {
+		t.Fatal("DropReplaced of an unknown name succeeded")
+	}
+	copies, err = r.ReplacedCopies(t.Context())
+	if err != nil || len(copies) != 1 || copies[0].Name != names[1] {
+		t.Fatalf("after dropping one: %+v %v", copies, err)
+	}
+	if got := dump(t, b); fmt.Sprint(got) != fmt.Sprint(map[string]string{"gen/1": "y"}) {
+		t.Fatalf("live data: %v", got)
 	}
 }

@@ -39,6 +39,8 @@ func Run(t *testing.T, open Open) {
 		{"BatchFailureWritesNothing", testBatchFailureWritesNothing},
 		{"BatchIsAtomicToReaders", testBatchAtomicToReaders},
 		{"Concurrent", testConcurrent},
+		{"BatchCreate", testBatchCreate},
+		{"BatchCreateRace", testBatchCreateRace},
 		{"CompareAndSwap", testCompareAndSwap},
 		{"CompareAndSwapConcurrent", testCompareAndSwapConcurrent},
 		{"Update", testUpdate},
@@ -659,5 +661,83 @@ func testUpdate(t *testing.T, b storage.Backend) {
 	}
 	if v := mustGet(t, b, "upd/empty"); len(v) != 0 {
 		t.Fatalf("nil next stored %q, want an empty value", v)
+	}
+}
+
+// testBatchCreate: a batch with a creating put applies only while that key
+// is absent; otherwise it writes nothing at all.
+func testBatchCreate(t *testing.T, b storage.Backend) {
+	ctx := t.Context()
+	claim := func(v string) error {
+		return b.Batch(ctx, []storage.Op{
+			{Key: "create/name", Value: []byte(v), Create: true},
+			{Key: "create/data/" + v, Value: []byte("payload " + v)},
+			{Key: "create/other", Delete: true},
+		})
+	}
+	mustPut(t, b, "create/other", []byte("x"))
+	if err := claim("first"); err != nil {
+		t.Fatalf("first claim: %v", err)
+	}
+	if got := mustGet(t, b, "create/name"); string(got) != "first" {
+		t.Fatalf("name = %q", got)
+	}
+	wantMissing(t, b, "create/other")
+	mustPut(t, b, "create/other", []byte("y"))
+	if err := claim("second"); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("second claim: %v, want ErrConflict", err)
+	}
+	if got := mustGet(t, b, "create/name"); string(got) != "first" {
+		t.Fatalf("a lost claim overwrote the name: %q", got)
+	}
+	wantMissing(t, b, "create/data/second")
+	if got := mustGet(t, b, "create/other"); string(got) != "y" {
+		t.Fatalf("a lost claim still deleted: %q", got)
+	}
+	// Once the key is deleted it can be created again.
+	if err := b.Delete(ctx, "create/name"); err != nil {
+		t.Fatal(err)
+	}
+	if err := claim("third"); err != nil {
+		t.Fatalf("claim after delete: %v", err)
+	}
+}
+
+// testBatchCreateRace: of many writers claiming one key at once, exactly
+// one wins, and only its other writes are present.
+func testBatchCreateRace(t *testing.T, b storage.Backend) {
+	const n = 12
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = b.Batch(t.Context(), []storage.Op{
+				{Key: "race/name", Value: []byte(fmt.Sprint(i)), Create: true},
+				{Key: fmt.Sprintf("race/data/%02d", i), Value: []byte("x")},
+			})
+		}()
+	}
+	wg.Wait()
+	won := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && won >= 0:
+			t.Fatalf("writers %d and %d both created the key", won, i)
+		case err == nil:
+			won = i
+		case !errors.Is(err, storage.ErrConflict):
+			t.Fatalf("writer %d: %v", i, err)
+		}
+	}
+	if won < 0 {
+		t.Fatal("no writer created the key")
+	}
+	if got := string(mustGet(t, b, "race/name")); got != fmt.Sprint(won) {
+		t.Fatalf("name = %s, winner %d", got, won)
+	}
+	if got := mustList(t, b, "race/data/", "", 0); len(got) != 1 || got[0] != fmt.Sprintf("race/data/%02d", won) {
+		t.Fatalf("data keys = %v, want only the winner's", got)
 	}
 }

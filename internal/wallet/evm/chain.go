@@ -218,6 +218,18 @@ func (Chain) Parse(in chain.Input, a chain.Account) (chain.Request, error) {
 	return nil, errkind.New(errkind.Invalid, "unsupported_operation", "Ethereum accounts do not sign PSBTs")
 }
 
+// MessageRequest, TypedDataRequest and TxRequest are the chain.Request
+// Parse makes, for values an edge has already parsed (the JSON-RPC
+// signer's parameters): the pipeline then signs them like any other.
+func MessageRequest(data []byte) chain.Request { return msgRequest{data: data} }
+
+// TypedDataRequest: see MessageRequest.
+func TypedDataRequest(td *apitypes.TypedData) chain.Request { return typedRequest{td: td} }
+
+// TxRequest: see MessageRequest. The caller has resolved the account from
+// t.From.
+func TxRequest(t *Tx) chain.Request { return txRequest{tx: t.Tx, chainID: t.ChainID} }
+
 func ethKey(k chain.Key) (*ecdsa.PrivateKey, error) {
 	key, ok := k.(*Key)
 	if !ok || key == nil {

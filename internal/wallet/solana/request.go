@@ -191,6 +191,9 @@ func (Chain) Parse(in chain.Input, a chain.Account) (chain.Request, error) {
 	}
 	switch in.Op {
 	case chain.OpSignTransaction:
+		if in.Encoded == "" && len(in.Document) > 0 {
+			return nil, fieldErr("transaction", "must be a base64 wire transaction (a JSON string) for a Solana account")
+		}
 		t, err := ParseTransaction(in.Encoded, a.PublicKey)
 		if err != nil {
 			return nil, err

@@ -270,7 +270,14 @@ func TestAuditFullDiskChangesNothing(t *testing.T) {
 	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "ghost"}, &ghost)
 	tn.mustCall(200, "POST", "/v1/accounts/ghost/sign-message", map[string]string{"data": "hello"}, nil)
 	tn.mustCall(200, "POST", "/v1/rpc", `{"jsonrpc":"2.0","id":1,"method":"personal_sign","params":["0x68656c6c6f","`+ghost.Address+`"]}`, nil)
+	// Another chain: the SHA-256 of the payload it signed.
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "sol", "chain": "solana"}, nil)
+	tn.mustCall(200, "POST", "/v1/accounts/sol/sign-message", map[string]string{"data": "hello"}, nil)
 	tn.stop()
+	// sha256("hello")
+	if !bytes.Contains(mustRead(t, logPath), []byte(`"signed":[{"kind":"message","hash":"sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"}]`)) {
+		t.Error("the Solana signature's line lacks the SHA-256 of its message")
+	}
 
 	raw, err := os.ReadFile(logPath)
 	if err != nil {
@@ -323,4 +330,13 @@ func TestAuditOnByDefault(t *testing.T) {
 func totpCode(secret string, t time.Time) (code string, err error) {
 	fips.Outside(func() { code, err = totp.GenerateCode(secret, t) })
 	return code, err
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -328,6 +328,18 @@ mv_ensure_chromium() {
 	command -v chromium >/dev/null 2>&1 || mv_die "chromium installed but not found in PATH"
 }
 
+# mv_ensure_ethers installs ethers v6 (package-lock.json) for the tests that
+# check signatures with it (internal/ethersverify), when node_modules is
+# missing. Node.js and npm must be installed (node 18 or later).
+mv_ensure_ethers() {
+	local dir
+	dir="$(mv_repo_root)/internal/ethersverify/testdata/ethers"
+	[ -f "$dir/node_modules/ethers/package.json" ] && return 0
+	command -v npm >/dev/null 2>&1 || mv_die "npm not found: install Node.js 18 or later (the ethers signature checks need it)"
+	mv_log "npm ci in $dir"
+	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || mv_die "npm ci failed in $dir"
+}
+
 # mv_ensure_test_deps installs and starts everything the test suite needs.
 mv_ensure_test_deps() {
 	command -v go >/dev/null 2>&1 || mv_die "go not found in PATH (install Go $(mv_go_version) first)"
@@ -336,6 +348,7 @@ mv_ensure_test_deps() {
 	mv_ensure_opencryptoki
 	mv_ensure_postgres
 	mv_ensure_chromium
+	mv_ensure_ethers
 }
 
 # mv_go_version prints the Go version go.mod asks for.

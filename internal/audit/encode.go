@@ -67,6 +67,10 @@ func appendEntry(b []byte, e *Entry) []byte {
 		}
 		b = append(b, ']')
 	}
+	b = appendField(b, "policy_decision", e.PolicyDecision)
+	b = appendField(b, "policies", e.Policies)
+	b = appendField(b, "approval", e.Approval)
+	b = appendField(b, "approval_status", e.ApprovalStatus)
 	return append(b, '}')
 }
 

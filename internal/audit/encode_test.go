@@ -29,6 +29,8 @@ func TestAppendEntryMatchesEncodingJSON(t *testing.T) {
 	full.APIKeyID = "key-1"
 	full.Hashed = map[string]string{"z": "1", "a": "2", "m\"q": "<&>"}
 	full.Signed = []Signed{{Kind: "message", Hash: "0xab"}, {Kind: "transaction", Hash: "0xcd"}}
+	full.PolicyDecision, full.Policies = "require_approval", "pol_1,pol_2"
+	full.Approval, full.ApprovalStatus = "apr_1", "pending"
 	for _, e := range []*Entry{
 		{Time: time.Unix(0, 0).UTC()},
 		full,
@@ -55,7 +57,8 @@ func FuzzAppendEntry(f *testing.F) {
 			lat = 0
 		}
 		e := &Entry{Time: time.Unix(int64(status), 0).UTC(), RequestID: id, Path: path, Subject: subject,
-			Status: status, LatencyMS: lat, Hashed: map[string]string{hk: hv}, Signed: []Signed{{Kind: hk, Hash: hv}}}
+			Status: status, LatencyMS: lat, Hashed: map[string]string{hk: hv}, Signed: []Signed{{Kind: hk, Hash: hv}},
+			PolicyDecision: hk, Policies: hv, Approval: id, ApprovalStatus: subject}
 		if got, want := appendEntry(nil, e), jsonEncode(t, e); !bytes.Equal(got, want) {
 			t.Fatalf("appendEntry\n got %s\nwant %s", got, want)
 		}

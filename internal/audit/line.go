@@ -55,6 +55,16 @@ type Entry struct {
 	// Signed holds a hash of each thing signed (several for a JSON-RPC
 	// batch): what the signature commits to, never the key.
 	Signed []Signed `json:"signed,omitempty"`
+	// PolicyDecision is the transaction policy decision of a signing
+	// request (allow, deny, require_approval; a JSON-RPC batch lists each
+	// once, comma-separated) and Policies the ids of the policies that
+	// matched, or of the policy a policy request changed.
+	PolicyDecision string `json:"policy_decision,omitempty"`
+	Policies       string `json:"policies,omitempty"`
+	// Approval is the approval the request created, voted on or completed
+	// (or a sweep expired), and ApprovalStatus its status afterwards.
+	Approval       string `json:"approval,omitempty"`
+	ApprovalStatus string `json:"approval_status,omitempty"`
 }
 
 // Phases of a request's audit lines.

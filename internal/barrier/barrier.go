@@ -107,6 +107,11 @@ type Barrier struct {
 	// lock; nil while sealed.
 	ring atomic.Pointer[keyring]
 
+	// writes admits the writes of records and of the encryption count;
+	// Seal closes it and waits for those in flight, so that a sealed
+	// barrier writes nothing (keyring writes are serialised by mu).
+	writes writeGate
+
 	mu        sync.Mutex // serializes unseal, seal, rotate, rekey, reload
 	root      secret.Bytes
 	wrapper   Wrapper
@@ -119,7 +124,55 @@ func New(b storage.Backend, opts Options) *Barrier {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Barrier{backend: b, rand: opts.Rand, log: log, budget: opts.Budget.withDefaults()}
+	br := &Barrier{backend: b, rand: opts.Rand, log: log, budget: opts.Budget.withDefaults()}
+	br.writes.idle = sync.NewCond(&br.writes.mu)
+	return br
+}
+
+// writeGate counts the writes in flight. Unlike a sync.RWMutex it never
+// blocks an entry, so a write may enter again inside another (a record's
+// encryption-count reservation) without deadlocking against a waiting
+// Seal: once closed, entries fail.
+type writeGate struct {
+	mu   sync.Mutex
+	idle *sync.Cond // signalled when n drops to 0
+	open bool
+	n    int
+}
+
+// enter admits one write, or returns ErrSealed once the gate is closed.
+func (g *writeGate) enter() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.open {
+		return ErrSealed
+	}
+	g.n++
+	return nil
+}
+
+func (g *writeGate) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n--; g.n == 0 {
+		g.idle.Broadcast()
+	}
+}
+
+// close refuses new writes and waits for those in flight to finish.
+func (g *writeGate) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open = false
+	for g.n > 0 {
+		g.idle.Wait()
+	}
+}
+
+func (g *writeGate) reopen() {
+	g.mu.Lock()
+	g.open = true
+	g.mu.Unlock()
 }
 
 // Sealed reports whether the barrier holds no keys.
@@ -160,6 +213,10 @@ func (b *Barrier) Put(ctx context.Context, key string, value []byte) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
+	if err := b.writes.enter(); err != nil {
+		return err
+	}
+	defer b.writes.leave()
 	kr := b.ring.Load()
 	if kr == nil {
 		return ErrSealed
@@ -179,6 +236,10 @@ func (b *Barrier) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
+	if err := b.writes.enter(); err != nil {
+		return err
+	}
+	defer b.writes.leave()
 	if b.Sealed() {
 		return ErrSealed
 	}
@@ -195,6 +256,10 @@ func (b *Barrier) Batch(ctx context.Context, ops []storage.Op) error {
 			return err
 		}
 	}
+	if err := b.writes.enter(); err != nil {
+		return err
+	}
+	defer b.writes.leave()
 	kr := b.ring.Load()
 	if kr == nil {
 		return ErrSealed
@@ -329,6 +394,10 @@ func (b *Barrier) getRaw(ctx context.Context, key string) (raw, plain []byte, fo
 // swapRaw replaces the stored record raw (nil: absent) with next encrypted
 // under the active term (nil next: delete).
 func (b *Barrier) swapRaw(ctx context.Context, key string, raw, next []byte) error {
+	if err := b.writes.enter(); err != nil {
+		return err
+	}
+	defer b.writes.leave()
 	kr := b.ring.Load()
 	if kr == nil {
 		return ErrSealed

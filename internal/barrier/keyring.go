@@ -124,6 +124,7 @@ func (b *Barrier) Unseal(ctx context.Context, rootKey secret.Bytes, w Wrapper) e
 	b.root = rootKey.Clone()
 	b.wrapper = w
 	b.ring.Store(kr)
+	b.writes.reopen()
 	b.loadUsageLocked(ctx, kr)
 	b.watchLocked()
 	b.log.Info("barrier unsealed", "term", kr.active, "terms", len(kr.terms))
@@ -174,8 +175,12 @@ func (b *Barrier) UpdateMeta(ctx context.Context, fn func(cur []byte) ([]byte, e
 
 // Seal drops and zeroizes every key held in memory: the keyring keys and
 // the root key. (The AES key schedules inside crypto/aes cannot be wiped
-// from outside; they become unreachable.)
+// from outside; they become unreachable.) Writes in flight finish first
+// and new ones are refused, so once Seal returns the barrier writes
+// nothing, not even from a background reload or rotation (they run under
+// mu and find it sealed).
 func (b *Barrier) Seal() {
+	b.writes.close()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.stopWatch != nil {
@@ -463,6 +468,11 @@ func (b *Barrier) watchLocked() {
 			case <-stop:
 				return
 			case <-kick:
+				select {
+				case <-stop: // sealed meanwhile: this watcher's session is over
+					return
+				default:
+				}
 				ctx, done := context.WithTimeout(context.Background(), 30*time.Second)
 				err := b.Reload(ctx)
 				done()

@@ -211,15 +211,17 @@ func TestUnknownTerm(t *testing.T) {
 	if _, err := b.Rotate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	// Rewrite the keyring without term 1 (as if it had been dropped).
+	// Rewrite the keyring without term 1 (as if it had been dropped) while
+	// the node is sealed: an unsealed node that watches storage would see
+	// the loss and write term 1 back (TestLostTermWrittenBackBySubscription).
 	kr := b.ring.Load()
-	only2 := &keyring{active: 2, terms: map[uint32]*term{2: kr.terms[2]}}
+	only2 := &keyring{active: 2, terms: map[uint32]*term{2: {term: 2, key: kr.terms[2].key.Clone(), installed: kr.terms[2].installed}}}
+	b.Seal()
 	blob, err := encodeKeyring(t.Context(), root, nil, only2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mem.setRaw(keyringPath, blob)
-	b.Seal()
 	if err := b.Unseal(t.Context(), root, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -137,6 +137,10 @@ func (b *Barrier) reserve(ctx context.Context, t *term, n uint64) error {
 // one that counts the term as due for rotation (fail safe: never assume
 // fewer encryptions than there may have been).
 func (b *Barrier) reserveBlock(ctx context.Context, tn uint32) (uint64, error) {
+	if err := b.writes.enter(); err != nil { // within the record's write: Seal waits for both
+		return 0, err
+	}
+	defer b.writes.leave()
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
 		kr := b.ring.Load()
 		if kr == nil {

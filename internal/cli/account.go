@@ -236,11 +236,7 @@ func accSignMessage(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out map[string]any
-	if err := c.do("POST", "/v1/accounts/"+url.PathEscape(pos[0])+"/sign-message", map[string]string{"data": pos[1], "encoding": encoding}, &out); err != nil {
-		return err
-	}
-	return g.print(out)
+	return signAndPrint(g, c, pos[0], "sign-message", map[string]string{"data": pos[1], "encoding": encoding})
 }
 
 // rawArg reads an argument: inline, @file, or - for standard input.
@@ -293,11 +289,7 @@ func accSignTypedData(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out map[string]any
-	if err := c.do("POST", "/v1/accounts/"+url.PathEscape(pos[0])+"/sign-typed-data", map[string]any{"typed_data": td}, &out); err != nil {
-		return err
-	}
-	return g.print(out)
+	return signAndPrint(g, c, pos[0], "sign-typed-data", map[string]any{"typed_data": td})
 }
 
 // accSignTx signs an Ethereum transaction object (JSON) or a Solana wire
@@ -330,11 +322,7 @@ func accSignTx(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out map[string]any
-	if err := c.do("POST", "/v1/accounts/"+url.PathEscape(pos[0])+"/sign-transaction", map[string]any{"transaction": tx}, &out); err != nil {
-		return err
-	}
-	return g.print(out)
+	return signAndPrint(g, c, pos[0], "sign-transaction", map[string]any{"transaction": tx})
 }
 
 func runUser(g *globals, args []string) error {
@@ -498,4 +486,18 @@ func userSetPassword(g *globals, args []string) error {
 	}
 	fmt.Fprintln(g.stdout, "Password set; every session of the user has ended.")
 	return nil
+}
+
+// signAndPrint sends a sign request and prints the answer; a request a
+// transaction policy holds for approval prints the approval and exits 3.
+func signAndPrint(g *globals, c *client, account, op string, body any) error {
+	var out map[string]any
+	status, err := c.send("POST", "/v1/accounts/"+url.PathEscape(account)+"/"+op, nil, body, &out)
+	if err != nil {
+		return err
+	}
+	if status == 202 {
+		return held(g, out)
+	}
+	return g.print(out)
 }

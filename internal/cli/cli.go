@@ -54,6 +54,8 @@ func commands() map[string]command {
 		"api-key":  {"create, list and revoke your API keys", runAPIKey},
 		"session":  {"list and revoke sessions", runSession},
 		"password": {"change your password", runPassword},
+		"policy":   {"create, list, get, update, delete and evaluate transaction policies (admin; evaluate: anyone)", runPolicy},
+		"approval": {"list, get, approve and reject requests held for approval", runApproval},
 		"audit":    {"verify an audit log, hash a value", runAudit},
 		"attest":   {"verify the server's TEE attestation", runAttest},
 		"version":  {"print the version", runVersion},

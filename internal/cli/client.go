@@ -88,20 +88,30 @@ func newClientNoSession(g *globals) (*client, error) {
 
 // do sends a JSON request and decodes a JSON answer into out (if not nil).
 func (c *client) do(method, path string, in, out any) error {
+	_, err := c.send(method, path, nil, in, out)
+	return err
+}
+
+// send is do with extra headers; it returns the status of a successful
+// answer (200, 201, 202...).
+func (c *client) send(method, path string, hdr map[string]string, in, out any) (int, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, c.addr+path, body)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
 	}
 	switch {
 	case c.token != "":
@@ -111,22 +121,22 @@ func (c *client) do(method, path string, in, out any) error {
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return explainTransport(c.addr, err)
+		return 0, explainTransport(c.addr, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if resp.StatusCode >= 400 {
-		return c.failure(resp, raw)
+		return resp.StatusCode, c.failure(resp, raw)
 	}
 	if out != nil && len(bytes.TrimSpace(raw)) > 0 {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return fmt.Errorf("decode response: %w", err)
+			return resp.StatusCode, fmt.Errorf("decode response: %w", err)
 		}
 	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 // failure turns an error answer into what the user should do next.
@@ -149,6 +159,9 @@ func (c *client) failure(resp *http.Response, raw []byte) error {
 			return fmt.Errorf("%w: not logged in: run `moonvault login`", ae)
 		}
 		return fmt.Errorf("%w: the session has expired or was revoked: run `moonvault login`", ae)
+	}
+	if ae.Code == "mfa_required" && c.apiKey == "" {
+		return fmt.Errorf("%w: log in again with a one-time code: moonvault login -totp CODE", ae)
 	}
 	return ae
 }

@@ -46,12 +46,13 @@ type Server struct {
 	HSMPIN        secret.String `hcl:"hsm_pin,optional" json:"hsm_pin,omitempty"`
 	HSMKeyLabel   string        `hcl:"hsm_key_label,optional" json:"hsm_key_label,omitempty"`
 	// HSMMechanism is aes_gcm (default), aes_cbc_pad_hmac or rsa_oaep.
-	HSMMechanism    string `hcl:"hsm_mechanism,optional" json:"hsm_mechanism,omitempty"`
-	HSMHMACKeyLabel string `hcl:"hsm_hmac_key_label,optional" json:"hsm_hmac_key_label,omitempty"`
-	HSMRSAOAEPHash  string `hcl:"hsm_rsa_oaep_hash,optional" json:"hsm_rsa_oaep_hash,omitempty"`
-	FIPSMode        bool   `hcl:"fips_mode,optional" json:"fips_mode,omitempty"`
-	EntropyMode     string `hcl:"entropy_mode,optional" json:"entropy_mode,omitempty"`
-	SealWrap        *bool  `hcl:"seal_wrap,optional" json:"seal_wrap,omitempty"`
+	HSMMechanism       string `hcl:"hsm_mechanism,optional" json:"hsm_mechanism,omitempty"`
+	HSMHMACKeyLabel    string `hcl:"hsm_hmac_key_label,optional" json:"hsm_hmac_key_label,omitempty"`
+	HSMRSAOAEPHash     string `hcl:"hsm_rsa_oaep_hash,optional" json:"hsm_rsa_oaep_hash,omitempty"`
+	HSMSigningKeyLabel string `hcl:"hsm_signing_key_label,optional" json:"hsm_signing_key_label,omitempty"`
+	FIPSMode           bool   `hcl:"fips_mode,optional" json:"fips_mode,omitempty"`
+	EntropyMode        string `hcl:"entropy_mode,optional" json:"entropy_mode,omitempty"`
+	SealWrap           *bool  `hcl:"seal_wrap,optional" json:"seal_wrap,omitempty"`
 
 	// Audit is on by default (to audit_file, or else audit.log in data_dir);
 	// turning it off takes an explicit "off".
@@ -79,6 +80,11 @@ type Server struct {
 	RestoreRetention string `hcl:"restore_retention,optional" json:"restore_retention,omitempty"`
 
 	TrustedProxies []string `hcl:"trusted_proxies,optional" json:"trusted_proxies,omitempty"`
+
+	// PolicyChangeApprovals makes every policy change an approval that
+	// this many admins other than the one asking must approve.
+	PolicyChangeApprovals int64  `hcl:"policy_change_approvals,optional" json:"policy_change_approvals,omitempty"`
+	ApprovalTTL           string `hcl:"approval_ttl,optional" json:"approval_ttl,omitempty"`
 }
 
 // Defaults returns a configuration with every default filled in.
@@ -99,6 +105,7 @@ func Defaults() Server {
 		RestoreMaxBytes:  16 << 30,
 		RestoreTimeout:   "1h",
 		RestoreRetention: "168h",
+		ApprovalTTL:      "24h",
 	}
 }
 
@@ -149,9 +156,10 @@ var settings = []Setting{
 	{Name: "hsm_slot", Doc: "Slot number of the HSM token (instead of hsm_token_label)."},
 	{Name: "hsm_pin", Doc: "User PIN of the HSM token. Environment or file only.", NoFlag: true},
 	{Name: "hsm_key_label", Doc: "Label of the HSM key that wraps the root key and seal-wraps CSPs (the RSA key pair with rsa_oaep). Created, non-extractable and sensitive, if missing. A new label plus operator rewrap rotates it."},
-	{Name: "hsm_mechanism", Doc: "How the HSM wraps: aes_gcm (CKM_AES_GCM), aes_cbc_pad_hmac (CKM_AES_CBC_PAD then CKM_SHA256_HMAC, for tokens without GCM) or rsa_oaep (CKM_RSA_PKCS_OAEP, RSA-3072). Default aes_gcm; operator rewrap moves a vault to another one."},
+	{Name: "hsm_mechanism", Doc: "How the HSM wraps: aes_gcm (CKM_AES_GCM), aes_cbc_pad_hmac (CKM_AES_CBC_PAD then CKM_SHA256_HMAC, for tokens without GCM) or rsa_oaep (CKM_RSA_PKCS_OAEP, RSA-3072, each ciphertext signed with CKM_SHA256_RSA_PKCS_PSS by a second key pair). Default aes_gcm; operator rewrap moves a vault to another one."},
 	{Name: "hsm_hmac_key_label", Doc: "Label of the HMAC key of aes_cbc_pad_hmac (default: hsm_key_label + \"-hmac\")."},
 	{Name: "hsm_rsa_oaep_hash", Doc: "Hash of rsa_oaep: sha256 (default) or sha1 (for tokens with nothing else, such as SoftHSM2 2.6)."},
+	{Name: "hsm_signing_key_label", Doc: "Label of the RSA-3072 key pair that signs every rsa_oaep ciphertext (default: hsm_key_label + \"-sign\"); created sign-only, non-extractable and sensitive, if missing."},
 	{Name: "fips_mode", Doc: "Refuse to start unless Go runs in FIPS 140-3 mode (GODEBUG=fips140=on or only, or a GOFIPS140=v1.0.0 build); see docs/fips.md."},
 	{Name: "entropy_mode", Doc: "augmentation (OS randomness mixed with the HSM's; the default with hsm_lib) or off."},
 	{Name: "seal_wrap", Doc: "Seal-wrap critical security parameters with the HSM key (pkcs11 seal). Default true; fixed at init."},
@@ -171,6 +179,8 @@ var settings = []Setting{
 	{Name: "restore_timeout", Doc: "Longest a restore's upload may take (Go duration)."},
 	{Name: "restore_retention", Doc: "How long the data a restore replaced is kept (a table, or a file beside the bolt database) before a later restore removes it (Go duration). See docs/operations.md, Undo a restore."},
 	{Name: "trusted_proxies", Doc: "Reverse proxies and load balancers (CIDRs or addresses; comma-separated in the environment and on the command line) whose X-Forwarded-For names the client, for the per-address limits and the audit log; from any other peer the header is ignored (as Vault's x_forwarded_for_authorized_addrs)."},
+	{Name: "policy_change_approvals", Doc: "When above 0, creating, changing or deleting a transaction policy becomes an approval that this many admins other than the requester must approve (fresh MFA each), so one stolen admin session cannot lift a limit. 0 to 10."},
+	{Name: "approval_ttl", Doc: "How long a request held for approval (require_approval, or a policy change) waits for its approvers before it expires (Go duration, 1m to 720h)."},
 }
 
 // Settings lists every setting.

@@ -164,6 +164,9 @@ func TestResolve(t *testing.T) {
 		{"audit weird", func(s *Server) { s.Audit = "maybe" }, "audit", "maybe"},
 		{"audit off with a file", func(s *Server) { s.Audit, s.AuditFile = "off", "/x/audit.log" }, "audit", "audit_file"},
 		{"audit nowhere", func(s *Server) { s.Storage, s.PostgresURL, s.DataDir = "postgres", "postgres://x", "" }, "audit_file", "on by default"},
+		{"policy change approvals", func(s *Server) { s.PolicyChangeApprovals = -1 }, "policy_change_approvals", "between 0 and 10"},
+		{"approval ttl", func(s *Server) { s.ApprovalTTL = "1d" }, "approval_ttl", "not a duration"},
+		{"approval ttl range", func(s *Server) { s.ApprovalTTL = "1s" }, "approval_ttl", "between 1m and 720h"},
 		{"restore max", func(s *Server) { s.RestoreMaxBytes = 0 }, "restore_max_bytes", "positive"},
 		{"restore timeout", func(s *Server) { s.RestoreTimeout = "forever" }, "restore_timeout", "not a duration"},
 		{"restore retention", func(s *Server) { s.RestoreRetention = "-1h" }, "restore_retention", "positive"},
@@ -174,6 +177,9 @@ func TestResolve(t *testing.T) {
 		{"hsm hmac label", func(s *Server) {
 			s.HSMLib, s.HSMTokenLabel, s.HSMPIN, s.HSMHMACKeyLabel = lib, "t", "1", s.HSMKeyLabel
 		}, "hsm_hmac_key_label", "differ"},
+		{"hsm signing label", func(s *Server) {
+			s.HSMLib, s.HSMTokenLabel, s.HSMPIN, s.HSMSigningKeyLabel = lib, "t", "1", s.HSMKeyLabel
+		}, "hsm_signing_key_label", "differ"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Defaults()

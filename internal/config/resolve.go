@@ -51,6 +51,9 @@ type Node struct {
 	Restore Restore
 	// TrustedProxies may name the client in X-Forwarded-For.
 	TrustedProxies []netip.Prefix
+
+	PolicyChangeApprovals int
+	ApprovalTTL           time.Duration
 }
 
 // Restore bounds snapshot restores.
@@ -93,9 +96,10 @@ type HSM struct {
 	PIN        secret.String
 	KeyLabel   string
 	// Mechanism is aes_gcm, aes_cbc_pad_hmac or rsa_oaep.
-	Mechanism    string
-	HMACKeyLabel string // aes_cbc_pad_hmac; "" means KeyLabel + "-hmac"
-	OAEPHash     string // rsa_oaep: sha256 or sha1
+	Mechanism       string
+	HMACKeyLabel    string // aes_cbc_pad_hmac; "" means KeyLabel + "-hmac"
+	OAEPHash        string // rsa_oaep: sha256 or sha1
+	SigningKeyLabel string // rsa_oaep; "" means KeyLabel + "-sign"
 }
 
 // Mode says how the node runs.
@@ -134,6 +138,7 @@ func (c Server) Resolve(m Mode) (*Node, error) {
 		c.limits,
 		func() (err error) { n.Restore, err = c.restore(); return err },
 		func() (err error) { n.TrustedProxies, err = c.trustedProxies(); return err },
+		func() (err error) { n.PolicyChangeApprovals, n.ApprovalTTL, err = c.approvals(); return err },
 	} {
 		if err := check(); err != nil {
 			return nil, err
@@ -305,7 +310,7 @@ func (c Server) hsm() (*HSM, error) {
 		return nil, nil
 	}
 	h := &HSM{Lib: c.HSMLib, TokenLabel: c.HSMTokenLabel, PIN: c.HSMPIN, KeyLabel: c.HSMKeyLabel,
-		Mechanism: c.HSMMechanism, HMACKeyLabel: c.HSMHMACKeyLabel, OAEPHash: c.HSMRSAOAEPHash}
+		Mechanism: c.HSMMechanism, HMACKeyLabel: c.HSMHMACKeyLabel, OAEPHash: c.HSMRSAOAEPHash, SigningKeyLabel: c.HSMSigningKeyLabel}
 	fi, err := os.Stat(c.HSMLib)
 	switch {
 	case err != nil:
@@ -344,6 +349,9 @@ func (c Server) hsm() (*HSM, error) {
 	}
 	if h.HMACKeyLabel != "" && h.HMACKeyLabel == h.KeyLabel {
 		return nil, Wrong("hsm_hmac_key_label", "%q must differ from hsm_key_label", h.HMACKeyLabel)
+	}
+	if h.SigningKeyLabel != "" && h.SigningKeyLabel == h.KeyLabel {
+		return nil, Wrong("hsm_signing_key_label", "%q must differ from hsm_key_label (one key, one purpose)", h.SigningKeyLabel)
 	}
 	return h, nil
 }
@@ -396,6 +404,27 @@ func (c Server) sessions() (ttl, life, idle time.Duration, err error) {
 		return
 	}
 	return ttl, life, idle, nil
+}
+
+// Bounds of the approval settings.
+const (
+	maxPolicyChangeApprovals = 10
+	minApprovalTTL           = time.Minute
+	maxApprovalTTL           = 30 * 24 * time.Hour
+)
+
+func (c Server) approvals() (int, time.Duration, error) {
+	if c.PolicyChangeApprovals < 0 || c.PolicyChangeApprovals > maxPolicyChangeApprovals {
+		return 0, 0, Wrong("policy_change_approvals", "%d must be between 0 and %d", c.PolicyChangeApprovals, maxPolicyChangeApprovals)
+	}
+	ttl, err := time.ParseDuration(c.ApprovalTTL)
+	if err != nil {
+		return 0, 0, Wrong("approval_ttl", "%q is not a duration (e.g. 24h, 90m)", c.ApprovalTTL)
+	}
+	if ttl < minApprovalTTL || ttl > maxApprovalTTL {
+		return 0, 0, Wrong("approval_ttl", "%s must be between 1m and 720h", c.ApprovalTTL)
+	}
+	return int(c.PolicyChangeApprovals), ttl, nil
 }
 
 func (c Server) limits() error {

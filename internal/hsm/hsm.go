@@ -1,9 +1,9 @@
 // Package hsm gives the vault access to a PKCS#11 token through
 // github.com/miekg/pkcs11: random numbers (C_GenerateRandom) and the
 // mechanisms the seal uses (CKM_AES_GCM, CKM_AES_CBC_PAD, CKM_SHA256_HMAC,
-// CKM_RSA_PKCS_OAEP) with non-extractable, sensitive keys that never leave
-// the token. One Module holds a pool of logged-in sessions that is safe for
-// concurrent use. Reconnecting after the token went away is the seal
+// CKM_RSA_PKCS_OAEP, CKM_SHA256_RSA_PKCS_PSS) with non-extractable,
+// sensitive keys that never leave the token. One Module holds a pool of
+// logged-in sessions that is safe for concurrent use. Reconnecting after the token went away is the seal
 // layer's job (package seal); a Module only reports it (Gone).
 package hsm
 

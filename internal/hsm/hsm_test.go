@@ -76,6 +76,23 @@ func TestKeyAttributes(t *testing.T) {
 	if created, err := m.EnsureKey(ctx, "rsa", hsm.KeyRSA); err != nil || created {
 		t.Fatalf("second EnsureKey RSA = %v, %v; want false, nil", created, err)
 	}
+	// The rsa_oaep signing key pair signs and nothing else.
+	if created, err := m.EnsureKey(ctx, "rsa-sign", hsm.KeyRSASign); err != nil || !created {
+		t.Fatalf("EnsureKey RSA signing = %v, %v", created, err)
+	}
+	ka, err = m.PrivateKeyAttributes(ctx, "rsa-sign")
+	want = hsm.KeyAttributes{Token: true, Private: true, Sensitive: true, AlwaysSensitive: true, NeverExtractable: true,
+		Sign: true, KeyType: pkcs11.CKK_RSA}
+	if err != nil || ka != want {
+		t.Fatalf("RSA signing key attributes = %+v, %v; want %+v", ka, err, want)
+	}
+	pub, err := m.RSAPublicKey(ctx, "rsa-sign")
+	if err != nil || pub.N.BitLen() != 3072 || pub.E != 65537 {
+		t.Fatalf("RSAPublicKey = %v, %v", pub, err)
+	}
+	if _, err := m.RSAPublicKey(ctx, "no-such-key"); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Fatalf("RSAPublicKey of a missing key: %v", err)
+	}
 }
 
 // TestAdoptionChecks: a key found by its label is used only when it is

@@ -2,8 +2,10 @@ package hsm
 
 import (
 	"context"
+	"crypto/rsa"
 	"errors"
 	"fmt"
+	"math/big"
 
 	"github.com/miekg/pkcs11"
 )
@@ -24,6 +26,11 @@ const (
 	// key decrypts (CKM_RSA_PKCS_OAEP). 3072 bits gives 128-bit security
 	// (NIST SP 800-57 Part 1 Rev. 5, Table 2).
 	KeyRSA
+	// KeyRSASign is an RSA-3072 key pair that only signs and verifies
+	// (CKM_SHA256_RSA_PKCS_PSS): the private key signs, the public key
+	// verifies. It is a separate key from KeyRSA's, since one key should
+	// serve one purpose (NIST SP 800-57 Part 1 Rev. 5, §5.2).
+	KeyRSASign
 )
 
 func (t KeyType) String() string {
@@ -34,6 +41,8 @@ func (t KeyType) String() string {
 		return "HMAC (generic secret, 256 bits)"
 	case KeyRSA:
 		return "RSA-3072"
+	case KeyRSASign:
+		return "RSA-3072 (signing)"
 	}
 	return fmt.Sprintf("KeyType(%d)", int(t))
 }
@@ -130,7 +139,7 @@ func (m *Module) EnsureKey(ctx context.Context, label string, t KeyType) (bool, 
 // refs are the objects a key of type t consists of; for RSA the public key
 // first, then the private key.
 func (t KeyType) refs(label string) []keyRef {
-	if t == KeyRSA {
+	if t == KeyRSA || t == KeyRSASign {
 		return []keyRef{{label, pkcs11.CKO_PUBLIC_KEY}, {label, pkcs11.CKO_PRIVATE_KEY}}
 	}
 	return []keyRef{{label, pkcs11.CKO_SECRET_KEY}}
@@ -187,6 +196,20 @@ func (m *Module) generate(s pkcs11.SessionHandle, label string, t KeyType) ([]pk
 		priv = append(priv,
 			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
 			pkcs11.NewAttribute(pkcs11.CKA_SIGN, false))
+		hPub, hPriv, err := m.api.GenerateKeyPair(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)}, pub, priv)
+		return []pkcs11.ObjectHandle{hPub, hPriv}, wrapRV("generate key pair", err)
+	case KeyRSASign:
+		pub := append(common(pkcs11.CKO_PUBLIC_KEY, pkcs11.CKK_RSA),
+			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
+			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
+			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+			pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+			pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, rsaBits),
+			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}))
+		priv := append(common(pkcs11.CKO_PRIVATE_KEY, pkcs11.CKK_RSA), secret...)
+		priv = append(priv,
+			pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false))
 		hPub, hPriv, err := m.api.GenerateKeyPair(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)}, pub, priv)
 		return []pkcs11.ObjectHandle{hPub, hPriv}, wrapRV("generate key pair", err)
 	}
@@ -310,7 +333,7 @@ func (ka KeyAttributes) check(label string, class uint, t KeyType) error {
 		if ka.ValueLen < hmacKeyLen {
 			return bad("HMAC key of %d bytes, want at least %d", ka.ValueLen, hmacKeyLen)
 		}
-	case KeyRSA:
+	case KeyRSA, KeyRSASign:
 		if ka.KeyType != pkcs11.CKK_RSA {
 			return bad("key type 0x%X, want CKK_RSA", ka.KeyType)
 		}
@@ -319,6 +342,42 @@ func (ka KeyAttributes) check(label string, class uint, t KeyType) error {
 		}
 	}
 	return nil
+}
+
+// RSAPublicKey reads the public half of the RSA key pair label (modulus
+// and exponent). Public keys are public: anyone who can list the token's
+// objects can read them, which is why the seal never trusts a ciphertext
+// only because it decrypts under the private key.
+func (m *Module) RSAPublicKey(ctx context.Context, label string) (*rsa.PublicKey, error) {
+	h, err := m.find(ctx, keyRef{label, pkcs11.CKO_PUBLIC_KEY})
+	if err != nil {
+		return nil, err
+	}
+	var pub *rsa.PublicKey
+	err = m.withSession(ctx, func(s pkcs11.SessionHandle) error {
+		attrs, err := m.api.GetAttributeValue(s, h, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_MODULUS, nil),
+			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, nil),
+		})
+		if err != nil {
+			return wrapRV("get attribute value", err)
+		}
+		var n, e *big.Int
+		for _, a := range attrs {
+			switch a.Type {
+			case pkcs11.CKA_MODULUS:
+				n = new(big.Int).SetBytes(a.Value)
+			case pkcs11.CKA_PUBLIC_EXPONENT:
+				e = new(big.Int).SetBytes(a.Value)
+			}
+		}
+		if n == nil || e == nil || n.Sign() == 0 || !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 {
+			return fmt.Errorf("hsm: %q: not an RSA public key", label)
+		}
+		pub = &rsa.PublicKey{N: n, E: int(e.Int64())}
+		return nil
+	})
+	return pub, err
 }
 
 // ulong decodes a CK_ULONG in host (little-endian on supported platforms)

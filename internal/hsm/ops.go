@@ -234,6 +234,68 @@ func (m *Module) VerifyHMAC(ctx context.Context, label string, data, mac []byte)
 	})
 }
 
+// PSS parameters of CKM_SHA256_RSA_PKCS_PSS: SHA-256, MGF1-SHA-256 and a
+// salt as long as the hash (RFC 8017 §9.1; FIPS 186-5 §5.4).
+const pssSaltLen = 32
+
+// maxSignatureLen bounds a signature handed to C_Verify (RSA-4096).
+const maxSignatureLen = 512
+
+func pssMechanism() []*pkcs11.Mechanism {
+	return []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_RSA_PKCS_PSS,
+		pkcs11.NewPSSParams(pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256, pssSaltLen))}
+}
+
+// SignPSS signs data with CKM_SHA256_RSA_PKCS_PSS (the token hashes it)
+// under the private half of the signing key pair label.
+func (m *Module) SignPSS(ctx context.Context, label string, data []byte) ([]byte, error) {
+	var out []byte
+	err := m.withKey(ctx, keyRef{label, pkcs11.CKO_PRIVATE_KEY}, KeyRSASign, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		if err := m.api.SignInit(s, pssMechanism(), h); err != nil {
+			return wrapRV("sign init", err)
+		}
+		sig, err := m.api.Sign(s, data)
+		if err != nil {
+			return wrapRV("sign", err)
+		}
+		if len(sig) == 0 || len(sig) > maxSignatureLen {
+			return fmt.Errorf("hsm: sign: signature of %d bytes", len(sig))
+		}
+		out = sig
+		return nil
+	})
+	return out, err
+}
+
+// VerifyPSS checks a CKM_SHA256_RSA_PKCS_PSS signature inside the token
+// (C_Verify with the public half of the signing key pair label). A
+// signature that does not verify wraps ErrDecrypt.
+func (m *Module) VerifyPSS(ctx context.Context, label string, data, sig []byte) error {
+	if len(sig) == 0 || len(sig) > maxSignatureLen {
+		return fmt.Errorf("%w: signature of %d bytes", ErrDecrypt, len(sig))
+	}
+	return m.withKey(ctx, keyRef{label, pkcs11.CKO_PUBLIC_KEY}, KeyRSASign, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		if err := m.api.VerifyInit(s, pssMechanism(), h); err != nil {
+			return wrapRV("verify init", err)
+		}
+		return verifyError(m.api.Verify(s, data, sig))
+	})
+}
+
+// verifyError wraps a C_Verify failure (after a successful C_VerifyInit):
+// ErrDecrypt when the return code means "this signature does not verify"
+// (a made-up signature may also be out of range for the modulus, which
+// tokens report as a data error), else a token failure.
+func verifyError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if rv, ok := rvOf(err); ok && (rv == pkcs11.CKR_SIGNATURE_INVALID || rv == pkcs11.CKR_SIGNATURE_LEN_RANGE || isDataError(rv)) {
+		return fmt.Errorf("%w: %w", ErrDecrypt, wrapRV("verify", err))
+	}
+	return wrapRV("verify", err)
+}
+
 // EncryptOAEP encrypts a short plaintext (a data key) with
 // CKM_RSA_PKCS_OAEP under the public key label.
 func (m *Module) EncryptOAEP(ctx context.Context, label string, hash OAEPHash, plaintext []byte) ([]byte, error) {

@@ -19,14 +19,14 @@ var tokens = []struct {
 	cfg  func(testing.TB) hsm.Config
 }{
 	{"softhsm2", hsmtest.NewToken},
-	{"opencryptoki", func(t testing.TB) hsm.Config { return hsmtest.OpenCryptoki(t, "rsa", "hmac") }},
+	{"opencryptoki", func(t testing.TB) hsm.Config { return hsmtest.OpenCryptoki(t, "rsa", "hmac", "rsa-sign") }},
 }
 
 var mechNames = map[uint]string{
 	pkcs11.CKM_AES_GCM: "CKM_AES_GCM", pkcs11.CKM_AES_CBC_PAD: "CKM_AES_CBC_PAD",
 	pkcs11.CKM_SHA256_HMAC: "CKM_SHA256_HMAC", pkcs11.CKM_RSA_PKCS_OAEP: "CKM_RSA_PKCS_OAEP",
 	pkcs11.CKM_AES_KEY_GEN: "CKM_AES_KEY_GEN", pkcs11.CKM_GENERIC_SECRET_KEY_GEN: "CKM_GENERIC_SECRET_KEY_GEN",
-	pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN: "CKM_RSA_PKCS_KEY_PAIR_GEN",
+	pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN: "CKM_RSA_PKCS_KEY_PAIR_GEN", pkcs11.CKM_SHA256_RSA_PKCS_PSS: "CKM_SHA256_RSA_PKCS_PSS",
 }
 
 // TestMechanismOps runs every operation the seal uses on both tokens,
@@ -48,7 +48,7 @@ func TestMechanismOps(t *testing.T) {
 			}
 			var offered []string
 			for _, mc := range []uint{pkcs11.CKM_AES_GCM, pkcs11.CKM_AES_CBC_PAD, pkcs11.CKM_SHA256_HMAC, pkcs11.CKM_RSA_PKCS_OAEP,
-				pkcs11.CKM_AES_KEY_GEN, pkcs11.CKM_GENERIC_SECRET_KEY_GEN, pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN} {
+				pkcs11.CKM_AES_KEY_GEN, pkcs11.CKM_GENERIC_SECRET_KEY_GEN, pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKM_SHA256_RSA_PKCS_PSS} {
 				if slices.Contains(mechs, mc) {
 					offered = append(offered, mechNames[mc])
 				}
@@ -74,6 +74,11 @@ func TestMechanismOps(t *testing.T) {
 			if has(pkcs11.CKM_RSA_PKCS_OAEP) {
 				ran++
 				t.Run("oaep", func(t *testing.T) { testOAEP(t, m, "rsa", tok.name == "softhsm2") })
+			}
+			if has(pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKM_SHA256_RSA_PKCS_PSS) {
+				t.Run("pss", func(t *testing.T) { testPSS(t, m, "rsa-sign", "rsa") })
+			} else if tok.name == "softhsm2" {
+				t.Fatal("SoftHSM2 must offer CKM_SHA256_RSA_PKCS_PSS")
 			}
 			if ran == 0 {
 				t.Fatalf("%s offers none of the seal's mechanisms", tok.name)
@@ -206,5 +211,56 @@ func TestOpenCryptokiBySlot(t *testing.T) {
 	cfg.TokenLabel = "not-this-one"
 	if _, err := hsm.Open(cfg, nil); !errors.Is(err, hsm.ErrTokenNotFound) {
 		t.Fatalf("label mismatch: %v", err)
+	}
+}
+
+// testPSS: the rsa_oaep seal's signing key pair signs and verifies with
+// CKM_SHA256_RSA_PKCS_PSS on the token; altered data, an altered or
+// made-up signature fail with ErrDecrypt; the signing key only signs and
+// the OAEP key pair only encrypts.
+func testPSS(t *testing.T, m *hsm.Module, label, oaepLabel string) {
+	ctx := context.Background()
+	if _, err := m.EnsureKey(ctx, label, hsm.KeyRSASign); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.EnsureKey(ctx, oaepLabel, hsm.KeyRSA); err != nil {
+		t.Fatal(err)
+	}
+	ka, err := m.PrivateKeyAttributes(ctx, label)
+	if err != nil || !ka.Token || !ka.Sensitive || ka.Extractable || !ka.Sign || ka.Decrypt || ka.Unwrap {
+		t.Fatalf("signing key attributes %+v, %v", ka, err)
+	}
+	data := bytes.Repeat([]byte("signed data "), 500)
+	sig, err := m.SignPSS(ctx, label, data)
+	if err != nil || len(sig) != 3072/8 {
+		t.Fatalf("SignPSS = %d bytes, %v", len(sig), err)
+	}
+	if err := m.VerifyPSS(ctx, label, data, sig); err != nil {
+		t.Fatalf("VerifyPSS: %v", err)
+	}
+	sig2, _ := m.SignPSS(ctx, label, data)
+	if bytes.Equal(sig, sig2) {
+		t.Fatal("two PSS signatures are equal: no salt")
+	}
+	madeUp := make([]byte, len(sig))
+	for i := range madeUp {
+		madeUp[i] = byte(i*7 + 1)
+	}
+	for name, tc := range map[string]struct{ data, sig []byte }{
+		"altered data":      {append(bytes.Clone(data[:len(data)-1]), 'X'), sig},
+		"altered signature": {data, append(bytes.Clone(sig[:len(sig)-1]), sig[len(sig)-1]^1)},
+		"made-up signature": {data, madeUp},
+		"short signature":   {data, sig[:len(sig)-1]},
+		"empty signature":   {data, nil},
+	} {
+		if err := m.VerifyPSS(ctx, label, tc.data, tc.sig); !errors.Is(err, hsm.ErrDecrypt) {
+			t.Errorf("%s: %v, want ErrDecrypt", name, err)
+		}
+	}
+	if _, err := m.SignPSS(ctx, oaepLabel, data); err == nil {
+		t.Error("the OAEP key pair signs")
+	}
+	if _, err := m.EncryptOAEP(ctx, label, hsm.OAEPSHA1, []byte("dek")); err == nil {
+		t.Error("the signing key pair encrypts")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/moonvault/moonvault/internal/errkind"
+	"github.com/moonvault/moonvault/internal/signpolicy"
 )
 
 // Handler errors. Each is an errkind value, like every domain error, so the
@@ -56,6 +57,7 @@ type failure struct {
 	code, message string
 	field         string
 	header        http.Header
+	policy        *deniedBy
 }
 
 // classify turns any error into the answer the client sees: the one place
@@ -93,6 +95,10 @@ func classify(err error) failure {
 	var fe *errkind.Field
 	if f.status < 500 && errors.As(err, &fe) {
 		f.field = fe.Name
+	}
+	var de *signpolicy.DeniedError
+	if errors.As(err, &de) {
+		f.policy = &deniedBy{ID: de.Match.Policy, Name: de.Match.Name, Reason: de.Match.Reason}
 	}
 	if d, ok := errkind.RetryAfter(err); ok {
 		secs := max(1, int(d.Seconds()+0.999))

@@ -184,6 +184,8 @@ var domainErrors = map[string]error{
 	"hd.ErrInvalidPath":                     hd.ErrInvalidPath,
 	"hd.ErrNotHardened":                     hd.ErrNotHardened,
 	"signpolicy.ErrCostLimit":               signpolicy.ErrCostLimit,
+	"signpolicy.ErrPolicyDenied":            signpolicy.ErrPolicyDenied,
+	"signpolicy.DeniedError":                &signpolicy.DeniedError{Match: signpolicy.Match{Policy: "pol_x", Name: "cap", Reason: "over"}},
 	"signpolicy.ErrExists":                  signpolicy.ErrExists,
 	"signpolicy.ErrInvalidDocument":         signpolicy.ErrInvalidDocument,
 	"signpolicy.ErrNotFound":                signpolicy.ErrNotFound,

@@ -32,6 +32,9 @@ type Limits struct {
 	// AttestRate and AttestBurst bound GET /v1/sys/attestation per address.
 	AttestRate  float64
 	AttestBurst int
+	// Now is the limiters' clock; nil is time.Now. Tests stop it, so that
+	// no bucket refills while they count refusals.
+	Now func() time.Time
 }
 
 func (l Limits) withDefaults() Limits {
@@ -40,6 +43,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.AttestRate == 0 {
 		l.AttestRate, l.AttestBurst = 2, 10
+	}
+	if l.Now == nil {
+		l.Now = time.Now
 	}
 	return l
 }
@@ -132,7 +138,7 @@ func (a *API) throttle(rt route, w http.ResponseWriter, r *http.Request) bool {
 	if !unauthenticated(rt) {
 		return false
 	}
-	now := time.Now()
+	now := a.limitNow()
 	ip := clientaddr.Key(remoteIP(r))
 	lim := a.publicLimit
 	if rt.op == "sys.attestation" {
@@ -160,7 +166,7 @@ func (a *API) throttleFailedAuth(rt route, w http.ResponseWriter, r *http.Reques
 	if err == nil || unauthenticated(rt) || !errors.Is(err, errUnauthenticated) {
 		return false
 	}
-	now := time.Now()
+	now := a.limitNow()
 	wait, aud, silent := a.publicLimit.take(clientaddr.Key(remoteIP(r)), now)
 	if wait <= 0 {
 		return false

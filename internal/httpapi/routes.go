@@ -58,10 +58,10 @@ func (a *API) table() []route {
 		{"GET", "/v1/accounts", "accounts.list", authed, a.listAccounts},
 		{"GET", "/v1/accounts/{name}", "accounts.get", authed, a.getAccount},
 		{"DELETE", "/v1/accounts/{name}", "accounts.delete", authed, a.deleteAccount},
-		{"POST", "/v1/accounts/{name}/sign-message", "accounts.sign_message", authed, a.signMessage},
-		{"POST", "/v1/accounts/{name}/sign-typed-data", "accounts.sign_typed_data", authed, a.signTypedData},
-		{"POST", "/v1/accounts/{name}/sign-transaction", "accounts.sign_transaction", authed, a.signTransaction},
-		{"POST", "/v1/accounts/{name}/sign-psbt", "accounts.sign_psbt", authed, a.signPSBT},
+		{"POST", "/v1/accounts/{name}/sign-message", "accounts.sign_message", authed, a.signEndpoint(opSignMessage)},
+		{"POST", "/v1/accounts/{name}/sign-typed-data", "accounts.sign_typed_data", authed, a.signEndpoint(opSignTypedData)},
+		{"POST", "/v1/accounts/{name}/sign-transaction", "accounts.sign_transaction", authed, a.signEndpoint(opSignTransaction)},
+		{"POST", "/v1/accounts/{name}/sign-psbt", "accounts.sign_psbt", authed, a.signEndpoint(opSignPSBT)},
 		{"GET", "/v1/accounts/{name}/provenance", "accounts.provenance", authed, a.accountProvenance},
 		{"POST", "/v1/accounts/{name}/grants", "accounts.grant", authed, a.grant},
 		{"DELETE", "/v1/accounts/{name}/grants/{principal}", "accounts.revoke_grant", authed, a.revokeGrant},
@@ -71,6 +71,21 @@ func (a *API) table() []route {
 		{"GET", "/v1/wallets", "wallets.list", authed, a.listWallets},
 		{"GET", "/v1/wallets/{name}", "wallets.get", authed, a.getWallet},
 		{"DELETE", "/v1/wallets/{name}", "wallets.delete", authed, a.deleteWallet},
+
+		// transaction policies (admin; writes need step-up) and the dry run
+		{"POST", "/v1/policies", "policies.create", admin, a.createPolicy},
+		{"GET", "/v1/policies", "policies.list", admin, a.listPolicies},
+		{"POST", "/v1/policies/evaluate", "policies.evaluate", authed, a.evaluatePolicies},
+		{"GET", "/v1/policies/{id}", "policies.get", admin, a.getPolicy},
+		{"PUT", "/v1/policies/{id}", "policies.update", admin, a.updatePolicy},
+		{"DELETE", "/v1/policies/{id}", "policies.delete", admin, a.deletePolicy},
+		{"GET", "/v1/policies/{id}/versions", "policies.versions", admin, a.policyVersions},
+
+		// approvals
+		{"GET", "/v1/approvals", "approvals.list", authed, a.listApprovals},
+		{"GET", "/v1/approvals/{id}", "approvals.get", authed, a.getApproval},
+		{"POST", "/v1/approvals/{id}/approve", "approvals.approve", authed, a.approve},
+		{"POST", "/v1/approvals/{id}/reject", "approvals.reject", authed, a.reject},
 
 		// Ethereum JSON-RPC remote signer
 		{"POST", "/v1/rpc", "rpc", authed, a.rpc},

@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/common/hexutil"
 
 	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/intent"
@@ -17,8 +15,6 @@ import (
 	"github.com/moonvault/moonvault/internal/jsonrpc"
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/wallet"
-	"github.com/moonvault/moonvault/internal/wallet/chain"
-	"github.com/moonvault/moonvault/internal/wallet/evm"
 )
 
 // rpc serves the Ethereum JSON-RPC remote signer for the caller.
@@ -80,48 +76,46 @@ func (s *rpcSigner) Accounts(ctx context.Context) ([]common.Address, error) {
 // and returns the bytes JSON-RPC answers in hex: the 65-byte signature, or
 // the signed transaction's encoding.
 func (s *rpcSigner) Sign(ctx context.Context, c *jsonrpc.Call) ([]byte, error) {
-	var parsed chain.Request
+	held := len(s.q.held)
+	sig, err := s.a.sign(s.q, accountRef{address: &c.Account}, rpcRequest(c))
 	switch {
-	case c.Tx != nil:
-		parsed = evm.TxRequest(c.Tx)
-	case c.TypedData != nil:
-		parsed = evm.TypedDataRequest(c.TypedData)
-	default:
-		parsed = evm.MessageRequest(c.Message)
-	}
-	out, err := s.a.sign(s.q, accountRef{address: &c.Account}, signRequest{parsed: parsed})
-	if errors.Is(err, wallet.ErrNotFound) {
+	case errors.Is(err, wallet.ErrNotFound):
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeServer, Message: "unknown account " + c.Account.Hex(), ErrKind: errkind.NotFound}
-	}
-	if err != nil {
+	case err != nil:
 		return nil, rpcErr(err)
 	}
-	var raw []byte
-	switch v := out.(type) {
-	case *evm.SignedMessage:
-		raw, err = hexutil.Decode(v.Signature)
-	case *evm.SignedTypedData:
-		raw, err = hexutil.Decode(v.Signature)
-	case *evm.SignedTransaction:
-		raw, err = v.Tx.MarshalBinary()
-	default:
-		err = fmt.Errorf("httpapi: unexpected answer %T from the Ethereum chain", out)
+	raw, err := rpcResult(sig)
+	if err != nil {
+		s.q.releaseSince(held) // nobody gets this signature
 	}
 	return raw, rpcErr(err)
 }
 
 // rpcErr gives a JSON-RPC error the API's code and message: invalid
-// parameters keep their field, nothing internal is shown.
+// parameters keep their field, nothing internal is shown. A policy denial
+// and a request held for approval have codes of their own, with the
+// policy or the approval in data.
 func rpcErr(err error) error {
 	if err == nil {
 		return nil
 	}
+	var held *approvalHeld
+	if errors.As(err, &held) {
+		return &jsonrpc.Error{Code: jsonrpc.CodeApprovalRequired,
+			Message: "approval_required: the request is held for approval " + held.ap.ID + "; nothing was signed",
+			Data:    map[string]any{"code": "approval_required", "approval": held.ap}, ErrKind: errkind.Conflict}
+	}
 	f := classify(err)
 	code := jsonrpc.CodeServer
-	if f.status == http.StatusBadRequest {
+	var data any
+	switch {
+	case f.policy != nil:
+		code = jsonrpc.CodePolicyDenied
+		data = map[string]string{"code": f.code, "policy": f.policy.ID, "name": f.policy.Name, "reason": f.policy.Reason}
+	case f.status == http.StatusBadRequest:
 		code = jsonrpc.CodeInvalidParams
 	}
-	return &jsonrpc.Error{Code: code, Message: f.code + ": " + f.message, ErrKind: errkind.Of(err)}
+	return &jsonrpc.Error{Code: code, Message: f.code + ": " + f.message, Data: data, ErrKind: errkind.Of(err)}
 }
 
 func rpcDuplicateKey(k string) []byte {

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/approval"
 	"github.com/moonvault/moonvault/internal/audit"
 	"github.com/moonvault/moonvault/internal/auth"
 	"github.com/moonvault/moonvault/internal/clientaddr"
@@ -29,6 +30,7 @@ import (
 	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/jsonkeys"
 	"github.com/moonvault/moonvault/internal/policy"
+	"github.com/moonvault/moonvault/internal/signpolicy"
 	"github.com/moonvault/moonvault/internal/tee"
 	"github.com/moonvault/moonvault/internal/wallet"
 	"github.com/moonvault/moonvault/internal/wallet/chain"
@@ -61,6 +63,8 @@ type Deps struct {
 	Operations Operations
 	// Provenance publishes the key that signs provenance records.
 	Provenance ProvenanceKey
+	// Policies: transaction policies and approvals (policystep.go).
+	Policies Policies
 }
 
 // access says what a route needs before its handler runs.
@@ -100,6 +104,7 @@ type API struct {
 	maxBody atomic.Int64
 	// publicLimit and attestLimit bound unauthenticated requests per address.
 	publicLimit, attestLimit *addrLimiter
+	limitNow                 func() time.Time // their clock (Limits.Now)
 	clients                  *clientaddr.Resolver
 }
 
@@ -119,6 +124,7 @@ func New(d Deps) *API {
 	lim := d.Limits.withDefaults()
 	a.publicLimit = newAddrLimiter(lim.PublicRate, lim.PublicBurst)
 	a.attestLimit = newAddrLimiter(lim.AttestRate, lim.AttestBurst)
+	a.limitNow = lim.Now
 	a.routes = append(a.table(), a.consoleRoutes()...)
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))
@@ -195,6 +201,16 @@ type request struct {
 	op       string
 	start    time.Time
 	intentOK bool // the request line is durable (state-changing requests)
+	// policy decisions, matched policies and approvals (policystep.go)
+	decisions, policies        string
+	approvalID, approvalStatus string
+	// held are results whose limit spend this request reserved; they are
+	// released if the answer cannot be audited (nobody gets the signature).
+	held []*signpolicy.Result
+	// replay is the approval whose request is being run again at its
+	// threshold; dry is a policy dry run (policystep.go).
+	replay *approval.Approval
+	dry    *dryRun
 }
 
 func (q *request) ctx() context.Context { return q.Context() }
@@ -288,6 +304,7 @@ func (a *API) auditEntry(q *request, phase string, status int, code string) *aud
 		Method: r.Method, Path: r.URL.Path, Operation: q.op, Phase: phase,
 		Account: q.account, Address: q.address, Status: status, ErrorCode: code,
 		Hashed: q.hashed, Signed: q.signed,
+		PolicyDecision: q.decisions, Policies: q.policies, Approval: q.approvalID, ApprovalStatus: q.approvalStatus,
 	}
 	if phase != audit.PhaseRequest {
 		e.LatencyMS = float64(time.Since(q.start).Microseconds()) / 1000
@@ -317,13 +334,14 @@ func (a *API) wrap(rt route) http.Handler {
 		if err != nil {
 			f := a.failed(r, rt.op, err)
 			status, code, hdr = f.status, f.code, f.header
-			body = errorBody{Error: errorDetail{Code: f.code, Message: f.message, Field: f.field}}
+			body = errorBody{Error: errorDetail{Code: f.code, Message: f.message, Field: f.field, Policy: f.policy}}
 		}
 		if a.d.Audit != nil {
 			// The outcome is recorded even when the client has gone: the
 			// handler ran, and over-recording is the safe side.
 			if aerr := a.d.Audit.Record(context.WithoutCancel(r.Context()), a.auditEntry(q, audit.PhaseResponse, status, code)); aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
+				q.releaseAll()
 				f := classify(audit.ErrUnavailable)
 				a.observe(rt.op, f.status, start)
 				writeJSON(w, f.status, errorBody{Error: errorDetail{Code: f.code, Message: f.message}})
@@ -515,6 +533,16 @@ type errorDetail struct {
 	Message string `json:"message"`
 	// Field names the request field that is wrong, for invalid input.
 	Field string `json:"field,omitempty"`
+	// Policy names the transaction policy that refused the request
+	// (policy_denied).
+	Policy *deniedBy `json:"policy,omitempty"`
+}
+
+// deniedBy is the policy that denied a request, and why.
+type deniedBy struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
 }
 
 type errorBody struct {

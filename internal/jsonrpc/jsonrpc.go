@@ -28,6 +28,15 @@ const (
 	CodeInvalidParams  = -32602
 	CodeInternal       = -32603
 	CodeServer         = -32000
+	// CodePolicyDenied answers a request a transaction policy refused: EIP-1474's
+	// "transaction rejected". Its data names the policy: {"code":
+	// "policy_denied", "policy": id, "name", "reason"}.
+	CodePolicyDenied = -32003
+	// CodeApprovalRequired answers a request held for approval: nothing was
+	// signed; data is {"code": "approval_required", "approval": {id,
+	// status "pending", ...}}, and the signature is fetched later from
+	// GET /v1/approvals/{id} (result).
+	CodeApprovalRequired = -32010
 )
 
 // MaxBatch bounds the requests of one batch.
@@ -41,6 +50,9 @@ type Call struct {
 	Message   []byte              // eth_sign, personal_sign: EIP-191 data
 	TypedData *apitypes.TypedData // eth_signTypedData_v4
 	Tx        *evm.Tx             // eth_signTransaction
+	// Params are the call's parameters as received, kept by an approval to
+	// run the call again when it is approved.
+	Params json.RawMessage
 }
 
 // Signer is implemented by the HTTP layer per request, bound to the
@@ -57,6 +69,8 @@ type Signer interface {
 type Error struct {
 	Code    int    `json:"code"`
 	Message string `json:"message"`
+	// Data is the optional structured detail of JSON-RPC 2.0 §5.1.
+	Data any `json:"data,omitempty"`
 	// ErrKind is the kind of the domain error this answers, when the
 	// server translated one (not sent).
 	ErrKind errkind.Kind `json:"-"`
@@ -241,7 +255,7 @@ func dispatch(ctx context.Context, s Signer, method string, raw json.RawMessage)
 		}
 		return out, nil
 	}
-	c, err := parseCall(method, raw)
+	c, err := ParseCall(method, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -252,9 +266,13 @@ func dispatch(ctx context.Context, s Signer, method string, raw json.RawMessage)
 	return hexutil.Encode(sig), nil
 }
 
-// parseCall decodes a signing method's positional parameters.
-func parseCall(method string, raw json.RawMessage) (c *Call, err error) {
-	c = &Call{Method: method}
+// SignMethods are the methods that sign (ParseCall's methods).
+var SignMethods = []string{"eth_sign", "personal_sign", "eth_signTransaction", "eth_signTypedData_v4"}
+
+// ParseCall decodes a signing method's positional parameters (also when
+// an approved call is run again from its stored parameters).
+func ParseCall(method string, raw json.RawMessage) (c *Call, err error) {
+	c = &Call{Method: method, Params: raw}
 	switch method {
 	case "eth_sign", "personal_sign": // eth_sign: [address, data]; personal_sign: [data, address, password?] (the password is ignored)
 		maxParams, addrAt, dataAt := 2, 0, 1
@@ -275,6 +293,10 @@ func parseCall(method string, raw json.RawMessage) (c *Call, err error) {
 		// The same decoder and size cap as the REST sign-message.
 		if c.Message, err = evm.DecodeMessage(data, evm.EncodingAuto); err != nil {
 			return nil, err
+		}
+		if len(ps) == 3 {
+			// Keep no password: Params may be stored (an approval).
+			c.Params, _ = json.Marshal(ps[:2])
 		}
 	case "eth_signTransaction": // [tx]
 		ps, err := params(raw, 1, 1)

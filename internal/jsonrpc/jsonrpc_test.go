@@ -233,3 +233,19 @@ func TestPanicBecomesInternalError(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// TestParseCallKeepsNoPassword: personal_sign's third parameter (a
+// password, ignored) is not kept in the params an approval stores.
+func TestParseCallKeepsNoPassword(t *testing.T) {
+	c, err := ParseCall("personal_sign", json.RawMessage(`["0x68656c6c6f", "0x3535353535353535353535353535353535353535", "hunter2"]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(c.Params), "hunter2") {
+		t.Fatalf("params keep the password: %s", c.Params)
+	}
+	again, err := ParseCall("personal_sign", c.Params)
+	if err != nil || string(again.Message) != "hello" || again.Account != c.Account {
+		t.Fatalf("stored params do not parse back: %+v %v", again, err)
+	}
+}

@@ -49,6 +49,9 @@ const (
 	// ActionSysRestore replaces the whole vault with a snapshot: admins
 	// only, with step-up.
 	ActionSysRestore Action = "sys.restore"
+	// ActionPolicyWrite creates, changes or deletes a transaction policy:
+	// admins, with step-up (a stolen session must not lift a limit).
+	ActionPolicyWrite Action = "policy.write"
 )
 
 // AllScopeWildcard in an API key's Actions or Accounts means "all": for
@@ -112,11 +115,12 @@ func APIKeyAction(a Action) bool { return apiKeyActions[a] }
 // key, deleting an account, granting another principal the use of an
 // account (it hands out signing rights, as an API key does), creating an
 // API key, disabling MFA, resetting another user's password, restoring a
-// snapshot, and signing when r.SignRequiresMFA.
+// snapshot, changing a transaction policy, and signing when
+// r.SignRequiresMFA.
 func IsSensitive(a Action, r Rules) bool {
 	switch a {
 	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable, ActionPasswordReset, ActionSysRestore,
-		ActionWalletImport, ActionWalletDelete:
+		ActionWalletImport, ActionWalletDelete, ActionPolicyWrite:
 		return true
 	case ActionSign:
 		return r.SignRequiresMFA
@@ -203,7 +207,7 @@ func authorizeUser(p *identity.Principal, a Action, res *Resource) error {
 		return ErrDenied
 	case ActionWalletCreate, ActionWalletImport, ActionWalletRead, ActionWalletDelete, ActionWalletDerive:
 		return ownWallet(res, user, a)
-	case ActionUserManage, ActionSysAdmin, ActionPasswordReset, ActionSysRestore:
+	case ActionUserManage, ActionSysAdmin, ActionPasswordReset, ActionSysRestore, ActionPolicyWrite:
 		if admin {
 			return nil
 		}

@@ -98,6 +98,9 @@ func TestAuthorize(t *testing.T) {
 		{"admin resets others MFA without step-up", def, admin, ActionMFADisable, ofAlice, ErrStepUpRequired},
 		{"user cannot manage users", def, alice, ActionUserManage, nil, ErrDenied},
 		{"user cannot sys", def, aliceMFA, ActionSysAdmin, nil, ErrDenied},
+		{"admin writes policies with step-up", def, adminMFA, ActionPolicyWrite, nil, nil},
+		{"admin writes policies without step-up", def, admin, ActionPolicyWrite, nil, ErrStepUpRequired},
+		{"user cannot write policies", def, aliceMFA, ActionPolicyWrite, nil, ErrDenied},
 		{"user own sessions", def, alice, ActionSessionManage, ofAlice, nil},
 		{"nil resource is not self", def, alice, ActionSessionManage, nil, ErrDenied},
 		{"user others sessions", def, alice, ActionSessionManage, ofBob, ErrDenied},
@@ -153,6 +156,7 @@ func TestAuthorize(t *testing.T) {
 		{"key create named out of scope", def, keySignHot, ActionAccountCreate, aliceCold, ErrDenied},
 		{"key never user.manage", def, keyAdminish, ActionUserManage, nil, ErrDenied},
 		{"key never sys", def, keyAdminish, ActionSysAdmin, nil, ErrDenied},
+		{"key never writes policies", def, keyAdminish, ActionPolicyWrite, nil, ErrDenied},
 		{"key never creates keys", def, keyAdminish, ActionAPIKeyCreate, nil, ErrDenied},
 		{"key never manages keys", def, keyAdminish, ActionAPIKeyManage, ofAlice, ErrDenied},
 		{"key never manages sessions", def, keyAdminish, ActionSessionManage, ofAlice, ErrDenied},
@@ -224,6 +228,7 @@ func TestIsSensitive(t *testing.T) {
 		{ActionAccountCreate, false, false},
 		{ActionUserManage, false, false},
 		{ActionSysAdmin, false, false},
+		{ActionPolicyWrite, false, true},
 		{ActionWalletImport, false, true},
 		{ActionWalletDelete, false, true},
 		{ActionWalletCreate, false, false},
@@ -245,7 +250,7 @@ func TestAPIKeyAction(t *testing.T) {
 			t.Errorf("APIKeyAction(%s) = false", a)
 		}
 	}
-	for _, a := range []Action{ActionUserManage, ActionSessionManage, ActionAPIKeyCreate, ActionAPIKeyManage, ActionMFADisable, ActionSysAdmin, ActionAccountGrant, "x"} {
+	for _, a := range []Action{ActionUserManage, ActionSessionManage, ActionAPIKeyCreate, ActionAPIKeyManage, ActionMFADisable, ActionSysAdmin, ActionAccountGrant, ActionPolicyWrite, "x"} {
 		if APIKeyAction(a) {
 			t.Errorf("APIKeyAction(%s) = true", a)
 		}

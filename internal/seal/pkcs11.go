@@ -26,6 +26,10 @@ type Config struct {
 	// HMACKeyLabel labels the HMAC key of aes_cbc_pad_hmac; default
 	// KeyLabel + "-hmac".
 	HMACKeyLabel string
+	// SigningKeyLabel labels the RSA signing key pair of rsa_oaep, which
+	// signs every ciphertext (the OAEP public key alone authenticates
+	// nothing); default KeyLabel + "-sign".
+	SigningKeyLabel string
 	// OAEPHash is rsa_oaep's hash, "sha256" (default) or "sha1".
 	OAEPHash string
 }
@@ -45,11 +49,11 @@ func (c Config) scheme() (scheme, error) {
 	case AESGCM:
 		s.id = idAESGCM
 	case AESCBCPadHMAC:
-		s.id, s.mac = idAESCBCPadHMAC, c.HMACKeyLabel
-		if s.mac == "" {
-			s.mac = c.KeyLabel + "-hmac"
+		s.id, s.auth = idAESCBCPadHMAC, c.HMACKeyLabel
+		if s.auth == "" {
+			s.auth = c.KeyLabel + "-hmac"
 		}
-		if s.mac == s.key {
+		if s.auth == s.key {
 			return scheme{}, fmt.Errorf("seal: the HMAC key label must differ from the key label %q", s.key)
 		}
 	case RSAOAEP:
@@ -61,8 +65,15 @@ func (c Config) scheme() (scheme, error) {
 		default:
 			return scheme{}, fmt.Errorf("seal: RSA-OAEP hash %q: use sha256 or sha1", c.OAEPHash)
 		}
+		s.auth = c.SigningKeyLabel
+		if s.auth == "" {
+			s.auth = c.KeyLabel + "-sign"
+		}
+		if s.auth == s.key {
+			return scheme{}, fmt.Errorf("seal: the signing key label must differ from the key label %q (one key, one purpose)", s.key)
+		}
 	}
-	if len(s.key) > maxLabel || len(s.mac) > maxLabel {
+	if len(s.key) > maxLabel || len(s.auth) > maxLabel {
 		return scheme{}, fmt.Errorf("seal: key labels are limited to %d bytes", maxLabel)
 	}
 	return s, nil
@@ -232,13 +243,14 @@ func (sc scheme) needed() []uint {
 	case idAESCBCPadHMAC:
 		return []uint{pkcs11.CKM_AES_CBC_PAD, pkcs11.CKM_SHA256_HMAC}
 	default:
-		return []uint{pkcs11.CKM_RSA_PKCS_OAEP}
+		return []uint{pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKM_SHA256_RSA_PKCS_PSS}
 	}
 }
 
 var mechNames = map[uint]string{
 	pkcs11.CKM_AES_GCM: "CKM_AES_GCM", pkcs11.CKM_AES_CBC_PAD: "CKM_AES_CBC_PAD",
 	pkcs11.CKM_SHA256_HMAC: "CKM_SHA256_HMAC", pkcs11.CKM_RSA_PKCS_OAEP: "CKM_RSA_PKCS_OAEP",
+	pkcs11.CKM_SHA256_RSA_PKCS_PSS: "CKM_SHA256_RSA_PKCS_PSS",
 }
 
 // ready returns the module after checking that the token offers what sc
@@ -318,10 +330,12 @@ func (s *PKCS11) EnsureKey(ctx context.Context) (bool, error) {
 		err = ensure(s.cur.key, hsm.KeyAES)
 	case idAESCBCPadHMAC:
 		if err = ensure(s.cur.key, hsm.KeyAES); err == nil {
-			err = ensure(s.cur.mac, hsm.KeyHMAC)
+			err = ensure(s.cur.auth, hsm.KeyHMAC)
 		}
 	default:
-		err = ensure(s.cur.key, hsm.KeyRSA)
+		if err = ensure(s.cur.key, hsm.KeyRSA); err == nil {
+			err = ensure(s.cur.auth, hsm.KeyRSASign)
+		}
 	}
 	return created, err
 }

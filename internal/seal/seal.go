@@ -63,7 +63,11 @@ const (
 	AESCBCPadHMAC Mechanism = "aes_cbc_pad_hmac"
 	// RSAOAEP is CKM_RSA_PKCS_OAEP with an RSA-3072 key pair: it encrypts a
 	// fresh AES-256 data key per value; the value itself is AES-256-GCM
-	// encrypted under the data key by Go's FIPS 140-3 module.
+	// encrypted under the data key by Go's FIPS 140-3 module. Since the
+	// public key encrypts, a second RSA-3072 key pair signs every
+	// ciphertext (CKM_SHA256_RSA_PKCS_PSS), and the signature is verified
+	// on the token before anything is decrypted: only the HSM can make a
+	// ciphertext the seal accepts, as with the other mechanisms.
 	RSAOAEP Mechanism = "rsa_oaep"
 )
 

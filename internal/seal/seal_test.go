@@ -109,6 +109,10 @@ func checkKeys(t *testing.T, cfg seal.Config) {
 	var ka hsm.KeyAttributes
 	switch cfg.Mechanism {
 	case seal.RSAOAEP:
+		sig, err := m.PrivateKeyAttributes(ctx, cfg.KeyLabel+"-sign")
+		if err != nil || !sig.Token || !sig.Sensitive || sig.Extractable || !sig.NeverExtractable || !sig.Sign || sig.Decrypt || sig.Unwrap {
+			t.Fatalf("RSA signing key %+v, %v", sig, err)
+		}
 		ka, err = m.PrivateKeyAttributes(ctx, cfg.KeyLabel)
 		if err == nil && (ka.Sign || !ka.Decrypt) {
 			t.Fatalf("RSA private key usages %+v", ka)
@@ -308,6 +312,7 @@ func TestConfig(t *testing.T) {
 		{seal.Config{HSM: hc, KeyLabel: "k", Mechanism: "aes_ctr"}, "unknown mechanism"},
 		{seal.Config{HSM: hc, KeyLabel: "k", Mechanism: seal.AESCBCPadHMAC, HMACKeyLabel: "k"}, "must differ"},
 		{seal.Config{HSM: hc, KeyLabel: "k", Mechanism: seal.RSAOAEP, OAEPHash: "md5"}, "use sha256 or sha1"},
+		{seal.Config{HSM: hc, KeyLabel: "k", Mechanism: seal.RSAOAEP, SigningKeyLabel: "k"}, "must differ"},
 		{seal.Config{HSM: hc, KeyLabel: strings.Repeat("k", 200)}, "limited to"},
 	} {
 		if _, err := seal.NewPKCS11(tc.cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -317,5 +322,67 @@ func TestConfig(t *testing.T) {
 	s := newSeal(t, seal.Config{HSM: hc, KeyLabel: "k", Mechanism: seal.AESCBCPadHMAC})
 	if s.KeyID() != "pkcs11:aes_cbc_pad_hmac:k:k-hmac" {
 		t.Fatalf("key id %q", s.KeyID())
+	}
+	for _, tc := range []struct {
+		cfg  seal.Config
+		want string
+	}{
+		{seal.Config{HSM: hc, KeyLabel: "k", Mechanism: seal.RSAOAEP}, "pkcs11:rsa_oaep_sha256_pss:k:k-sign"},
+		{seal.Config{HSM: hc, KeyLabel: "k", Mechanism: seal.RSAOAEP, OAEPHash: seal.OAEPSHA1, SigningKeyLabel: "s"}, "pkcs11:rsa_oaep_sha1_pss:k:s"},
+	} {
+		if id := newSeal(t, tc.cfg).KeyID(); id != tc.want {
+			t.Fatalf("key id %q, want %q", id, tc.want)
+		}
+	}
+}
+
+// TestRSAOAEPForgeryRefused: a storage-only attacker (threat model T4)
+// reads the public key of the rsa_oaep key pair and makes ciphertexts of
+// plaintexts it chose: a root key of its own, or a CSP it knows. The seal
+// refuses them with an integrity error, before decrypting anything,
+// whether they use the unsigned layout rsa_oaep had or the signed one
+// with a signature the attacker made up; genuine ciphertexts still open.
+func TestRSAOAEPForgeryRefused(t *testing.T) {
+	for _, tok := range sealtest.Tokens {
+		t.Run(tok.Name, func(t *testing.T) {
+			ctx := context.Background()
+			cfg := tok.Config(t, seal.RSAOAEP)
+			s := newSeal(t, cfg)
+			if _, err := s.EnsureKey(ctx); err != nil {
+				t.Fatal(err)
+			}
+			m, err := hsm.Open(cfg.HSM, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			pub, err := m.RSAPublicKey(ctx, cfg.KeyLabel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			aad := []byte("moonvault root key v1")
+			attackerRoot := bytes.Repeat([]byte{0xA7}, 32)
+			for _, unsigned := range []bool{true, false} {
+				f := &sealtest.Forger{Pub: pub, KeyLabel: cfg.KeyLabel, SignLabel: cfg.KeyLabel + "-sign", SHA1: cfg.OAEPHash == seal.OAEPSHA1, Unsigned: unsigned}
+				forged, err := f.Encrypt(ctx, attackerRoot, aad)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pt, err := s.Decrypt(ctx, forged, aad)
+				if err == nil {
+					t.Fatalf("%s: a ciphertext made with the public key alone opened, to %x", f.KeyID(), pt)
+				}
+				if !errors.Is(err, seal.ErrDecrypt) || errkind.CodeOf(err) != "integrity_error" {
+					t.Fatalf("%s: %v; want an integrity error", f.KeyID(), err)
+				}
+			}
+			ct, err := s.Encrypt(ctx, attackerRoot, aad)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pt, err := s.Decrypt(ctx, ct, aad); err != nil || !bytes.Equal(pt, attackerRoot) {
+				t.Fatalf("genuine ciphertext: %x, %v", pt, err)
+			}
+		})
 	}
 }

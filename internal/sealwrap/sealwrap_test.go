@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/moonvault/moonvault/internal/hsm"
@@ -349,6 +350,59 @@ func TestRewrapAcrossMechanismsAndKeys(t *testing.T) {
 		if got, err := sealwrap.New(fresh).Unwrap(ctx, k, env); err != nil || !bytes.Equal(got, []byte{byte(i)}) {
 			t.Fatalf("%s after the old key was retired: %x, %v", k, got, err)
 		}
+	}
+}
+
+// TestForgedRSAOAEPEnvelopeRefused: with hsm_mechanism = rsa_oaep, a
+// storage-only attacker who knows the public key writes a CSP envelope of
+// its own (a wallet key or a signing key it knows) where a genuine one
+// was. Unwrap fails with an integrity error naming the path.
+func TestForgedRSAOAEPEnvelopeRefused(t *testing.T) {
+	for _, tok := range sealtest.Tokens {
+		t.Run(tok.Name, func(t *testing.T) {
+			ctx := context.Background()
+			cfg := tok.Config(t, seal.RSAOAEP)
+			w, err := seal.NewPKCS11(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			if _, err := w.EnsureKey(ctx); err != nil {
+				t.Fatal(err)
+			}
+			m, err := hsm.Open(cfg.HSM, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			pub, err := m.RSAPublicKey(ctx, cfg.KeyLabel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := sealwrap.New(w)
+			const path = "wallet/keys/alice/main"
+			genuine, err := s.Wrap(ctx, path, []byte("the real wallet key"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.Unwrap(ctx, path, genuine); err != nil || string(got) != "the real wallet key" {
+				t.Fatalf("genuine envelope: %q, %v", got, err)
+			}
+			for _, unsigned := range []bool{true, false} {
+				f := &sealtest.Forger{Pub: pub, KeyLabel: cfg.KeyLabel, SignLabel: cfg.KeyLabel + "-sign", SHA1: cfg.OAEPHash == seal.OAEPSHA1, Unsigned: unsigned}
+				forged, err := sealwrap.New(f).Wrap(ctx, path, []byte("a wallet key the attacker knows"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := s.Unwrap(ctx, path, forged)
+				if err == nil {
+					t.Fatalf("%s: forged envelope accepted: %q", f.KeyID(), string(got))
+				}
+				if !errors.Is(err, sealwrap.ErrIntegrity) || !strings.Contains(err.Error(), path) {
+					t.Fatalf("%s: %v; want ErrIntegrity naming the path", f.KeyID(), err)
+				}
+			}
+		})
 	}
 }
 

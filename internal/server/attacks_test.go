@@ -10,17 +10,25 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/moonvault/moonvault/internal/audit"
+	"github.com/moonvault/moonvault/internal/barrier"
+	"github.com/moonvault/moonvault/internal/config"
+	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/hsm/hsmtest"
+	"github.com/moonvault/moonvault/internal/seal/sealtest"
+	"github.com/moonvault/moonvault/internal/sealwrap"
+	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/storage/bolt"
 	"github.com/moonvault/moonvault/internal/storage/postgres/pgtest"
 )
@@ -333,14 +341,35 @@ func (c *countingSink) count(op string) int {
 	return c.ops[op]
 }
 
+// stoppedClock is a clock that moves only when told (Advance).
+type stoppedClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *stoppedClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *stoppedClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
 // TestRequestHardening: the "Also" items of issue 13 through the HTTP API:
 // unauthenticated routes are rate-limited per address (429, Retry-After in
 // seconds, the audit log not flooded), duplicate JSON keys are refused in
 // REST and JSON-RPC bodies, a 1-of-1 unseal key is accepted in hex, and the
-// seal status shows the encryption count.
+// seal status shows the encryption count. The rate limiters' clock is
+// stopped, so no bucket refills while the test counts (on a loaded machine
+// a real one refills a token every 50 ms between requests).
 func TestRequestHardening(t *testing.T) {
 	sink := &countingSink{ops: map[string]int{}}
-	tn := startNode(t, t.TempDir(), nodeOpts{auditSinks: []audit.Sink{sink}})
+	clock := &stoppedClock{now: time.Now()}
+	tn := startNode(t, t.TempDir(), nodeOpts{auditSinks: []audit.Sink{sink}, rateClock: clock.Now})
 	var ir initResp
 	tn.mustCall(200, "POST", "/v1/sys/init", map[string]int{"secret_shares": 1, "secret_threshold": 1}, &ir)
 
@@ -385,8 +414,11 @@ func TestRequestHardening(t *testing.T) {
 		t.Fatalf("duplicate key in JSON-RPC: %+v", rpcOut)
 	}
 
-	// Unauthenticated requests are limited per address; authenticated ones
-	// are not, and the audit log gets one line per 10 s of refusals.
+	// Unauthenticated requests are limited per address (20/s, bursts of
+	// 100); authenticated ones are not, and the audit log gets one line per
+	// 10 s of refusals. Time moves on until the bucket is full again: then
+	// exactly the burst passes.
+	clock.Advance(10 * time.Second)
 	limited := 0
 	retry := ""
 	for range 300 {
@@ -401,22 +433,127 @@ func TestRequestHardening(t *testing.T) {
 			retry = resp.Header.Get("Retry-After")
 		}
 	}
-	if limited == 0 {
-		t.Fatal("300 unauthenticated requests in a burst: none limited")
+	if limited != 200 {
+		t.Fatalf("300 unauthenticated requests in a burst of 100: %d limited, want 200", limited)
 	}
-	if n, err := strconv.Atoi(retry); err != nil || n < 1 {
-		t.Fatalf("Retry-After %q is not whole seconds", retry)
+	if retry != "1" { // the next token comes in 50 ms: whole seconds, rounded up
+		t.Fatalf("Retry-After %q, want 1 (whole seconds)", retry)
 	}
-	if n := sink.count("unknown"); n > 300-limited+2 {
-		t.Fatalf("%d audit lines for %d answered and %d refused requests: the refusals flood the log", n, 300-limited, limited)
+	if n := sink.count("unknown"); n != 300-limited+1 {
+		t.Fatalf("%d audit lines for %d answered and %d refused requests: want one line per answer and one for the refusals", n, 300-limited, limited)
 	}
-	// Right after the burst (the bucket refills at 20/s: a slow request in
-	// between, under -race, would give it a token back).
+	// Authenticated requests are not limited; the address stays limited
+	// (the clock does not move, so no token comes back however slow the
+	// machine is).
+	tn.mustCall(200, "GET", "/v1/accounts", nil, nil)
 	e = apiErr{}
 	if got := tn.call("POST", "/v1/sys/unseal", map[string]string{"key": ir.Keys[0]}, &e); got != 429 || e.Error.Code != "rate_limited" {
 		t.Fatalf("unseal from a limited address = %d %+v", got, e)
 	}
-	tn.mustCall(200, "GET", "/v1/accounts", nil, nil)
+	// After Retry-After the address is served again.
+	clock.Advance(time.Second)
+	if got := tn.call("POST", "/v1/sys/unseal", map[string]string{"key": ir.Keys[0]}, &e); got != 200 {
+		t.Fatalf("unseal after Retry-After = %d %+v", got, e)
+	}
+}
+
+// TestStorageAttackerCannotForgeRSAOAEPRootKey: with hsm_mechanism =
+// rsa_oaep, the HSM wraps with the public half of its key pair, which
+// anyone can read from the token. A storage-only attacker (threat model
+// T4) replaces the storage by a vault of its own: a root key it chose,
+// wrapped with the public key as core/root-key, and a keyring under that
+// root key (seal-wrapped the same way, with a recovery key it knows). The
+// node must not auto-unseal into it: it stays sealed and says why. The
+// real storage, put back, unseals as before.
+func TestStorageAttackerCannotForgeRSAOAEPRootKey(t *testing.T) {
+	hc := hsmtest.NewToken(t)
+	dir := t.TempDir()
+	mutate := func(c *config.Server) {
+		withHSM(hc)(c)
+		c.HSMMechanism, c.HSMRSAOAEPHash = "rsa_oaep", "sha1" // SoftHSM2 2.6: OAEP with SHA-1 only
+	}
+	tn := startNode(t, dir, nodeOpts{mutate: mutate})
+	var ir initResp
+	tn.mustCall(200, "POST", "/v1/sys/init", map[string]int{"recovery_shares": 1, "recovery_threshold": 1}, &ir)
+	tn.token = ir.RootToken
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "real"}, nil)
+	tn.stop()
+
+	// The attacker reads the public key (a public object of the token).
+	m, err := hsm.Open(hc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := m.RSAPublicKey(context.Background(), hc.KeyLabel)
+	m.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbPath := filepath.Join(dir, "moonvault.db")
+	realDB, err := os.ReadFile(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, unsigned := range []bool{true, false} {
+		f := &sealtest.Forger{Pub: pub, KeyLabel: hc.KeyLabel, SignLabel: hc.KeyLabel + "-sign", SHA1: true, Unsigned: unsigned}
+		t.Run(f.KeyID(), func(t *testing.T) {
+			ctx := context.Background()
+			root := make(secret.Bytes, 32)
+			_, _ = rand.Read(root)
+			recovery := make([]byte, 32)
+			_, _ = rand.Read(recovery)
+			sum := sha256.Sum256(recovery)
+			sealCfg := map[string]any{"type": "pkcs11", "recovery_shares": 1, "recovery_threshold": 1, "seal_wrap": true}
+			meta, _ := json.Marshal(map[string]any{"version": 1, "recovery_hash": sum[:], "seal": sealCfg})
+			hint, _ := json.Marshal(sealCfg)
+			wrapped, err := f.Encrypt(ctx, root, []byte("moonvault root key v1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(dbPath); err != nil {
+				t.Fatal(err)
+			}
+			db, err := bolt.Open(dbPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = barrier.New(db, barrier.Options{Rand: rand.Reader}).InitializeWith(ctx, root, sealwrap.New(f), meta,
+				[]storage.Op{{Key: "core/root-key", Value: wrapped}, {Key: "core/seal-config", Value: hint}})
+			db.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			logs := &lockedBuf{}
+			tn := startNode(t, dir, nodeOpts{mutate: mutate, logTo: logs})
+			var st fullStatus
+			waitFor(t, "the node to unseal or say why not", func() bool {
+				tn.mustCall(200, "GET", "/v1/sys/seal-status", nil, &st)
+				return !st.Sealed || st.SealedReason != ""
+			})
+			if !st.Sealed || tn.call("GET", "/v1/sys/health", nil, nil) == 200 {
+				t.Fatal("the node auto-unsealed the attacker's vault (its root key wrapped with the public key)")
+			}
+			if !strings.Contains(st.SealedReason, "root key") || !strings.Contains(st.SealedReason, "signature") {
+				t.Fatalf("sealed_reason %q: want the wrapped root key refused for its signature", st.SealedReason)
+			}
+			t.Logf("sealed_reason: %s", st.SealedReason)
+			tn.stop()
+			if !strings.Contains(logs.String(), "auto-unseal failed") {
+				t.Fatalf("the refusal is not logged:\n%s", logs.String())
+			}
+		})
+	}
+
+	// The real storage, put back, unseals the real vault.
+	if err := os.WriteFile(dbPath, realDB, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tn = startNode(t, dir, nodeOpts{mutate: mutate})
+	waitUnsealed(t, tn)
+	tn.token = ir.RootToken
+	tn.mustCall(200, "POST", "/v1/accounts/real/sign-message", map[string]string{"data": "still the real vault"}, nil)
 }
 
 // TestCaseVariantKeysRefused: encoding/json fills a field from a member

@@ -66,6 +66,8 @@ type nodeOpts struct {
 	auditSinks []audit.Sink
 	wrapRandom func(HSMRandom) HSMRandom
 	wrapAPI    func(hsm.API) hsm.API
+	// rateClock is the rate limiters' clock (nil: time.Now).
+	rateClock func() time.Time
 }
 
 // startNode runs a node over dir until the test ends (or stop is called).
@@ -86,7 +88,7 @@ func startNode(t testing.TB, dir string, o nodeOpts) *testNode {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := Build(ctx, Options{Config: cfg, Dev: o.dev, Logger: log, Out: io.Discard, AuditSinks: o.auditSinks, WrapHSMRandom: o.wrapRandom, WrapHSMAPI: o.wrapAPI})
+	n, err := Build(ctx, Options{Config: cfg, Dev: o.dev, Logger: log, Out: io.Discard, AuditSinks: o.auditSinks, WrapHSMRandom: o.wrapRandom, WrapHSMAPI: o.wrapAPI, RateLimitClock: o.rateClock})
 	if err != nil {
 		cancel()
 		t.Fatalf("build node: %v", err)

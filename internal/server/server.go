@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moonvault/moonvault/internal/approval"
 	"github.com/moonvault/moonvault/internal/audit"
 	"github.com/moonvault/moonvault/internal/auth"
 	"github.com/moonvault/moonvault/internal/barrier"
@@ -31,6 +32,7 @@ import (
 	"github.com/moonvault/moonvault/internal/provenance"
 	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/sealwrap"
+	"github.com/moonvault/moonvault/internal/signpolicy"
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/tee"
 	"github.com/moonvault/moonvault/internal/tlsconfig"
@@ -56,6 +58,9 @@ type Options struct {
 	// WrapHSMAPI, when set, wraps the PKCS#11 library calls (fault
 	// injection in tests: hsmtest.Faults).
 	WrapHSMAPI func(hsm.API) hsm.API
+	// RateLimitClock, when set, is the clock of the per-address limits of
+	// the unauthenticated routes (tests stop it; nil is time.Now).
+	RateLimitClock func() time.Time
 	// Reload, when set, reads the configuration again on SIGHUP; the
 	// settings that can change safely are applied (reload.go).
 	Reload func() (config.Server, error)
@@ -95,6 +100,11 @@ type Node struct {
 	auditFile *audit.FileSink
 	// Metrics is the node's Prometheus registry and request observer.
 	Metrics *metrics.Metrics
+	// Policies and Approvals: transaction policies (policies.go).
+	Policies   *signpolicy.Engine
+	Approvals  *approval.Manager
+	policyMu   sync.Mutex
+	policyLoop *policyLoop
 
 	runCtx    context.Context
 	cancelRun context.CancelFunc

@@ -25,6 +25,7 @@ import (
 	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/signpolicy"
 	"github.com/moonvault/moonvault/internal/storage/bolt"
 	"github.com/moonvault/moonvault/internal/storage/postgres"
 	"github.com/moonvault/moonvault/internal/tee"
@@ -80,6 +81,7 @@ func (n *Node) connectHSM(context.Context) error {
 	s, err := seal.NewPKCS11(seal.Config{
 		HSM:       hsm.Config{Lib: h.Lib, TokenLabel: h.TokenLabel, Slot: h.Slot, PIN: h.PIN, WrapAPI: n.opts.WrapHSMAPI},
 		Mechanism: seal.Mechanism(h.Mechanism), KeyLabel: h.KeyLabel, HMACKeyLabel: h.HMACKeyLabel, OAEPHash: h.OAEPHash,
+		SigningKeyLabel: h.SigningKeyLabel,
 	}, n.log)
 	if err != nil {
 		return config.Wrong("hsm_mechanism", "%v", err)
@@ -116,7 +118,7 @@ func (n *Node) openStorage(ctx context.Context) error {
 			return config.Wrong("postgres_url", "cannot use the database: %v", err)
 		}
 		// Other nodes must see these at once; everything else is read on demand.
-		pg.NotifyOnly(slices.Concat(core.NotifyPrefixes(), auth.NotifyPrefixes())...)
+		pg.NotifyOnly(slices.Concat(core.NotifyPrefixes(), auth.NotifyPrefixes(), []string{signpolicy.PolicyPrefix})...)
 		n.store = pg
 	default:
 		if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
@@ -147,7 +149,10 @@ func (n *Node) newServices(context.Context) (err error) {
 		return n.loadOrCreateCSP(ctx, provenanceSigningKey, ed25519.SeedSize)
 	})
 	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: n.log, OnSign: n.Metrics.Signature, Provenance: n.Provenance})
-	return err
+	if err != nil {
+		return err
+	}
+	return n.newPolicies()
 }
 
 // provenanceSigningKey is the seed of the Ed25519 key that signs account
@@ -244,9 +249,11 @@ func (n *Node) newAPI(context.Context) error {
 		Rewrap:         n.rewrap,
 		Logger:         n.log,
 		MaxBody:        n.cfg.MaxRequestBytes,
+		Limits:         httpapi.Limits{Now: n.opts.RateLimitClock},
 		Operations:     n.operations(),
 		TrustedProxies: n.cfg.TrustedProxies,
 		Provenance:     n.Provenance,
+		Policies:       n.apiPolicies(),
 	})
 	return nil
 }
@@ -282,6 +289,7 @@ func (n *Node) onUnsealed(ctx context.Context, _ *barrier.Barrier) error {
 			return err
 		}
 	}
+	n.startPolicies(ctx)
 	return nil
 }
 
@@ -290,6 +298,7 @@ func (n *Node) loadOrCreateCSP(ctx context.Context, path string, size int) (secr
 }
 
 func (n *Node) onSealing() {
+	n.stopPolicies()
 	n.Auth.Stop()
 	n.Wallet.Purge()
 	n.Provenance.Clear()

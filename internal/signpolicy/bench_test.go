@@ -119,3 +119,50 @@ func BenchmarkCompile(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLimitPostgres: what one stateful limit costs on PostgreSQL (a
+// real server, through the barrier), beside the storage operations it is
+// made of: a read (one round trip) and a durable write (one round trip
+// and a commit). A reservation is one read and one conditional write.
+//
+//	go test -run '^$' -bench LimitPostgres ./internal/signpolicy
+func BenchmarkLimitPostgres(b *testing.B) {
+	kv, _ := twoNodes(b, "postgres")
+	ctx := context.Background()
+	if err := kv.Put(ctx, "bench/key", []byte("value")); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("storage-get", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := kv.Get(ctx, "bench/key"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("storage-put", func(b *testing.B) {
+		for b.Loop() {
+			if err := kv.Put(ctx, "bench/key", []byte("value")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	in := ethTx(treasury, eth("0.001"))
+	b.Run("authorize-no-limit", func(b *testing.B) {
+		e := newEngine(b, kv, nil)
+		mustCreate(b, e, `{"name": "stateless", "effect": "deny", "condition": "intent.value > ether(100)"}`)
+		for b.Loop() {
+			if res, err := e.Authorize(ctx, in, AuthorizeOptions{}); err != nil || res.Decision != DecisionAllow {
+				b.Fatal(res, err)
+			}
+		}
+	})
+	b.Run("authorize-limit", func(b *testing.B) {
+		e := newEngine(b, kv, nil)
+		mustCreate(b, e, `{"name": "cap", "effect": "deny", "condition": "true", "limit": {"count": 1000000000000, "window": "24h"}}`)
+		for b.Loop() {
+			if res, err := e.Authorize(ctx, in, AuthorizeOptions{}); err != nil || res.Decision != DecisionAllow {
+				b.Fatal(res, err)
+			}
+		}
+	})
+}

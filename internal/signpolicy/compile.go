@@ -75,9 +75,14 @@ func newCompiler() (*compiler, error) {
 	return &compiler{env: env, schema: s}, nil
 }
 
-// program is a compiled, type-checked condition.
+// program is a compiled, type-checked condition: prg tracks the runtime
+// cost; fast, when not nil, does not, because the condition cannot reach
+// MaxCost on a request within fieldBounds (cost.go).
 type program struct {
-	prg cel.Program
+	prg  cel.Program
+	fast cel.Program
+	// guard skips requests the condition cannot match (prefilter.go).
+	guard guard
 }
 
 // compile parses and type-checks a condition. Errors are *errkind.Field
@@ -102,7 +107,13 @@ func (c *compiler) compile(condition string) (*program, error) {
 	if err != nil {
 		return nil, errkind.FieldErr("condition", err.Error())
 	}
-	return &program{prg: prg}, nil
+	p := &program{prg: prg, guard: guardOf(checked.NativeRep())}
+	if c.bounded(checked) { // cost.go
+		if p.fast, err = c.env.Program(checked, cel.EvalOptions(cel.OptOptimize)); err != nil {
+			return nil, errkind.FieldErr("condition", err.Error())
+		}
+	}
+	return p, nil
 }
 
 // describeIssues renders CEL errors as "line L, column C: message", with a
@@ -248,6 +259,9 @@ func (amountLiteralValidator) Validate(_ *cel.Env, _ cel.ValidatorConfig, a *ast
 type activation struct {
 	intent ref.Val
 	now    ref.Val
+	// bounded: the request's fields are within fieldBounds, so programs
+	// proven cheap may run untracked.
+	bounded bool
 }
 
 func (a *activation) ResolveName(name string) (any, bool) {
@@ -265,14 +279,19 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 // newActivation builds the variables of one request.
 func (c *compiler) newActivation(in *intent.Intent, now time.Time) *activation {
 	return &activation{
-		intent: object{c.schema.intent, c.schema.view(in)},
-		now:    types.Timestamp{Time: now.UTC()},
+		intent:  object{c.schema.intent, c.schema.view(in)},
+		now:     types.Timestamp{Time: now.UTC()},
+		bounded: withinBounds(in),
 	}
 }
 
 // eval runs a program; a non-bool result or a runtime error is an error.
 func (p *program) eval(act *activation) (bool, error) {
-	out, _, err := p.prg.Eval(act)
+	prg := p.prg
+	if p.fast != nil && act.bounded {
+		prg = p.fast
+	}
+	out, _, err := prg.Eval(act)
 	if err != nil {
 		if strings.Contains(err.Error(), "cost limit exceeded") {
 			return false, fmt.Errorf("%w: %w", ErrCostLimit, err)

@@ -41,6 +41,29 @@ const (
 // at start): evaluation fails closed until Reload succeeds.
 var ErrNotLoaded = errkind.New(errkind.Unavailable, "policies_unavailable", "transaction policies are not loaded")
 
+// ErrPolicyDenied is the sentinel of a request that a deny policy (or a
+// limit) refused: 403 policy_denied. The error returned is a *DeniedError
+// naming the policy and the reason.
+var ErrPolicyDenied = errkind.New(errkind.Denied, "policy_denied", "denied by a transaction policy")
+
+// DeniedError is a refusal by one policy.
+type DeniedError struct{ Match Match }
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("denied by policy %q (%s): %s", e.Match.Name, e.Match.Policy, e.Match.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrPolicyDenied) hold and gives the kind.
+func (e *DeniedError) Unwrap() error { return ErrPolicyDenied }
+
+// Err returns the refusal of a deny result (a *DeniedError), else nil.
+func (r *Result) Err() error {
+	if d := r.Denial(); d != nil {
+		return &DeniedError{Match: *d}
+	}
+	return nil
+}
+
 // Match is one policy that matched a request, with a human reason.
 type Match struct {
 	Policy  string `json:"policy"` // the policy id
@@ -131,7 +154,7 @@ func New(kv Storage, opts Options) (*Engine, error) {
 	return &Engine{
 		c: c, now: now, log: log,
 		store: &store{kv: kv, now: now},
-		lim:   &limiter{kv: kv, now: now},
+		lim:   &limiter{kv: kv, now: now, locks: newKeyLocks()},
 	}, nil
 }
 
@@ -398,6 +421,9 @@ func (e *Engine) evaluate(ctx context.Context, in *intent.Intent, approved []str
 			}
 			continue
 		}
+		if p.prg.guard.excludes(in) {
+			continue // the condition is false for this chain or kind
+		}
 		ok, err := p.prg.eval(act)
 		switch {
 		case err != nil && p.pol.Effect == EffectAllow:
@@ -431,7 +457,7 @@ func (e *Engine) applyLimits(ctx context.Context, res *Result, in *intent.Intent
 		return errkind.New(errkind.Invalid, "", "signpolicy: a limited request must name its account")
 	}
 	value := valueOf(in)
-	rsv := &Reservation{kv: e.lim.kv}
+	rsv := &Reservation{kv: e.lim.kv, locks: e.lim.locks}
 	fail := func(err error) error {
 		if rerr := rsv.Release(ctx); rerr != nil {
 			e.log.Error("releasing limit reservations failed; the spend stays counted", "err", rerr)

@@ -407,3 +407,177 @@ func TestFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestTokensList: intent.tokens holds every token movement, whichever of
+// Token and Tokens the chain package filled, so a rule over the list cannot
+// be passed with a harmless first movement (a decoy).
+func TestTokensList(t *testing.T) {
+	e := newEngine(t, newMemKV(), nil)
+	p := mustCreate(t, e, `{"name": "no transfers to stranger", "effect": "deny",
+		"condition": "intent.tokens.exists(t, t.to == \"`+stranger+`\")"}`)
+	first := intent.Token{Contract: usdc, Method: "transfer", To: treasury, Amount: units("1", 6)}
+	bad := intent.Token{Contract: usdc, Method: "transfer", To: strings.ToUpper(stranger[2:]), Amount: units("1", 6)}
+	bad.To = "0x" + bad.To
+	for _, tc := range []struct {
+		name string
+		in   *intent.Intent
+		want Decision
+	}{
+		{"decoy first", with(ethTx(usdc, nil), func(in *intent.Intent) {
+			in.Token, in.Tokens = &first, []intent.Token{first, bad}
+		}), DecisionDeny},
+		{"only Tokens filled", with(ethTx(usdc, nil), func(in *intent.Intent) {
+			in.Tokens = []intent.Token{first, bad}
+		}), DecisionDeny},
+		{"only Token filled", with(ethTx(usdc, nil), func(in *intent.Intent) { in.Token = &bad }), DecisionDeny},
+		{"harmless", with(ethTx(usdc, nil), func(in *intent.Intent) {
+			in.Token, in.Tokens = &first, []intent.Token{first}
+		}), DecisionAllow},
+		{"none", ethTx(stranger, eth("1")), DecisionAllow},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.in.Normalize()
+			res, err := e.Evaluate(context.Background(), tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Decision != tc.want {
+				t.Fatalf("decision %s, want %s", res.Decision, tc.want)
+			}
+			if tc.want == DecisionDeny {
+				var de *DeniedError
+				if err := res.Err(); !errors.As(err, &de) || de.Match.Policy != p.ID || !errors.Is(err, ErrPolicyDenied) {
+					t.Fatalf("Err() = %v", err)
+				}
+			} else if res.Err() != nil {
+				t.Fatal("Err() on an allowed result")
+			}
+		})
+	}
+	// The dry run's intent document carries the list, and reads back.
+	in := with(ethTx(usdc, nil), func(in *intent.Intent) { in.Token, in.Tokens = &first, []intent.Token{first, bad} })
+	back, err := DescribeIntent(in).Intent()
+	if err != nil || len(back.Tokens) != 2 || back.Tokens[1].To != bad.To || back.Tokens[1].Amount.Cmp(bad.Amount) != 0 {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+}
+
+// TestUntrackedOnlyWhenBounded: conditions whose estimated worst case is
+// within MaxCost run without the cost tracker (every example of
+// docs/policies.md does); looping ones never; and a request with a field
+// past the sizes the estimate assumed (here 100 000 outputs) is evaluated
+// by the tracked program, so the limit still stops it.
+func TestUntrackedOnlyWhenBounded(t *testing.T) {
+	e := newEngine(t, newMemKV(), nil)
+	for name, doc := range docExamples(t) {
+		d, err := Decode([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := e.c.compile(d.Condition)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.fast == nil {
+			t.Errorf("example %s runs with the cost tracker: its estimate should be bounded", name)
+		}
+	}
+	l := bigList(1000)
+	for _, cond := range []string{l + ".exists(x, " + l + ".exists(y, x * y == -1))", "intent.outputs.all(o, intent.outputs.all(p, o.address != p.address || o.script.matches(p.script)))"} {
+		p, err := e.c.compile(cond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.fast != nil {
+			t.Errorf("%.60s… runs untracked", cond)
+		}
+	}
+	deny := mustCreate(t, e, `{"name": "unknown outputs", "effect": "deny",
+		"condition": "intent.outputs.exists(o, o.address == \"bc1qnotthere\" && o.value > sats(1))"}`)
+	if p := e.set.Load().byID[deny.ID]; p.prg.fast == nil {
+		t.Fatal("the outputs rule should be bounded for up to 64 outputs")
+	}
+	few := psbt(coldBTC, exchBTC)
+	if res, err := e.Evaluate(context.Background(), few); err != nil || res.Decision != DecisionAllow {
+		t.Fatalf("two outputs: %+v %v", res, err)
+	}
+	many := psbt()
+	for range 100_000 {
+		many.Outputs = append(many.Outputs, intent.Output{Address: coldBTC, Value: big.NewInt(600)})
+	}
+	if withinBounds(many) {
+		t.Fatal("100 000 outputs within bounds")
+	}
+	res, err := e.Evaluate(context.Background(), many)
+	if err != nil || res.Decision != DecisionDeny || !strings.Contains(res.Matched[0].Reason, "cost limit") {
+		t.Fatalf("100 000 outputs: %+v %v", res, err)
+	}
+}
+
+// TestGuardSkipsOnlyFalse: a condition skipped for a request's chain or
+// kind (prefilter.go) evaluates to false, without error, on that request:
+// skipping never changes a decision. The examples of docs/policies.md and
+// rules shaped to trip the analysis are checked against intents of every
+// chain and kind.
+func TestGuardSkipsOnlyFalse(t *testing.T) {
+	e := newEngine(t, newMemKV(), nil)
+	conds := []string{
+		`intent.chain == "ethereum" && intent.value > ether(1)`,
+		`"bitcoin" == intent.chain && intent.outputs.size() > 1`,
+		`intent.kind == "typed_data" && intent.typed_data.domain.name.size() > 0 && intent.chain == "ethereum"`,
+		`intent.chain == "ethereum" || intent.kind == "psbt"`,     // no guard: a disjunction
+		`!(intent.chain == "solana") && intent.value > sol("1")`,  // no guard: negated
+		`intent.chain == "solana" && [1, 2][5] == 1`,              // errors on Solana, false elsewhere
+		`intent.chain == "ethereum" && intent.chain == "bitcoin"`, // never true
+		`has(intent.token) && intent.kind == "transaction" && intent.token.amount > units("1", 6)`,
+	}
+	for _, doc := range docExamples(t) {
+		d, err := Decode([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conds = append(conds, d.Condition)
+	}
+	intents := []*intent.Intent{
+		ethTx(treasury, eth("2")), erc20("transfer", stranger, units("5", 6)), typedData("Permit", usdc),
+		psbt(coldBTC, "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"),
+		{Chain: intent.ChainEthereum, Kind: intent.KindMessage, Account: "treasury/hot", Owner: "treasury"},
+		{Chain: intent.ChainSolana, Kind: intent.KindTransaction, Account: "treasury/sol", Owner: "treasury", Value: big.NewInt(2_000_000_000)},
+	}
+	guarded := 0
+	for _, cond := range conds {
+		p, err := e.c.compile(cond)
+		if err != nil {
+			t.Fatalf("%s: %v", cond, err)
+		}
+		if p.guard != (guard{}) {
+			guarded++
+		}
+		for _, in := range intents {
+			in.Normalize()
+			if !p.guard.excludes(in) {
+				continue
+			}
+			ok, err := p.eval(e.c.newActivation(in, e.now()))
+			if ok || err != nil {
+				t.Errorf("%s on %s/%s: skipped, but evaluates to %v, %v", cond, in.Chain, in.Kind, ok, err)
+			}
+		}
+	}
+	if guarded < 8 {
+		t.Errorf("only %d conditions have a guard", guarded)
+	}
+	for cond, want := range map[string]guard{
+		`intent.chain == "ethereum" && intent.kind == "transaction" && true`: {"ethereum", "transaction"},
+		`intent.chain == "ethereum" || intent.kind == "psbt"`:                {},
+		`!(intent.chain == "solana")`:                                        {},
+	} {
+		p, err := e.c.compile(cond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.guard != want {
+			t.Errorf("guard of %s = %+v, want %+v", cond, p.guard, want)
+		}
+	}
+}

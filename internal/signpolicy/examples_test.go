@@ -86,6 +86,7 @@ func erc20(method, to string, amount *big.Int) *intent.Intent {
 	in := ethTx(usdc, nil)
 	in.Selector = map[string]string{"transfer": "0xa9059cbb", "transferFrom": "0x23b872dd", "approve": "0x095ea7b3"}[method]
 	in.Token = &intent.Token{Contract: usdc, Method: method, To: to, Amount: amount}
+	in.Tokens = []intent.Token{*in.Token} // as evm.TransactionIntent fills both
 	return in
 }
 
@@ -139,13 +140,20 @@ func TestExamples(t *testing.T) {
 			{"approve is another rule", erc20("approve", stranger, units("1", 6)), DecisionAllow, ""},
 			{"other token", with(erc20("transfer", stranger, units("1", 6)), func(in *intent.Intent) {
 				in.Token.Contract = "0xdAC17F958D2ee523a2206206994597C13D831ec7"
+				in.Tokens[0].Contract = in.Token.Contract
 			}), DecisionAllow, ""},
+			{"decoy first, stranger second", with(erc20("transfer", treasury, units("1", 6)), func(in *intent.Intent) {
+				in.Tokens = append(in.Tokens, intent.Token{Contract: usdc, Method: "transfer", To: stranger, Amount: units("1", 6)})
+			}), DecisionDeny, ""},
 			{"plain ETH", ethTx(stranger, eth("1")), DecisionAllow, ""},
 		},
 		"no-unlimited-approve": {
 			{"unlimited", erc20("approve", stranger, new(big.Int).Set(maxUint256)), DecisionDeny, "condition holds"},
 			{"bounded", erc20("approve", stranger, units("100", 6)), DecisionAllow, ""},
 			{"transfer of max", erc20("transfer", stranger, new(big.Int).Set(maxUint256)), DecisionAllow, ""},
+			{"bounded first, unlimited second", with(erc20("approve", stranger, units("100", 6)), func(in *intent.Intent) {
+				in.Tokens = append(in.Tokens, intent.Token{Contract: usdc, Method: "approve", To: stranger, Amount: new(big.Int).Set(maxUint256)})
+			}), DecisionDeny, ""},
 		},
 		"known-permits": {
 			{"usdc permit", typedData("Permit", usdc), DecisionAllow, ""},

@@ -25,6 +25,7 @@ type IntentDoc struct {
 	Value     string        `json:"value"`
 	Selector  string        `json:"selector,omitempty"`
 	Token     *TokenDoc     `json:"token,omitempty"`
+	Tokens    []TokenDoc    `json:"tokens,omitempty"`
 	TypedData *TypedDataDoc `json:"typed_data,omitempty"`
 	Delegates []string      `json:"delegates,omitempty"`
 	Outputs   []OutputDoc   `json:"outputs,omitempty"`
@@ -85,6 +86,9 @@ func DescribeIntent(in *intent.Intent) *IntentDoc {
 	if t := in.Token; t != nil {
 		d.Token = &TokenDoc{Contract: t.Contract, Method: t.Method, From: t.From, To: t.To, Amount: dec(t.Amount)}
 	}
+	for _, t := range in.Tokens {
+		d.Tokens = append(d.Tokens, TokenDoc{Contract: t.Contract, Method: t.Method, From: t.From, To: t.To, Amount: dec(t.Amount)})
+	}
 	if td := in.TypedData; td != nil {
 		d.TypedData = &TypedDataDoc{PrimaryType: td.PrimaryType, Domain: DomainDoc{
 			Name: td.Domain.Name, Version: td.Domain.Version, ChainID: optDec(td.Domain.ChainID),
@@ -119,6 +123,10 @@ func (d *IntentDoc) Intent() (*intent.Intent, error) {
 	if t := d.Token; t != nil {
 		in.Token = &intent.Token{Contract: t.Contract, Method: t.Method, From: t.From, To: t.To,
 			Amount: parse("token.amount", t.Amount, false)}
+	}
+	for i, t := range d.Tokens {
+		in.Tokens = append(in.Tokens, intent.Token{Contract: t.Contract, Method: t.Method, From: t.From, To: t.To,
+			Amount: parse(fmt.Sprintf("tokens[%d].amount", i), t.Amount, false)})
 	}
 	if td := d.TypedData; td != nil {
 		in.TypedData = &intent.TypedData{PrimaryType: td.PrimaryType, Domain: intent.Domain{

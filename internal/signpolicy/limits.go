@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math/big"
+	"sync"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/errkind"
@@ -146,6 +148,7 @@ func (l *limitSpec) check(r *windowRecord, chain string, value *big.Int) limitCh
 // if signing fails; once signed it stays until it leaves the window.
 type Reservation struct {
 	kv      Updater
+	locks   *keyLocks
 	entries []reservation
 }
 
@@ -159,6 +162,28 @@ type reservation struct {
 type limiter struct {
 	kv  Storage
 	now func() time.Time
+	// locks serialize this node's updates of one record: concurrent
+	// requests on a hot limit would otherwise race each other's
+	// compare-and-swap until the barrier gives up (409). Across nodes the
+	// compare-and-swap alone decides; the contenders are then one per node.
+	locks *keyLocks
+}
+
+// keyLocks is a fixed set of mutexes striped by key.
+type keyLocks struct {
+	seed maphash.Seed
+	mu   [64]sync.Mutex
+}
+
+func newKeyLocks() *keyLocks { return &keyLocks{seed: maphash.MakeSeed()} }
+
+func (k *keyLocks) lock(key string) func() {
+	if k == nil {
+		return func() {}
+	}
+	m := &k.mu[maphash.String(k.seed, key)%uint64(len(k.mu))]
+	m.Lock()
+	return m.Unlock
 }
 
 var errLimitExceeded = errors.New("limit exceeded")
@@ -183,6 +208,7 @@ func (lm *limiter) peek(ctx context.Context, key string, l *limitSpec, chain str
 func (lm *limiter) reserve(ctx context.Context, key string, l *limitSpec, chain string, value *big.Int, force bool) (limitCheck, *reservation, error) {
 	var res limitCheck
 	var rsv *reservation
+	defer lm.locks.lock(key)()
 	err := lm.kv.Update(ctx, key, func(cur []byte, found bool) ([]byte, bool, error) {
 		r, err := decodeWindow(cur, found)
 		if err != nil {
@@ -225,7 +251,9 @@ func (r *Reservation) Release(ctx context.Context) error {
 	}
 	var errs []error
 	for _, e := range r.entries {
+		unlock := r.locks.lock(e.key)
 		errs = append(errs, release(ctx, r.kv, e))
+		unlock()
 	}
 	r.entries = nil
 	return errors.Join(errs...)

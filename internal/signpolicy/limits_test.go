@@ -268,3 +268,42 @@ func TestWindowNeverEarly(t *testing.T) {
 		t.Fatalf("spend still counted a step after the window: %+v", r)
 	}
 }
+
+// TestHotLimitNeverGivesUp: 200 concurrent requests on one limit record,
+// over two nodes on one bolt file, each reservation one fsynced
+// compare-and-swap: none fails for lost races (a node serializes its own
+// updates of a record; the compare-and-swap decides between nodes), and
+// the count is exact.
+func TestHotLimitNeverGivesUp(t *testing.T) {
+	a, b := twoNodes(t, "bolt")
+	ea, eb := newEngine(t, a, nil), newEngine(t, b, nil)
+	p := mustCreate(t, ea, `{"name": "150 a day", "effect": "deny", "condition": "true", "limit": {"count": 150, "window": "24h"}}`)
+	if err := eb.Changed(context.Background(), headKey(p.ID)); err != nil {
+		t.Fatal(err)
+	}
+	var allowed, denied atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 200 {
+		e := []*Engine{ea, eb}[i%2]
+		wg.Go(func() {
+			<-start
+			res, err := e.Authorize(context.Background(), ethTx(stranger, eth("0.01")), AuthorizeOptions{})
+			switch {
+			case err != nil:
+				t.Error(err)
+			case res.Decision == DecisionAllow:
+				allowed.Add(1)
+			case res.Decision == DecisionDeny && strings.HasPrefix(res.Denial().Reason, "24 h count would reach 151"):
+				denied.Add(1)
+			default:
+				t.Errorf("%+v", res)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if allowed.Load() != 150 || denied.Load() != 50 {
+		t.Fatalf("allowed %d, denied %d; want 150 and 50", allowed.Load(), denied.Load())
+	}
+}

@@ -130,7 +130,7 @@ var _ traits.FieldTester = object{}
 // policy evaluated for it.
 type intentView struct {
 	chain, network, kind, account, owner, principal, to, selector types.String
-	amr, delegates, outputs                                       ref.Val
+	amr, delegates, outputs, tokens                               ref.Val
 	chainID                                                       types.Int
 	hasChainID                                                    bool
 	value                                                         BigInt
@@ -164,7 +164,9 @@ type schema struct {
 	intent, token, typedData, domain, output *objType
 	zeroToken                                *tokenView
 	zeroTypedData                            *typedDataView
-	byName                                   map[string]*objType
+	// emptyList is shared by every empty list of a view (immutable).
+	emptyList ref.Val
+	byName    map[string]*objType
 	*types.Registry
 }
 
@@ -181,6 +183,7 @@ func newSchema() (*schema, error) {
 		zeroTypedData: &typedDataView{},
 		Registry:      reg,
 	}
+	s.emptyList = types.NewRefValList(s, nil)
 	str := types.StringType
 	strs := types.NewListType(types.StringType)
 	in := func(v any) *intentView { return v.(*intentView) }
@@ -204,6 +207,10 @@ func newSchema() (*schema, error) {
 		}
 		return object{s.token, s.zeroToken}
 	}, func(v any) bool { return in(v).token != nil })
+	// tokens lists every token movement: a condition that reads only
+	// intent.token (the first) could be passed by a harmless first transfer
+	// followed by the one it means to stop.
+	s.intent.add("tokens", types.NewListType(s.token.t), func(v any) ref.Val { return in(v).tokens }, nil)
 	s.intent.add("typed_data", s.typedData.t, func(v any) ref.Val {
 		if t := in(v).typedData; t != nil {
 			return object{s.typedData, t}
@@ -321,12 +328,12 @@ func (s *schema) view(in *intent.Intent) *intentView {
 		to:        types.String(canonAddress(in.To, btc)),
 		selector:  types.String(canonHex(in.Selector)),
 		value:     newBigInt(in.Value),
-		amr:       types.NewStringList(s, in.AMR),
-		delegates: types.NewStringList(s, canonAll(in.Delegates)),
+		amr:       s.strings(in.AMR),
+		delegates: s.strings(canonAll(in.Delegates)),
 	}
 	v.chainID, v.hasChainID = chainIDVal(in.ChainID)
-	if t := in.Token; t != nil {
-		v.token = &tokenView{
+	tokenOf := func(t *intent.Token) *tokenView {
+		return &tokenView{
 			contract: types.String(canonAddress(t.Contract, btc)),
 			method:   types.String(t.Method),
 			from:     types.String(canonAddress(t.From, btc)),
@@ -334,6 +341,23 @@ func (s *schema) view(in *intent.Intent) *intentView {
 			amount:   newBigInt(t.Amount),
 		}
 	}
+	// token is the first movement and tokens all of them, whichever of the
+	// two fields the chain package filled.
+	var toks []ref.Val
+	for i := range in.Tokens {
+		tv := tokenOf(&in.Tokens[i])
+		if i == 0 {
+			v.token = tv
+		}
+		toks = append(toks, object{s.token, tv})
+	}
+	if t := in.Token; t != nil {
+		v.token = tokenOf(t)
+		if len(in.Tokens) == 0 {
+			toks = append(toks, object{s.token, v.token})
+		}
+	}
+	v.tokens = s.list(toks)
 	if td := in.TypedData; td != nil {
 		d := td.Domain
 		v.typedData = &typedDataView{
@@ -347,6 +371,10 @@ func (s *schema) view(in *intent.Intent) *intentView {
 		}
 		v.typedData.domain.chainID, v.typedData.domain.hasChainID = chainIDVal(d.ChainID)
 	}
+	if len(in.Outputs) == 0 {
+		v.outputs = s.emptyList
+		return v
+	}
 	outs := make([]ref.Val, len(in.Outputs))
 	for i, o := range in.Outputs {
 		outs[i] = object{s.output, &outputView{
@@ -357,6 +385,20 @@ func (s *schema) view(in *intent.Intent) *intentView {
 	}
 	v.outputs = types.NewRefValList(s, outs)
 	return v
+}
+
+func (s *schema) strings(ss []string) ref.Val {
+	if len(ss) == 0 {
+		return s.emptyList
+	}
+	return types.NewStringList(s, ss)
+}
+
+func (s *schema) list(vs []ref.Val) ref.Val {
+	if len(vs) == 0 {
+		return s.emptyList
+	}
+	return types.NewRefValList(s, vs)
 }
 
 // chainIDVal maps a chain id to CEL int: 0 and unset when absent, -1 when it

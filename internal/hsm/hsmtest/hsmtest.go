@@ -103,7 +103,8 @@ const (
 // OpenCryptoki returns a Config for the opencryptoki software token
 // (slot 3, no token label: it is selected by slot) with a fresh key label
 // ("o-<random>") and removes the test's keys from the shared token when
-// the test ends: KeyLabel, KeyLabel+"-hmac" and extraLabels. The test
+// the test ends: KeyLabel, KeyLabel+"-hmac", KeyLabel+"-sign" and
+// extraLabels. The test
 // fails, never skips, when the module, the slot daemon (pkcsslotd) or the
 // token is missing: run scripts/test, which sets it up.
 func OpenCryptoki(t testing.TB, extraLabels ...string) hsm.Config {
@@ -139,7 +140,7 @@ func OpenCryptoki(t testing.TB, extraLabels ...string) hsm.Config {
 	if err != nil {
 		t.Fatalf("hsmtest: opencryptoki token in slot %d (%s): %v; is pkcsslotd running and the token initialised with this user PIN? scripts/test sets it up", slot, lib, err)
 	}
-	labels := append([]string{cfg.KeyLabel, cfg.KeyLabel + "-hmac"}, extraLabels...)
+	labels := append([]string{cfg.KeyLabel, cfg.KeyLabel + "-hmac", cfg.KeyLabel + "-sign"}, extraLabels...)
 	t.Cleanup(func() {
 		defer m.Close()
 		for _, l := range labels {

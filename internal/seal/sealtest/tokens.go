@@ -34,7 +34,7 @@ var Tokens = []Token{
 var needs = map[seal.Mechanism][]uint{
 	seal.AESGCM:        {pkcs11.CKM_AES_GCM},
 	seal.AESCBCPadHMAC: {pkcs11.CKM_AES_CBC_PAD, pkcs11.CKM_SHA256_HMAC},
-	seal.RSAOAEP:       {pkcs11.CKM_RSA_PKCS_OAEP},
+	seal.RSAOAEP:       {pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKM_SHA256_RSA_PKCS_PSS},
 }
 
 // Config returns a seal configuration for mech on a fresh token of tok.

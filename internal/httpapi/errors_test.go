@@ -190,6 +190,7 @@ var domainErrors = map[string]error{
 	"signpolicy.ErrInvalidDocument":         signpolicy.ErrInvalidDocument,
 	"signpolicy.ErrNotFound":                signpolicy.ErrNotFound,
 	"signpolicy.ErrNotLoaded":               signpolicy.ErrNotLoaded,
+	"signpolicy.ErrStoreInconsistent":       signpolicy.ErrStoreInconsistent,
 	"signpolicy.ErrVersionConflict":         signpolicy.ErrVersionConflict,
 	"wallet/btc.ErrNothingToSign":           btc.ErrNothingToSign,
 	"wallet/btc.ErrPublicKey":               btc.ErrPublicKey,

@@ -3,14 +3,19 @@ package server
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ethereum/go-ethereum/accounts"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/moonvault/moonvault/internal/approval"
+	"github.com/moonvault/moonvault/internal/config"
 )
 
 // TestApproversSeeWhatTheySign (review M4): an approval shows its
@@ -110,4 +115,60 @@ func TestApproversSeeWhatTheySign(t *testing.T) {
 	if denied.Status != "denied" || !strings.Contains(denied.Reason, "request_changed") || !strings.Contains(denied.Reason, "digest") {
 		t.Fatalf("a changed body at the threshold: %+v", denied)
 	}
+}
+
+// TestApprovalStoreBounds (review L1): a requester has at most
+// approval_max_pending approvals waiting (429 past it, with a message that
+// says what to do); lists come a page at a time; a decided approval is
+// removed approval_retention after it was decided (the sweep every node
+// runs; here with a clock 31 days ahead).
+func TestApprovalStoreBounds(t *testing.T) {
+	tn := startNode(t, t.TempDir(), nodeOpts{mutate: func(c *config.Server) { c.ApprovalMaxPending = 2 }})
+	root := initShamir(t, tn)
+	boss := enrolledUser(t, tn, root, "boss", "admin")
+	treasury := enrolledUser(t, tn, root, "treasury", "user")
+	alice := enrolledUser(t, tn, root, "alice", "user")
+	tn.mustCallTok(treasury.token, 201, "POST", "/v1/accounts", map[string]string{"name": "hot"}, nil)
+	tn.mustCallTok(boss.token, 201, "POST", "/v1/policies", map[string]any{"name": "messages: alice", "effect": "require_approval",
+		"condition": `intent.kind == "message"`, "approvals": map[string]any{"threshold": 1, "approvers": []string{"alice"}}}, nil)
+	var ids []string
+	for i := range 2 {
+		var held struct {
+			Approval approvalAnswer `json:"approval"`
+		}
+		tn.mustCallTok(treasury.token, 202, "POST", "/v1/accounts/hot/sign-message", map[string]string{"data": fmt.Sprint("message ", i)}, &held)
+		ids = append(ids, held.Approval.ID)
+	}
+	var e fieldErr
+	if c := tn.callTok(treasury.token, "POST", "/v1/accounts/hot/sign-message", map[string]string{"data": "one too many"}, &e); c != 429 ||
+		e.Error.Code != "too_many_pending_approvals" || !strings.Contains(e.Error.Message, "approval_max_pending is 2") {
+		t.Fatalf("a third waiting approval: %d %+v", c, e)
+	}
+
+	type page struct {
+		Approvals []approvalAnswer `json:"approvals"`
+		Next      string           `json:"next"`
+	}
+	var p1, p2 page
+	tn.mustCallTok(alice.token, 200, "GET", "/v1/approvals?limit=1", nil, &p1)
+	if len(p1.Approvals) != 1 || p1.Approvals[0].ID != ids[1] || p1.Next != ids[1] {
+		t.Fatalf("first page: %+v", p1)
+	}
+	tn.mustCallTok(alice.token, 200, "GET", "/v1/approvals?limit=1&after="+p1.Next, nil, &p2)
+	if len(p2.Approvals) != 1 || p2.Approvals[0].ID != ids[0] || p2.Next != "" {
+		t.Fatalf("second page: %+v", p2)
+	}
+	if c := tn.callTok(alice.token, "GET", "/v1/approvals?after=nonsense", nil, &e); c != 400 || e.Error.Field != "after" {
+		t.Fatalf("a bad cursor: %d %+v", c, e)
+	}
+
+	tn.mustCallTok(alice.token, 200, "POST", "/v1/approvals/"+ids[0]+"/reject", nil, nil)
+	tn.mustCallTok(treasury.token, 202, "POST", "/v1/accounts/hot/sign-message", map[string]string{"data": "room again"}, nil)
+
+	later := approval.New(tn.node.barrier, approval.Options{Now: func() time.Time { return time.Now().Add(31 * 24 * time.Hour) }})
+	tn.node.sweepApprovals(t.Context(), later)
+	if c := tn.callTok(treasury.token, "GET", "/v1/approvals/"+ids[0], nil, nil); c != 404 {
+		t.Fatalf("a rejection 31 days old is still kept: %d", c)
+	}
+	tn.mustCallTok(treasury.token, 200, "GET", "/v1/approvals/"+ids[1], nil, nil) // expired by the same sweep, kept
 }

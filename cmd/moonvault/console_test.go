@@ -30,6 +30,7 @@ import (
 	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/dom"
+	"github.com/chromedp/cdproto/fetch"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
@@ -63,6 +64,8 @@ var consoleFlows = []consoleFlow{
 	{name: "change the password", run: flowPasswordChange},
 	{name: "create a Bitcoin account from an HD wallet", run: flowBitcoinHD},
 	{name: "approve a pending approval", run: flowApprove},
+	{name: "Solana account from an HD wallet, signature and provenance", run: flowSolana},
+	{name: "policies: view and dry run", run: flowPolicyDryRun},
 }
 
 func TestConsole(t *testing.T) {
@@ -92,6 +95,7 @@ type consoleEnv struct {
 	browse  context.Context
 	adminMu sync.Mutex
 	admin   string // an admin access token for API calls
+	padmin  string // an admin access token with step-up (policyAdmin)
 }
 
 func chromiumPath(t *testing.T) string {
@@ -247,6 +251,30 @@ func (ce *consoleEnv) adminToken(t *testing.T) string {
 	return ce.admin
 }
 
+// policyAdmin returns an access token of an admin who signed in with a
+// one-time code (policy writes need step-up), made on first use.
+func (ce *consoleEnv) policyAdmin(t *testing.T) string {
+	t.Helper()
+	ce.adminMu.Lock()
+	tok := ce.padmin
+	ce.adminMu.Unlock()
+	if tok != "" && ce.call(t, tok, "GET", "/v1/policies", nil, nil) == 200 {
+		return tok
+	}
+	const user, pw = "padmin", "passphrase for padmin"
+	if ce.call(t, ce.adminToken(t), "GET", "/v1/users/"+user, nil, nil) == 404 {
+		ce.mustCall(t, 201, ce.adminToken(t), "POST", "/v1/users", map[string]string{"username": user, "password": pw, "role": "admin"}, nil)
+		_, codes := ce.enrollTOTP(t, user, pw)
+		tok = ce.login(t, user, pw, codes.cur)
+	} else {
+		t.Fatal("padmin exists but its session is gone")
+	}
+	ce.adminMu.Lock()
+	ce.padmin = tok
+	ce.adminMu.Unlock()
+	return tok
+}
+
 // newUser creates a user through the API and returns its password.
 func (ce *consoleEnv) newUser(t *testing.T, name string) string {
 	t.Helper()
@@ -311,6 +339,8 @@ type browser struct {
 	seq     int
 	// quiet: violations are expected here (a probe of the CSP).
 	quiet bool
+	// forged answers requests paused by the Fetch domain (forge).
+	forged []byte
 }
 
 func (ce *consoleEnv) browser(t *testing.T) *browser {
@@ -329,6 +359,16 @@ func (ce *consoleEnv) browser(t *testing.T) *browser {
 			}
 		case *network.EventResponseReceived:
 			b.headers[e.Response.URL] = e.Response.Headers
+		case *fetch.EventRequestPaused:
+			// Answer from another goroutine: a listener must not block.
+			tab, body := b.tab, b.forged
+			go func() {
+				_, _ = chromedp.Run(tab, func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+					_, err := cdp.Call(ctx, tg, fetch.FulfillRequest, fetch.FulfillRequestParams{RequestID: e.RequestID, ResponseCode: 200,
+						ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: "application/json"}}, Body: body})
+					return chromedp.Void{}, err
+				})
+			}()
 		}
 	}
 	ctx, cancel := chromedp.NewContext(ce.browse, chromedp.WithNewBrowserContext(), chromedp.WithListener(listen))
@@ -343,7 +383,9 @@ func (ce *consoleEnv) browser(t *testing.T) *browser {
 		t.Fatalf("open a browser context: %v", err)
 	}
 	tctx, cancelT := context.WithTimeout(ctx, 3*time.Minute)
+	b.mu.Lock()
 	b.ctx, b.tab = tctx, ctx
+	b.mu.Unlock()
 	t.Cleanup(func() {
 		b.mu.Lock()
 		probs := b.problems
@@ -576,6 +618,20 @@ func (b *browser) shot(name string) {
 	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o600); err != nil {
 		b.t.Fatal(err)
 	}
+}
+
+// forge makes the browser receive body instead of the server's answer for
+// every request whose URL matches pattern (Fetch domain wildcards): a
+// stand-in for a tampered answer.
+func (b *browser) forge(pattern string, body []byte) {
+	b.t.Helper()
+	b.mu.Lock()
+	b.forged = body
+	b.mu.Unlock()
+	b.do(func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, tg, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: pattern}}})
+		return chromedp.Void{}, err
+	})
 }
 
 // goTo follows a link of the main navigation.

@@ -538,6 +538,13 @@ func TestREADMEQuickStart(t *testing.T) {
 		}
 	}
 	caPath := printed("TLS certificate")
+	// The README's web console section names the address the banner prints.
+	if got, want := printed("Web console"), "https://"+dev.addr+"/ui/"; got != want {
+		t.Errorf("the dev banner prints the console at %s, want %s", got, want)
+	}
+	if readme, err := os.ReadFile("../../README.md"); err != nil || !strings.Contains(string(readme), "`Web console: https://127.0.0.1:8200/ui/`") {
+		t.Errorf("README.md does not show the banner's console line (%v)", err)
+	}
 	repo, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)

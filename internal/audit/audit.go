@@ -6,14 +6,18 @@
 //
 // What verification proves, honestly: editing, deleting, inserting or
 // reordering any line breaks the chain at that line; a copy cut anywhere but
-// exactly after a checkpoint does not end with a checkpoint and fails. A cut
-// exactly at a batch boundary looks like a log that ended there; only an
-// external anchor (VerifyOptions.MinSeq, from Log.Head on the live server or
-// a value an operator kept) detects it. Signatures prove who closed each
-// batch only when the operator supplies the public key: keys read from the
-// log's own start lines are a convenience, not a trust anchor. Lines written
+// exactly after a checkpoint does not end with a checkpoint and fails. Every
+// line must be covered by a checkpoint signed by a key the verifier trusts
+// (given to Verify, or announced in a start line such a checkpoint covers):
+// a forger who recomputes the chain cannot sign, so what he rewrote is
+// reported unverified. A cut exactly at a batch boundary, or a rewrite of
+// the tail, is detected only against an external anchor (VerifyOptions
+// MinSeq and MinHash, from Log.Head on the live server or a value an
+// operator kept). Keys read from the log's own start lines are a
+// convenience, not a trust anchor, and are reported as such. Lines written
 // while sealed are chained and closed by unsigned checkpoints; the next
-// signed checkpoint covers them, since it signs the running hash.
+// signed checkpoint covers them, since it signs the running hash, and a log
+// that ends sealed has an unverified tail.
 package audit
 
 import (
@@ -55,9 +59,11 @@ const maxBacklog = 64 << 20
 type Options struct {
 	// BatchMax is the most request lines in one batch (default 256).
 	BatchMax int
-	// FlushInterval is the longest the writer waits to fill a batch; 0
-	// flushes as soon as the writer is free (batches then form from the
-	// requests that arrive during the previous fsync).
+	// FlushInterval spaces commits under concurrency: when the previous
+	// batch held more than one line, the next is committed no sooner than
+	// FlushInterval after the previous one started. Larger batches share
+	// one checkpoint signature and one durable write; 0 commits as soon as
+	// the writer is free.
 	FlushInterval time.Duration
 	// Logger receives sink failures; never entry content. Default: discard.
 	Logger *slog.Logger
@@ -69,9 +75,10 @@ type Stats struct {
 }
 
 type pending struct {
-	typ  string
-	body []byte
-	done chan error // nil for internal lines that nobody waits on
+	typ    string
+	body   []byte
+	pooled *[]byte    // body's pool buffer, returned once copied
+	done   chan error // nil for internal lines that nobody waits on
 }
 
 type sinkState struct {
@@ -195,38 +202,44 @@ func (l *Log) recover(sinks []Sink) ([]pending, error) {
 
 // Record appends e and returns once the line (and the checkpoint closing its
 // batch) is durable on at least one sink. If none succeeded it returns an
-// error wrapping ErrUnavailable. If ctx ends first it returns ctx's error;
-// the line may still be recorded (over-recording is the safe side).
+// error wrapping ErrUnavailable. A context already done is refused before
+// anything is queued; if ctx ends while waiting, Record returns ctx's error
+// and the line may still be recorded (over-recording is the safe side).
 func (l *Log) Record(ctx context.Context, e *Entry) error {
 	if e == nil {
 		return fmt.Errorf("audit: nil entry")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("audit: %w", err)
 	}
 	ec := *e
 	if ec.Time.IsZero() {
 		ec.Time = time.Now()
 	}
 	ec.Time = ec.Time.UTC()
-	body, err := json.Marshal(&ec)
-	if err != nil { // only a NaN/Inf latency can fail; record it as absent
-		ec.LatencyMS = 0
-		if body, err = json.Marshal(&ec); err != nil {
-			return fmt.Errorf("audit: encode entry: %w", err)
-		}
-	}
-	p := pending{typ: typeRequest, body: body, done: make(chan error, 1)}
+	bp := bodyPool.Get().(*[]byte)
+	*bp = appendEntry((*bp)[:0], &ec)
+	done := donePool.Get().(chan error)
+	p := pending{typ: typeRequest, body: *bp, pooled: bp, done: done}
 	select {
 	case l.queue <- p:
 	case <-l.quit:
+		bodyPool.Put(bp)
+		donePool.Put(done)
 		return fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
 	case <-ctx.Done():
+		bodyPool.Put(bp)
+		donePool.Put(done)
 		return fmt.Errorf("audit: %w", ctx.Err())
 	}
 	select {
-	case err := <-p.done:
+	case err := <-done:
+		donePool.Put(done) // drained: safe to reuse
 		return err
 	case <-l.done:
 		select {
-		case err := <-p.done:
+		case err := <-done:
+			donePool.Put(done)
 			return err
 		default:
 			return fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
@@ -236,10 +249,19 @@ func (l *Log) Record(ctx context.Context, e *Entry) error {
 	}
 }
 
+// Pools keep Record allocation-light: the encoded body goes back once the
+// writer has copied it into its batch, the done channel once drained.
+var (
+	bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+	donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
+)
+
 // SetKeys installs the HMAC key and checkpoint signing key after unseal.
 // The log keeps its own copies; ClearKeys zeroizes them. A "start" line
-// publishes the public key (a convenience: the trust anchor is the key an
-// operator gives to Verify).
+// announces the public key. When a different signing key is already
+// installed, the announcement is committed under the old key's signature
+// first, so that a verifier who trusts the old key comes to trust the new
+// one (a key announced under its own signature only vouches for itself).
 func (l *Log) SetKeys(hmacKey secret.Bytes, signer ed25519.PrivateKey, keyID string) {
 	k := &keys{hmacKey: hmacKey.Clone(), id: keyID}
 	if len(signer) == ed25519.PrivateKeySize {
@@ -248,29 +270,63 @@ func (l *Log) SetKeys(hmacKey secret.Bytes, signer ed25519.PrivateKey, keyID str
 	} else {
 		k.id = ""
 	}
+	body, _ := json.Marshal(startBody{Time: time.Now().UTC(), Event: "keys", Version: formatVersion,
+		KeyID: k.id, Pub: base64.StdEncoding.EncodeToString(k.pub)})
+	l.keyMu.RLock()
+	rotating := l.keys != nil && l.keys.signer != nil && k.pub != nil && !l.keys.pub.Equal(k.pub)
+	l.keyMu.RUnlock()
+	announced := rotating && l.commitInternal(pending{typ: typeStart, body: body}) == nil
 	l.keyMu.Lock()
 	old := l.keys
 	l.keys = k
 	l.keyMu.Unlock()
 	old.destroy()
-	body, _ := json.Marshal(startBody{Time: time.Now().UTC(), Event: "keys", Version: formatVersion,
-		KeyID: k.id, Pub: base64.StdEncoding.EncodeToString(k.pub)})
-	l.enqueueInternal(pending{typ: typeStart, body: body})
+	if !announced {
+		l.enqueueInternal(pending{typ: typeStart, body: body})
+	}
 }
 
-// ClearKeys zeroizes the keys (on seal). The log keeps recording with
-// unsigned checkpoints and HMAC values of "hmac-sha256:unavailable".
+// ClearKeys zeroizes the keys (on seal). A "keys_cleared" line is first
+// committed under the key being cleared, so the log up to the seal is
+// signed; afterwards the log keeps recording with unsigned checkpoints and
+// HMAC values of "hmac-sha256:unavailable".
 func (l *Log) ClearKeys() {
+	l.keyMu.RLock()
+	had := l.keys != nil
+	l.keyMu.RUnlock()
+	if !had {
+		return
+	}
+	body, _ := json.Marshal(startBody{Time: time.Now().UTC(), Event: "keys_cleared", Version: formatVersion})
+	if err := l.commitInternal(pending{typ: typeStart, body: body}); err != nil && !errors.Is(err, ErrClosed) {
+		l.log.Warn("audit: could not record the key removal before clearing the keys", "err", err)
+	}
 	l.keyMu.Lock()
 	old := l.keys
 	l.keys = nil
 	l.keyMu.Unlock()
-	if old == nil {
-		return
-	}
 	old.destroy()
-	body, _ := json.Marshal(startBody{Time: time.Now().UTC(), Event: "keys_cleared", Version: formatVersion})
-	l.enqueueInternal(pending{typ: typeStart, body: body})
+}
+
+// commitInternal queues an internal line and waits until it is durable.
+func (l *Log) commitInternal(p pending) error {
+	p.done = make(chan error, 1)
+	select {
+	case l.queue <- p:
+	case <-l.quit:
+		return ErrClosed
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-l.done:
+		select {
+		case err := <-p.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
 }
 
 func (k *keys) destroy() {

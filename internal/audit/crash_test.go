@@ -78,7 +78,7 @@ func lastCheckpointPrefix(t *testing.T, data []byte) []byte {
 func TestCrashRecovery(t *testing.T) {
 	_, _, keys := testKeys()
 	torn := 0
-	for attempt := range 5 {
+	for attempt := range 12 { // a kill lands mid-batch about half the time
 		path := filepath.Join(t.TempDir(), "audit.log")
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+path)

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"strconv"
 	"time"
 )
@@ -35,21 +34,27 @@ var genesisPrev [sha256.Size]byte
 // clear: values that identify a secret are passed in Hashed, already HMACed
 // with Log.HMAC.
 type Entry struct {
-	Time       time.Time         `json:"time"`
-	RequestID  string            `json:"request_id,omitempty"`
-	Subject    string            `json:"subject,omitempty"`
-	SessionID  string            `json:"session_id,omitempty"`
-	APIKeyID   string            `json:"api_key_id,omitempty"`
-	RemoteAddr string            `json:"remote_addr,omitempty"`
-	Method     string            `json:"method,omitempty"`
-	Path       string            `json:"path,omitempty"`
-	Operation  string            `json:"operation,omitempty"`
-	Account    string            `json:"account,omitempty"`
-	Address    string            `json:"address,omitempty"`
-	Status     int               `json:"status,omitempty"`
-	ErrorCode  string            `json:"error_code,omitempty"`
-	LatencyMS  float64           `json:"latency_ms,omitempty"`
-	Hashed     map[string]string `json:"hashed,omitempty"`
+	Time       time.Time `json:"time"`
+	RequestID  string    `json:"request_id,omitempty"`
+	Subject    string    `json:"subject,omitempty"`
+	SessionID  string    `json:"session_id,omitempty"`
+	APIKeyID   string    `json:"api_key_id,omitempty"`
+	RemoteAddr string    `json:"remote_addr,omitempty"`
+	Method     string    `json:"method,omitempty"`
+	Path       string    `json:"path,omitempty"`
+	Operation  string    `json:"operation,omitempty"`
+	// Phase is "request" for the line a state-changing request writes
+	// before it runs, "response" for the line written before the answer.
+	Phase     string            `json:"phase,omitempty"`
+	Account   string            `json:"account,omitempty"`
+	Address   string            `json:"address,omitempty"`
+	Status    int               `json:"status,omitempty"`
+	ErrorCode string            `json:"error_code,omitempty"`
+	LatencyMS float64           `json:"latency_ms,omitempty"`
+	Hashed    map[string]string `json:"hashed,omitempty"`
+	// Signed holds a hash of each thing signed (several for a JSON-RPC
+	// batch): what the signature commits to, never the key.
+	Signed []Signed `json:"signed,omitempty"`
 	// PolicyDecision is the transaction policy decision of a signing
 	// request (allow, deny, require_approval; a JSON-RPC batch lists each
 	// once, comma-separated) and Policies the ids of the policies that
@@ -60,6 +65,20 @@ type Entry struct {
 	// (or a sweep expired), and ApprovalStatus its status afterwards.
 	Approval       string `json:"approval,omitempty"`
 	ApprovalStatus string `json:"approval_status,omitempty"`
+}
+
+// Phases of a request's audit lines.
+const (
+	PhaseRequest  = "request"
+	PhaseResponse = "response"
+)
+
+// Signed is a hash of what a request signed: kind "message" (EIP-191
+// hash), "typed_data" (EIP-712 hash), "transaction" (transaction hash),
+// or a chain's own kind.
+type Signed struct {
+	Kind string `json:"kind"`
+	Hash string `json:"hash"`
 }
 
 // startBody is the content of a "start" line: the log was opened, or a
@@ -117,18 +136,10 @@ func appendCheckpoint(buf []byte, seq uint64, prev *[sha256.Size]byte, keyID str
 	buf = append(buf, `,"prev":"`...)
 	buf = hex.AppendEncode(buf, prev[:])
 	buf = append(buf, `","type":"checkpoint","key_id":`...)
-	buf = appendJSONString(buf, keyID)
+	buf = appendString(buf, keyID)
 	buf = append(buf, `,"sig":"`...)
 	buf = base64.StdEncoding.AppendEncode(buf, sig)
 	return append(buf, `"}`...)
-}
-
-func appendJSONString(buf []byte, s string) []byte {
-	b, err := json.Marshal(s)
-	if err != nil { // a Go string always marshals; keep the line well-formed anyway
-		return append(buf, `""`...)
-	}
-	return append(buf, b...)
 }
 
 // signCheckpoint returns the signature for a checkpoint, or nil without key.

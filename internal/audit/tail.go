@@ -40,7 +40,22 @@ func (s *FileSink) recoverTail() (tailState, error) {
 			return st, err
 		}
 	}
-	end, line, err := lastCheckpoint(s.f, s.size)
+	// With the ring's records written back, the acknowledged part of the
+	// file ends at replayEnd. After it lies at most the batch that was being
+	// written: kept when it is whole (a checkpoint ends it; over-recording
+	// is the safe side), but not when it holds NUL bytes, which a file
+	// system may leave in a tail it had not flushed when the power went.
+	limit := s.size
+	if s.replayed && s.replayEnd < s.size {
+		tail := make([]byte, s.size-s.replayEnd)
+		if _, err := s.f.ReadAt(tail, s.replayEnd); err != nil && !errors.Is(err, io.EOF) {
+			return st, fmt.Errorf("audit file sink %s: read tail: %w", s.path, err)
+		}
+		if bytes.IndexByte(tail, 0) >= 0 {
+			limit = s.replayEnd
+		}
+	}
+	end, line, err := lastCheckpoint(s.f, limit)
 	if err != nil {
 		return st, fmt.Errorf("audit file sink %s: read tail: %w", s.path, err)
 	}
@@ -51,6 +66,9 @@ func (s *FileSink) recoverTail() (tailState, error) {
 		}
 		st.truncated, st.tornFile = s.size-end, torn
 		s.size = end
+	}
+	if err := s.resetWAL(); err != nil {
+		return st, fmt.Errorf("audit file sink %s: %w", s.path, err)
 	}
 	if line != nil {
 		return chainState(st, line)

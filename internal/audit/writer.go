@@ -11,12 +11,15 @@ import (
 
 // writer is the single goroutine that orders lines: it takes whatever is
 // queued (up to BatchMax), chains and checkpoints it, and writes it with one
-// write+fsync per sink. Requests arriving during that fsync form the next
-// batch, so the batch size grows with load (group commit).
+// durable write per sink. Requests arriving during that write form the next
+// batch, so the batch size grows with load (group commit) and an idle log
+// adds no wait to a lone request.
 func (l *Log) writer() {
 	defer close(l.done)
 	batch := make([]pending, 0, l.opts.BatchMax)
 	var timer *time.Timer
+	var lastStart time.Time
+	last := 0
 	for {
 		batch = batch[:0]
 		select {
@@ -26,14 +29,24 @@ func (l *Log) writer() {
 			l.drain(batch)
 			return
 		}
-		batch = l.fill(batch, &timer)
+		var deadline time.Time
+		if l.opts.FlushInterval > 0 && last > 1 {
+			deadline = lastStart.Add(l.opts.FlushInterval)
+		}
+		batch = l.fill(batch, deadline, &timer)
+		lastStart, last = time.Now(), len(batch)
 		l.finish(batch, l.commit(batch))
 	}
 }
 
-// fill adds queued lines to batch without waiting, or waiting at most
-// FlushInterval when one is set.
-func (l *Log) fill(batch []pending, timer **time.Timer) []pending {
+// fill adds queued lines to batch without waiting or, under concurrency
+// (the previous batch held more than one line), until deadline: at most
+// one commit per FlushInterval. The spacing is measured from the start of
+// the previous commit, so a slow fsync adds no wait, and a lone request is
+// never delayed. (An earlier version re-armed a timer on every arrival, so
+// a busy log waited a whole interval after each one while every request in
+// the batch idled: issue 14.)
+func (l *Log) fill(batch []pending, deadline time.Time, timer **time.Timer) []pending {
 	for len(batch) < l.opts.BatchMax {
 		select {
 		case p := <-l.queue:
@@ -41,17 +54,21 @@ func (l *Log) fill(batch []pending, timer **time.Timer) []pending {
 			continue
 		default:
 		}
-		if l.opts.FlushInterval <= 0 {
-			return batch
-		}
-		if *timer == nil {
-			*timer = time.NewTimer(l.opts.FlushInterval)
-		} else {
-			(*timer).Reset(l.opts.FlushInterval)
-		}
+		break
+	}
+	wait := time.Until(deadline)
+	if deadline.IsZero() || wait <= 0 || len(batch) >= l.opts.BatchMax {
+		return batch
+	}
+	if *timer == nil {
+		*timer = time.NewTimer(wait)
+	} else {
+		(*timer).Reset(wait)
+	}
+	defer (*timer).Stop()
+	for len(batch) < l.opts.BatchMax {
 		select {
 		case p := <-l.queue:
-			(*timer).Stop()
 			batch = append(batch, p)
 		case <-(*timer).C:
 			return batch
@@ -94,12 +111,18 @@ func (l *Log) finish(batch []pending, err error) {
 func (l *Log) commit(batch []pending) error {
 	seq0, prev0 := l.seq, l.prev
 	buf := l.buf[:0]
-	for _, p := range batch {
+	for i := range batch {
+		p := &batch[i]
 		start := len(buf)
 		l.seq++
 		buf = appendLine(buf, l.seq, &l.prev, p.typ, p.body)
 		l.prev = sha256.Sum256(buf[start:])
 		buf = append(buf, '\n')
+		if p.pooled != nil { // copied: give the buffer back
+			*p.pooled = p.body[:0]
+			bodyPool.Put(p.pooled)
+			p.pooled, p.body = nil, nil
+		}
 	}
 	l.seq++
 	start := len(buf)

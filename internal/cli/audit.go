@@ -24,20 +24,32 @@ func runAudit(g *globals, args []string) error {
 }
 
 // auditVerify checks one log file, or a rotated set given oldest first.
+// Exit status: 0 verified; 1 tampered (or an error); 3 intact but not
+// fully verified (lines no trusted signature covers, no trusted key, an
+// anchor that could not be compared), with what is missing on stderr.
 func auditVerify(g *globals, args []string) error {
-	var pubHex string
+	var pubHex, minHash string
 	var fetch bool
 	var minSeq uint64
 	files, err := g.flags("audit verify", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&pubHex, "public-key", "", "the vault's audit public key, KEYID:HEX or HEX (from GET /v1/sys/audit/public-key)")
-		fs.BoolVar(&fetch, "fetch-key", false, "fetch the audit public key from the server at MOONVAULT_ADDR")
-		fs.Uint64Var(&minSeq, "min-seq", 0, "fail if the log ends before this sequence number (detects truncation at a checkpoint)")
+		fs.BoolVar(&fetch, "fetch-key", false, "fetch the audit public key and head (seq and hash) from the server at MOONVAULT_ADDR")
+		fs.Uint64Var(&minSeq, "min-seq", 0, "anchor: fail if the log ends before this sequence number (detects truncation at a checkpoint)")
+		fs.StringVar(&minHash, "min-hash", "", "anchor: hex SHA-256 of the line at -min-seq (head_hash); fail if it differs (detects a rewritten log)")
 	})
 	if err != nil {
 		return err
 	}
 	if len(files) == 0 {
-		return usageError{"usage: moonvault audit verify [-public-key KEY | -fetch-key] FILE [FILE...]"}
+		return usageError{"usage: moonvault audit verify [-public-key KEY | -fetch-key] [-min-seq N -min-hash HEX] FILE [FILE...]"}
+	}
+	if minHash != "" && minSeq == 0 {
+		return usageError{"-min-hash needs -min-seq (the sequence number of the line it is the hash of)"}
+	}
+	if minHash != "" {
+		if b, err := hex.DecodeString(minHash); err != nil || len(b) != 32 {
+			return usageError{"-min-hash must be 64 hex characters (a SHA-256)"}
+		}
 	}
 	keys := map[string]ed25519.PublicKey{}
 	if fetch {
@@ -49,14 +61,19 @@ func auditVerify(g *globals, args []string) error {
 			KeyID     string `json:"key_id"`
 			PublicKey string `json:"public_key"`
 			HeadSeq   uint64 `json:"head_seq"`
+			HeadHash  string `json:"head_hash"`
 		}
 		if err := c.do("GET", "/v1/sys/audit/public-key", nil, &out); err != nil {
 			return err
 		}
+		if pubHex != "" && !strings.EqualFold(keyHex(pubHex), out.PublicKey) {
+			return errors.New("the server's audit public key differs from -public-key")
+		}
 		pubHex = out.KeyID + ":" + out.PublicKey
 		if minSeq == 0 {
-			// The server's head: a copy that stops short of it was truncated.
-			minSeq = out.HeadSeq
+			// The server's head: a copy that stops short of it was
+			// truncated, and one whose line there differs was rewritten.
+			minSeq, minHash = out.HeadSeq, out.HeadHash
 		}
 	}
 	if pubHex != "" {
@@ -76,11 +93,36 @@ func auditVerify(g *globals, args []string) error {
 			files = set
 		}
 	}
-	rep, err := audit.VerifyFiles(files, keys, audit.VerifyOptions{MinSeq: minSeq})
-	if err != nil {
+	rep, err := audit.VerifyFiles(files, keys, audit.VerifyOptions{MinSeq: minSeq, MinHash: minHash})
+	var unverified *audit.UnverifiedError
+	if err != nil && !errors.As(err, &unverified) {
 		return fmt.Errorf("audit log is NOT intact: %w", err)
 	}
-	return g.print(rep)
+	if perr := g.print(rep); perr != nil {
+		return perr
+	}
+	switch {
+	case minSeq == 0:
+		fmt.Fprintln(g.stderr, "note: no anchor (-min-seq/-min-hash or -fetch-key): a copy cut exactly after a checkpoint would not be noticed")
+	case minHash == "":
+		fmt.Fprintln(g.stderr, "note: -min-seq without -min-hash: the length of the log is anchored, not its content")
+	}
+	if unverified != nil {
+		fmt.Fprintln(g.stderr, "audit log is intact but NOT fully verified:")
+		for _, u := range unverified.Unverified {
+			fmt.Fprintln(g.stderr, "  - "+u)
+		}
+		return exitCode(3)
+	}
+	return nil
+}
+
+// keyHex returns the HEX of a KEYID:HEX or HEX public key.
+func keyHex(s string) string {
+	if _, h, ok := strings.Cut(s, ":"); ok {
+		return h
+	}
+	return s
 }
 
 func auditHash(g *globals, args []string) error {

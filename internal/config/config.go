@@ -54,6 +54,9 @@ type Server struct {
 	EntropyMode        string `hcl:"entropy_mode,optional" json:"entropy_mode,omitempty"`
 	SealWrap           *bool  `hcl:"seal_wrap,optional" json:"seal_wrap,omitempty"`
 
+	// Audit is on by default (to audit_file, or else audit.log in data_dir);
+	// turning it off takes an explicit "off".
+	Audit         string `hcl:"audit,optional" json:"audit,omitempty"`
 	AuditFile     string `hcl:"audit_file,optional" json:"audit_file,omitempty"`
 	AuditMaxBytes int64  `hcl:"audit_max_bytes,optional" json:"audit_max_bytes,omitempty"`
 	AuditStdout   bool   `hcl:"audit_stdout,optional" json:"audit_stdout,omitempty"`
@@ -140,7 +143,7 @@ func (s Setting) Default() string {
 // keeps the two in step; docs/configuration.md is generated from it).
 var settings = []Setting{
 	{Name: "listen_address", Doc: "TCP address to serve HTTPS on, host:port."},
-	{Name: "data_dir", Doc: "Directory of the bbolt database (storage bolt). A node over PostgreSQL is stateless and needs none."},
+	{Name: "data_dir", Doc: "Directory of the bbolt database (storage bolt). A node over PostgreSQL is stateless and needs none (then set audit_file: the audit log is on by default)."},
 	{Name: "tls_cert_file", Doc: "PEM certificate (chain) served over TLS; reloaded on SIGHUP. Required, except in dev mode."},
 	{Name: "tls_key_file", Doc: "PEM private key of tls_cert_file."},
 	{Name: "tls_min_version", Doc: "Lowest TLS version accepted: 1.3, or 1.2 (ECDHE with AEAD suites only). TLS 1.0 and 1.1 are refused (RFC 8996)."},
@@ -160,6 +163,7 @@ var settings = []Setting{
 	{Name: "fips_mode", Doc: "Refuse to start unless Go runs in FIPS 140-3 mode (GODEBUG=fips140=on or only, or a GOFIPS140=v1.0.0 build); see docs/fips.md."},
 	{Name: "entropy_mode", Doc: "augmentation (OS randomness mixed with the HSM's; the default with hsm_lib) or off."},
 	{Name: "seal_wrap", Doc: "Seal-wrap critical security parameters with the HSM key (pkcs11 seal). Default true; fixed at init."},
+	{Name: "audit", Doc: `on (the default: audit_file, or else audit.log in data_dir) or off. The audit log is on unless this says "off".`},
 	{Name: "audit_file", Doc: "Append the hash-chained audit log to this file (locked: one writer per file)."},
 	{Name: "audit_max_bytes", Doc: "Rotate audit_file past this many bytes (0: never)."},
 	{Name: "audit_stdout", Doc: "Also write the audit log to standard output."},

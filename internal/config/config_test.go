@@ -161,6 +161,9 @@ func TestResolve(t *testing.T) {
 		{"hsm slot", func(s *Server) { s.HSMLib, s.HSMSlot, s.HSMPIN = lib, "first", "1" }, "hsm_slot", "first"},
 		{"hsm settings without lib", func(s *Server) { s.HSMTokenLabel = "t" }, "hsm_lib", "hsm_token_label"},
 		{"max request", func(s *Server) { s.MaxRequestBytes = -1 }, "max_request_bytes", "positive"},
+		{"audit weird", func(s *Server) { s.Audit = "maybe" }, "audit", "maybe"},
+		{"audit off with a file", func(s *Server) { s.Audit, s.AuditFile = "off", "/x/audit.log" }, "audit", "audit_file"},
+		{"audit nowhere", func(s *Server) { s.Storage, s.PostgresURL, s.DataDir = "postgres", "postgres://x", "" }, "audit_file", "on by default"},
 		{"policy change approvals", func(s *Server) { s.PolicyChangeApprovals = -1 }, "policy_change_approvals", "between 0 and 10"},
 		{"approval ttl", func(s *Server) { s.ApprovalTTL = "1d" }, "approval_ttl", "not a duration"},
 		{"approval ttl range", func(s *Server) { s.ApprovalTTL = "1s" }, "approval_ttl", "between 1m and 720h"},
@@ -194,11 +197,23 @@ func TestResolve(t *testing.T) {
 		})
 	}
 
-	// A PostgreSQL node is stateless; dev mode needs no certificate.
+	// A PostgreSQL node is stateless (its audit log goes where audit_file
+	// says); dev mode needs no certificate.
 	c = Defaults()
 	c.Storage, c.PostgresURL, c.TLSCertFile, c.TLSKeyFile = "postgres", "postgres://x", cert, key
+	c.AuditFile = filepath.Join(dir, "audit.log")
 	if _, err := c.Resolve(Mode{}); err != nil {
 		t.Errorf("postgres without data_dir: %v", err)
+	}
+	// Audit is on by default, in the data directory; off only when told.
+	c = Defaults()
+	valid(&c)
+	if n, err := c.Resolve(Mode{}); err != nil || n.Audit.Off || n.Audit.File != filepath.Join(c.DataDir, "audit.log") || !n.Audit.Defaulted {
+		t.Errorf("default audit: %+v %v", n.Audit, err)
+	}
+	c.Audit = "off"
+	if n, err := c.Resolve(Mode{}); err != nil || !n.Audit.Off || n.Audit.File != "" {
+		t.Errorf("audit off: %+v %v", n.Audit, err)
 	}
 	c = Defaults()
 	if n, err := c.Resolve(Mode{Dev: true}); err != nil || !n.EntropyAuto {

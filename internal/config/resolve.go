@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -116,7 +117,6 @@ func (c Server) Resolve(m Mode) (*Node, error) {
 		ListenAddress:    c.ListenAddress,
 		DataDir:          c.DataDir,
 		SealWrap:         c.SealWrap == nil || *c.SealWrap,
-		Audit:            Audit{File: c.AuditFile, MaxBytes: c.AuditMaxBytes, Stdout: c.AuditStdout},
 		RequireTEE:       c.RequireTEE,
 		RequireHardening: c.RequireHardening,
 		SignRequiresMFA:  c.SignRequiresMFA,
@@ -129,6 +129,7 @@ func (c Server) Resolve(m Mode) (*Node, error) {
 		func() (err error) { n.Log, err = c.log(); return err },
 		func() (err error) { n.TLS, err = c.tls(m); return err },
 		func() (err error) { n.Storage, err = c.storage(m); return err },
+		func() (err error) { n.Audit, err = c.audit(m); return err },
 		func() (err error) { n.HSM, err = c.hsm(); return err },
 		func() (err error) { n.FIPSMode, err = c.fips(); return err },
 		func() (err error) { n.EntropyAugmented, err = c.entropy(m); return err },
@@ -152,11 +153,40 @@ func (c Server) Validate(m Mode) error {
 	return err
 }
 
-// Audit is where the audit log goes.
+// Audit is where the audit log goes. It is on unless Off: File is
+// audit_file, or else audit.log in data_dir (Defaulted).
 type Audit struct {
-	File     string
-	MaxBytes int64
-	Stdout   bool
+	Off       bool
+	File      string
+	Defaulted bool // File was not set: the data-dir default
+	MaxBytes  int64
+	Stdout    bool
+}
+
+// audit resolves the audit settings: on by default (issue 13), so a node
+// with no audit setting logs to audit.log in its data directory, and only
+// audit = "off" turns it off.
+func (c Server) audit(m Mode) (Audit, error) {
+	a := Audit{File: c.AuditFile, MaxBytes: c.AuditMaxBytes, Stdout: c.AuditStdout}
+	switch c.Audit {
+	case "", "on":
+	case "off":
+		if c.AuditFile != "" || c.AuditStdout {
+			return a, Wrong("audit", `is "off" but audit_file or audit_stdout is set: remove one or the other`)
+		}
+		return Audit{Off: true}, nil
+	default:
+		return a, Wrong("audit", "%q: use on (the default) or off", c.Audit)
+	}
+	if a.File == "" && !a.Stdout {
+		switch {
+		case c.DataDir != "":
+			a.File, a.Defaulted = filepath.Join(c.DataDir, "audit.log"), true
+		case !m.Dev: // dev mode always gets a data dir before it wires
+			return a, Wrong("audit_file", `is required on a node without data_dir: the audit log is on by default (or set audit_stdout, or audit = "off")`)
+		}
+	}
+	return a, nil
 }
 
 func checkListen(addr string) error {

@@ -49,9 +49,12 @@ import (
 // finds them in the source and fails when one is missing here, so a new
 // sentinel cannot reach the edge unmapped.
 var domainErrors = map[string]error{
-	"audit.ErrUnavailable": audit.ErrUnavailable,
-	"audit.ErrClosed":      audit.ErrClosed,
-	"audit.VerifyError":    &audit.VerifyError{Line: 1, Reason: "bad hash"},
+	"audit.ErrUnavailable":  audit.ErrUnavailable,
+	"audit.ErrClosed":       audit.ErrClosed,
+	"audit.VerifyError":     &audit.VerifyError{Line: 1, Reason: "bad hash"},
+	"audit.ErrUnverified":   audit.ErrUnverified,
+	"audit.UnverifiedError": &audit.UnverifiedError{Unverified: []string{"lines seq 5-9 are covered by no checkpoint signed by a trusted key"}},
+	"audit.ErrLocked":       audit.ErrLocked,
 
 	"auth.ErrInvalidCredentials": auth.ErrInvalidCredentials,
 	"auth.ErrMFARequired":        auth.ErrMFARequired,

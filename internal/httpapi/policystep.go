@@ -111,6 +111,11 @@ func (a *API) checkPolicies(q *request, acc *wallet.Account, in *intent.Intent, 
 		if q.replay != nil {
 			return nil, errApprovalAgain
 		}
+		// Creating the approval is a state change: its request line is
+		// durable first, so that what is not audited did not happen.
+		if err := q.recordIntent(); err != nil {
+			return nil, err
+		}
 		ap, err := pol.Approvals.CreateSign(ctx, approval.SignRequest{
 			Requester: p, Account: in.Account, Operation: op, Request: body, Intent: in,
 			Matched: res.RequiredApprovals(),

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,8 @@ import (
 	"github.com/moonvault/moonvault/internal/signpolicy"
 	"github.com/moonvault/moonvault/internal/tee"
 	"github.com/moonvault/moonvault/internal/wallet"
+	"github.com/moonvault/moonvault/internal/wallet/chain"
+	"github.com/moonvault/moonvault/internal/wallet/evm"
 )
 
 // Deps are the services the API serves.
@@ -193,6 +196,11 @@ type request struct {
 	// audit fields a handler fills in
 	account, address string
 	hashed           map[string]string
+	signed           []audit.Signed
+	// audit state of the request path
+	op       string
+	start    time.Time
+	intentOK bool // the request line is durable (state-changing requests)
 	// policy decisions, matched policies and approvals (policystep.go)
 	decisions, policies        string
 	approvalID, approvalStatus string
@@ -218,6 +226,95 @@ func (q *request) hashSecret(field, value string) {
 	q.hashed[field] = q.api.d.Audit.HMAC(value)
 }
 
+// recordSigned records in the audit line a hash of what was signed
+// (issue 13): the EIP-191 message hash, the EIP-712 hash or the
+// transaction hash an Ethereum signature answers with; for another chain,
+// the SHA-256 of the payload it was asked to sign (message, document or
+// encoded transaction/PSBT).
+func (q *request) recordSigned(kind string, answer any, in chain.Input) {
+	if q.api.d.Audit == nil {
+		return
+	}
+	var hash string
+	switch v := answer.(type) {
+	case *evm.SignedMessage:
+		hash = v.MessageHash
+	case *evm.SignedTypedData:
+		hash = v.Hash
+	case *evm.SignedTransaction:
+		hash = v.Hash
+	default:
+		payload := in.Message
+		switch {
+		case len(in.Encoded) > 0:
+			payload = []byte(in.Encoded)
+		case len(in.Document) > 0:
+			payload = in.Document
+		}
+		sum := sha256.Sum256(payload)
+		hash = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	q.signed = append(q.signed, audit.Signed{Kind: kind, Hash: hash})
+}
+
+// readOnlyOps are routes that change no state although their method is
+// not GET: a signature is released only with the response, which waits
+// for the audit line, so nothing happens without a record. A handler that
+// commits state on such a route (a policy limit that reserves) must call
+// q.recordIntent before it commits.
+var readOnlyOps = map[string]bool{
+	"accounts.sign_message": true, "accounts.sign_typed_data": true,
+	"accounts.sign_transaction": true, "rpc": true, "sys.audit.hash": true,
+	"unknown": true,
+}
+
+// changesState says whether a route's request line must be durable before
+// its handler runs. Unknown routes default to yes: one more fsync is the
+// safe side.
+func changesState(rt route) bool {
+	switch rt.method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return !readOnlyOps[rt.op]
+}
+
+// recordIntent makes the request line durable before the handler commits
+// anything: what is not audited did not happen (as Vault logs a request
+// before serving it). It fails with an error wrapping audit.ErrUnavailable,
+// and then the request must be refused unserved.
+func (q *request) recordIntent() error {
+	a := q.api
+	if a.d.Audit == nil || q.intentOK {
+		return nil
+	}
+	e := a.auditEntry(q, audit.PhaseRequest, 0, "")
+	if err := a.d.Audit.Record(q.Context(), e); err != nil {
+		a.d.Logger.Error("audit failed; request refused before it ran", "request_id", requestID(q.Request), "op", q.op, "err", err)
+		return err
+	}
+	q.intentOK = true
+	return nil
+}
+
+func (a *API) auditEntry(q *request, phase string, status int, code string) *audit.Entry {
+	r := q.Request
+	e := &audit.Entry{
+		Time: q.start.UTC(), RequestID: requestID(r), RemoteAddr: remoteIP(r),
+		Method: r.Method, Path: r.URL.Path, Operation: q.op, Phase: phase,
+		Account: q.account, Address: q.address, Status: status, ErrorCode: code,
+		Hashed: q.hashed, Signed: q.signed,
+		PolicyDecision: q.decisions, Policies: q.policies, Approval: q.approvalID, ApprovalStatus: q.approvalStatus,
+	}
+	if phase != audit.PhaseRequest {
+		e.LatencyMS = float64(time.Since(q.start).Microseconds()) / 1000
+	}
+	if p := q.principal; p != nil {
+		e.Subject, e.SessionID, e.APIKeyID = p.Subject, p.SessionID, p.APIKeyID
+	}
+	return e
+}
+
 // wrap runs the request path for one route: gate on seal state,
 // authenticate and authorise, read the body, enter the gate, run the
 // handler, audit (fail closed), then write the response.
@@ -227,7 +324,7 @@ func (a *API) wrap(rt route) http.Handler {
 			return
 		}
 		start := time.Now()
-		q := &request{Request: r, api: a, w: w}
+		q := &request{Request: r, api: a, w: w, op: rt.op, start: start}
 		status, body, err := a.serve(rt, q)
 		if a.throttleFailedAuth(rt, w, r, err) {
 			return
@@ -240,17 +337,9 @@ func (a *API) wrap(rt route) http.Handler {
 			body = errorBody{Error: errorDetail{Code: f.code, Message: f.message, Field: f.field, Policy: f.policy}}
 		}
 		if a.d.Audit != nil {
-			e := &audit.Entry{
-				Time: start.UTC(), RequestID: requestID(r), RemoteAddr: remoteIP(r),
-				Method: r.Method, Path: r.URL.Path, Operation: rt.op,
-				Account: q.account, Address: q.address, Status: status, ErrorCode: code,
-				LatencyMS: float64(time.Since(start).Microseconds()) / 1000, Hashed: q.hashed,
-				PolicyDecision: q.decisions, Policies: q.policies, Approval: q.approvalID, ApprovalStatus: q.approvalStatus,
-			}
-			if p := q.principal; p != nil {
-				e.Subject, e.SessionID, e.APIKeyID = p.Subject, p.SessionID, p.APIKeyID
-			}
-			if aerr := a.d.Audit.Record(r.Context(), e); aerr != nil {
+			// The outcome is recorded even when the client has gone: the
+			// handler ran, and over-recording is the safe side.
+			if aerr := a.d.Audit.Record(context.WithoutCancel(r.Context()), a.auditEntry(q, audit.PhaseResponse, status, code)); aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
 				q.releaseAll()
 				f := classify(audit.ErrUnavailable)
@@ -293,7 +382,7 @@ func (a *API) serve(rt route, q *request) (int, any, error) {
 	if (rt.method == http.MethodGet && rt.access == public) || rt.access == adminSelfGated {
 		// Read-only probes (health, seal status, metrics) never wait
 		// behind an exclusive operation such as a long restore.
-		return rt.h(q)
+		return a.run(rt, q)
 	}
 	if err := q.bufferBody(); err != nil {
 		return 0, nil, err
@@ -307,6 +396,17 @@ func (a *API) serve(rt route, q *request) (int, any, error) {
 		// An exclusive operation (a restore) ran since the credentials
 		// were checked: check them again, against the data now served.
 		if err := a.admit(rt, q); err != nil {
+			return 0, nil, err
+		}
+	}
+	return a.run(rt, q)
+}
+
+// run runs the handler, after the request line of a state-changing request
+// is durable (refused unserved when it cannot be).
+func (a *API) run(rt route, q *request) (int, any, error) {
+	if changesState(rt) {
+		if err := q.recordIntent(); err != nil {
 			return 0, nil, err
 		}
 	}

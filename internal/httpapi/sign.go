@@ -84,6 +84,7 @@ func (a *API) sign(q *request, ref accountRef, sr signRequest) (any, error) {
 		q.release(held)
 		return nil, err
 	}
+	q.recordSigned(in.Kind, out, sr.in)
 	return out, nil
 }
 

@@ -5,10 +5,13 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -208,9 +211,132 @@ func TestAuditFailClosed(t *testing.T) {
 	tn.mustCall(200, "POST", "/v1/accounts/a/sign-message", map[string]string{"data": "x"}, nil)
 }
 
+// fullDiskSink is a real file sink whose writes fail with ENOSPC while full
+// is set, as a full disk answers.
+type fullDiskSink struct {
+	*audit.FileSink
+	full atomic.Bool
+}
+
+func (f *fullDiskSink) Write(p []byte) error {
+	if f.full.Load() {
+		return fmt.Errorf("write %s: %w", f.Path(), syscall.ENOSPC)
+	}
+	return f.FileSink.Write(p)
+}
+
+// TestAuditFullDiskChangesNothing is issue 13 item 3: while the audit sink
+// cannot write, a state-changing request is refused before it runs, so
+// nothing it would have changed is committed; once the disk has room the
+// same requests succeed, with their request lines.
+func TestAuditFullDiskChangesNothing(t *testing.T) {
+	logPath := filepath.Join(t.TempDir(), "audit.log")
+	fs, err := audit.NewFileSink(logPath, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &fullDiskSink{FileSink: fs}
+	tn := startNode(t, t.TempDir(), nodeOpts{auditSinks: []audit.Sink{sink}})
+	tn.token = initShamir(t, tn)
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "kept"}, nil)
+
+	sink.full.Store(true)
+	var e apiErr
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/v1/accounts", map[string]string{"name": "ghost"}},
+		{"POST", "/v1/users", map[string]string{"username": "ghostuser", "password": "a long enough password 1"}},
+		{"DELETE", "/v1/accounts/kept", nil},
+	} {
+		if got := tn.call(c.method, c.path, c.body, &e); got != 503 || e.Error.Code != "audit_unavailable" {
+			t.Fatalf("%s %s with a full audit disk = %d %+v, want 503 audit_unavailable", c.method, c.path, got, e)
+		}
+	}
+	sink.full.Store(false) // the disk has room again
+
+	if got := tn.call("GET", "/v1/accounts/ghost", nil, nil); got != 404 {
+		t.Fatalf("an account created while the audit disk was full exists: GET = %d", got)
+	}
+	if got := tn.call("GET", "/v1/users/ghostuser", nil, nil); got != 404 {
+		t.Fatalf("a user created while the audit disk was full exists: GET = %d", got)
+	}
+	if got := tn.call("GET", "/v1/accounts/kept", nil, nil); got != 200 {
+		t.Fatalf("an account deleted while the audit disk was full is gone: GET = %d", got)
+	}
+	// The sink recovers by itself: the same requests now succeed.
+	var ghost account
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "ghost"}, &ghost)
+	tn.mustCall(200, "POST", "/v1/accounts/ghost/sign-message", map[string]string{"data": "hello"}, nil)
+	tn.mustCall(200, "POST", "/v1/rpc", `{"jsonrpc":"2.0","id":1,"method":"personal_sign","params":["0x68656c6c6f","`+ghost.Address+`"]}`, nil)
+	// Another chain: the SHA-256 of the payload it signed.
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "sol", "chain": "solana"}, nil)
+	tn.mustCall(200, "POST", "/v1/accounts/sol/sign-message", map[string]string{"data": "hello"}, nil)
+	tn.stop()
+	// sha256("hello")
+	if !bytes.Contains(mustRead(t, logPath), []byte(`"signed":[{"kind":"message","hash":"sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"}]`)) {
+		t.Error("the Solana signature's line lacks the SHA-256 of its message")
+	}
+
+	raw, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var intent, done, rpc bool
+	for _, line := range bytes.Split(raw, []byte("\n")) {
+		if bytes.Contains(line, []byte(`"operation":"rpc"`)) && bytes.Contains(line, []byte(`"signed":[{"kind":"message","hash":"0x`)) {
+			rpc = true
+		}
+		if bytes.Contains(line, []byte(`"operation":"accounts.create"`)) && bytes.Contains(line, []byte(`"phase":"request"`)) {
+			intent = true
+		}
+		if bytes.Contains(line, []byte(`"operation":"accounts.sign_message"`)) && bytes.Contains(line, []byte(`"signed":[{"kind":"message","hash":"0x`)) {
+			done = true
+		}
+	}
+	if !intent || !done || !rpc {
+		t.Fatalf("log lacks the create request line (%v) or the signed message hash of REST (%v) or JSON-RPC (%v)", intent, done, rpc)
+	}
+}
+
+// TestAuditOnByDefault: a node with no audit setting logs to audit.log in
+// its data directory; only audit = "off" turns the log off.
+func TestAuditOnByDefault(t *testing.T) {
+	dir := t.TempDir()
+	tn := startNode(t, dir, nodeOpts{})
+	tn.token = initShamir(t, tn)
+	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "a"}, nil)
+	tn.stop()
+	raw, err := os.ReadFile(filepath.Join(dir, "audit.log"))
+	if err != nil || !bytes.Contains(raw, []byte(`"operation":"accounts.create"`)) {
+		t.Fatalf("default audit log: %v, %d bytes", err, len(raw))
+	}
+
+	off := t.TempDir()
+	tn = startNode(t, off, nodeOpts{mutate: func(c *config.Server) { c.Audit = "off" }})
+	tn.token = initShamir(t, tn)
+	if got := tn.call("GET", "/v1/sys/audit/public-key", nil, nil); got != 404 {
+		t.Fatalf("audit off: public key = %d, want 404", got)
+	}
+	tn.stop()
+	if _, err := os.Stat(filepath.Join(off, "audit.log")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf(`audit = "off" still wrote a log: %v`, err)
+	}
+}
+
 // totpCode is what an authenticator app shows (HMAC-SHA-1, outside the
 // FIPS boundary; see fips.Outside).
 func totpCode(secret string, t time.Time) (code string, err error) {
 	fips.Outside(func() { code, err = totp.GenerateCode(secret, t) })
 	return code, err
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

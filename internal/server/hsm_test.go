@@ -307,8 +307,10 @@ func TestHSMKeyRotationAndMechanismChange(t *testing.T) {
 	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "new"}, nil)
 	var rw struct{ Rewrapped int }
 	tn.mustCall(200, "POST", "/v1/sys/rewrap", nil, &rw)
-	if rw.Rewrapped != 4 { // the old account's key, the provenance signing key, the JWT seed, the keyring
-		t.Fatalf("rewrapped %d values, want 4", rw.Rewrapped)
+	// The old account's key, the provenance signing key, the JWT seed, the
+	// audit HMAC and signing keys (audit is on by default), the keyring.
+	if rw.Rewrapped != 6 {
+		t.Fatalf("rewrapped %d values, want 6", rw.Rewrapped)
 	}
 	tn.stop()
 

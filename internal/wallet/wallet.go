@@ -87,7 +87,11 @@ const (
 	defaultCacheSize = 10_000
 	defaultListLimit = 100
 	maxListLimit     = 1000
-	lockStripes      = 64
+	// lockStripes: a create holds two stripes across its bolt commit (an
+	// fsync), so with 64 stripes and 64 concurrent creates nearly every
+	// stripe was held and creation ran one commit at a time (issue 14: p99
+	// 164 ms). With 4096 a create meets a held stripe ~3% of the time.
+	lockStripes = 4096
 )
 
 // CSPPrefixes are every prefix under which this package keeps seal-wrapped

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,6 +18,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/mr-tron/base58"
 )
 
 func flowPasswordSignIn(t *testing.T, ce *consoleEnv) {
@@ -393,15 +397,27 @@ func flowPhoneWidth(t *testing.T, ce *consoleEnv) {
 	}
 }
 
-// flowBitcoinHD (phase 2): an HD wallet made in the console, a Bitcoin
-// account derived from it, shown with its path and provenance.
+// flowBitcoinHD: an HD wallet made in the console, Bitcoin accounts derived
+// from it (P2WPKH mainnet at the next index, P2TR testnet at a chosen one),
+// shown with their paths, xpubs and verified provenance; the wallet then
+// counts them, and deleting it needs step-up.
 func flowBitcoinHD(t *testing.T, ce *consoleEnv) {
 	b := ce.browser(t)
 	b.signIn(ce, "admin", consoleAdminPW, "")
 	b.goTo("HD wallets")
 	b.fill("Wallet name", "cold")
 	b.click("button", "Create wallet")
-	b.waitText("table", "cold")
+	b.waitTitle("Wallet cold")
+	b.waitText(`[data-field="origin"]`, "generated")
+	b.waitText(`[data-field="accounts"]`, "0")
+	fingerprint := b.text(`[data-field="fingerprint"] dd`)
+	b.shot("wallet")
+	var w struct{ Fingerprint string }
+	ce.mustCall(t, 200, ce.adminToken(t), "GET", "/v1/wallets/cold", nil, &w)
+	if len(fingerprint) != 8 || fingerprint != w.Fingerprint {
+		t.Fatalf("fingerprint %q, the API says %q", fingerprint, w.Fingerprint)
+	}
+
 	b.goTo("Accounts")
 	b.fill("Account name", "btc-savings")
 	b.choose("Chain", "bitcoin")
@@ -413,27 +429,138 @@ func flowBitcoinHD(t *testing.T, ce *consoleEnv) {
 	if !strings.HasPrefix(addr, "bc1q") {
 		t.Fatalf("address %q, want a P2WPKH mainnet address", addr)
 	}
-	b.waitText(`[data-field="derivation_path"]`, "m/84'/0'/0'/0/")
-	b.waitText("#prov-h", "Provenance")
+	b.waitText(`[data-field="derivation_path"]`, "m/84'/0'/0'/0/0")
+	b.waitText(`[data-field="xpub"]`, "xpub")
+	b.waitText(`[data-field="master_fingerprint"]`, fingerprint)
+	// The provenance record, checked in the browser against the published key.
+	b.waitCSS(`[data-provenance="verified"]`)
+	b.waitText("#prov-h ~ .facts", "derived")
+	b.waitText("#prov-h ~ .facts", "cold (master key fingerprint "+fingerprint)
+	b.shot("account-bitcoin")
 	var acc map[string]any
 	ce.mustCall(t, 200, ce.adminToken(t), "GET", "/v1/accounts/btc-savings", nil, &acc)
-	if acc["address"] != addr || acc["chain"] != "bitcoin" {
+	if acc["address"] != addr || acc["chain"] != "bitcoin" || acc["wallet"] != "cold" || acc["derivation_path"] != "m/84'/0'/0'/0/0" {
 		raw, _ := json.Marshal(acc)
 		t.Fatalf("API shows %s", raw)
 	}
+	if b.has("button", "Sign") {
+		t.Error("a Bitcoin account offers to sign a message (the API refuses: PSBTs only)")
+	}
+
+	// A record altered on its way (the origin rewritten, the signature
+	// kept) is shown as not verifying.
+	var prov map[string]any
+	ce.mustCall(t, 200, ce.adminToken(t), "GET", "/v1/accounts/btc-savings/provenance", nil, &prov)
+	payload, err := base64.StdEncoding.DecodeString(prov["payload"].(string))
+	if err != nil || !bytes.Contains(payload, []byte(`"origin":"derived"`)) {
+		t.Fatalf("provenance payload %s", payload)
+	}
+	prov["payload"] = base64.StdEncoding.EncodeToString(bytes.Replace(payload, []byte(`"origin":"derived"`), []byte(`"origin":"imported"`), 1))
+	forged, _ := json.Marshal(prov)
+	f := ce.browser(t)
+	f.signIn(ce, "admin", consoleAdminPW, "")
+	f.forge("*/v1/accounts/btc-savings/provenance", forged)
+	f.open(ce.base + "/ui/#/accounts/btc-savings")
+	f.waitCSS(`[data-provenance="invalid"]`)
+	f.waitText(`[data-provenance]`, "Does NOT verify: the signature does not verify")
+	if evalJS[bool](f, `document.querySelector('#prov-h ~ .facts') !== null`) {
+		t.Error("the fields of a record that does not verify are shown")
+	}
+	f.shot("provenance-forged")
+
+	// Taproot on testnet, at a chosen index: the form's network,
+	// address_type and index reach the API.
+	b.click("link", "← All accounts")
+	b.waitTitle("Accounts")
+	b.fill("Account name", "btc-tr")
+	b.choose("Chain", "bitcoin")
+	b.choose("Network", "testnet")
+	b.choose("Address type", "p2tr")
+	b.clickCSS(`input[name="key-source"][value="wallet"]`)
+	b.fill("Index", "5")
+	b.click("button", "Create account")
+	b.waitTitle("Account btc-tr")
+	if tr := b.text(`[data-field="address"] dd`); !strings.HasPrefix(tr, "tb1p") {
+		t.Fatalf("address %q, want a P2TR testnet address", tr)
+	}
+	b.waitText(`[data-field="derivation_path"]`, "m/86'/1'/0'/0/5")
+	b.waitText(`[data-field="xpub"]`, "tpub")
+	b.waitCSS(`[data-provenance="verified"]`)
+
+	// The wallet counts its accounts; deleting it destroys the seed, so
+	// the vault asks for a second factor, and the console shows its answer.
+	b.click("link", "HD wallet cold")
+	b.waitTitle("Wallet cold")
+	b.waitText(`[data-field="accounts"]`, "2")
+	b.click("button", "Delete wallet")
+	b.waitText("[role=alert]", "TOTP")
+	ce.mustCall(t, 200, ce.adminToken(t), "GET", "/v1/wallets/cold", nil, nil)
 }
 
-// flowApprove (phase 2): a policy needs one approval for messages on an
-// account; the request waits, an approver approves in the console with a
-// fresh code, and the approval holds the signature.
-//
-// Written against the contract in shared/DESIGN.md ("Policies"); it runs,
-// and is checked, once /v1/policies is served (phase 2).
+// flowSolana: a user with TOTP derives a Solana account from a new wallet,
+// signs a message (checked with Ed25519 here), sees a verified provenance
+// record and a forged one refused; deleting a wallet with a fresh code works,
+// and one with accounts is refused with the API's message.
+func flowSolana(t *testing.T, ce *consoleEnv) {
+	pw := ce.newUser(t, "sam")
+	secret, _ := ce.enrollTOTP(t, "sam", pw)
+	codes := codesFor(t, secret)
+	b := ce.browser(t)
+	b.signIn(ce, "sam", pw, codes.cur)
+	b.goTo("HD wallets")
+	b.fill("Wallet name", "hot")
+	b.click("button", "Create wallet")
+	b.waitTitle("Wallet hot")
+	b.goTo("Accounts")
+	b.fill("Account name", "sol")
+	b.choose("Chain", "solana")
+	b.clickCSS(`input[name="key-source"][value="wallet"]`)
+	b.click("button", "Create account")
+	b.waitTitle("Account sol")
+	b.waitText(`[data-field="derivation_path"]`, "m/44'/501'/0'/0'")
+	addr := b.text(`[data-field="address"] dd`)
+	pubHex := b.text(`[data-field="public_key"] dd`)
+	pub, err := hexutil.Decode(pubHex)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		t.Fatalf("public key %q", pubHex)
+	}
+	if raw, err := base58.Decode(addr); err != nil || !bytes.Equal(raw, pub) {
+		t.Fatalf("address %q is not the base58 of the public key %s", addr, pubHex)
+	}
+	b.waitCSS(`[data-provenance="verified"]`)
+
+	const msg = "hello from the console, on Solana"
+	b.fill("Message", msg)
+	b.click("button", "Sign")
+	sigB58 := b.text(`.result [data-field="signature"] dd`)
+	b.shot("account-solana")
+	sig, err := base58.Decode(sigB58)
+	if err != nil || !ed25519.Verify(pub, []byte(msg), sig) {
+		t.Fatalf("signature %q does not verify for %s", sigB58, addr)
+	}
+
+	// Deleting: refused while the wallet has accounts; a spare one goes,
+	// with a fresh code (the step after the one signed in with).
+	b.goTo("HD wallets")
+	b.fill("Wallet name", "spare")
+	b.click("button", "Create wallet")
+	b.waitTitle("Wallet spare")
+	b.fill("One-time code", codesFor(t, secret).next)
+	b.click("button", "Delete wallet")
+	b.waitText(".notice", "Wallet spare deleted")
+	b.reload()
+	b.waitText("[role=alert]", "wallet_not_found")
+	b.open(ce.base + "/ui/#/wallets/hot")
+	b.waitTitle("Wallet hot")
+	b.click("button", "Delete wallet")
+	b.waitText("[role=alert]", "wallet_in_use")
+}
+
+// flowApprove: a policy needs one approval for messages on an account; the
+// request waits, an approver approves in the console with a fresh code, and
+// the approval holds the signature.
 func flowApprove(t *testing.T, ce *consoleEnv) {
-	// A policy admin with TOTP (policy writes need step-up).
-	ce.mustCall(t, 201, ce.adminToken(t), "POST", "/v1/users", map[string]string{"username": "padmin", "password": "passphrase for padmin", "role": "admin"}, nil)
-	sec, _ := ce.enrollTOTP(t, "padmin", "passphrase for padmin")
-	padmin := ce.login(t, "padmin", "passphrase for padmin", codesFor(t, sec).cur)
+	padmin := ce.policyAdmin(t)
 	// alice asks; ann approves.
 	alicePW := ce.newUser(t, "alice")
 	annPW := ce.newUser(t, "ann")
@@ -454,20 +581,34 @@ func flowApprove(t *testing.T, ce *consoleEnv) {
 		t.Fatalf("approval %+v", pending)
 	}
 
+	// The requester sees her request waiting, and no way to approve it.
+	a := ce.browser(t)
+	a.signIn(ce, "alice", alicePW, "")
+	a.open(ce.base + "/ui/#/approvals/" + pending.Approval.ID)
+	a.waitText("main", "You made this request")
+	if a.has("button", "Approve") {
+		t.Error("the requester is offered to approve her own request")
+	}
+
 	codes := codesFor(t, annSecret)
 	b := ce.browser(t)
 	b.signIn(ce, "ann", annPW, codes.cur)
 	b.goTo("Approvals")
 	b.waitText("main", "alice/payroll") // the decoded intent: account and kind
 	b.waitText("main", "message")
+	b.waitText("main", "1 of ann (messages-need-ann) needed, 0 given")
 	b.shot("approvals")
 	b.click("link", "sign-message on alice/payroll")
 	b.waitTitle("Approval " + pending.Approval.ID)
+	b.waitText("main", "messages-need-ann")
 	b.fill("One-time code", codes.next)
 	b.find("button", "Reject") // both decisions are offered
 	b.click("button", "Approve")
-	b.waitText(".notice", "You approved this request.")
+	b.waitText(".notice", "You approved this request: it is now signed.")
 	b.waitText(`[data-field="status"]`, "signed")
+	b.waitText("main", "Approved by ann")
+	sigShown := b.text(`.result [data-field="signature"] dd`)
+	b.shot("approval-signed")
 
 	var done struct {
 		Status string
@@ -475,13 +616,80 @@ func flowApprove(t *testing.T, ce *consoleEnv) {
 	}
 	ce.mustCall(t, 200, alice, "GET", "/v1/approvals/"+pending.Approval.ID, nil, &done)
 	sig, err := hexutil.Decode(done.Result.Signature)
-	if done.Status != "signed" || err != nil || len(sig) != 65 {
-		t.Fatalf("approval after approve: %+v", done)
+	if done.Status != "signed" || err != nil || len(sig) != 65 || sigShown != done.Result.Signature {
+		t.Fatalf("approval after approve: %+v (the console shows %s)", done, sigShown)
 	}
 	sig[64] -= 27
 	pub, err := crypto.SigToPub(accounts.TextHash([]byte(msg)), sig)
 	if err != nil || crypto.PubkeyToAddress(*pub) != common.HexToAddress(acc.Address) {
 		t.Fatalf("the approved signature does not recover %s", acc.Address)
+	}
+	if !ce.audited(t, "approvals.approve", "ann", "") {
+		t.Error("no audit line for approvals.approve by ann")
+	}
+}
+
+// flowPolicyDryRun: an admin reads the policies and their history, and
+// evaluates a transaction: the decision, the matched policy with its
+// reason, and the decoded intent. A user, who may not read policies,
+// evaluates on her own account.
+func flowPolicyDryRun(t *testing.T, ce *consoleEnv) {
+	evePW := ce.newUser(t, "eve")
+	eve := ce.login(t, "eve", evePW, "")
+	ce.mustCall(t, 201, eve, "POST", "/v1/accounts", map[string]string{"name": "ops"}, nil)
+	var pol struct{ ID string }
+	ce.mustCall(t, 201, ce.policyAdmin(t), "POST", "/v1/policies", map[string]any{
+		"name": "ops: 1 ETH at most", "effect": "deny", "condition": `intent.chain == "ethereum" && intent.value >= ether(1)`,
+		"accounts": []string{"eve/ops"},
+	}, &pol)
+
+	b := ce.browser(t)
+	b.signIn(ce, "admin", consoleAdminPW, "")
+	b.goTo("Policies")
+	b.click("link", "ops: 1 ETH at most")
+	b.waitTitle("Policy ops: 1 ETH at most")
+	b.waitText(`[data-field="condition"]`, "intent.value >= ether(1)")
+	b.waitText(`[data-field="accounts"]`, "eve/ops")
+	b.waitText("main", "History")
+	b.waitText("main", "padmin")
+	b.click("link", "← All policies")
+	b.waitTitle("Policies")
+	// The example body sends exactly 1 ETH to 0x3535…: denied.
+	b.fill("Account", "eve/ops")
+	b.choose("Operation", "sign-transaction")
+	b.click("button", "Evaluate")
+	b.waitText("#decision-h", "deny")
+	b.waitText(`[data-matched="`+pol.ID+`"]`, "ops: 1 ETH at most")
+	reason := b.text(`[data-matched="` + pol.ID + `"] td[data-label="Why"]`)
+	b.waitText(`.result [data-field="value"]`, "1 ETH (1000000000000000000 wei)")
+	b.waitText(`.result [data-field="to"]`, "0x3535353535353535353535353535353535353535")
+	b.waitText(`.result [data-field="account"]`, "eve/ops")
+	b.shot("policy-dry-run")
+	var ev struct {
+		Decision string
+		Matched  []struct{ Policy, Reason string }
+	}
+	ce.mustCall(t, 200, eve, "POST", "/v1/policies/evaluate", map[string]any{"account": "ops", "operation": "sign-transaction",
+		"request": json.RawMessage(`{"transaction": {"chainId": "0x1", "nonce": "0x0", "to": "0x3535353535353535353535353535353535353535", "value": "0xde0b6b3a7640000", "gas": "0x5208", "maxFeePerGas": "0x3b9aca00", "maxPriorityFeePerGas": "0x1"}}`)}, &ev)
+	if ev.Decision != "deny" || len(ev.Matched) != 1 || ev.Matched[0].Reason != reason {
+		t.Fatalf("the API decides %+v; the console showed the reason %q", ev, reason)
+	}
+	// A message is not a transaction of value: allowed, nothing matched.
+	b.choose("Operation", "sign-message")
+	b.click("button", "Evaluate")
+	b.waitText("#decision-h", "allow")
+	b.waitText(".result", "No policy matched.")
+
+	u := ce.browser(t)
+	u.signIn(ce, "eve", evePW, "")
+	u.goTo("Policies")
+	u.waitText("main", "Only admins see the policies")
+	u.fill("Account", "ops")
+	u.click("button", "Evaluate")
+	u.waitText("#decision-h", "deny")
+	u.waitText(`[data-matched="`+pol.ID+`"]`, "ops: 1 ETH at most")
+	if u.has("link", "ops: 1 ETH at most") {
+		t.Error("a user is offered a link to a policy she may not read")
 	}
 }
 

@@ -14,7 +14,11 @@ package main
 //   - the placeholders a person fills in from what the dev server printed
 //     (address, certificate path, password);
 //   - build output: `go build -o moonvault` writes into the test's
-//     directory, not the repository.
+//     directory, not the repository;
+//   - the placeholders a person fills in from their authenticator app, from
+//     what an earlier command printed, or from their own files (one-time
+//     codes, the API key, a mnemonic, a PSBT, a Solana transaction): see
+//     readme_cli_test.go.
 
 import (
 	"bytes"
@@ -98,6 +102,9 @@ type shellEnv struct {
 	// for here (placeholders); subst maps substrings, also in written files.
 	values map[string]string
 	subst  []string
+	// lookup, when set, gives a placeholder's value from what earlier
+	// commands printed (a code from an enrolled secret, a key shown once).
+	lookup func(v string) (string, bool)
 
 	mu      sync.Mutex
 	servers map[string]*serverSlot // README listen address -> server
@@ -182,6 +189,14 @@ func (sh *shellEnv) run(name, script string) {
 		sh.t.Fatalf("%s failed: %v\n%s", name, err, out.String())
 	}
 	sh.t.Logf("%s:\n%s", name, out.String())
+	// The next block runs in the same terminal: what this one exported
+	// stays exported.
+	for k, vr := range r.Vars {
+		if vr.Exported && vr.Kind == expand.String && vr.IsSet() {
+			sh.env = slices.DeleteFunc(sh.env, func(kv string) bool { return strings.HasPrefix(kv, k+"=") })
+			sh.env = append(sh.env, k+"="+vr.String())
+		}
+	}
 }
 
 func (sh *shellEnv) slot(readmeAddr string) *serverSlot {
@@ -200,6 +215,11 @@ func (sh *shellEnv) slot(readmeAddr string) *serverSlot {
 func (sh *shellEnv) rewrite(ctx context.Context, v string) (string, error) {
 	if r, ok := sh.values[v]; ok {
 		return r, nil
+	}
+	if sh.lookup != nil {
+		if r, ok := sh.lookup(v); ok {
+			return r, nil
+		}
 	}
 	for i := 0; i+1 < len(sh.subst); i += 2 {
 		v = strings.ReplaceAll(v, sh.subst[i], sh.subst[i+1])
@@ -486,7 +506,9 @@ func dropDatabase(t *testing.T, base *url.URL, db string) {
 // TestScriptsDevExecsTheServer runs), then the CLI block as written, with
 // the values the dev server printed; then checks
 // what the commands answered: the signature and the transaction recover
-// the account, and the transaction is the one the README asked for.
+// the account, and the transaction is the one the README asked for. Then
+// the credentials and the chains blocks, in the same session
+// (readme_cli_test.go).
 func TestREADMEQuickStart(t *testing.T) {
 	blocks := readmeBlocks(t, "## Quick start")
 	if len(blocks) < 2 || !strings.Contains(blocks[0], "./scripts/dev") || !strings.Contains(blocks[1], "login -username admin") {
@@ -516,6 +538,13 @@ func TestREADMEQuickStart(t *testing.T) {
 		}
 	}
 	caPath := printed("TLS certificate")
+	// The README's web console section names the address the banner prints.
+	if got, want := printed("Web console"), "https://"+dev.addr+"/ui/"; got != want {
+		t.Errorf("the dev banner prints the console at %s, want %s", got, want)
+	}
+	if readme, err := os.ReadFile("../../README.md"); err != nil || !strings.Contains(string(readme), "`Web console: https://127.0.0.1:8200/ui/`") {
+		t.Errorf("README.md does not show the banner's console line (%v)", err)
+	}
 	repo, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -594,4 +623,14 @@ func TestREADMEQuickStart(t *testing.T) {
 	if !ok || !tableLine("sealed").MatchString(status.stdout) || tableLine("sealed").FindStringSubmatch(status.stdout)[1] != "false" {
 		t.Fatalf("operator status:\n%s", status.stdout)
 	}
+
+	// The two blocks that go on from there: credentials, then chains.
+	if len(blocks) != 4 || !strings.Contains(blocks[2], "mfa enroll") || !strings.Contains(blocks[3], "wallet create") {
+		t.Fatalf("the quick start should go on with the credentials and the chains blocks: %q", blocks[2:])
+	}
+	ph := &readmePlaceholders{t: t, sh: sh}
+	sh.lookup = ph.lookup
+	sh.fix = readmeFix(ph, sh.fix)
+	runREADMECredentials(t, sh, blocks[2], httpsClient(t, caPath), "https://"+dev.addr, sh.values["..."], account)
+	runREADMEChains(t, sh, blocks[3], ph)
 }

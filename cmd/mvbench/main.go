@@ -3,8 +3,8 @@
 // time and prints throughput and latency percentiles.
 //
 // The password comes from MOONVAULT_BENCH_PASSWORD or
-// MOONVAULT_DEV_ADMIN_PASSWORD, never from a flag; -token defaults to
-// MOONVAULT_TOKEN at run time so that -help never prints it.
+// MOONVAULT_DEV_ADMIN_PASSWORD and a token from MOONVAULT_TOKEN, never
+// from a flag: arguments are visible to every user of the machine (ps).
 package main
 
 import (
@@ -37,7 +37,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 	addr := fs.String("addr", envOr("MOONVAULT_ADDR", "https://127.0.0.1:8200"), "vault address")
 	cacert := fs.String("cacert", os.Getenv("MOONVAULT_CACERT"), "PEM file of the CA (or self-signed certificate) to trust")
 	username := fs.String("username", "admin", "user to log in as")
-	token := fs.String("token", "", "access token to use instead of logging in (default $MOONVAULT_TOKEN)")
 	conns := fs.Int("c", 64, "connections")
 	duration := fs.Duration("d", 10*time.Second, "duration")
 	mode := fs.String("mode", loadgen.ModeSign, "sign | create")
@@ -50,12 +49,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := loadgen.Config{
 		Addr: *addr, TLS: tlsConf, Username: *username,
-		Token:    secret.String(envOr("", *token, os.Getenv("MOONVAULT_TOKEN"))),
+		Token:    secret.String(os.Getenv("MOONVAULT_TOKEN")),
 		Password: secret.String(envOr("", os.Getenv("MOONVAULT_BENCH_PASSWORD"), os.Getenv("MOONVAULT_DEV_ADMIN_PASSWORD"))),
 		Conns:    *conns, Duration: *duration, Mode: *mode, Progress: stderr,
 	}
 	if cfg.Token == "" && cfg.Password == "" {
-		return errors.New("set MOONVAULT_BENCH_PASSWORD (or MOONVAULT_DEV_ADMIN_PASSWORD), or -token / MOONVAULT_TOKEN")
+		return errors.New("set MOONVAULT_BENCH_PASSWORD (or MOONVAULT_DEV_ADMIN_PASSWORD), or MOONVAULT_TOKEN")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

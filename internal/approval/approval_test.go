@@ -34,6 +34,8 @@ type fixture struct {
 	clock  *clock
 	engine *signpolicy.Engine
 	m      *Manager
+	dir    *fakeDir
+	kv     Storage
 }
 
 func newFixture(t *testing.T, kv Storage, policies ...string) *fixture {
@@ -55,7 +57,8 @@ func newFixture(t *testing.T, kv Storage, policies ...string) *fixture {
 			t.Fatal(err)
 		}
 	}
-	return &fixture{clock: c, engine: e, m: New(kv, Options{Now: c.Now})}
+	dir := newFakeDir()
+	return &fixture{clock: c, engine: e, m: New(kv, Options{Now: c.Now, Directory: dir}), dir: dir, kv: kv}
 }
 
 // request runs the policy decision for in and, as the sign path will,
@@ -98,6 +101,7 @@ func TestSignApprovalFlow(t *testing.T) {
 	}{
 		{"requester", user("alice", now), ErrSelfApproval},
 		{"not listed", user("dave", now), ErrNotApprover},
+		{"an admin, not listed", admin("ada", now), ErrNotApprover},
 		{"listed, no otp", noOTP, ErrMFARequired},
 		{"listed, otp 11 minutes ago", stale, ErrMFARequired},
 		{"api key of an approver", apiKey("bob"), ErrNotApprover},
@@ -160,24 +164,32 @@ func TestSignApprovalFlow(t *testing.T) {
 	}
 }
 
-// TestRequestBodyNeverShown: the body is kept but not in the approval's
-// JSON, its String or its log value.
-func TestRequestBodyNeverShown(t *testing.T) {
+// TestRequestBodyShown: the body is in the approval's JSON as the JSON it
+// is (approvers see what they approve, review M4), never in its String
+// or its log value; records of earlier builds (base64) still read.
+func TestRequestBodyShown(t *testing.T) {
 	f := newFixture(t, newMemKV(), largeTransfers)
 	a := f.request(t, user("alice", f.clock.Now()), ethTx("alice", "20000000000000000000"))
 	raw, err := json.Marshal(a)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(string(raw), `"request":{"transaction":{"to":"marker-7f3a"}}`) {
+		t.Errorf("approval JSON lacks the request: %s", raw)
+	}
 	var sb strings.Builder
 	slog.New(slog.NewTextHandler(&sb, nil)).Info("approval", "body", a.Request)
-	for _, s := range []string{string(raw), fmt.Sprint(a.Request), fmt.Sprintf("%#v", a.Request), sb.String()} {
+	for _, s := range []string{fmt.Sprint(a.Request), fmt.Sprintf("%#v", a.Request), sb.String()} {
 		if strings.Contains(s, "marker-7f3a") {
-			t.Errorf("request body shown: %s", s)
+			t.Errorf("request body printed: %s", s)
 		}
 	}
 	if !strings.Contains(string(raw), `"status":"pending"`) || !strings.Contains(string(raw), `"value":"20000000000000000000"`) {
 		t.Errorf("approval JSON: %s", raw)
+	}
+	var old Approval
+	if err := json.Unmarshal([]byte(`{"id":"x","request":"eyJhIjoxfQ=="}`), &old); err != nil || string(old.Request) != `{"a":1}` {
+		t.Errorf("a base64 body of an earlier build: %q %v", []byte(old.Request), err)
 	}
 }
 
@@ -198,7 +210,7 @@ func TestReject(t *testing.T) {
 	if _, _, err := f.m.Approve(ctx, a.ID, user("carol", f.clock.Now())); !errors.Is(err, ErrNotPending) {
 		t.Fatalf("approve after reject: %v", err)
 	}
-	if l, _ := f.m.List(ctx, Filter{User: "alice", Status: StatusPending}); len(l) != 0 {
+	if l, _, _ := f.m.List(ctx, Filter{User: "alice", Status: StatusPending}); len(l) != 0 {
 		t.Fatalf("rejected approval listed as pending: %+v", l)
 	}
 }
@@ -290,7 +302,7 @@ func TestAPIKeyRequester(t *testing.T) {
 	if !a.VisibleTo(user("bob", time.Time{})) || !a.VisibleTo(apiKey("bob")) || a.VisibleTo(user("dave", time.Time{})) || !a.VisibleTo(user("carol", time.Time{})) {
 		t.Fatal("visibility")
 	}
-	if l, err := f.m.List(ctx, Filter{User: "bob"}); err != nil || len(l) != 1 {
+	if l, _, err := f.m.List(ctx, Filter{User: "bob"}); err != nil || len(l) != 1 {
 		t.Fatalf("bob's list: %+v %v", l, err)
 	}
 }
@@ -344,9 +356,9 @@ func TestList(t *testing.T) {
 	if _, err := f.m.Reject(ctx, ids[0], user("bob", f.clock.Now())); err != nil {
 		t.Fatal(err)
 	}
-	list := func(fl Filter) []string {
+	list := func(fl Filter) ([]string, string) {
 		t.Helper()
-		l, err := f.m.List(ctx, fl)
+		l, next, err := f.m.List(ctx, fl)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,24 +366,31 @@ func TestList(t *testing.T) {
 		for _, a := range l {
 			out = append(out, a.ID)
 		}
-		return out
+		return out, next
 	}
 	for _, tc := range []struct {
 		name string
 		f    Filter
 		want []string
+		next string
 	}{
-		{"alice's, newest first", Filter{User: "alice"}, []string{b.ID, ids[2], ids[1], ids[0]}},
-		{"alice's pending", Filter{User: "alice", Status: StatusPending}, []string{b.ID, ids[2], ids[1]}},
-		{"carol may approve", Filter{User: "carol"}, []string{b.ID, ids[2], ids[1], ids[0]}},
-		{"carol's rejected", Filter{User: "carol", Status: StatusRejected}, []string{ids[0]}},
-		{"dave sees none", Filter{User: "dave"}, nil},
-		{"limit", Filter{User: "alice", Limit: 2}, []string{b.ID, ids[2]}},
-		{"all", Filter{All: true, Status: StatusPending}, []string{b.ID, ids[2], ids[1]}},
+		{"alice's, newest first", Filter{User: "alice"}, []string{b.ID, ids[2], ids[1], ids[0]}, ""},
+		{"alice's pending", Filter{User: "alice", Status: StatusPending}, []string{b.ID, ids[2], ids[1]}, ""},
+		{"carol may approve", Filter{User: "carol"}, []string{b.ID, ids[2], ids[1], ids[0]}, ""},
+		{"carol's rejected", Filter{User: "carol", Status: StatusRejected}, []string{ids[0]}, ""},
+		{"dave sees none", Filter{User: "dave"}, nil, ""},
+		{"a page", Filter{User: "alice", Limit: 2}, []string{b.ID, ids[2]}, ids[2]},
+		{"the next page", Filter{User: "alice", Limit: 2, After: ids[2]}, []string{ids[1], ids[0]}, ""},
+		{"a page of pending", Filter{User: "alice", Limit: 1, After: ids[2], Status: StatusPending}, []string{ids[1]}, ids[1]},
+		{"past the end", Filter{User: "alice", Limit: 1, After: ids[1], Status: StatusPending}, nil, ""},
 	} {
-		if got := list(tc.f); fmt.Sprint(got) != fmt.Sprint(tc.want) {
-			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		got, next := list(tc.f)
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) || next != tc.next {
+			t.Errorf("%s: %v next %q, want %v next %q", tc.name, got, next, tc.want, tc.next)
 		}
+	}
+	if _, _, err := f.m.List(ctx, Filter{User: "alice", After: "apr_x"}); !errors.Is(err, ErrBadCursor) || errkind.Of(err) != errkind.Invalid {
+		t.Errorf("a bad cursor: %v", err)
 	}
 	if _, err := f.m.Get(ctx, "apr_../../x"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("malformed id: %v", err)

@@ -85,6 +85,42 @@ func (k *memKV) Update(_ context.Context, key string, fn func([]byte, bool) ([]b
 	return nil
 }
 
+// fakeDir is the user directory of the tests: every name exists with a
+// second factor unless listed otherwise; admins are listed.
+type fakeDir struct {
+	mu                       sync.Mutex
+	admins                   map[string]bool
+	missing, noMFA, disabled map[string]bool
+}
+
+func newFakeDir() *fakeDir {
+	return &fakeDir{admins: map[string]bool{"root-admin": true, "ada": true, "grace": true, "mallory": true, "a": true},
+		missing: map[string]bool{}, noMFA: map[string]bool{}, disabled: map[string]bool{}}
+}
+
+func (d *fakeDir) Members(_ context.Context, names []string) ([]Member, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if names == nil {
+		for n := range d.admins {
+			names = append(names, n)
+		}
+	}
+	var out []Member
+	for _, n := range names {
+		if !d.missing[n] {
+			out = append(out, Member{Name: n, Admin: d.admins[n], MFA: !d.noMFA[n], Disabled: d.disabled[n]})
+		}
+	}
+	return out, nil
+}
+
+func (d *fakeDir) set(f func(d *fakeDir)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f(d)
+}
+
 type clock struct {
 	mu sync.Mutex
 	t  time.Time

@@ -30,37 +30,55 @@ type Storage interface {
 	Update(ctx context.Context, key string, fn func(cur []byte, found bool) (next []byte, del bool, err error)) error
 }
 
-// Storage layout (behind the barrier). Records are the truth; the indexes
-// are written before the record and cleaned lazily, so an index entry may
-// point at nothing (skipped) but a record is never missing from its index.
-const (
-	recordPrefix = "approval/records/"
-	userPrefix   = "approval/by-user/"  // <user>/<id>: requester, requester's owner, listed approvers
-	adminPrefix  = "approval/by-admin/" // <id>: approvals any admin may vote on
-	openPrefix   = "approval/open/"     // <id>: pending or approved, for expiry sweeps
-)
+// Member is a user as an approval sees them when it is made.
+type Member struct {
+	Name     string
+	Admin    bool
+	Disabled bool
+	// MFA: a second factor (TOTP) is confirmed.
+	MFA bool
+}
+
+// Directory says who the users are now (internal/auth behind it).
+type Directory interface {
+	// Members returns the named users that exist, in any order, or every
+	// user when names is nil.
+	Members(ctx context.Context, names []string) ([]Member, error)
+}
 
 // Options are the manager's settings.
 type Options struct {
+	// Directory decides who may vote when an approval is made. Without it
+	// no approval can be made (fail closed).
+	Directory Directory
 	Now       func() time.Time // nil: time.Now
 	TTL       time.Duration    // 0: DefaultTTL
 	MFAMaxAge time.Duration    // 0: DefaultMFAMaxAge
-	Logger    *slog.Logger
+	// Retention is how long decided approvals are kept (0:
+	// DefaultRetention); MaxPending bounds one requester's open approvals
+	// (0: DefaultMaxPending).
+	Retention  time.Duration
+	MaxPending int
+	Logger     *slog.Logger
 }
 
 // Manager stores approvals and applies their rules. Safe for concurrent
 // use, on any number of nodes sharing the storage.
 type Manager struct {
-	kv     Storage
-	now    func() time.Time
-	ttl    time.Duration
-	mfaAge time.Duration
-	log    *slog.Logger
+	kv         Storage
+	dir        Directory
+	now        func() time.Time
+	ttl        time.Duration
+	mfaAge     time.Duration
+	retention  time.Duration
+	maxPending int
+	log        *slog.Logger
 }
 
 // New returns a manager over kv.
 func New(kv Storage, opts Options) *Manager {
-	m := &Manager{kv: kv, now: opts.Now, ttl: opts.TTL, mfaAge: opts.MFAMaxAge, log: opts.Logger}
+	m := &Manager{kv: kv, dir: opts.Directory, now: opts.Now, ttl: opts.TTL, mfaAge: opts.MFAMaxAge,
+		retention: opts.Retention, maxPending: opts.MaxPending, log: opts.Logger}
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -69,6 +87,12 @@ func New(kv Storage, opts Options) *Manager {
 	}
 	if m.mfaAge <= 0 {
 		m.mfaAge = DefaultMFAMaxAge
+	}
+	if m.retention <= 0 {
+		m.retention = DefaultRetention
+	}
+	if m.maxPending <= 0 {
+		m.maxPending = DefaultMaxPending
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -95,15 +119,24 @@ type SignRequest struct {
 	// Matched are the require_approval matches of the policy decision
 	// (signpolicy.Result.RequiredApprovals()).
 	Matched []signpolicy.Match
+	// Digest is what the key will sign (shown to approvers, compared
+	// when the approved request runs).
+	Digest *Digest
 }
 
-// CreateSign records a pending approval for a signing request.
+// CreateSign records a pending approval for a signing request. The
+// eligible approvers of each requirement are frozen now: the policy's
+// approvers that exist, are enabled and have a second factor confirmed,
+// other than the requester.
 func (m *Manager) CreateSign(ctx context.Context, r SignRequest) (*Approval, error) {
 	if r.Requester == nil || r.Intent == nil || r.Operation == "" {
 		return nil, errors.New("approval: CreateSign needs a requester, an intent and an operation")
 	}
 	if len(r.Request) > MaxRequestSize {
 		return nil, errkind.New(errkind.TooLarge, "payload_too_large", "request body too large to hold for approval")
+	}
+	if len(r.Request) > 0 && !json.Valid(r.Request) {
+		return nil, errors.New("approval: the request body to keep is not JSON")
 	}
 	var reqs []Requirement
 	for _, mt := range r.Matched {
@@ -120,18 +153,53 @@ func (m *Manager) CreateSign(ctx context.Context, r SignRequest) (*Approval, err
 	a.Account = r.Account
 	a.Intent = signpolicy.DescribeIntent(r.Intent)
 	a.Request = Body(slices.Clone(r.Request))
-	for _, req := range reqs {
-		others := 0
-		for _, u := range req.Approvers {
-			if !a.isRequester(u) {
-				others++
-			}
+	a.Digest = r.Digest
+	for i := range a.Requirements {
+		req := &a.Requirements[i]
+		voters, err := m.voters(ctx, req.Approvers, false, a)
+		if err != nil {
+			return nil, err
 		}
-		if others < req.Threshold {
-			return nil, fmt.Errorf("%w (policy %q needs %d, has %d)", ErrUnsatisfiable, req.Name, req.Threshold, others)
+		if len(voters) < req.Threshold {
+			return nil, fmt.Errorf("%w (policy %q needs %d, has %d)", ErrUnsatisfiable, req.Name, req.Threshold, len(voters))
 		}
+		req.Eligible = voters
 	}
 	return a, m.create(ctx, a)
+}
+
+// voters are the users who may vote on a requirement of a, as of now: of
+// names (every admin when admins), those that exist, are enabled, have a
+// second factor confirmed (and are admins when admins), other than the
+// requester and the user a user change concerns.
+func (m *Manager) voters(ctx context.Context, names []string, admins bool, a *Approval) ([]string, error) {
+	if m.dir == nil {
+		return nil, errors.New("approval: no user directory: approvals cannot be made")
+	}
+	if !admins && len(names) == 0 {
+		return []string{}, nil
+	}
+	var ask []string
+	if !admins {
+		ask = names
+	}
+	members, err := m.dir.Members(ctx, ask)
+	if err != nil {
+		return nil, fmt.Errorf("approval: who may approve: %w", err)
+	}
+	out := []string{}
+	for _, u := range members {
+		switch {
+		case u.Disabled || !u.MFA || a.isRequester(u.Name):
+		case admins && !u.Admin:
+		case !admins && !slices.Contains(names, u.Name):
+		case a.UserChange != nil && u.Name == a.UserChange.Username:
+		default:
+			out = append(out, u.Name)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // CreatePolicyChange records a policy change that n admins other than the
@@ -161,7 +229,24 @@ func (m *Manager) CreatePolicyChange(ctx context.Context, requester *identity.Pr
 	a := m.newApproval(KindPolicyChange, requester, "policy."+ch.Op,
 		[]Requirement{{Threshold: n, AnyAdmin: true, Reason: fmt.Sprintf("policy changes need %d other admins (policy_change_approvals)", n)}})
 	a.Change = &ch
+	if err := m.adminQuorum(ctx, a, n); err != nil {
+		return nil, err
+	}
 	return a, m.create(ctx, a)
+}
+
+// adminQuorum freezes the admins who may vote on a, and refuses a change
+// that fewer than n of them could approve.
+func (m *Manager) adminQuorum(ctx context.Context, a *Approval, n int) error {
+	voters, err := m.voters(ctx, nil, true, a)
+	if err != nil {
+		return err
+	}
+	if len(voters) < n {
+		return fmt.Errorf("%w (%d needed, %d available)", ErrApproversUnavailable, n, len(voters))
+	}
+	a.Requirements[0].Eligible = voters
+	return nil
 }
 
 func (m *Manager) newApproval(kind Kind, p *identity.Principal, op string, reqs []Requirement) *Approval {
@@ -175,60 +260,6 @@ func (m *Manager) newApproval(kind Kind, p *identity.Principal, op string, reqs 
 	return a
 }
 
-// create writes the indexes, then the record (create-only).
-func (m *Manager) create(ctx context.Context, a *Approval) error {
-	users := []string{a.Requester}
-	if a.RequesterOwner != "" {
-		users = append(users, a.RequesterOwner)
-	}
-	anyAdmin := false
-	for _, r := range a.Requirements {
-		users = append(users, r.Approvers...)
-		anyAdmin = anyAdmin || r.AnyAdmin
-	}
-	slices.Sort(users)
-	keys := []string{openPrefix + a.ID}
-	for _, u := range slices.Compact(users) {
-		keys = append(keys, userPrefix+u+"/"+a.ID)
-	}
-	if anyAdmin {
-		keys = append(keys, adminPrefix+a.ID)
-	}
-	for _, k := range keys {
-		if err := m.kv.Put(ctx, k, nil); err != nil {
-			return storageErr("index approval", err)
-		}
-	}
-	raw, err := encode(a)
-	if err != nil {
-		return err
-	}
-	err = m.kv.Update(ctx, recordPrefix+a.ID, func(_ []byte, found bool) ([]byte, bool, error) {
-		if found {
-			return nil, false, errors.New("approval: id collision")
-		}
-		return raw, false, nil
-	})
-	if err != nil {
-		return storageErr("write approval", err)
-	}
-	return nil
-}
-
-func encode(a *Approval) ([]byte, error) {
-	return json.Marshal(record{Approval: *a, Body: a.Request})
-}
-
-func decode(raw []byte) (*Approval, error) {
-	var r record
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, errkind.Wrap(errkind.Integrity, fmt.Errorf("approval record: %w", err))
-	}
-	a := r.Approval
-	a.Request = Body(r.Body)
-	return &a, nil
-}
-
 // view marks a pending approval past its expiry as expired (what a read
 // shows before a sweep or a vote persists it).
 func (m *Manager) view(a *Approval) *Approval {
@@ -240,6 +271,15 @@ func (m *Manager) view(a *Approval) *Approval {
 
 // Get returns an approval. Check VisibleTo before showing it to a caller.
 func (m *Manager) Get(ctx context.Context, id string) (*Approval, error) {
+	a, err := m.load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return m.view(a), nil
+}
+
+// load reads a record as stored.
+func (m *Manager) load(ctx context.Context, id string) (*Approval, error) {
 	if !idRE.MatchString(id) {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
@@ -250,11 +290,7 @@ func (m *Manager) Get(ctx context.Context, id string) (*Approval, error) {
 	if err != nil {
 		return nil, storageErr("read approval", err)
 	}
-	a, err := decode(raw)
-	if err != nil {
-		return nil, err
-	}
-	return m.view(a), nil
+	return decode(raw)
 }
 
 // transition applies fn to the record atomically. fn returns an error to
@@ -279,6 +315,9 @@ func (m *Manager) transition(ctx context.Context, id string, fn func(a *Approval
 		if after, err = fn(a, now); err != nil {
 			return nil, false, err
 		}
+		if a.Status.Terminal() {
+			a.secret = nil // a password hash is kept no longer than needed
+		}
 		a.UpdatedAt = now
 		raw, err := encode(a)
 		if err != nil {
@@ -294,9 +333,7 @@ func (m *Manager) transition(ctx context.Context, id string, fn func(a *Approval
 		return nil, err
 	}
 	if out.Status.Terminal() {
-		if err := m.kv.Delete(ctx, openPrefix+id); err != nil {
-			m.log.Warn("approval: could not drop the open index; the next sweep will", "approval", id, "err", err)
-		}
+		m.decided(ctx, out)
 	}
 	return out, after
 }
@@ -402,129 +439,3 @@ func (m *Manager) finish(ctx context.Context, id string, kind Kind, to Status, r
 	})
 	return a, err
 }
-
-// Filter selects approvals for List.
-type Filter struct {
-	// User lists what this user requested (or their API keys did) or may
-	// vote on. Empty with All lists everything.
-	User string
-	// Admin adds the approvals any admin may vote on (policy changes).
-	Admin bool
-	// All lists every approval (an auditor's view); User is then ignored.
-	All bool
-	// Status keeps only approvals in this status ("" any).
-	Status Status
-	// Limit bounds the answer (0: 100), newest first.
-	Limit int
-}
-
-// List returns approvals, newest first.
-func (m *Manager) List(ctx context.Context, f Filter) ([]*Approval, error) {
-	limit := f.Limit
-	if limit <= 0 || limit > 1000 {
-		limit = 100
-	}
-	var ids []string
-	add := func(prefix string) error {
-		keys, err := m.kv.List(ctx, prefix, "", 0)
-		if err != nil {
-			return storageErr("list approvals", err)
-		}
-		for _, k := range keys {
-			ids = append(ids, k[strings.LastIndexByte(k, '/')+1:])
-		}
-		return nil
-	}
-	var err error
-	switch {
-	case f.All:
-		err = add(recordPrefix)
-	case f.User == "":
-		return nil, errors.New("approval: List needs a user or All")
-	default:
-		err = add(userPrefix + f.User + "/")
-		if err == nil && f.Admin {
-			err = add(adminPrefix)
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	if f.Status == StatusPending || f.Status == StatusApproved {
-		open, err := m.kv.List(ctx, openPrefix, "", 0)
-		if err != nil {
-			return nil, storageErr("list approvals", err)
-		}
-		set := make(map[string]bool, len(open))
-		for _, k := range open {
-			set[strings.TrimPrefix(k, openPrefix)] = true
-		}
-		ids = slices.DeleteFunc(ids, func(id string) bool { return !set[id] })
-	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	slices.Reverse(ids) // ids are time-ordered: newest first
-	var out []*Approval
-	for _, id := range ids {
-		if len(out) == limit {
-			break
-		}
-		a, err := m.Get(ctx, id)
-		if errors.Is(err, ErrNotFound) {
-			continue // an index written before a record that never was
-		}
-		if err != nil {
-			return nil, err
-		}
-		if f.Status == "" || a.Status == f.Status {
-			out = append(out, a)
-		}
-	}
-	return out, nil
-}
-
-// Expire persists the expiry of every pending approval past its expiry
-// (and of approved ones whose signing never finished, after a grace
-// period), and returns the approvals it expired, for the audit log. Run it
-// periodically on any node.
-func (m *Manager) Expire(ctx context.Context) ([]*Approval, error) {
-	keys, err := m.kv.List(ctx, openPrefix, "", 0)
-	if err != nil {
-		return nil, storageErr("list open approvals", err)
-	}
-	var out []*Approval
-	for _, k := range keys {
-		id := strings.TrimPrefix(k, openPrefix)
-		changed := false
-		a, err := m.transition(ctx, id, func(a *Approval, now time.Time) (error, error) {
-			changed = false
-			switch {
-			case expireIfDue(a, now):
-			case a.Status == StatusApproved && !now.Before(a.ExpiresAt.Add(approvedGrace)):
-				a.Status = StatusExpired
-				a.Reason = "approved but not signed before it expired"
-			case a.Status.Terminal():
-				return nil, errTerminal
-			default:
-				return nil, errNotDue
-			}
-			changed = true
-			return nil, nil
-		})
-		switch {
-		case errors.Is(err, errNotDue):
-		case errors.Is(err, ErrNotFound), errors.Is(err, errTerminal):
-			_ = m.kv.Delete(ctx, k) // a dangling index entry
-		case err != nil:
-			return out, err
-		case changed:
-			out = append(out, a)
-		}
-	}
-	return out, nil
-}
-
-var (
-	errNotDue   = errkind.New(errkind.Conflict, "", "not due")
-	errTerminal = errkind.New(errkind.Conflict, "", "already final")
-)

@@ -73,15 +73,8 @@ func (s *Service) CreateUser(ctx context.Context, username string, password secr
 	mu := s.lock("user:" + username)
 	mu.Lock()
 	defer mu.Unlock()
-	if _, err := s.kv.Get(ctx, prefixUsers+username); err == nil {
-		return nil, ErrUserExists
-	} else if !errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("auth: create user: %w", err)
-	}
-	if _, err := s.kv.Get(ctx, prefixDeletedUsers+username); err == nil {
-		return nil, fmt.Errorf("%w: %q belonged to a deleted user and is never reused (its accounts and grants stay bound to it)", ErrUserExists, username)
-	} else if !errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("auth: create user: %w", err)
+	if err := s.nameFree(ctx, username); err != nil {
+		return nil, err
 	}
 	rec := &userRecord{Username: username, Role: role, PasswordHash: phc, CreatedAt: s.now().UTC()}
 	b, err := jsonBytes(rec)

@@ -341,8 +341,12 @@ func runUser(g *globals, args []string) error {
 				return err
 			}
 			var out map[string]any
-			if err := c.do(method, "/v1/users/"+name+suffix, nil, &out); err != nil {
+			status, err := c.send(method, "/v1/users/"+name+suffix, nil, nil, &out)
+			if err != nil {
 				return err
+			}
+			if status == 202 {
+				return held(g, out) // policy_change_approvals: an admin's change waits for the quorum
 			}
 			if out == nil {
 				fmt.Fprintln(g.stdout, done)
@@ -382,8 +386,12 @@ func userCreate(g *globals, args []string) error {
 		return err
 	}
 	var out map[string]any
-	if err := c.do("POST", "/v1/users", map[string]string{"username": pos[0], "password": pw, "role": role}, &out); err != nil {
+	status, err := c.send("POST", "/v1/users", nil, map[string]string{"username": pos[0], "password": pw, "role": role}, &out)
+	if err != nil {
 		return err
+	}
+	if status == 202 {
+		return held(g, out) // policy_change_approvals: a new admin (or named approver) waits for the quorum
 	}
 	return g.print(out)
 }
@@ -481,8 +489,13 @@ func userSetPassword(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.do("POST", "/v1/users/"+name+"/password", map[string]string{"password": pw}, nil); err != nil {
+	var out map[string]any
+	status, err := c.send("POST", "/v1/users/"+name+"/password", nil, map[string]string{"password": pw}, &out)
+	if err != nil {
 		return err
+	}
+	if status == 202 {
+		return held(g, out) // an admin's or an approver's password, under policy_change_approvals
 	}
 	fmt.Fprintln(g.stdout, "Password set; every session of the user has ended.")
 	return nil

@@ -25,7 +25,10 @@ type globals struct {
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.addr, "address", envOr("MOONVAULT_ADDR", "https://127.0.0.1:8200"), "server address (MOONVAULT_ADDR)")
 	fs.StringVar(&g.caCert, "ca-cert", os.Getenv("MOONVAULT_CACERT"), "CA certificate file to trust (MOONVAULT_CACERT)")
-	fs.StringVar(&g.token, "token", os.Getenv("MOONVAULT_TOKEN"), "access token (MOONVAULT_TOKEN; default: the one `moonvault login` stored)")
+	// The token comes from MOONVAULT_TOKEN or the session `moonvault login`
+	// stored, never from a flag: arguments are visible to every user of the
+	// machine (ps, /proc/PID/cmdline) and land in shell history (review L3).
+	g.token = os.Getenv("MOONVAULT_TOKEN")
 	fs.StringVar(&g.format, "format", "table", "output format: table or json")
 }
 
@@ -196,6 +199,11 @@ func (g *globals) flags(name string, args []string, setup func(fs *flag.FlagSet)
 	}
 }
 
+// errTokenFlag answers the -token flag of earlier builds, without
+// repeating its value.
+const errTokenFlag = "there is no -token flag: a token in the command line is visible to every user of this machine (ps) and kept in shell history; " +
+	"set MOONVAULT_TOKEN in the environment, or use the session `moonvault login` keeps"
+
 // help is what `-h` shows for a command.
 type help struct {
 	usage, summary, example string
@@ -224,6 +232,9 @@ func parseFlags(g *globals, fs *flag.FlagSet, h help, args []string) error {
 		return errHelpShown
 	}
 	msg := err.Error()
+	if msg == "flag provided but not defined: -token" {
+		return usageError{errTokenFlag}
+	}
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
 		var names []string
 		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })

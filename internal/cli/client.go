@@ -21,7 +21,7 @@ import (
 type client struct {
 	addr  string
 	token string
-	// fromEnv: the token came from MOONVAULT_TOKEN or -token (never refreshed).
+	// fromEnv: the token came from MOONVAULT_TOKEN (never refreshed).
 	fromEnv bool
 	// apiKey, from MOONVAULT_API_KEY, authenticates when no token is given.
 	apiKey string
@@ -45,7 +45,7 @@ func (e *apiError) Error() string {
 }
 
 // newClient returns a client with the session's access token: the one
-// given (MOONVAULT_TOKEN, -token), else the stored one, refreshed first
+// given (MOONVAULT_TOKEN), else the stored one, refreshed first
 // when it is near its expiry.
 func newClient(g *globals) (*client, error) {
 	c, err := newClientNoSession(g)
@@ -154,7 +154,7 @@ func (c *client) failure(resp *http.Response, raw []byte) error {
 		case c.apiKey != "":
 			return fmt.Errorf("%w: the API key in MOONVAULT_API_KEY is invalid, expired or revoked", ae)
 		case c.fromEnv:
-			return fmt.Errorf("%w: the token in MOONVAULT_TOKEN (or -token) is invalid or expired: get a new one with `moonvault login -no-store`, or unset MOONVAULT_TOKEN to use the stored session", ae)
+			return fmt.Errorf("%w: the token in MOONVAULT_TOKEN is invalid or expired: get a new one with `moonvault login -no-store`, or unset MOONVAULT_TOKEN to use the stored session", ae)
 		case c.token == "":
 			return fmt.Errorf("%w: not logged in: run `moonvault login`", ae)
 		}

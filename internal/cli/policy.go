@@ -309,11 +309,12 @@ type approvalRow struct {
 }
 
 func approvalList(g *globals, args []string) error {
-	var status string
+	var status, after string
 	var limit int
 	if _, err := g.flags("approval list", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&status, "status", "", "only this status: pending, approved, signed, applied, denied, rejected, expired")
 		fs.IntVar(&limit, "limit", 100, "at most this many, newest first")
+		fs.StringVar(&after, "after", "", "the next page: the id the previous page named")
 	}); err != nil {
 		return err
 	}
@@ -321,18 +322,25 @@ func approvalList(g *globals, args []string) error {
 	if status != "" {
 		q.Set("status", status)
 	}
+	if after != "" {
+		q.Set("after", after)
+	}
 	c, err := newClient(g)
 	if err != nil {
 		return err
 	}
 	var out struct {
 		Approvals []approvalRow `json:"approvals"`
+		Next      string        `json:"next"`
 	}
 	if err := c.do("GET", "/v1/approvals?"+q.Encode(), nil, &out); err != nil {
 		return err
 	}
 	if g.format == "json" {
 		return g.print(out)
+	}
+	if out.Next != "" {
+		defer fmt.Fprintf(g.stdout, "More: moonvault approval list -after %s\n", out.Next)
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tREQUESTER\tACCOUNT\tOPERATION\tAPPROVED\tEXPIRES")
@@ -392,7 +400,7 @@ func approvalVote(verb string) func(*globals, []string) error {
 			case "signed":
 				fmt.Fprintln(g.stdout, "Approved; the threshold was reached and the request is signed (result below).")
 			case "applied":
-				fmt.Fprintln(g.stdout, "Approved; the threshold was reached and the policy change is applied.")
+				fmt.Fprintln(g.stdout, "Approved; the threshold was reached and the change is applied.")
 			case "denied":
 				fmt.Fprintf(g.stdout, "Approved, but refused at the threshold: %v\n", out["reason"])
 			case "pending":

@@ -85,6 +85,8 @@ type Server struct {
 	// this many admins other than the one asking must approve.
 	PolicyChangeApprovals int64  `hcl:"policy_change_approvals,optional" json:"policy_change_approvals,omitempty"`
 	ApprovalTTL           string `hcl:"approval_ttl,optional" json:"approval_ttl,omitempty"`
+	ApprovalMaxPending    int64  `hcl:"approval_max_pending,optional" json:"approval_max_pending,omitempty"`
+	ApprovalRetention     string `hcl:"approval_retention,optional" json:"approval_retention,omitempty"`
 }
 
 // Defaults returns a configuration with every default filled in.
@@ -106,6 +108,9 @@ func Defaults() Server {
 		RestoreTimeout:   "1h",
 		RestoreRetention: "168h",
 		ApprovalTTL:      "24h",
+		// Bounds of the approval store (review L1).
+		ApprovalMaxPending: 100,
+		ApprovalRetention:  "720h",
 	}
 }
 
@@ -179,8 +184,10 @@ var settings = []Setting{
 	{Name: "restore_timeout", Doc: "Longest a restore's upload may take (Go duration)."},
 	{Name: "restore_retention", Doc: "How long the data a restore replaced is kept (a table, or a file beside the bolt database) before a later restore removes it (Go duration). See docs/operations.md, Undo a restore."},
 	{Name: "trusted_proxies", Doc: "Reverse proxies and load balancers (CIDRs or addresses; comma-separated in the environment and on the command line) whose X-Forwarded-For names the client, for the per-address limits and the audit log; from any other peer the header is ignored (as Vault's x_forwarded_for_authorized_addrs)."},
-	{Name: "policy_change_approvals", Doc: "When above 0, creating, changing or deleting a transaction policy becomes an approval that this many admins other than the requester must approve (fresh MFA each), so one stolen admin session cannot lift a limit. 0 to 10."},
-	{Name: "approval_ttl", Doc: "How long a request held for approval (require_approval, or a policy change) waits for its approvers before it expires (Go duration, 1m to 720h)."},
+	{Name: "policy_change_approvals", Doc: "When above 0, creating, changing or deleting a transaction policy becomes an approval that this many admins other than the requester must approve (fresh MFA each), so one stolen admin session cannot lift a limit; so do creating, disabling, enabling or deleting an admin, and resetting the password of an admin or of a user a policy names as an approver. User writes then need step-up, and a restore needs a root token from generate-root. See docs/policies.md. 0 to 10."},
+	{Name: "approval_ttl", Doc: "How long a request held for approval (require_approval, or a policy or user change) waits for its approvers before it expires (Go duration, 1m to 720h)."},
+	{Name: "approval_max_pending", Doc: "Most approvals one requester (a user with their API keys) may have waiting at once; past it a request that needs approval is refused with 429 too_many_pending_approvals. 1 to 100000."},
+	{Name: "approval_retention", Doc: "How long a decided approval (signed, applied, denied, rejected, expired) is kept before a sweep removes it; the audit log keeps its history (Go duration, 1h to 87600h)."},
 }
 
 // Settings lists every setting.

@@ -54,6 +54,8 @@ type Node struct {
 
 	PolicyChangeApprovals int
 	ApprovalTTL           time.Duration
+	ApprovalMaxPending    int
+	ApprovalRetention     time.Duration
 }
 
 // Restore bounds snapshot restores.
@@ -139,6 +141,7 @@ func (c Server) Resolve(m Mode) (*Node, error) {
 		func() (err error) { n.Restore, err = c.restore(); return err },
 		func() (err error) { n.TrustedProxies, err = c.trustedProxies(); return err },
 		func() (err error) { n.PolicyChangeApprovals, n.ApprovalTTL, err = c.approvals(); return err },
+		func() (err error) { n.ApprovalMaxPending, n.ApprovalRetention, err = c.approvalStore(); return err },
 	} {
 		if err := check(); err != nil {
 			return nil, err
@@ -425,6 +428,27 @@ func (c Server) approvals() (int, time.Duration, error) {
 		return 0, 0, Wrong("approval_ttl", "%s must be between 1m and 720h", c.ApprovalTTL)
 	}
 	return int(c.PolicyChangeApprovals), ttl, nil
+}
+
+// Bounds of the approval store settings.
+const (
+	maxApprovalMaxPending = 100_000
+	minApprovalRetention  = time.Hour
+	maxApprovalRetention  = 10 * 366 * 24 * time.Hour
+)
+
+func (c Server) approvalStore() (int, time.Duration, error) {
+	if c.ApprovalMaxPending < 1 || c.ApprovalMaxPending > maxApprovalMaxPending {
+		return 0, 0, Wrong("approval_max_pending", "%d must be between 1 and %d", c.ApprovalMaxPending, maxApprovalMaxPending)
+	}
+	d, err := time.ParseDuration(c.ApprovalRetention)
+	if err != nil {
+		return 0, 0, Wrong("approval_retention", "%q is not a duration (e.g. 720h)", c.ApprovalRetention)
+	}
+	if d < minApprovalRetention || d > maxApprovalRetention {
+		return 0, 0, Wrong("approval_retention", "%s must be between 1h and 87840h", c.ApprovalRetention)
+	}
+	return int(c.ApprovalMaxPending), d, nil
 }
 
 func (c Server) limits() error {

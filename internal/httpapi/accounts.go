@@ -11,6 +11,7 @@ import (
 	"github.com/ethereum/go-ethereum/common/hexutil"
 
 	"github.com/moonvault/moonvault/internal/auth"
+	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/wallet"
@@ -35,14 +36,27 @@ type accountView struct {
 	XPub              string `json:"xpub,omitempty"`
 }
 
-func view(acc *wallet.Account) accountView {
+// view is an account as p may see it. What is the owner's alone stays the
+// owner's (review L4): the account-level xpub derives every address of
+// the owner's HD account, siblings included; the wallet's name and the
+// other grantees are the owner's business. A grantee sees the account,
+// its own derivation path and the master fingerprint (which derives
+// nothing, and the signed provenance record carries it).
+func view(acc *wallet.Account, p *identity.Principal) accountView {
+	owner := p != nil && p.Owner != "" && p.Owner == acc.Owner
 	v := accountView{
 		Name: acc.Name, Owner: acc.Owner, Chain: acc.Chain, Network: acc.Network, AddressType: acc.AddressType,
 		KeyType: string(acc.KeyType), Address: acc.Address, PublicKey: hexutil.Encode(acc.PublicKey),
-		CreatedAt: acc.CreatedAt.UTC(), Grants: acc.Grants,
+		CreatedAt: acc.CreatedAt.UTC(),
+	}
+	if owner {
+		v.Grants = acc.Grants
 	}
 	if o := acc.Origin; o != nil {
-		v.Wallet, v.MasterFingerprint, v.DerivationPath, v.XPub = o.Wallet, o.Fingerprint, o.Path, o.XPub
+		v.MasterFingerprint, v.DerivationPath = o.Fingerprint, o.Path
+		if owner {
+			v.Wallet, v.XPub = o.Wallet, o.XPub
+		}
 	}
 	return v
 }
@@ -157,7 +171,7 @@ func (a *API) createAccount(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	q.account, q.address = acc.ID().String(), acc.Address
-	return 201, view(acc), nil
+	return 201, view(acc, q.principal), nil
 }
 
 func (a *API) listAccounts(q *request) (int, any, error) {
@@ -177,7 +191,7 @@ func (a *API) listAccounts(q *request) (int, any, error) {
 	out := make([]accountView, 0, len(accs))
 	for i := range accs {
 		if a.authorize(q, policy.ActionAccountRead, &policy.Resource{Owner: accs[i].Owner, Name: accs[i].Name, Grants: accs[i].Grants}) == nil {
-			out = append(out, view(&accs[i]))
+			out = append(out, view(&accs[i], q.principal))
 		}
 	}
 	return 200, map[string]any{"accounts": out, "next": next}, nil
@@ -201,7 +215,7 @@ func (a *API) getAccount(q *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return 200, view(acc), nil
+	return 200, view(acc, q.principal), nil
 }
 
 func (a *API) deleteAccount(q *request) (int, any, error) {

@@ -36,7 +36,8 @@ var approvalStatuses = []approval.Status{approval.StatusPending, approval.Status
 	approval.StatusApplied, approval.StatusDenied, approval.StatusRejected, approval.StatusExpired}
 
 // listApprovals lists what the caller requested (or its API keys did) or
-// may vote on, newest first; ?status= filters, ?limit= bounds (100).
+// may vote on, newest first; ?status= filters, ?limit= bounds a page
+// (100), ?after= continues from the previous page's next.
 func (a *API) listApprovals(q *request) (int, any, error) {
 	m, err := a.approvalManager()
 	if err != nil {
@@ -56,8 +57,7 @@ func (a *API) listApprovals(q *request) (int, any, error) {
 		limit = n
 	}
 	p := q.principal
-	list, err := m.List(q.ctx(), approval.Filter{User: p.Subject, Admin: p.Role == identity.RoleAdmin && !p.IsAPIKey(),
-		Status: status, Limit: limit})
+	list, next, err := m.List(q.ctx(), approval.Filter{User: p.Subject, Status: status, Limit: limit, After: qs.Get("after")})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -67,7 +67,7 @@ func (a *API) listApprovals(q *request) (int, any, error) {
 			out = append(out, ap)
 		}
 	}
-	return 200, map[string]any{"approvals": out}, nil
+	return 200, map[string]any{"approvals": out, "next": next}, nil
 }
 
 func containsStatus(s approval.Status) bool {
@@ -174,7 +174,8 @@ func (a *API) reject(q *request) (int, any, error) {
 // complete carries out an approval that reached its threshold.
 func (a *API) complete(q *request, ap *approval.Approval) (*approval.Approval, error) {
 	m := a.d.Policies.Approvals
-	if ap.Kind == approval.KindPolicyChange {
+	switch ap.Kind {
+	case approval.KindPolicyChange:
 		e, err := a.engine()
 		if err != nil {
 			return nil, err
@@ -183,6 +184,8 @@ func (a *API) complete(q *request, ap *approval.Approval) (*approval.Approval, e
 			q.policies = appendList(q.policies, ap.Change.Policy)
 		}
 		return m.ApplyPolicyChange(q.ctx(), ap.ID, e)
+	case approval.KindUserChange:
+		return m.ApplyUserChange(q.ctx(), ap.ID, a.applyUserChange)
 	}
 	return a.signApproved(q, ap)
 }

@@ -211,27 +211,6 @@ func (a *API) revokeAPIKey(q *request) (int, any, error) {
 	return 204, nil, nil
 }
 
-// users
-
-func (a *API) createUser(q *request) (int, any, error) {
-	var req struct {
-		Username string        `json:"username"`
-		Password secret.String `json:"password"`
-		Role     string        `json:"role"`
-	}
-	if err := decode(q, &req, false); err != nil {
-		return 0, nil, err
-	}
-	if req.Role == "" {
-		req.Role = identity.RoleUser
-	}
-	u, err := a.d.Auth.CreateUser(q.ctx(), req.Username, req.Password, req.Role)
-	if err != nil {
-		return 0, nil, err
-	}
-	return 201, u, nil
-}
-
 func (a *API) listUsers(q *request) (int, any, error) {
 	us, err := a.d.Auth.ListUsers(q.ctx())
 	if err != nil {
@@ -246,27 +225,6 @@ func (a *API) getUser(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	return 200, u, nil
-}
-
-func (a *API) deleteUser(q *request) (int, any, error) {
-	if err := a.d.Auth.DeleteUser(q.ctx(), q.PathValue("name")); err != nil {
-		return 0, nil, err
-	}
-	return 204, nil, nil
-}
-
-func (a *API) disableUser(q *request) (int, any, error) {
-	if err := a.d.Auth.SetDisabled(q.ctx(), q.PathValue("name"), true); err != nil {
-		return 0, nil, err
-	}
-	return 204, nil, nil
-}
-
-func (a *API) enableUser(q *request) (int, any, error) {
-	if err := a.d.Auth.SetDisabled(q.ctx(), q.PathValue("name"), false); err != nil {
-		return 0, nil, err
-	}
-	return 204, nil, nil
 }
 
 func (a *API) revokeUserSessions(q *request) (int, any, error) {

@@ -114,6 +114,7 @@ var domainErrors = map[string]error{
 
 	"policy.ErrDenied":         policy.ErrDenied,
 	"policy.ErrStepUpRequired": policy.ErrStepUpRequired,
+	"policy.ErrQuorumRequired": policy.ErrQuorumRequired,
 
 	"seal.ErrDecrypt":  seal.ErrDecrypt,
 	"seal.ErrNoRetry":  seal.ErrNoRetry,
@@ -172,6 +173,9 @@ var domainErrors = map[string]error{
 	"wallet/evm.ErrChainMismatch": evm.ErrChainMismatch,
 
 	"approval.ErrAlreadyVoted":              approval.ErrAlreadyVoted,
+	"approval.ErrApproversUnavailable":      approval.ErrApproversUnavailable,
+	"approval.ErrBadCursor":                 approval.ErrBadCursor,
+	"approval.ErrTooManyPending":            approval.ErrTooManyPending,
 	"approval.ErrExpired":                   approval.ErrExpired,
 	"approval.ErrMFARequired":               approval.ErrMFARequired,
 	"approval.ErrNotApprover":               approval.ErrNotApprover,

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"github.com/moonvault/moonvault/internal/auth"
-	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
@@ -32,28 +31,6 @@ func (a *API) changePassword(q *request) (int, any, error) {
 		KeepSID: q.principal.SessionID, RemoteAddr: remoteIP(q.Request),
 	})
 	if err != nil {
-		return 0, nil, err
-	}
-	return 204, nil, nil
-}
-
-// resetPassword is POST /v1/users/{name}/password: an administrator, with
-// step-up, sets a user's password; every session of that user ends.
-func (a *API) resetPassword(q *request) (int, any, error) {
-	var req struct {
-		Password secret.String `json:"password"`
-	}
-	if err := decode(q, &req, false); err != nil {
-		return 0, nil, err
-	}
-	if req.Password == "" {
-		return 0, nil, errField("password", "is required")
-	}
-	name := q.PathValue("name")
-	if err := a.d.Policy.Authorize(q.principal, policy.ActionPasswordReset, &policy.Resource{Owner: name}, a.d.Now()); err != nil {
-		return 0, nil, err
-	}
-	if err := a.d.Auth.SetPassword(q.ctx(), name, req.Password); err != nil {
 		return 0, nil, err
 	}
 	return 204, nil, nil

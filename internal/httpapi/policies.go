@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/moonvault/moonvault/internal/approval"
+	"github.com/moonvault/moonvault/internal/auth"
 	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/policy"
@@ -19,13 +21,7 @@ import (
 // Transaction policies: documents under /v1/policies, for admins (writes
 // need step-up), and the dry run. docs/policies.md is the guide.
 
-var (
-	errPoliciesOff = errkind.New(errkind.Unsupported, "not_supported", "transaction policies are not enabled on this node")
-	// errTooFewAdmins: policy_change_approvals asks for more admins than
-	// there are besides the requester, so no change could ever be approved.
-	errTooFewAdmins = errkind.New(errkind.Conflict, "approvers_unavailable",
-		"policy_change_approvals needs more admins (other than you, enabled) than there are")
-)
+var errPoliciesOff = errkind.New(errkind.Unsupported, "not_supported", "transaction policies are not enabled on this node")
 
 func (a *API) engine() (*signpolicy.Engine, error) {
 	if a.d.Policies.Engine == nil {
@@ -51,7 +47,30 @@ func (a *API) policyDocument(q *request, e *signpolicy.Engine) (*signpolicy.Docu
 	if err := e.Compile(d); err != nil {
 		return nil, err
 	}
+	if err := a.approversExist(q.ctx(), d); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// approversExist refuses a document naming an approver who is not a user
+// now (review H1): names are never reused (a deleted user leaves a
+// tombstone), so no user made later can take a name a policy lists.
+func (a *API) approversExist(ctx context.Context, d *signpolicy.Document) error {
+	if d.Approvals == nil {
+		return nil
+	}
+	for i, name := range d.Approvals.Approvers {
+		_, err := a.d.Auth.GetUser(ctx, name)
+		if errors.Is(err, auth.ErrNotFound) {
+			return &errkind.Field{Name: fmt.Sprintf("approvals.approvers[%d]", i), Code: "invalid_policy", Sentinel: signpolicy.ErrInvalidDocument,
+				Msg: fmt.Sprintf("%q is not a user: approvers must exist when the policy is written", name)}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // held answers a change that waits for approval (policy_change_approvals).
@@ -61,23 +80,11 @@ func heldChange(q *request, ap *approval.Approval) (int, any, error) {
 	return http.StatusAccepted, map[string]any{"approval": ap}, nil
 }
 
-// requestChange records a policy change for approval by n other admins.
+// requestChange records a policy change for approval by n other admins
+// (those enabled and with a second factor now; fewer than n: 409
+// approvers_unavailable).
 func (a *API) requestChange(q *request, ch approval.PolicyChange) (int, any, error) {
-	n := a.d.Policies.ChangeApprovals
-	users, err := a.d.Auth.ListUsers(q.ctx())
-	if err != nil {
-		return 0, nil, err
-	}
-	others := 0
-	for _, u := range users {
-		if u.Role == identity.RoleAdmin && !u.Disabled && u.Username != q.principal.Subject {
-			others++
-		}
-	}
-	if others < n {
-		return 0, nil, fmt.Errorf("%w (%d needed, %d available)", errTooFewAdmins, n, others)
-	}
-	ap, err := a.d.Policies.Approvals.CreatePolicyChange(q.ctx(), q.principal, ch, n)
+	ap, err := a.d.Policies.Approvals.CreatePolicyChange(q.ctx(), q.principal, ch, a.d.Policies.ChangeApprovals)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -38,6 +38,8 @@ var (
 		"the account was deleted and created again since the request was made")
 	errIntentChanged = errkind.New(errkind.Conflict, "request_changed",
 		"the request no longer decodes to what was approved")
+	errDigestChanged = errkind.New(errkind.Conflict, "request_changed",
+		"the bytes to sign are no longer those the approvers were shown (digest)")
 	errApprovalAgain = errkind.New(errkind.Conflict, "approval_required",
 		"another approval policy now applies to this request; request it again")
 )
@@ -68,7 +70,8 @@ type dryRun struct {
 // the request; an allow may have reserved limit spend, which the caller
 // releases if signing fails (q.release). Without an engine it costs
 // nothing.
-func (a *API) checkPolicies(q *request, acc *wallet.Account, in *intent.Intent, op string, body []byte) (*signpolicy.Result, error) {
+func (a *API) checkPolicies(q *request, acc *wallet.Account, in *intent.Intent, op string, body []byte,
+	digest func() (*approval.Digest, error)) (*signpolicy.Result, error) {
 	pol := a.d.Policies
 	if pol.Engine == nil {
 		if q.dry != nil {
@@ -88,7 +91,11 @@ func (a *API) checkPolicies(q *request, acc *wallet.Account, in *intent.Intent, 
 	case q.dry != nil:
 		return nil, q.dry.evaluate(ctx, pol.Engine, in)
 	case q.replay != nil:
-		if err := sameRequest(q.replay, acc, in); err != nil {
+		d, err := digest()
+		if err != nil {
+			return nil, err
+		}
+		if err := sameRequest(q.replay, acc, in, d); err != nil {
 			return nil, err
 		}
 	}
@@ -111,6 +118,10 @@ func (a *API) checkPolicies(q *request, acc *wallet.Account, in *intent.Intent, 
 		if q.replay != nil {
 			return nil, errApprovalAgain
 		}
+		d, err := digest()
+		if err != nil {
+			return nil, err
+		}
 		// Creating the approval is a state change: its request line is
 		// durable first, so that what is not audited did not happen.
 		if err := q.recordIntent(); err != nil {
@@ -118,7 +129,7 @@ func (a *API) checkPolicies(q *request, acc *wallet.Account, in *intent.Intent, 
 		}
 		ap, err := pol.Approvals.CreateSign(ctx, approval.SignRequest{
 			Requester: p, Account: in.Account, Operation: op, Request: body, Intent: in,
-			Matched: res.RequiredApprovals(),
+			Matched: res.RequiredApprovals(), Digest: d,
 		})
 		if err != nil {
 			return nil, err
@@ -148,10 +159,14 @@ func (d *dryRun) evaluate(ctx context.Context, e *signpolicy.Engine, in *intent.
 
 // sameRequest checks that a request run again at its approval's threshold
 // is the one the approvers saw: the same account (not one deleted and
-// created again under the name) and the same intent.
-func sameRequest(ap *approval.Approval, acc *wallet.Account, in *intent.Intent) error {
+// created again under the name), the same intent, and the same bytes to
+// sign (the digest shown to the approvers).
+func sameRequest(ap *approval.Approval, acc *wallet.Account, in *intent.Intent, d *approval.Digest) error {
 	if acc.ID().String() != ap.Account || acc.CreatedAt.After(ap.CreatedAt) {
 		return errAccountChanged
+	}
+	if ap.Digest == nil || d == nil || *ap.Digest != *d {
+		return errDigestChanged
 	}
 	now, err := json.Marshal(signpolicy.DescribeIntent(in))
 	if err != nil {

@@ -10,9 +10,11 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 
+	"github.com/moonvault/moonvault/internal/approval"
 	"github.com/moonvault/moonvault/internal/intent"
 	"github.com/moonvault/moonvault/internal/jsonrpc"
 	"github.com/moonvault/moonvault/internal/policy"
+	"github.com/moonvault/moonvault/internal/wallet"
 	"github.com/moonvault/moonvault/internal/wallet/chain"
 	"github.com/moonvault/moonvault/internal/wallet/evm"
 )
@@ -45,6 +47,7 @@ import (
 type signRequest struct {
 	in     chain.Input
 	parsed chain.Request // JSON-RPC: Ethereum, resolved by address
+	call   *jsonrpc.Call // and the call it came from
 
 	// op is the operation (REST endpoint name or JSON-RPC method) and body
 	// the REST body or JSON-RPC params as received: what an approval keeps
@@ -75,7 +78,8 @@ func (a *API) sign(q *request, ref accountRef, sr signRequest) (any, error) {
 	in := req.Intent()
 	// Policies (shared/DESIGN.md "Policies"), after authorization and
 	// before the key is used: one call for every chain and operation.
-	held, err := a.checkPolicies(q, acc, in, sr.op, sr.body)
+	digest := func() (*approval.Digest, error) { return signingDigest(acc.Chain, sr) }
+	held, err := a.checkPolicies(q, acc, in, sr.op, sr.body, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +276,28 @@ func rpcRequest(c *jsonrpc.Call) signRequest {
 	default:
 		parsed = evm.MessageRequest(c.Message)
 	}
-	return signRequest{parsed: parsed, op: c.Method, body: c.Params}
+	return signRequest{parsed: parsed, call: c, op: c.Method, body: c.Params}
+}
+
+// signingDigest says what the key will sign for sr (an approval shows it
+// and compares it when the approved request runs); computed only then.
+func signingDigest(chainName string, sr signRequest) (*approval.Digest, error) {
+	var d *wallet.Digest
+	var err error
+	switch c := sr.call; {
+	case c == nil:
+		d, err = wallet.SigningDigest(chainName, sr.in)
+	case c.Tx != nil:
+		d, err = wallet.EVMTxDigest(c.Tx)
+	case c.TypedData != nil:
+		d, err = wallet.EVMTypedDataDigest(c.TypedData)
+	default:
+		d = wallet.EVMMessageDigest(c.Message)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &approval.Digest{Algorithm: d.Algorithm, Value: hexutil.Encode(d.Sum), Of: d.Of}, nil
 }
 
 // rpcResult is the bytes a JSON-RPC signing call answers in hex: the

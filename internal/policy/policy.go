@@ -34,7 +34,9 @@ const (
 	ActionWalletDelete Action = "wallet.delete" // destroys the seed: step-up
 	// ActionWalletDerive uses a wallet's seed to derive a new account (the
 	// account itself also needs ActionAccountCreate).
-	ActionWalletDerive  Action = "wallet.derive"
+	ActionWalletDerive Action = "wallet.derive"
+	// ActionUserManage writes users (create, delete, disable, enable):
+	// admins; with step-up when Rules.Quorum.
 	ActionUserManage    Action = "user.manage"
 	ActionSessionManage Action = "session.manage"
 	ActionAPIKeyCreate  Action = "apikey.create"
@@ -66,6 +68,10 @@ var (
 	// ErrStepUpRequired means the action is sensitive and the principal must
 	// authenticate again with a second factor (HTTP 403 mfa_required).
 	ErrStepUpRequired = errkind.New(errkind.Denied, "mfa_required", "this operation needs a recent login with a TOTP code (step-up)")
+	// ErrQuorumRequired: with policy_change_approvals set, a restore needs
+	// a root token minutes old (HTTP 403 quorum_required).
+	ErrQuorumRequired = errkind.New(errkind.Denied, "quorum_required",
+		"with policy_change_approvals set, a restore needs a root token at most 10 minutes old, made from a quorum of unseal or recovery shares (moonvault operator generate-root): one admin's second factor is not enough")
 )
 
 // DefaultStepUpMaxAge bounds how old auth_time may be for a sensitive
@@ -91,6 +97,13 @@ type Rules struct {
 	// StepUpMaxAge is how recent auth_time must be for a sensitive action;
 	// zero means DefaultStepUpMaxAge.
 	StepUpMaxAge time.Duration
+	// Quorum is set when policy_change_approvals is above zero: one admin
+	// must not be able to act alone on what the quorum guards (review H1,
+	// M1). User writes then need step-up, and a restore needs a root token
+	// (made from a quorum of unseal or recovery shares by generate-root):
+	// an admin's second factor is not enough, since a restore rolls back
+	// policies and limits.
+	Quorum bool
 }
 
 // apiKeyActions are the only actions an API key can ever hold. Keys never
@@ -115,10 +128,12 @@ func APIKeyAction(a Action) bool { return apiKeyActions[a] }
 // key, deleting an account, granting another principal the use of an
 // account (it hands out signing rights, as an API key does), creating an
 // API key, disabling MFA, resetting another user's password, restoring a
-// snapshot, changing a transaction policy, and signing when
-// r.SignRequiresMFA.
+// snapshot, changing a transaction policy, signing when r.SignRequiresMFA,
+// and writing users when r.Quorum.
 func IsSensitive(a Action, r Rules) bool {
 	switch a {
+	case ActionUserManage:
+		return r.Quorum
 	case ActionAccountImport, ActionAccountDelete, ActionAccountGrant, ActionAPIKeyCreate, ActionMFADisable, ActionPasswordReset, ActionSysRestore,
 		ActionWalletImport, ActionWalletDelete, ActionPolicyWrite:
 		return true
@@ -156,20 +171,28 @@ func (r Rules) Authorize(p *identity.Principal, a Action, res *Resource, now tim
 	if !p.IsAPIKey() && IsSensitive(a, r) && !r.fresh(p, a, now) {
 		return ErrStepUpRequired
 	}
+	if a == ActionSysRestore && r.Quorum && !isRoot(p) {
+		return ErrQuorumRequired
+	}
 	return nil
 }
 
+// isRoot reports whether p is a root token (amr "root").
+func isRoot(p *identity.Principal) bool {
+	return p.Role == identity.RoleAdmin && !p.IsAPIKey() && slices.Contains(p.AMR, "root")
+}
+
 // fresh reports whether p authenticated strongly enough, recently enough,
-// for the sensitive action a: a second factor, or, for a restore, a root
-// token (issued by init or by generate-root from a quorum of unseal or
-// recovery shares: a stronger proof than a TOTP code, and the only admin a
-// vault just initialised to receive a restore has).
+// for the sensitive action a: a second factor, or, for a restore or a user
+// write, a root token (issued by init or by generate-root from a quorum of
+// unseal or recovery shares: a stronger proof than a TOTP code, and the
+// only admin a vault just initialised has).
 func (r Rules) fresh(p *identity.Principal, a Action, now time.Time) bool {
 	maxAge := r.StepUpMaxAge
 	if maxAge <= 0 {
 		maxAge = DefaultStepUpMaxAge
 	}
-	strong := p.HasMFA() || (a == ActionSysRestore && p.Role == identity.RoleAdmin && slices.Contains(p.AMR, "root"))
+	strong := p.HasMFA() || ((a == ActionSysRestore || a == ActionUserManage) && isRoot(p))
 	if !strong || p.AuthTime.IsZero() {
 		return false
 	}

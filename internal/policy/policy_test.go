@@ -43,6 +43,7 @@ func TestAuthorize(t *testing.T) {
 	ofBob := &Resource{Owner: "bob"}
 
 	def := Rules{}
+	quorum := Rules{Quorum: true}
 	signMFA := Rules{SignRequiresMFA: true}
 	short := Rules{StepUpMaxAge: time.Minute}
 
@@ -198,6 +199,19 @@ func TestAuthorize(t *testing.T) {
 		{"restore user with root amr", def, userNamedRoot, ActionSysRestore, nil, ErrDenied},
 		{"restore key", def, keyAdminish, ActionSysRestore, nil, ErrDenied},
 		{"root is no step-up for other actions", def, admin, ActionAPIKeyCreate, &Resource{Owner: "root"}, ErrStepUpRequired},
+		// policy_change_approvals set (review H1, M1): user writes need
+		// step-up (the root token counts), a restore needs the root token
+		{"users: no step-up without the quorum", def, adminPwd, ActionUserManage, nil, nil},
+		{"users: step-up under the quorum", quorum, adminPwd, ActionUserManage, nil, ErrStepUpRequired},
+		{"users: admin MFA under the quorum", quorum, adminMFA, ActionUserManage, nil, nil},
+		{"users: root under the quorum", quorum, admin, ActionUserManage, nil, nil},
+		{"users: stale root under the quorum", quorum, rootStale, ActionUserManage, nil, ErrStepUpRequired},
+		{"users: a user under the quorum", quorum, aliceMFA, ActionUserManage, nil, ErrDenied},
+		{"restore: admin MFA is not the quorum", quorum, adminMFA, ActionSysRestore, nil, ErrQuorumRequired},
+		{"restore: admin password only", quorum, adminPwd, ActionSysRestore, nil, ErrStepUpRequired},
+		{"restore: root under the quorum", quorum, admin, ActionSysRestore, nil, nil},
+		{"restore: stale root under the quorum", quorum, rootStale, ActionSysRestore, nil, ErrStepUpRequired},
+		{"restore: user with root amr under the quorum", quorum, userNamedRoot, ActionSysRestore, nil, ErrDenied},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -240,6 +254,9 @@ func TestIsSensitive(t *testing.T) {
 		if got := IsSensitive(tt.a, Rules{SignRequiresMFA: tt.sign}); got != tt.want {
 			t.Errorf("IsSensitive(%s, sign=%v) = %v, want %v", tt.a, tt.sign, got, tt.want)
 		}
+	}
+	if !IsSensitive(ActionUserManage, Rules{Quorum: true}) || IsSensitive(ActionUserManage, Rules{}) {
+		t.Error("user writes are sensitive under the quorum only")
 	}
 }
 

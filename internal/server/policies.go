@@ -2,13 +2,16 @@ package server
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/approval"
 	"github.com/moonvault/moonvault/internal/audit"
+	"github.com/moonvault/moonvault/internal/auth"
 	"github.com/moonvault/moonvault/internal/httpapi"
+	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/signpolicy"
 )
 
@@ -31,8 +34,38 @@ type policyLoop struct {
 
 func (n *Node) newPolicies() (err error) {
 	n.Policies, err = signpolicy.New(n.barrier, signpolicy.Options{Logger: n.log})
-	n.Approvals = approval.New(n.barrier, approval.Options{TTL: n.cfg.ApprovalTTL, Logger: n.log})
+	n.Approvals = approval.New(n.barrier, approval.Options{Directory: userDirectory{n.Auth}, TTL: n.cfg.ApprovalTTL,
+		MaxPending: n.cfg.ApprovalMaxPending, Retention: n.cfg.ApprovalRetention, Logger: n.log})
 	return err
+}
+
+// userDirectory tells approvals who the users are (auth).
+type userDirectory struct{ a *auth.Service }
+
+func (d userDirectory) Members(ctx context.Context, names []string) ([]approval.Member, error) {
+	var users []auth.User
+	if names == nil {
+		all, err := d.a.ListUsers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		users = all
+	}
+	for _, name := range names {
+		u, err := d.a.GetUser(ctx, name)
+		if errors.Is(err, auth.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, *u)
+	}
+	out := make([]approval.Member, 0, len(users))
+	for _, u := range users {
+		out = append(out, approval.Member{Name: u.Username, Admin: u.Role == identity.RoleAdmin, Disabled: u.Disabled, MFA: u.MFAEnabled})
+	}
+	return out, nil
 }
 
 func (n *Node) apiPolicies() httpapi.Policies {
@@ -47,6 +80,9 @@ func (n *Node) startPolicies(ctx context.Context) {
 	n.stopPolicies() // one loop per unsealed period
 	if err := n.Policies.Reload(ctx); err != nil {
 		n.log.Error("transaction policies could not be loaded; signing is refused until they are", "err", err)
+	}
+	if err := n.Approvals.Migrate(ctx); err != nil {
+		n.log.Warn("approval indexes of an earlier build could not be rewritten; retrying at the next sweep", "err", err)
 	}
 	loopCtx, cancel := context.WithCancel(n.runCtx)
 	l := &policyLoop{cancel: cancel}
@@ -85,7 +121,7 @@ func (n *Node) startPolicies(ctx context.Context) {
 					n.log.Warn("transaction policy resync failed", "err", err)
 				}
 			case <-sweep.C:
-				n.expireApprovals(loopCtx, n.Approvals)
+				n.sweepApprovals(loopCtx, n.Approvals)
 			}
 		}
 	}()
@@ -108,6 +144,20 @@ func (n *Node) stopPolicies() {
 	}
 	if n.Policies != nil {
 		n.Policies.Forget()
+	}
+}
+
+// sweepApprovals expires approvals past their time and removes decided
+// ones past approval_retention.
+func (n *Node) sweepApprovals(ctx context.Context, m *approval.Manager) {
+	if err := m.Migrate(ctx); err != nil {
+		n.log.Warn("approval indexes of an earlier build could not be rewritten", "err", err)
+	}
+	n.expireApprovals(ctx, m)
+	if pruned, err := m.Prune(ctx); err != nil {
+		n.log.Warn("approval retention sweep failed", "err", err)
+	} else if pruned > 0 {
+		n.log.Info("decided approvals removed after approval_retention", "count", pruned)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	sol "github.com/gagliardetto/solana-go"
 	"github.com/gagliardetto/solana-go/programs/system"
 )
@@ -123,6 +124,16 @@ func TestPolicyOtherChains(t *testing.T) {
 	if held.Approval.Intent["chain"] != "solana" || held.Approval.Intent["value"] != "1500000000" {
 		t.Fatalf("Solana approval: %+v", held.Approval)
 	}
+	// The approver is shown the request and the SHA-256 of the message
+	// bytes the key signs (review M4).
+	signedMsg, err := stx.Message.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(signedMsg); held.Approval.Digest.Algorithm != "sha256" || held.Approval.Digest.Of != "solana_transaction_message" ||
+		held.Approval.Digest.Value != hexutil.Encode(sum[:]) || !strings.Contains(string(held.Approval.Request), wireTx) {
+		t.Fatalf("Solana approval shows %s %+v", held.Approval.Request, held.Approval.Digest)
+	}
 	var done approvalAnswer
 	tn.mustCallTok(bob.token, 200, "POST", "/v1/approvals/"+held.Approval.ID+"/approve", nil, &done)
 	var res struct {
@@ -137,7 +148,7 @@ func TestPolicyOtherChains(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg, _ := back.Message.MarshalBinary()
-	if !back.Signatures[0].Verify(me, msg) || back.Signatures[0].String() != res.Signature {
+	if !back.Signatures[0].Verify(me, msg) || back.Signatures[0].String() != res.Signature || !bytes.Equal(msg, signedMsg) {
 		t.Fatal("the approved Solana signature does not verify for the account")
 	}
 	// A 1 SOL transfer needs nobody.

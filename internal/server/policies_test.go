@@ -56,6 +56,11 @@ func TestPolicyDocExamples(t *testing.T) {
 	root := initShamir(t, tn)
 	admin := enrolledUser(t, tn, root, "boss", "admin")
 	treasury := enrolledUser(t, tn, root, "treasury", "user")
+	// The approvers "large-transfers" names: a policy may only name users
+	// that exist, and an approval counts those with a second factor.
+	for _, u := range []string{"alice", "bob", "carol"} {
+		enrolledUser(t, tn, root, u, "user")
+	}
 	var acc account
 	if c := tn.callTok(treasury.token, "POST", "/v1/accounts", map[string]string{"name": "hot"}, &acc); c != 201 {
 		t.Fatalf("create account: %d", c)

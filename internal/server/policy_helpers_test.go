@@ -307,8 +307,16 @@ type approvalAnswer struct {
 		Policy    string   `json:"policy"`
 		Threshold int      `json:"threshold"`
 		Approvers []string `json:"approvers"`
+		Eligible  []string `json:"eligible"`
 	} `json:"requirements"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Request is the original body; Digest what the key will sign.
+	Request json.RawMessage `json:"request"`
+	Digest  struct {
+		Algorithm string `json:"algorithm"`
+		Value     string `json:"value"`
+		Of        string `json:"of"`
+	} `json:"digest"`
 }
 
 // rawHdr sends body with a token and extra headers and returns the answer.

@@ -241,7 +241,7 @@ func (n *Node) newCore(context.Context) error {
 func (n *Node) newAPI(context.Context) error {
 	n.API = httpapi.New(httpapi.Deps{
 		Core: n.Core, Auth: n.Auth, Wallet: n.Wallet, Audit: n.Audit,
-		Policy:         policy.Rules{SignRequiresMFA: n.cfg.SignRequiresMFA, StepUpMaxAge: 10 * time.Minute},
+		Policy:         policy.Rules{SignRequiresMFA: n.cfg.SignRequiresMFA, StepUpMaxAge: 10 * time.Minute, Quorum: n.cfg.PolicyChangeApprovals > 0},
 		Entropy:        n.mixer.Stats,
 		Harden:         tee.Current,
 		Attester:       n.att,

@@ -5,7 +5,7 @@ import * as api from './api.js';
 import { ErrorBox, VAULT } from './ui.js';
 import { SignIn } from './pages/signin.js';
 import { Accounts, Account } from './pages/accounts.js';
-import { Wallets } from './pages/wallets.js';
+import { Wallets, Wallet } from './pages/wallets.js';
 import { Approvals, Approval } from './pages/approvals.js';
 import { Policies, Policy } from './pages/policies.js';
 import { Sessions } from './pages/sessions.js';
@@ -68,13 +68,13 @@ function Main({ route, session }) {
   const admin = session.role === 'admin';
   switch (top) {
     case 'accounts':
-      return id ? html`<${Account} name=${id} />` : html`<${Accounts} />`;
+      return id ? html`<${Account} name=${id} session=${session} />` : html`<${Accounts} />`;
     case 'wallets':
-      return html`<${Wallets} />`;
+      return id ? html`<${Wallet} name=${id} />` : html`<${Wallets} />`;
     case 'approvals':
       return id ? html`<${Approval} id=${id} session=${session} />` : html`<${Approvals} />`;
     case 'policies':
-      return id ? html`<${Policy} id=${id} />` : html`<${Policies} />`;
+      return id && admin ? html`<${Policy} id=${id} />` : html`<${Policies} session=${session} />`;
     case 'sessions':
       return html`<${Sessions} session=${session} />`;
     case 'api-keys':

@@ -3,6 +3,7 @@ import {
   html, useState, Page, Field, Select, TextArea, ErrorBox, Notice, Facts, QR, Copy, Time,
   useLoad, useAction, listOf, Pager, PAGE_SIZE, CHAINS, chainName, enc, announce,
 } from '../ui.js';
+import { verifyProvenance } from '../verify.js';
 
 const NETWORKS = [
   ['mainnet', 'Mainnet'],
@@ -27,9 +28,7 @@ export function Accounts() {
     if (chain) q.set('chain', chain);
     return api.get('/v1/accounts?' + q);
   }, [chain, page]);
-  let rows = listOf(list.data, 'accounts');
-  // A server without chains ignores ?chain=: filter here too (no chain = Ethereum).
-  if (chain) rows = rows.filter((a) => (a.chain || 'ethereum') === chain);
+  const rows = listOf(list.data, 'accounts');
   const next = list.data && list.data.next;
   const setPage = (p) => setCursors(p > page ? [...cursors, next] : cursors.slice(0, p + 1));
   const onChain = (c) => {
@@ -77,20 +76,25 @@ function CreateAccount({ onCreated }) {
 
   const submit = async (e) => {
     e.preventDefault();
-    // Only the fields that apply: an Ethereum account needs just a name, so
-    // it works against any server version.
-    const body = { name: name.trim() };
-    if (chain !== 'ethereum') body.chain = chain;
+    // POST /v1/accounts {name, chain, network?, address_type?, wallet?, index?}
+    const body = { name: name.trim(), chain };
     if (chain === 'bitcoin') {
       body.network = network;
       body.address_type = addressType;
     }
-    if (source === 'wallet') {
-      body.chain = chain;
-      body.wallet = wallet || (walletList[0] && walletList[0].name);
-      if (index.trim() !== '') body.index = Number(index);
-    }
-    const r = await act.run(() => api.api('POST', '/v1/accounts', body));
+    const r = await act.run(async () => {
+      if (source === 'wallet') {
+        body.wallet = wallet || (walletList[0] && walletList[0].name);
+        // Never fall back to a standalone key when a derived one was asked for.
+        if (!body.wallet) throw new Error('Choose an HD wallet, or create one on the HD wallets page first.');
+        const i = index.trim();
+        if (i !== '') {
+          if (!/^[0-9]{1,10}$/.test(i) || Number(i) > 2147483647) throw new Error('Index must be a whole number from 0 to 2147483647.');
+          body.index = Number(i);
+        }
+      }
+      return api.api('POST', '/v1/accounts', body);
+    });
     if (r) {
       announce(`Account ${r.data.name} created`);
       onCreated(r.data);
@@ -119,19 +123,31 @@ function CreateAccount({ onCreated }) {
         : html`
           <${Select} label="HD wallet" value=${wallet || walletList[0].name} onInput=${setWallet}
             options=${walletList.map((w) => [w.name, w.name + (w.fingerprint ? ' (' + w.fingerprint + ')' : '')])} />
-          <${Field} label="Index" type="number" min="0" step="1" value=${index} onInput=${setIndex}
-            hint="Optional: the next free index when empty." />`)}
+          <${Field} label="Index" inputmode="numeric" value=${index} onInput=${setIndex}
+            hint=${'Optional: the next unused index on the path when empty. Path: ' + pathHint(chain, network, addressType)} />`)}
     <${ErrorBox} error=${act.error} />
     <div class="buttons"><button type="submit" disabled=${act.busy}>Create account</button></div>
   </form>`;
 }
 
-const ACCOUNT_FIELDS = ['name', 'owner', 'chain', 'network', 'address_type', 'address', 'public_key',
-  'wallet', 'derivation_path', 'xpub', 'created_at', 'grants'];
+/** pathHint is the default derivation path of docs/design.md ("HD wallets"). */
+function pathHint(chain, network, addressType) {
+  const c = network === 'mainnet' ? 0 : 1;
+  switch (chain) {
+    case 'bitcoin':
+      return addressType === 'p2tr' ? `m/86'/${c}'/0'/0/i (BIP-86)` : `m/84'/${c}'/0'/0/i (BIP-84)`;
+    case 'solana':
+      return "m/44'/501'/i'/0' (SLIP-0010)";
+  }
+  return "m/44'/60'/0'/0/i (BIP-44)";
+}
+
+const ACCOUNT_FIELDS = ['name', 'owner', 'chain', 'network', 'address_type', 'key_type', 'address', 'public_key',
+  'wallet', 'master_fingerprint', 'derivation_path', 'xpub', 'created_at', 'grants'];
 
 /** Account: one account, its address as a QR code, its provenance, and a
  * form that signs a message. */
-export function Account({ name }) {
+export function Account({ name, session }) {
   const acc = useLoad(() => api.get('/v1/accounts/' + enc(name)), [name]);
   const a = acc.data;
   return html`<${Page} title=${'Account ' + name}>
@@ -143,7 +159,9 @@ export function Account({ name }) {
         <div class="card">
           <h2>Details</h2>
           <${Facts} data=${{ ...a, chain: chainName(a.chain) }} fields=${ACCOUNT_FIELDS}
-            labels=${{ xpub: 'Extended public key (xpub)', public_key: 'Public key', created_at: 'Created' }} />
+            labels=${{ xpub: 'Extended public key (xpub)', public_key: 'Public key', key_type: 'Key type',
+              master_fingerprint: 'Wallet fingerprint', wallet: 'HD wallet', created_at: 'Created' }} />
+          ${a.wallet && a.owner === (session && session.username) && html`<p><a href=${'#/wallets/' + enc(a.wallet)}>HD wallet ${a.wallet}</a></p>`}
           <p><${Copy} value=${a.address} label="Copy address" /></p>
         </div>
         <figure class="card qr-card">
@@ -151,8 +169,11 @@ export function Account({ name }) {
           <figcaption class="mono addr">${a.address}</figcaption>
         </figure>
       </div>
-      <${SignMessage} name=${name} account=${a} />
-      <${Provenance} name=${name} />`}
+      ${a.chain === 'bitcoin'
+        ? html`<section class="card" aria-labelledby="sign-h"><h2 id="sign-h">Signing</h2>
+            <p>Bitcoin accounts sign PSBTs, not messages: <code>POST /v1/accounts/${a.name}/sign-psbt</code>, or <code>moonvault account sign-psbt</code>.</p></section>`
+        : html`<${SignMessage} name=${name} account=${a} />`}
+      <${Provenance} name=${name} account=${a} />`}
   <//>`;
 }
 
@@ -189,15 +210,64 @@ function SignMessage({ name, account }) {
   </form>`;
 }
 
-function Provenance({ name }) {
-  const p = useLoad(() => api.get(`/v1/accounts/${enc(name)}/provenance`), [name]);
+/** Provenance shows the vault-signed record of how the key came to be, as
+ * the signed payload says it (not the unsigned copy beside it), after
+ * checking the signature here against the key the vault publishes. */
+function Provenance({ name, account }) {
+  const p = useLoad(async () => {
+    const [answer, key] = await Promise.all([
+      api.get(`/v1/accounts/${enc(name)}/provenance`),
+      api.get('/v1/sys/provenance/public-key'),
+    ]);
+    return { answer, key, check: await verifyProvenance(answer, key, account) };
+  }, [name, account.address]);
+  const d = p.data;
   return html`<section class="card" aria-labelledby="prov-h">
     <h2 id="prov-h">Provenance</h2>
-    <p class="hint">How the key came to be, signed by the vault (verification key at /v1/sys/provenance/public-key).</p>
-    ${p.loading && html`<p role="status">Loading…</p>`}
-    ${p.error && (p.error.status === 404 && /endpoint/.test(p.error.message)
-      ? html`<p>This vault does not publish provenance records.</p>`
+    ${p.loading && html`<p role="status">Loading and checking…</p>`}
+    ${p.error && (p.error.code === 'provenance_not_recorded'
+      ? html`<p>This account was made before the vault kept provenance records.</p>`
       : html`<${ErrorBox} error=${p.error} />`)}
-    ${p.data && html`<${Facts} data=${p.data} fields=${['origin', 'record', 'signature']} />`}
+    ${d && html`
+      <p class=${'verdict ' + d.check.status} data-provenance=${d.check.status} role="status">${verdict(d)}</p>
+      ${d.check.record && html`<${Facts} data=${recordView(d.check.record)}
+        fields=${['origin', 'wallet', 'derivation_path', 'entropy', 'hsm_bytes', 'health', 'seal_wrapped', 'created_at', 'account', 'key_type', 'address', 'public_key']}
+        labels=${{ wallet: 'HD wallet', hsm_bytes: 'HSM bytes drawn', health: 'Entropy health tests', seal_wrapped: 'Seal-wrapped', created_at: 'Created', key_type: 'Key type', public_key: 'Public key' }} />`}
+      <p class="hint">Checked in this browser against the key the vault publishes at /v1/sys/provenance/public-key
+        (${d.key.key_id}, <span class="mono">${d.key.public_key}</span>). To check against a copy of that key you keep,
+        run <code>moonvault account provenance -verify -pin FILE ${account.name}</code>.</p>`}
   </section>`;
+}
+
+function verdict({ check, key }) {
+  switch (check.status) {
+    case 'verified':
+      return `Verified: signed by the vault's provenance key ${key.key_id}, for this account's key.`;
+    case 'unsupported':
+      return `Not checked: ${check.reason}. Check it with the CLI (below).`;
+  }
+  return `Does NOT verify: ${check.reason}.`;
+}
+
+/** recordView flattens a provenance record for reading. */
+function recordView(r) {
+  const w = r.wallet;
+  const e = r.entropy || {};
+  const sw = r.seal_wrap || {};
+  const v = {
+    origin: r.origin,
+    wallet: w ? `${w.name} (master key fingerprint ${w.fingerprint}, ${w.origin} seed)` : undefined,
+    derivation_path: w ? w.derivation_path : undefined,
+    entropy: e.mode + (e.source ? ' (' + e.source + ')' : '') + (e.drawn_for ? ', drawn for the ' + e.drawn_for : ''),
+    hsm_bytes: e.hsm_bytes,
+    health: e.health + (e.health_failures ? ` (${e.health_failures} failed draws since the node started)` : ''),
+    seal_wrapped: sw.wrapped ? 'yes' + (sw.mechanism ? ' (' + sw.mechanism + ')' : '') : 'no',
+    created_at: r.created_at,
+    account: r.account,
+    key_type: r.key_type,
+    address: r.address,
+    public_key: r.public_key,
+  };
+  for (const k of Object.keys(v)) if (v[k] === undefined) delete v[k];
+  return v;
 }

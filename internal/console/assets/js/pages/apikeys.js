@@ -10,6 +10,11 @@ const ACTIONS = [
   ['account.create', 'Create accounts'],
   ['account.import', 'Import keys'],
   ['account.delete', 'Delete accounts'],
+  ['wallet.read', 'Read HD wallets'],
+  ['wallet.create', 'Create HD wallets'],
+  ['wallet.derive', 'Derive accounts from HD wallets'],
+  ['wallet.import', 'Import mnemonics'],
+  ['wallet.delete', 'Delete HD wallets'],
 ];
 
 /** APIKeys: keys for services, scoped to actions and accounts. The secret

@@ -49,6 +49,13 @@ type Intent struct {
 	// Tokens and Outputs are all of it. The zero value is false: a chain
 	// package must say so, and an intent built without it fails closed.
 	Decoded bool
+	// ValueKnown says that Value and MaxFee are exact even when Decoded is
+	// false: an EVM call to another contract states the ether it sends and
+	// the most gas it may burn, so only its token movements are unknown.
+	// Decoded implies it. It is false when the account's own code may run
+	// (an EIP-7702 self-call), which can send ether the transaction does
+	// not state.
+	ValueKnown bool
 	// Undecoded says why Decoded is false, one reason per instruction or
 	// call ("instructions[0]: program … receives the account as a signer").
 	Undecoded []string

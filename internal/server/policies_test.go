@@ -97,7 +97,8 @@ func TestPolicyDocExamples(t *testing.T) {
 			{"0.5 still fits", "sign-transaction", tx(strangerAddr, "0.5", ""), false, 200, ""},
 			{"nothing sent, but 0.2 ETH of gas", "sign-transaction", txFee(strangerAddr, "0", "0x2faf080", "0xee6b2800"), false, 403, "24 h native spend would reach 2.1003 ETH, limit 2 ETH"},
 			{"a message moves nothing", "sign-message", map[string]string{"data": "hello"}, false, 200, ""},
-			{"an unknown call is refused: the cap cannot count it", "sign-transaction", tx(usdcAddr, "0", "0xdeadbeef"), false, 403, "not fully decoded"},
+			{"a call the vault does not decode states its ether and fee: counted", "sign-transaction", tx(usdcAddr, "0", "0xdeadbeef"), false, 200, ""},
+			{"an EIP-7702 self-call may send more than it states: refused", "sign-transaction", tx(acc.Address, "0", "0xdeadbeef"), false, 403, "not fully decoded"},
 		},
 		"recipient-allowlist": {
 			{"treasury", "sign-transaction", tx(treasuryAddr, "1", ""), false, 200, ""},
@@ -140,7 +141,9 @@ func TestPolicyDocExamples(t *testing.T) {
 			{"no authorization", "sign-transaction", tx(treasuryAddr, "1", ""), false, 200, ""},
 		},
 		"large-transfers": {
-			{"an unknown call: its value is unknown, it waits for approval", "sign-transaction", tx(usdcAddr, "0", "0xdeadbeef"), false, 202, ""},
+			{"a call the vault does not decode, sending no ether, signs", "sign-transaction", tx(usdcAddr, "0", "0xdeadbeef"), false, 200, ""},
+			{"a call the vault does not decode, sending 11 ETH, waits", "sign-transaction", tx(usdcAddr, "11", "0xdeadbeef"), false, 202, ""},
+			{"an EIP-7702 self-call: its value is unknown, it waits", "sign-transaction", tx(acc.Address, "0", "0xdeadbeef"), false, 202, ""},
 			{"10 ETH", "sign-transaction", tx(strangerAddr, "10", ""), false, 200, ""},
 			{"10.5 ETH waits for approval", "sign-transaction", tx(strangerAddr, "10.5", ""), false, 202, ""},
 		},

@@ -447,7 +447,7 @@ func (e *Engine) evaluate(ctx context.Context, in *intent.Intent, approved []str
 			res.add(p, "condition could not be evaluated, so the policy applies (fails closed): "+err.Error(), approved)
 		case out == outFalse:
 			continue
-		case p.limit != nil && (in.Decoded || covered(p, approved)):
+		case p.limit != nil && (in.Decoded || covered(p, approved) || (out == outTrue && countable(p.limit, in))):
 			limited = append(limited, p)
 		case p.limit != nil:
 			res.add(p, undecodedReason(in, "a limit cannot count what the request does not state"), approved)
@@ -523,6 +523,15 @@ func (e *Engine) applyLimits(ctx context.Context, res *Result, in *intent.Intent
 // covered reports whether a completed approval covers p's
 // require_approval: its limit then records the request's spend (what the
 // request states) even when it is not fully decoded.
+// countable says a limit can count an undecoded request whose condition
+// holds: a count limit counts requests, whatever they move; an amount limit
+// counts native value, which some undecoded requests still state exactly
+// (intent.ValueKnown: an EVM call to a contract whose calldata the vault
+// does not decode still states its ether and fee).
+func countable(l *limitSpec, in *intent.Intent) bool {
+	return l.amount == nil || in.ValueKnown
+}
+
 func covered(p *compiled, approved []string) bool {
 	return p.pol.Effect == EffectRequireApproval && slices.Contains(approved, p.pol.ID)
 }

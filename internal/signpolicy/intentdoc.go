@@ -13,26 +13,28 @@ import (
 // keeps. Addresses are shown as the chain package decoded them; conditions
 // see 0x-hex and bech32 in lowercase.
 type IntentDoc struct {
-	Chain     string        `json:"chain"`
-	Network   string        `json:"network,omitempty"`
-	Kind      string        `json:"kind"`
-	Account   string        `json:"account"`
-	Owner     string        `json:"owner"`
-	Principal string        `json:"principal"`
-	AMR       []string      `json:"amr,omitempty"`
-	ChainID   string        `json:"chain_id,omitempty"`
-	To        string        `json:"to,omitempty"`
-	Value     string        `json:"value"`
-	MaxFee    string        `json:"max_fee"`
-	Decoded   bool          `json:"decoded"`
-	Undecoded []string      `json:"undecoded,omitempty"`
-	Programs  []string      `json:"programs,omitempty"`
-	Selector  string        `json:"selector,omitempty"`
-	Token     *TokenDoc     `json:"token,omitempty"`
-	Tokens    []TokenDoc    `json:"tokens,omitempty"`
-	TypedData *TypedDataDoc `json:"typed_data,omitempty"`
-	Delegates []string      `json:"delegates,omitempty"`
-	Outputs   []OutputDoc   `json:"outputs,omitempty"`
+	Chain     string   `json:"chain"`
+	Network   string   `json:"network,omitempty"`
+	Kind      string   `json:"kind"`
+	Account   string   `json:"account"`
+	Owner     string   `json:"owner"`
+	Principal string   `json:"principal"`
+	AMR       []string `json:"amr,omitempty"`
+	ChainID   string   `json:"chain_id,omitempty"`
+	To        string   `json:"to,omitempty"`
+	Value     string   `json:"value"`
+	MaxFee    string   `json:"max_fee"`
+	Decoded   bool     `json:"decoded"`
+	// ValueKnown: value and max_fee are exact though decoded is false.
+	ValueKnown bool          `json:"value_known,omitempty"`
+	Undecoded  []string      `json:"undecoded,omitempty"`
+	Programs   []string      `json:"programs,omitempty"`
+	Selector   string        `json:"selector,omitempty"`
+	Token      *TokenDoc     `json:"token,omitempty"`
+	Tokens     []TokenDoc    `json:"tokens,omitempty"`
+	TypedData  *TypedDataDoc `json:"typed_data,omitempty"`
+	Delegates  []string      `json:"delegates,omitempty"`
+	Outputs    []OutputDoc   `json:"outputs,omitempty"`
 }
 
 // TokenDoc is the JSON form of intent.Token.
@@ -95,6 +97,9 @@ func DescribeIntent(in *intent.Intent) *IntentDoc {
 		Value: dec(in.Value), MaxFee: dec(in.MaxFee), Decoded: in.Decoded, Undecoded: in.Undecoded,
 		Programs: in.Programs, Selector: in.Selector, Delegates: in.Delegates,
 	}
+	if !in.Decoded {
+		d.ValueKnown = in.ValueKnown
+	}
 	if t := in.Token; t != nil {
 		td := tokenDoc(t)
 		d.Token = &td
@@ -119,7 +124,7 @@ func (d *IntentDoc) Intent() (*intent.Intent, error) {
 	in := &intent.Intent{
 		Chain: d.Chain, Network: d.Network, Kind: d.Kind, Account: d.Account, Owner: d.Owner,
 		Principal: d.Principal, AMR: d.AMR, To: d.To, Selector: d.Selector, Delegates: d.Delegates,
-		Decoded: d.Decoded, Undecoded: d.Undecoded, Programs: d.Programs,
+		Decoded: d.Decoded, ValueKnown: d.ValueKnown, Undecoded: d.Undecoded, Programs: d.Programs,
 	}
 	var err error
 	parse := func(field, s string, opt bool) *big.Int {

@@ -147,6 +147,9 @@ type intentView struct {
 	// unknown, when not nil, is what value, token, tokens and outputs read
 	// as: the request is not fully decoded.
 	unknown ref.Val
+	// valueKnown: value (and max_fee) are exact although the request is not
+	// fully decoded (intent.ValueKnown); only what else it moves is unknown.
+	valueKnown bool
 }
 
 type tokenView struct {
@@ -222,7 +225,12 @@ func newSchema() (*schema, error) {
 		}
 		return known
 	}
-	s.intent.add("value", bigIntType, func(v any) ref.Val { return unknownOr(v, in(v).value) }, nil)
+	s.intent.add("value", bigIntType, func(v any) ref.Val {
+		if in(v).valueKnown {
+			return in(v).value
+		}
+		return unknownOr(v, in(v).value)
+	}, nil)
 	s.intent.add("max_fee", bigIntType, func(v any) ref.Val { return in(v).maxFee }, nil)
 	s.intent.add("decoded", types.BoolType, func(v any) ref.Val { return in(v).decoded }, nil)
 	s.intent.add("programs", strs, func(v any) ref.Val { return in(v).programs }, nil)
@@ -381,6 +389,7 @@ func (s *schema) view(in *intent.Intent) *intentView {
 	}
 	if !in.Decoded {
 		v.unknown = s.unknown
+		v.valueKnown = in.ValueKnown
 	}
 	v.chainID, v.hasChainID = chainIDVal(in.ChainID)
 	tokenOf := func(t *intent.Token) *tokenView {

@@ -208,3 +208,73 @@ func TestNewIntentFields(t *testing.T) {
 		}
 	}
 }
+
+// TestUndecodedValueKnown: an Ethereum call to a contract whose calldata
+// the vault does not decode still states its ether and fee
+// (intent.ValueKnown), so amount rules and limits count it as usual, while
+// token rules still fail closed; an EIP-7702 self-call (value not known)
+// is refused by the limit whatever its stated value.
+func TestUndecodedValueKnown(t *testing.T) {
+	ctx := context.Background()
+	router := "0x1111111111111111111111111111111111111111"
+	call := func(value string) *intent.Intent {
+		in := ethTx(router, eth(value))
+		in.Undecodable("selector 0x3593564c is not a call the vault decodes")
+		in.ValueKnown = true
+		return in
+	}
+	selfCall := func(value string) *intent.Intent {
+		in := ethTx(treasury, eth(value))
+		in.Undecodable("calls the account's own address (its EIP-7702 delegated code runs as the account)")
+		return in
+	}
+
+	e := newEngine(t, newMemKV(), nil)
+	mustCreate(t, e, `{"name": "2 ETH a day", "effect": "deny", "condition": "intent.chain == \"ethereum\"", "limit": {"amount": "2000000000000000000", "window": "24h"}}`)
+	for i, want := range []Decision{DecisionAllow, DecisionAllow, DecisionAllow, DecisionDeny} {
+		res, err := e.Authorize(ctx, call("0.6"), AuthorizeOptions{})
+		if err != nil || res.Decision != want {
+			t.Fatalf("router call %d of 0.6 ETH: %+v %v, want %s", i, res, err, want)
+		}
+		if want == DecisionDeny && !strings.Contains(res.Denial().Reason, "would reach 2.4 ETH, limit 2 ETH") {
+			t.Fatalf("router call over the cap: reason %q", res.Denial().Reason)
+		}
+	}
+	res, err := e.Evaluate(ctx, selfCall("0"))
+	if err != nil || res.Decision != DecisionDeny || !strings.Contains(res.Matched[0].Reason, "not fully decoded") {
+		t.Fatalf("self-call: %+v %v", res, err)
+	}
+
+	e2 := newEngine(t, newMemKV(), nil)
+	mustCreate(t, e2, `{"name": "over 1 ETH needs bob", "effect": "require_approval", "condition": "intent.value > ether(1)", "approvals": {"threshold": 1, "approvers": ["bob"]}}`)
+	mustCreate(t, e2, `{"name": "no unlimited grants", "effect": "deny", "condition": "intent.tokens.exists(t, t.unlimited)"}`)
+	for _, tc := range []struct {
+		name string
+		in   *intent.Intent
+		want Decision
+	}{
+		{"router call under 1 ETH: value rule false, token rule unknown", call("0.5"), DecisionDeny},
+		{"self-call of 0.5 ETH: value unknown", selfCall("0.5"), DecisionDeny},
+	} {
+		res, err := e2.Evaluate(ctx, tc.in)
+		if err != nil || res.Decision != tc.want {
+			t.Fatalf("%s: %+v %v", tc.name, res, err)
+		}
+	}
+	e3 := newEngine(t, newMemKV(), nil)
+	mustCreate(t, e3, `{"name": "over 1 ETH needs bob", "effect": "require_approval", "condition": "intent.value > ether(1)", "approvals": {"threshold": 1, "approvers": ["bob"]}}`)
+	for _, tc := range []struct {
+		name string
+		in   *intent.Intent
+		want Decision
+	}{
+		{"router call of 0.5 ETH", call("0.5"), DecisionAllow},
+		{"router call of 1.5 ETH", call("1.5"), DecisionRequireApproval},
+		{"self-call of 0.5 ETH", selfCall("0.5"), DecisionRequireApproval},
+	} {
+		res, err := e3.Evaluate(ctx, tc.in)
+		if err != nil || res.Decision != tc.want {
+			t.Fatalf("%s: %+v %v", tc.name, res, err)
+		}
+	}
+}

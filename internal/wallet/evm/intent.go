@@ -142,6 +142,9 @@ func TransactionIntent(tx *types.Transaction, chainID *big.Int, from common.Addr
 		Value:   new(big.Int).Set(tx.Value()),
 		MaxFee:  maxFee(tx),
 		Decoded: true,
+		// The transaction states the ether it sends and the fee it may
+		// burn; only code running as the account could send more.
+		ValueKnown: true,
 	}
 	data := tx.Data()
 	if len(data) >= 4 {
@@ -186,6 +189,13 @@ func (c *calls) undecoded(where, format string, args ...any) {
 	c.in.Undecodable(where + fmt.Sprintf(format, args...))
 }
 
+// ownCode marks what the account's own (EIP-7702 delegated) code does as
+// undecoded: that code can send ether too, so Value is no longer exact.
+func (c *calls) ownCode(where, format string, args ...any) {
+	c.undecoded(where, format, args...)
+	c.in.ValueKnown = false
+}
+
 func (c *calls) program(to common.Address) {
 	h := to.Hex()
 	for _, p := range c.in.Programs {
@@ -201,6 +211,10 @@ func (c *calls) program(to common.Address) {
 func (c *calls) call(to common.Address, data []byte, where string) {
 	c.program(to)
 	if len(data) < 4 {
+		if to == c.from {
+			c.ownCode(where, "calldata shorter than a selector to the account's own address (its EIP-7702 delegated code's fallback runs as the account)")
+			return
+		}
 		c.undecoded(where, "calldata shorter than a selector (the contract's fallback runs)")
 		return
 	}
@@ -208,7 +222,7 @@ func (c *calls) call(to common.Address, data []byte, where string) {
 		if where == "" && c.batch(data) {
 			return
 		}
-		c.undecoded(where, "calls the account's own address (its EIP-7702 delegated code runs as the account) with selector %s, which the vault does not decode", hexutil.Encode(data[:4]))
+		c.ownCode(where, "calls the account's own address (its EIP-7702 delegated code runs as the account) with selector %s, which the vault does not decode", hexutil.Encode(data[:4]))
 		return
 	}
 	set := tokenCalls
@@ -359,7 +373,7 @@ func (c *calls) batch(data []byte) bool {
 	copy(head[:], mode[:10])
 	head[1] = 0 // exec type: revert on failure (0) or try (1); either way every call may run
 	if mode[1] > 1 || (head != mode7821Batch && head != mode7821BatchOp) {
-		c.undecoded("", "ERC-7821 execute with execution mode %s, which the vault does not decode", hexutil.Encode(mode[:10]))
+		c.ownCode("", "ERC-7821 execute with execution mode %s, which the vault does not decode", hexutil.Encode(mode[:10]))
 		return true
 	}
 	decoder := batchCalls
@@ -368,12 +382,12 @@ func (c *calls) batch(data []byte) bool {
 	}
 	vals, err := decoder.Unpack(exec)
 	if err != nil {
-		c.undecoded("", "ERC-7821 execute: the batch does not decode")
+		c.ownCode("", "ERC-7821 execute: the batch does not decode")
 		return true
 	}
 	list, err := convert[[]batchCall](vals[0])
 	if err != nil {
-		c.undecoded("", "ERC-7821 execute: the batch does not decode")
+		c.ownCode("", "ERC-7821 execute: the batch does not decode")
 		return true
 	}
 	for i, bc := range list {
@@ -388,7 +402,7 @@ func (c *calls) batch(data []byte) bool {
 		case len(bc.Data) == 0:
 			// Wei only: counted in Value.
 		case to == c.from:
-			c.undecoded("", "batch call %d calls the account's own address (its EIP-7702 delegated code)", i)
+			c.ownCode("", "batch call %d calls the account's own address (its EIP-7702 delegated code)", i)
 		default:
 			c.call(to, bc.Data, fmt.Sprintf("batch call %d to %s: ", i, to.Hex()))
 		}

@@ -103,6 +103,15 @@ func checkTxVector(t *testing.T, c txVector) {
 	if in.Decoded != w.Decoded || in.MaxFee.String() != w.MaxFee {
 		t.Fatalf("decoded %v (%q) max_fee %s; want %v %s", in.Decoded, in.Undecoded, in.MaxFee, w.Decoded, w.MaxFee)
 	}
+	// The ether a transaction sends is exact unless the account's own code
+	// may run (an EIP-7702 self-call or a batch that does not decode).
+	ownCode := false
+	for _, r := range in.Undecoded {
+		ownCode = ownCode || strings.Contains(r, "own address") || strings.Contains(r, "ERC-7821")
+	}
+	if in.ValueKnown == ownCode {
+		t.Fatalf("value_known %v with undecoded %q", in.ValueKnown, in.Undecoded)
+	}
 	if !slices.Equal(in.Programs, w.Programs) && len(in.Programs)+len(w.Programs) > 0 {
 		t.Fatalf("programs %v, want %v", in.Programs, w.Programs)
 	}

@@ -93,7 +93,9 @@ func TestCLISelfService(t *testing.T) {
 	// Grants: bob may sign as admin:treasury until the grant is withdrawn.
 	bob := as(bobConf, "MOONVAULT_PASSWORD=bob's first password")
 	must(bob("login", "-username", "bob"))
-	must(admin("account", "grant", "treasury", "bob"))
+	if out := must(admin("account", "grant", "treasury", "bob")); !strings.Contains(out, "as admin:treasury") {
+		t.Fatalf("grant does not say how bob addresses the account:\n%s", out)
+	}
 	if out := must(bob("account", "sign-message", "admin:treasury", "from bob")); !strings.Contains(out, "signature") {
 		t.Fatalf("granted sign:\n%s", out)
 	}

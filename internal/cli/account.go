@@ -449,7 +449,15 @@ func accGrant(g *globals, args []string) error {
 	if err := c.do("POST", "/v1/accounts/"+url.PathEscape(pos[0])+"/grants", map[string]string{"principal": pos[1]}, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "%s may now sign with %s (they address it as YOURNAME:%s).\n", pos[1], pos[0], pos[0])
+	var acc struct {
+		Owner string `json:"owner"`
+		Name  string `json:"name"`
+	}
+	if err := c.do("GET", "/v1/accounts/"+url.PathEscape(pos[0]), nil, &acc); err != nil || acc.Owner == "" {
+		fmt.Fprintf(g.stdout, "%s may now sign with %s.\n", pos[1], pos[0])
+		return nil // the grant is made; only the hint is missing
+	}
+	fmt.Fprintf(g.stdout, "%s may now sign with %s (they address it as %s:%s).\n", pos[1], pos[0], acc.Owner, acc.Name)
 	return nil
 }
 

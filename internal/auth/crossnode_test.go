@@ -364,7 +364,7 @@ func TestEnrollRacingConfirmKeepsTheEnabledSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code1, _ := totp.GenerateCode(s1.Reveal(), e.clock.Now())
+	code1, _ := totpCode(s1.Reveal(), e.clock.Now())
 	var fired atomic.Bool
 	var confirmErr error
 	e.kv.mu.Lock()
@@ -387,13 +387,13 @@ func TestEnrollRacingConfirmKeepsTheEnabledSecret(t *testing.T) {
 		t.Fatal("a second enrolment succeeded over an enabled factor")
 	}
 	e.clock.Advance(30 * time.Second)
-	code, _ := totp.GenerateCode(s1.Reveal(), e.clock.Now())
+	code, _ := totpCode(s1.Reveal(), e.clock.Now())
 	for _, svc := range []*Service{e.svc, nodeB} {
 		if _, err := svc.checkSecondFactor(ctx, "alice", secret.String(code), e.clock.Now()); err != nil {
 			t.Fatalf("the confirmed secret no longer works: %v", err)
 		}
 		e.clock.Advance(30 * time.Second)
-		code, _ = totp.GenerateCode(s1.Reveal(), e.clock.Now())
+		code, _ = totpCode(s1.Reveal(), e.clock.Now())
 	}
 }
 
@@ -431,7 +431,7 @@ func TestTOTPSecretsKeptTidy(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.clock.Advance(time.Minute)
-	code, _ := totp.GenerateCode(sec, e.clock.Now())
+	code, _ := totpCode(sec, e.clock.Now())
 	if _, err := e.svc.checkSecondFactor(ctx, "alice", secret.String(code), e.clock.Now()); err != nil {
 		t.Fatalf("a factor enabled by an earlier build: %v", err)
 	}

@@ -1,85 +1,27 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
-	"text/tabwriter"
-	"time"
 
-	"golang.org/x/term"
+	"github.com/moonvault/moonvault/internal/provenance"
 )
-
-// readSecret takes a secret from an environment variable, else prompts on
-// the terminal without echo, else reads one line of standard input.
-func readSecret(g *globals, envName, prompt string) (string, error) {
-	if v := os.Getenv(envName); v != "" {
-		return v, nil
-	}
-	if f, ok := g.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(g.stderr, prompt)
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(g.stderr)
-		return string(b), err
-	}
-	line, err := bufio.NewReader(g.stdin).ReadString('\n')
-	if err != nil && line == "" {
-		return "", errors.New("no " + strings.ToLower(strings.TrimSuffix(prompt, ": ")) + " given (set " + envName + " or pipe it on standard input)")
-	}
-	return strings.TrimRight(line, "\r\n"), nil
-}
-
-func runLogin(g *globals, args []string) error {
-	var username, totp string
-	var noStore bool
-	if _, err := g.flags("login", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&username, "username", envOr("MOONVAULT_USERNAME", "admin"), "user name (MOONVAULT_USERNAME)")
-		fs.StringVar(&totp, "totp", "", "TOTP code, when MFA is enrolled")
-		fs.BoolVar(&noStore, "no-store", false, "print the access token only; store nothing")
-	}); err != nil {
-		return err
-	}
-	pw, err := readSecret(g, "MOONVAULT_PASSWORD", "Password: ")
-	if err != nil {
-		return err
-	}
-	c, err := newClientNoSession(g)
-	if err != nil {
-		return err
-	}
-	body := map[string]string{"username": username, "password": pw}
-	if totp != "" {
-		body["totp"] = totp
-	}
-	var tok tokens
-	if err := c.do("POST", "/v1/auth/login", body, &tok); err != nil {
-		return err
-	}
-	if !noStore {
-		if err := saveSession(tok); err != nil {
-			return err
-		}
-	}
-	if g.format == "json" {
-		return g.print(map[string]any{"username": username, "expires_in": tok.ExpiresIn, "token_type": tok.TokenType})
-	}
-	if noStore {
-		fmt.Fprintln(g.stdout, tok.AccessToken)
-		return nil
-	}
-	fmt.Fprintf(g.stdout, "Logged in as %s. The session is kept in %s and refreshed as needed until `moonvault logout`.\n", username, sessionDir())
-	return nil
-}
 
 func runAccount(g *globals, args []string) error {
 	return sub(g, "account", args, map[string]func(*globals, []string) error{
-		"create": accCreate, "list": accList, "get": accGet, "delete": accDelete,
+		"create": accCreate, "list": accList,
+		"get":          simple{cmd: "account get", arg: "NAME", method: "GET", path: "/v1/accounts/"}.run,
+		"delete":       simple{cmd: "account delete", arg: "NAME", method: "DELETE", path: "/v1/accounts/", done: "Account deleted; its key material was destroyed."}.run,
 		"sign-message": accSignMessage, "sign-typed-data": accSignTypedData, "sign-transaction": accSignTx,
 		"sign-psbt": accSignPSBT, "provenance": accProvenance,
 		"grant": accGrant, "ungrant": accUngrant,
@@ -123,15 +65,7 @@ func accCreate(g *globals, args []string) error {
 		}
 		body["private_key"] = k
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var out map[string]any
-	if err := c.do("POST", "/v1/accounts", body, &out); err != nil {
-		return err
-	}
-	return g.print(out)
+	return perform(g, "POST", "/v1/accounts", nil, body, "")
 }
 
 func accList(g *globals, args []string) error {
@@ -144,22 +78,11 @@ func accList(g *globals, args []string) error {
 	}); err != nil {
 		return err
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
 	var out struct {
 		Accounts []map[string]any `json:"accounts"`
 		Next     string           `json:"next"`
 	}
-	q := url.Values{"limit": {fmt.Sprint(limit)}}
-	if after != "" {
-		q.Set("after", after)
-	}
-	if chainName != "" {
-		q.Set("chain", chainName)
-	}
-	if err := c.do("GET", "/v1/accounts?"+q.Encode(), nil, &out); err != nil {
+	if err := call(g, "GET", "/v1/accounts"+query(map[string]string{"limit": strconv.Itoa(limit), "after": after, "chain": chainName}), nil, &out); err != nil {
 		return err
 	}
 	if g.format == "json" {
@@ -174,51 +97,10 @@ func accList(g *globals, args []string) error {
 	return nil
 }
 
-func oneName(pos []string, usage string) (string, error) {
-	if len(pos) < 1 {
-		return "", usageError{usage}
-	}
-	return url.PathEscape(pos[0]), nil
-}
-
-func accGet(g *globals, args []string) error {
-	pos, err := g.flags("account get", args, nil)
-	if err != nil {
-		return err
-	}
-	name, err := oneName(pos, "usage: moonvault account get NAME")
-	if err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var out map[string]any
-	if err := c.do("GET", "/v1/accounts/"+name, nil, &out); err != nil {
-		return err
-	}
-	return g.print(out)
-}
-
-func accDelete(g *globals, args []string) error {
-	pos, err := g.flags("account delete", args, nil)
-	if err != nil {
-		return err
-	}
-	name, err := oneName(pos, "usage: moonvault account delete NAME")
-	if err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	if err := c.do("DELETE", "/v1/accounts/"+name, nil, nil); err != nil {
-		return err
-	}
-	fmt.Fprintln(g.stdout, "Account deleted; its key material was destroyed.")
-	return nil
+// signAndPrint sends a sign request and prints the answer; a request a
+// transaction policy holds for approval prints the approval and exits 3.
+func signAndPrint(g *globals, account, op string, body any) error {
+	return perform(g, "POST", "/v1/accounts/"+url.PathEscape(account)+"/"+op, nil, body, "")
 }
 
 func accSignMessage(g *globals, args []string) error {
@@ -232,45 +114,7 @@ func accSignMessage(g *globals, args []string) error {
 	if len(pos) != 2 {
 		return usageError{"usage: moonvault account sign-message NAME DATA"}
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	return signAndPrint(g, c, pos[0], "sign-message", map[string]string{"data": pos[1], "encoding": encoding})
-}
-
-// rawArg reads an argument: inline, @file, or - for standard input.
-func rawArg(g *globals, s string) ([]byte, error) {
-	switch {
-	case s == "-":
-		return readAll(g)
-	case strings.HasPrefix(s, "@"):
-		return os.ReadFile(s[1:]) // #nosec G304 -- the user names the file
-	}
-	return []byte(s), nil
-}
-
-// jsonArg reads a JSON argument: inline, @file, or - for standard input.
-func jsonArg(g *globals, s string) (json.RawMessage, error) {
-	raw, err := rawArg(g, s)
-	if err != nil {
-		return nil, err
-	}
-	if !json.Valid(raw) {
-		return nil, usageError{"argument is not valid JSON"}
-	}
-	return raw, nil
-}
-
-func readAll(g *globals) ([]byte, error) {
-	var b strings.Builder
-	sc := bufio.NewScanner(g.stdin)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		b.WriteString(sc.Text())
-		b.WriteByte('\n')
-	}
-	return []byte(b.String()), sc.Err()
+	return signAndPrint(g, pos[0], "sign-message", map[string]string{"data": pos[1], "encoding": encoding})
 }
 
 func accSignTypedData(g *globals, args []string) error {
@@ -285,11 +129,7 @@ func accSignTypedData(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	return signAndPrint(g, c, pos[0], "sign-typed-data", map[string]any{"typed_data": td})
+	return signAndPrint(g, pos[0], "sign-typed-data", map[string]any{"typed_data": td})
 }
 
 // accSignTx signs an Ethereum transaction object (JSON) or a Solana wire
@@ -318,120 +158,143 @@ func accSignTx(g *globals, args []string) error {
 	} else {
 		tx = t // base64
 	}
-	c, err := newClient(g)
+	return signAndPrint(g, pos[0], "sign-transaction", map[string]any{"transaction": tx})
+}
+
+// psbtMagic starts every binary PSBT (BIP-174).
+var psbtMagic = []byte("psbt\xff")
+
+// accSignPSBT signs a PSBT file (binary or base64) with a Bitcoin account.
+func accSignPSBT(g *globals, args []string) error {
+	var finalize bool
+	var outFile string
+	pos, err := g.flags("account sign-psbt", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&finalize, "finalize", false, "finalize the inputs the account signs")
+		fs.StringVar(&outFile, "out", "", "also write the signed PSBT (base64) to this file")
+	})
 	if err != nil {
 		return err
 	}
-	return signAndPrint(g, c, pos[0], "sign-transaction", map[string]any{"transaction": tx})
-}
-
-func runUser(g *globals, args []string) error {
-	simple := func(name, method, suffix, done string) func(*globals, []string) error {
-		return func(g *globals, args []string) error {
-			pos, err := g.flags("user "+name, args, nil)
-			if err != nil {
-				return err
-			}
-			name, err := oneName(pos, "usage: moonvault user <cmd> NAME")
-			if err != nil {
-				return err
-			}
-			c, err := newClient(g)
-			if err != nil {
-				return err
-			}
-			var out map[string]any
-			status, err := c.send(method, "/v1/users/"+name+suffix, nil, nil, &out)
-			if err != nil {
-				return err
-			}
-			if status == 202 {
-				return held(g, out) // policy_change_approvals: an admin's change waits for the quorum
-			}
-			if out == nil {
-				fmt.Fprintln(g.stdout, done)
-				return nil
-			}
-			return g.print(out)
+	if len(pos) != 2 {
+		return usageError{"usage: moonvault account sign-psbt [-finalize] [-out FILE] NAME FILE|-"}
+	}
+	raw, err := readInput(g, pos[1])
+	if err != nil {
+		return err
+	}
+	enc := string(bytes.TrimSpace(raw))
+	if bytes.HasPrefix(raw, psbtMagic) {
+		enc = base64.StdEncoding.EncodeToString(raw)
+	}
+	var out struct {
+		PSBT         string `json:"psbt"`
+		SignedInputs []int  `json:"signed_inputs"`
+	}
+	if err := call(g, "POST", "/v1/accounts/"+url.PathEscape(pos[0])+"/sign-psbt", map[string]any{"psbt": enc, "finalize": finalize}, &out); err != nil {
+		return err
+	}
+	if outFile != "" {
+		if err := os.WriteFile(outFile, []byte(out.PSBT+"\n"), 0o600); err != nil {
+			return err
 		}
-	}
-	return sub(g, "user", args, map[string]func(*globals, []string) error{
-		"create":       userCreate,
-		"list":         userList,
-		"get":          simple("get", "GET", "", ""),
-		"delete":       simple("delete", "DELETE", "", "User deleted."),
-		"disable":      simple("disable", "POST", "/disable", "User disabled; all of its sessions ended."),
-		"enable":       simple("enable", "POST", "/enable", "User enabled."),
-		"set-password": userSetPassword,
-	})
-}
-
-func userCreate(g *globals, args []string) error {
-	var role string
-	pos, err := g.flags("user create", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&role, "role", "user", "admin or user")
-	})
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError{"usage: moonvault user create [-role user|admin] NAME (password from MOONVAULT_NEW_PASSWORD or standard input)"}
-	}
-	pw, err := readSecret(g, "MOONVAULT_NEW_PASSWORD", "New password: ")
-	if err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var out map[string]any
-	status, err := c.send("POST", "/v1/users", nil, map[string]string{"username": pos[0], "password": pw, "role": role}, &out)
-	if err != nil {
-		return err
-	}
-	if status == 202 {
-		return held(g, out) // policy_change_approvals: a new admin (or named approver) waits for the quorum
 	}
 	return g.print(out)
 }
 
-func userList(g *globals, args []string) error {
-	if _, err := g.flags("user list", args, nil); err != nil {
+// accProvenance shows an account's provenance record and, with -verify,
+// checks its signature against the vault's published key (and a pinned
+// one).
+func accProvenance(g *globals, args []string) error {
+	var verify bool
+	var pin string
+	pos, err := g.flags("account provenance", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&verify, "verify", false, "check the record's signature against the key at /v1/sys/provenance/public-key")
+		fs.StringVar(&pin, "pin", "", "with -verify: a file holding the expected public key (hex, or the JSON of /v1/sys/provenance/public-key); the published key must be it")
+	})
+	if err != nil {
 		return err
+	}
+	name, err := oneName(pos, "usage: moonvault account provenance [-verify] [-pin FILE] NAME")
+	if err != nil {
+		return err
+	}
+	if pin != "" && !verify {
+		return usageError{"-pin needs -verify"}
 	}
 	c, err := newClient(g)
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Users []struct {
-			Username   string    `json:"username"`
-			Role       string    `json:"role"`
-			Disabled   bool      `json:"disabled"`
-			MFAEnabled bool      `json:"mfa_enabled"`
-			CreatedAt  time.Time `json:"created_at"`
-		} `json:"users"`
+	var p struct {
+		Record    json.RawMessage `json:"record"`
+		Payload   []byte          `json:"payload"`
+		Signature []byte          `json:"signature"`
+		KeyID     string          `json:"key_id"`
+		Algorithm string          `json:"algorithm"`
 	}
-	if err := c.do("GET", "/v1/users", nil, &out); err != nil {
+	if err := c.do("GET", "/v1/accounts/"+name+"/provenance", nil, &p); err != nil {
 		return err
 	}
+	if !verify {
+		return g.print(p)
+	}
+	pub, err := provenanceKey(c, pin)
+	if err != nil {
+		return err
+	}
+	r, err := provenance.Verify(pub, &provenance.Signed{Payload: p.Payload, Signature: p.Signature, KeyID: p.KeyID})
+	if err != nil {
+		return fmt.Errorf("provenance of %s does NOT verify: %w", pos[0], err)
+	}
+	want := pos[0]
+	if o, n, ok := strings.Cut(want, ":"); ok {
+		want = o + "/" + n
+	}
+	if !strings.HasSuffix(r.Account, "/"+want) && r.Account != want {
+		return fmt.Errorf("provenance does NOT verify: the record is of account %q, not %q", r.Account, pos[0])
+	}
 	if g.format == "json" {
-		return g.print(out)
+		return g.print(map[string]any{"verified": true, "key_id": p.KeyID, "record": r})
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "USERNAME\tROLE\tMFA\tDISABLED\tCREATED")
-	for _, u := range out.Users {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Username, u.Role, yesNo(u.MFAEnabled), yesNo(u.Disabled), u.CreatedAt.UTC().Format(time.RFC3339))
+	if err := g.print(r); err != nil {
+		return err
 	}
-	return tw.Flush()
+	fmt.Fprintf(g.stdout, "\nVerified: signed by the vault's provenance key %s.\n", p.KeyID)
+	return nil
 }
 
-func yesNo(b bool) string {
-	if b {
-		return "yes"
+// provenanceKey fetches the published verification key and, when pin names
+// a file, checks that it is the pinned one.
+func provenanceKey(c *client, pin string) (ed25519.PublicKey, error) {
+	var k struct {
+		KeyID     string `json:"key_id"`
+		PublicKey string `json:"public_key"`
 	}
-	return "no"
+	if err := c.do("GET", "/v1/sys/provenance/public-key", nil, &k); err != nil {
+		return nil, err
+	}
+	pub, err := hex.DecodeString(k.PublicKey)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return nil, errors.New("the server published a malformed provenance key")
+	}
+	if pin == "" {
+		return pub, nil
+	}
+	raw, err := os.ReadFile(pin) // #nosec G304 -- the user names the file
+	if err != nil {
+		return nil, err
+	}
+	pinned := strings.TrimSpace(string(raw))
+	var doc struct {
+		PublicKey string `json:"public_key"`
+	}
+	if json.Unmarshal(raw, &doc) == nil && doc.PublicKey != "" {
+		pinned = doc.PublicKey
+	}
+	if !strings.EqualFold(pinned, k.PublicKey) {
+		return nil, fmt.Errorf("provenance does NOT verify: the server's provenance key %s is not the one pinned in %s", k.KeyID, pin)
+	}
+	return pub, nil
 }
 
 func accGrant(g *globals, args []string) error {
@@ -469,56 +332,9 @@ func accUngrant(g *globals, args []string) error {
 	if len(pos) != 2 {
 		return usageError{"usage: moonvault account ungrant NAME USER"}
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	if err := c.do("DELETE", "/v1/accounts/"+url.PathEscape(pos[0])+"/grants/"+url.PathEscape(pos[1]), nil, nil); err != nil {
+	if err := call(g, "DELETE", "/v1/accounts/"+url.PathEscape(pos[0])+"/grants/"+url.PathEscape(pos[1]), nil, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(g.stdout, "%s may no longer use %s.\n", pos[1], pos[0])
 	return nil
-}
-
-func userSetPassword(g *globals, args []string) error {
-	pos, err := g.flags("user set-password", args, nil)
-	if err != nil {
-		return err
-	}
-	name, err := oneName(pos, "usage: moonvault user set-password NAME (password from MOONVAULT_NEW_PASSWORD or standard input)")
-	if err != nil {
-		return err
-	}
-	pw, err := readSecret(g, "MOONVAULT_NEW_PASSWORD", "New password: ")
-	if err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var out map[string]any
-	status, err := c.send("POST", "/v1/users/"+name+"/password", nil, map[string]string{"password": pw}, &out)
-	if err != nil {
-		return err
-	}
-	if status == 202 {
-		return held(g, out) // an admin's or an approver's password, under policy_change_approvals
-	}
-	fmt.Fprintln(g.stdout, "Password set; every session of the user has ended.")
-	return nil
-}
-
-// signAndPrint sends a sign request and prints the answer; a request a
-// transaction policy holds for approval prints the approval and exits 3.
-func signAndPrint(g *globals, c *client, account, op string, body any) error {
-	var out map[string]any
-	status, err := c.send("POST", "/v1/accounts/"+url.PathEscape(account)+"/"+op, nil, body, &out)
-	if err != nil {
-		return err
-	}
-	if status == 202 {
-		return held(g, out)
-	}
-	return g.print(out)
 }

@@ -53,17 +53,13 @@ func auditVerify(g *globals, args []string) error {
 	}
 	keys := map[string]ed25519.PublicKey{}
 	if fetch {
-		c, err := newClient(g)
-		if err != nil {
-			return err
-		}
 		var out struct {
 			KeyID     string `json:"key_id"`
 			PublicKey string `json:"public_key"`
 			HeadSeq   uint64 `json:"head_seq"`
 			HeadHash  string `json:"head_hash"`
 		}
-		if err := c.do("GET", "/v1/sys/audit/public-key", nil, &out); err != nil {
+		if err := call(g, "GET", "/v1/sys/audit/public-key", nil, &out); err != nil {
 			return err
 		}
 		if pubHex != "" && !strings.EqualFold(keyHex(pubHex), out.PublicKey) {
@@ -133,12 +129,8 @@ func auditHash(g *globals, args []string) error {
 	if len(pos) != 1 {
 		return usageError{"usage: moonvault audit hash VALUE"}
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
 	var out map[string]string
-	if err := c.do("POST", "/v1/sys/audit/hash", map[string]string{"input": pos[0]}, &out); err != nil {
+	if err := call(g, "POST", "/v1/sys/audit/hash", map[string]string{"input": pos[0]}, &out); err != nil {
 		return err
 	}
 	if g.format == "json" {

@@ -141,14 +141,7 @@ func (c *client) send(method, path string, hdr map[string]string, in, out any) (
 
 // failure turns an error answer into what the user should do next.
 func (c *client) failure(resp *http.Response, raw []byte) error {
-	var e struct {
-		Error struct{ Code, Message string } `json:"error"`
-	}
-	_ = json.Unmarshal(raw, &e)
-	if e.Error.Code == "" {
-		e.Error.Code, e.Error.Message = "http_error", strings.TrimSpace(string(raw))
-	}
-	ae := &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, RetryAfter: resp.Header.Get("Retry-After")}
+	ae := decodeError(resp, raw)
 	if resp.StatusCode == http.StatusUnauthorized && ae.Code == "unauthenticated" {
 		switch {
 		case c.apiKey != "":
@@ -164,6 +157,18 @@ func (c *client) failure(resp *http.Response, raw []byte) error {
 		return fmt.Errorf("%w: log in again with a one-time code: moonvault login -totp CODE", ae)
 	}
 	return ae
+}
+
+// decodeError reads the server's error answer (raw: its body).
+func decodeError(resp *http.Response, raw []byte) *apiError {
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	_ = json.Unmarshal(raw, &e)
+	if e.Error.Code == "" {
+		e.Error.Code, e.Error.Message = "http_error", strings.TrimSpace(string(raw))
+	}
+	return &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, RetryAfter: resp.Header.Get("Retry-After")}
 }
 
 // explainTransport says how to fix the usual connection failures.

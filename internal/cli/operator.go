@@ -7,9 +7,17 @@ import (
 
 func runOperator(g *globals, args []string) error {
 	return sub(g, "operator", args, map[string]func(*globals, []string) error{
-		"init": opInit, "unseal": opUnseal, "seal": opSeal, "status": opStatus,
-		"rotate": opRotate, "rekey": opRekey, "rewrap": opRewrap, "generate-root": opGenerateRoot,
-		"snapshot": opSnapshot, "rotate-jwt": opRotateJWT,
+		"init":          opInit,
+		"unseal":        opUnseal,
+		"seal":          simple{cmd: "operator seal", method: "POST", path: "/v1/sys/seal", done: "Vault sealed; keys in memory were zeroized."}.run,
+		"status":        opStatus,
+		"rotate":        simple{cmd: "operator rotate", method: "POST", path: "/v1/sys/rotate"}.run,
+		"rekey":         opRekey,
+		"rewrap":        simple{cmd: "operator rewrap", method: "POST", path: "/v1/sys/rewrap"}.run,
+		"generate-root": opGenerateRoot,
+		"snapshot":      opSnapshot,
+		// Tokens signed with the previous key stay valid until they expire.
+		"rotate-jwt": simple{cmd: "operator rotate-jwt", method: "POST", path: "/v1/auth/keys/rotate", done: "JWT signing key rotated: new tokens are signed with the new key."}.run,
 	})
 }
 
@@ -23,15 +31,11 @@ func opInit(g *globals, args []string) error {
 	}); err != nil {
 		return err
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
 	var out map[string]any
 	if rn == 0 {
 		rn, rt = n, t
 	}
-	if err := c.do("POST", "/v1/sys/init", map[string]int{"secret_shares": n, "secret_threshold": t, "recovery_shares": rn, "recovery_threshold": rt}, &out); err != nil {
+	if err := call(g, "POST", "/v1/sys/init", map[string]int{"secret_shares": n, "secret_threshold": t, "recovery_shares": rn, "recovery_threshold": rt}, &out); err != nil {
 		return err
 	}
 	if g.format == "json" {
@@ -72,12 +76,8 @@ func opUnseal(g *globals, args []string) error {
 			return usageError{"usage: moonvault operator unseal [KEY] (prompted when omitted)"}
 		}
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
 	var st map[string]any
-	if err := c.do("POST", "/v1/sys/unseal", body, &st); err != nil {
+	if err := call(g, "POST", "/v1/sys/unseal", body, &st); err != nil {
 		return err
 	}
 	keys, migrated := st["recovery_keys_b64"].([]any)
@@ -102,31 +102,12 @@ func printKeys(g *globals, label string, keys []any) {
 	}
 }
 
-func opSeal(g *globals, args []string) error {
-	if _, err := g.flags("operator seal", args, nil); err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	if err := c.do("POST", "/v1/sys/seal", nil, nil); err != nil {
-		return err
-	}
-	fmt.Fprintln(g.stdout, "Vault sealed; keys in memory were zeroized.")
-	return nil
-}
-
 func opStatus(g *globals, args []string) error {
 	if _, err := g.flags("operator status", args, nil); err != nil {
 		return err
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
 	var st map[string]any
-	if err := c.do("GET", "/v1/sys/seal-status", nil, &st); err != nil {
+	if err := call(g, "GET", "/v1/sys/seal-status", nil, &st); err != nil {
 		return err
 	}
 	if err := g.print(st); err != nil {
@@ -142,21 +123,6 @@ func opStatus(g *globals, args []string) error {
 type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
-
-func opRotate(g *globals, args []string) error {
-	if _, err := g.flags("operator rotate", args, nil); err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var out map[string]any
-	if err := c.do("POST", "/v1/sys/rotate", nil, &out); err != nil {
-		return err
-	}
-	return g.print(out)
-}
 
 // opRekey starts a rekey to the new split and presents the given current
 // shares: moonvault operator rekey -key-shares N -key-threshold T KEY...
@@ -206,21 +172,6 @@ func opRekey(g *globals, args []string) error {
 	return nil
 }
 
-func opRewrap(g *globals, args []string) error {
-	if _, err := g.flags("operator rewrap", args, nil); err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var out map[string]any
-	if err := c.do("POST", "/v1/sys/rewrap", nil, &out); err != nil {
-		return err
-	}
-	return g.print(out)
-}
-
 func opGenerateRoot(g *globals, args []string) error {
 	pos, err := g.flags("operator generate-root", args, nil)
 	if err != nil {
@@ -229,13 +180,5 @@ func opGenerateRoot(g *globals, args []string) error {
 	if len(pos) == 0 {
 		return usageError{"usage: moonvault operator generate-root KEY [KEY...] (unseal or recovery shares)"}
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var out map[string]any
-	if err := c.do("POST", "/v1/sys/generate-root", map[string]any{"keys": pos}, &out); err != nil {
-		return err
-	}
-	return g.print(out)
+	return perform(g, "POST", "/v1/sys/generate-root", nil, map[string]any{"keys": pos}, "")
 }

@@ -5,61 +5,19 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 )
 
-// Transaction policies and approvals (docs/policies.md).
+// Transaction policies (docs/policies.md). Under policy_change_approvals a
+// write is held for the quorum (perform prints the approval and exits 3).
 
 func runPolicy(g *globals, args []string) error {
 	return sub(g, "policy", args, map[string]func(*globals, []string) error{
 		"create": policyCreate, "list": policyList, "get": policyGet, "update": policyUpdate,
 		"delete": policyDelete, "evaluate": policyEvaluate,
 	})
-}
-
-func runApproval(g *globals, args []string) error {
-	return sub(g, "approval", args, map[string]func(*globals, []string) error{
-		"list": approvalList, "get": approvalGet, "approve": approvalVote("approve"), "reject": approvalVote("reject"),
-	})
-}
-
-// documentArg reads a JSON document from FILE, or standard input for "-",
-// and sends it as it is (the server decodes it strictly and names any
-// field at fault).
-func documentArg(g *globals, name string) (json.RawMessage, error) {
-	var raw []byte
-	var err error
-	if name == "-" {
-		raw, err = readAll(g)
-	} else {
-		raw, err = os.ReadFile(name) // #nosec G304 -- the user names the file
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !json.Valid(raw) {
-		return nil, usageError{name + " is not valid JSON"}
-	}
-	return raw, nil
-}
-
-// held prints an approval that a change or a signature waits for and
-// exits 3, so that scripts tell "waiting" from "done".
-func held(g *globals, out map[string]any) error {
-	ap, _ := out["approval"].(map[string]any)
-	if g.format == "json" {
-		if err := g.print(out); err != nil {
-			return err
-		}
-	} else {
-		fmt.Fprintf(g.stdout, "Held for approval %v (expires %v); nothing was signed or changed yet.\n", ap["id"], ap["expires_at"])
-		fmt.Fprintf(g.stdout, "Follow it with: moonvault approval get %v\n", ap["id"])
-	}
-	return exitCode(3)
 }
 
 func policyCreate(g *globals, args []string) error {
@@ -74,27 +32,11 @@ func policyCreate(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var out map[string]any
-	status, err := c.send("POST", "/v1/policies", nil, doc, &out)
-	if err != nil {
-		return err
-	}
-	if status == 202 {
-		return held(g, out)
-	}
-	return g.print(out)
+	return perform(g, "POST", "/v1/policies", nil, doc, "")
 }
 
 func policyList(g *globals, args []string) error {
 	if _, err := g.flags("policy list", args, nil); err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
 		return err
 	}
 	var out struct {
@@ -110,14 +52,13 @@ func policyList(g *globals, args []string) error {
 			UpdatedAt time.Time `json:"updated_at"`
 		} `json:"policies"`
 	}
-	if err := c.do("GET", "/v1/policies", nil, &out); err != nil {
+	if err := call(g, "GET", "/v1/policies", nil, &out); err != nil {
 		return err
 	}
 	if g.format == "json" {
 		return g.print(out)
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tEFFECT\tSCOPE\tLIMIT\tVERSION\tUPDATED")
+	tw := g.table("ID\tNAME\tEFFECT\tSCOPE\tLIMIT\tVERSION\tUPDATED")
 	for _, p := range out.Policies {
 		scope := "all accounts"
 		switch {
@@ -148,16 +89,12 @@ func policyGet(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
 	path := "/v1/policies/" + id
 	if versions {
 		path += "/versions"
 	}
 	var out map[string]any
-	if err := c.do("GET", path, nil, &out); err != nil {
+	if err := call(g, "GET", path, nil, &out); err != nil {
 		return err
 	}
 	if versions && g.format != "json" {
@@ -166,6 +103,14 @@ func policyGet(g *globals, args []string) error {
 		return enc.Encode(out["versions"])
 	}
 	return g.print(out)
+}
+
+// versionFlag registers -version N: the change is refused unless the
+// policy is still at that version (sent as If-Match).
+func versionFlag(v *int) func(fs *flag.FlagSet) {
+	return func(fs *flag.FlagSet) {
+		fs.IntVar(v, "version", 0, "refuse unless the policy is still at this version (If-Match)")
+	}
 }
 
 // versionHeader is If-Match for -version N (0: none).
@@ -178,9 +123,7 @@ func versionHeader(v int) map[string]string {
 
 func policyUpdate(g *globals, args []string) error {
 	var version int
-	pos, err := g.flags("policy update", args, func(fs *flag.FlagSet) {
-		fs.IntVar(&version, "version", 0, "refuse unless the policy is still at this version (If-Match)")
-	})
+	pos, err := g.flags("policy update", args, versionFlag(&version))
 	if err != nil {
 		return err
 	}
@@ -191,26 +134,12 @@ func policyUpdate(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var out map[string]any
-	status, err := c.send("PUT", "/v1/policies/"+url.PathEscape(pos[0]), versionHeader(version), doc, &out)
-	if err != nil {
-		return err
-	}
-	if status == 202 {
-		return held(g, out)
-	}
-	return g.print(out)
+	return perform(g, "PUT", "/v1/policies/"+url.PathEscape(pos[0]), versionHeader(version), doc, "")
 }
 
 func policyDelete(g *globals, args []string) error {
 	var version int
-	pos, err := g.flags("policy delete", args, func(fs *flag.FlagSet) {
-		fs.IntVar(&version, "version", 0, "refuse unless the policy is still at this version (If-Match)")
-	})
+	pos, err := g.flags("policy delete", args, versionFlag(&version))
 	if err != nil {
 		return err
 	}
@@ -218,20 +147,7 @@ func policyDelete(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var out map[string]any
-	status, err := c.send("DELETE", "/v1/policies/"+id, versionHeader(version), nil, &out)
-	if err != nil {
-		return err
-	}
-	if status == 202 {
-		return held(g, out)
-	}
-	fmt.Fprintln(g.stdout, "Policy deleted; its history is kept.")
-	return nil
+	return perform(g, "DELETE", "/v1/policies/"+id, versionHeader(version), nil, "Policy deleted; its history is kept.")
 }
 
 func policyEvaluate(g *globals, args []string) error {
@@ -259,10 +175,6 @@ func policyEvaluate(g *globals, args []string) error {
 	if amr != "" {
 		req["amr"] = strings.Split(amr, ",")
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
 	var out struct {
 		Decision string `json:"decision"`
 		Matched  []struct {
@@ -273,7 +185,7 @@ func policyEvaluate(g *globals, args []string) error {
 		} `json:"matched"`
 		Intent json.RawMessage `json:"intent"`
 	}
-	if err := c.do("POST", "/v1/policies/evaluate", req, &out); err != nil {
+	if err := call(g, "POST", "/v1/policies/evaluate", req, &out); err != nil {
 		return err
 	}
 	if g.format == "json" {
@@ -290,125 +202,4 @@ func policyEvaluate(g *globals, args []string) error {
 	enc.SetIndent("  ", "  ")
 	fmt.Fprint(g.stdout, "  ")
 	return enc.Encode(pretty)
-}
-
-type approvalRow struct {
-	ID        string    `json:"id"`
-	Kind      string    `json:"kind"`
-	Status    string    `json:"status"`
-	Requester string    `json:"requester"`
-	Account   string    `json:"account"`
-	Operation string    `json:"operation"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Approvals []struct {
-		User string `json:"user"`
-	} `json:"approvals"`
-	Requirements []struct {
-		Threshold int `json:"threshold"`
-	} `json:"requirements"`
-}
-
-func approvalList(g *globals, args []string) error {
-	var status, after string
-	var limit int
-	if _, err := g.flags("approval list", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&status, "status", "", "only this status: pending, approved, signed, applied, denied, rejected, expired")
-		fs.IntVar(&limit, "limit", 100, "at most this many, newest first")
-		fs.StringVar(&after, "after", "", "the next page: the id the previous page named")
-	}); err != nil {
-		return err
-	}
-	q := url.Values{"limit": {strconv.Itoa(limit)}}
-	if status != "" {
-		q.Set("status", status)
-	}
-	if after != "" {
-		q.Set("after", after)
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var out struct {
-		Approvals []approvalRow `json:"approvals"`
-		Next      string        `json:"next"`
-	}
-	if err := c.do("GET", "/v1/approvals?"+q.Encode(), nil, &out); err != nil {
-		return err
-	}
-	if g.format == "json" {
-		return g.print(out)
-	}
-	if out.Next != "" {
-		defer fmt.Fprintf(g.stdout, "More: moonvault approval list -after %s\n", out.Next)
-	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tREQUESTER\tACCOUNT\tOPERATION\tAPPROVED\tEXPIRES")
-	for _, a := range out.Approvals {
-		need := 0
-		for _, r := range a.Requirements {
-			need += r.Threshold
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", a.ID, a.Status, a.Requester, orDash(a.Account), a.Operation,
-			len(a.Approvals), need, a.ExpiresAt.UTC().Format(time.RFC3339))
-	}
-	return tw.Flush()
-}
-
-func approvalGet(g *globals, args []string) error {
-	pos, err := g.flags("approval get", args, nil)
-	if err != nil {
-		return err
-	}
-	id, err := oneName(pos, "usage: moonvault approval get ID")
-	if err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	var out map[string]any
-	if err := c.do("GET", "/v1/approvals/"+id, nil, &out); err != nil {
-		return err
-	}
-	return g.print(out)
-}
-
-// approvalVote approves or rejects; it needs a login with a one-time code
-// within the last 10 minutes.
-func approvalVote(verb string) func(*globals, []string) error {
-	return func(g *globals, args []string) error {
-		pos, err := g.flags("approval "+verb, args, nil)
-		if err != nil {
-			return err
-		}
-		id, err := oneName(pos, "usage: moonvault approval "+verb+" ID")
-		if err != nil {
-			return err
-		}
-		c, err := newClient(g)
-		if err != nil {
-			return err
-		}
-		var out map[string]any
-		if err := c.do("POST", "/v1/approvals/"+id+"/"+verb, nil, &out); err != nil {
-			return err
-		}
-		if g.format != "json" {
-			switch out["status"] {
-			case "signed":
-				fmt.Fprintln(g.stdout, "Approved; the threshold was reached and the request is signed (result below).")
-			case "applied":
-				fmt.Fprintln(g.stdout, "Approved; the threshold was reached and the change is applied.")
-			case "denied":
-				fmt.Fprintf(g.stdout, "Approved, but refused at the threshold: %v\n", out["reason"])
-			case "pending":
-				fmt.Fprintln(g.stdout, "Approval recorded; more approvers are needed.")
-			case "rejected":
-				fmt.Fprintln(g.stdout, "Rejected.")
-			}
-		}
-		return g.print(out)
-	}
 }

@@ -3,9 +3,7 @@ package cli
 import (
 	"flag"
 	"fmt"
-	"net/url"
 	"strings"
-	"text/tabwriter"
 	"time"
 )
 
@@ -14,7 +12,8 @@ import (
 
 func runMFA(g *globals, args []string) error {
 	return sub(g, "mfa", args, map[string]func(*globals, []string) error{
-		"enroll": mfaEnroll, "confirm": mfaConfirm, "disable": mfaDisable,
+		"enroll": mfaEnroll, "confirm": mfaConfirm,
+		"disable": simple{cmd: "mfa disable", method: "DELETE", path: "/v1/auth/mfa/totp", done: "TOTP disabled."}.run,
 	})
 }
 
@@ -22,15 +21,11 @@ func mfaEnroll(g *globals, args []string) error {
 	if _, err := g.flags("mfa enroll", args, nil); err != nil {
 		return err
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
 	var out struct {
 		Secret string `json:"secret"`
 		URL    string `json:"otpauth_url"`
 	}
-	if err := c.do("POST", "/v1/auth/mfa/totp/enroll", nil, &out); err != nil {
+	if err := call(g, "POST", "/v1/auth/mfa/totp/enroll", nil, &out); err != nil {
 		return err
 	}
 	if g.format == "json" {
@@ -50,14 +45,10 @@ func mfaConfirm(g *globals, args []string) error {
 	if len(pos) != 1 {
 		return usageError{"usage: moonvault mfa confirm CODE"}
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
 	var out struct {
 		RecoveryCodes []string `json:"recovery_codes"`
 	}
-	if err := c.do("POST", "/v1/auth/mfa/totp/confirm", map[string]string{"code": pos[0]}, &out); err != nil {
+	if err := call(g, "POST", "/v1/auth/mfa/totp/confirm", map[string]string{"code": pos[0]}, &out); err != nil {
 		return err
 	}
 	if g.format == "json" {
@@ -70,36 +61,11 @@ func mfaConfirm(g *globals, args []string) error {
 	return nil
 }
 
-func mfaDisable(g *globals, args []string) error {
-	if _, err := g.flags("mfa disable", args, nil); err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	if err := c.do("DELETE", "/v1/auth/mfa/totp", nil, nil); err != nil {
-		return err
-	}
-	fmt.Fprintln(g.stdout, "TOTP disabled.")
-	return nil
-}
-
 func runAPIKey(g *globals, args []string) error {
 	return sub(g, "api-key", args, map[string]func(*globals, []string) error{
-		"create": apiKeyCreate, "list": apiKeyList, "revoke": apiKeyRevoke,
+		"create": apiKeyCreate, "list": apiKeyList,
+		"revoke": simple{cmd: "api-key revoke", arg: "ID", method: "DELETE", path: "/v1/auth/api-keys/", done: "API key revoked."}.run,
 	})
-}
-
-// splitList turns "a,b" into a list; "" is an empty list.
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func apiKeyCreate(g *globals, args []string) error {
@@ -114,16 +80,12 @@ func apiKeyCreate(g *globals, args []string) error {
 	if len(pos) != 1 {
 		return usageError{"usage: moonvault api-key create [-actions LIST] [-accounts LIST] NAME"}
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
 	var out struct {
 		ID  string `json:"id"`
 		Key string `json:"key"`
 	}
 	body := map[string]any{"name": pos[0], "actions": splitList(actions), "accounts": splitList(accounts)}
-	if err := c.do("POST", "/v1/auth/api-keys", body, &out); err != nil {
+	if err := call(g, "POST", "/v1/auth/api-keys", body, &out); err != nil {
 		return err
 	}
 	if g.format == "json" {
@@ -137,21 +99,16 @@ func apiKeyList(g *globals, args []string) error {
 	if _, err := g.flags("api-key list", args, nil); err != nil {
 		return err
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
 	var out struct {
 		Keys []map[string]any `json:"api_keys"`
 	}
-	if err := c.do("GET", "/v1/auth/api-keys", nil, &out); err != nil {
+	if err := call(g, "GET", "/v1/auth/api-keys", nil, &out); err != nil {
 		return err
 	}
 	if g.format == "json" {
 		return g.print(out)
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tACTIONS\tACCOUNTS\tCREATED")
+	tw := g.table("ID\tNAME\tACTIONS\tACCOUNTS\tCREATED")
 	for _, k := range out.Keys {
 		fmt.Fprintf(tw, "%v\t%v\t%s\t%s\t%v\n", k["id"], k["name"], joinAny(k["actions"]), joinAny(k["accounts"]), k["created_at"])
 	}
@@ -170,29 +127,10 @@ func joinAny(v any) string {
 	return strings.Join(parts, ",")
 }
 
-func apiKeyRevoke(g *globals, args []string) error {
-	pos, err := g.flags("api-key revoke", args, nil)
-	if err != nil {
-		return err
-	}
-	id, err := oneName(pos, "usage: moonvault api-key revoke ID")
-	if err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	if err := c.do("DELETE", "/v1/auth/api-keys/"+id, nil, nil); err != nil {
-		return err
-	}
-	fmt.Fprintln(g.stdout, "API key revoked.")
-	return nil
-}
-
 func runSession(g *globals, args []string) error {
 	return sub(g, "session", args, map[string]func(*globals, []string) error{
-		"list": sessionList, "revoke": sessionRevoke,
+		"list":   sessionList,
+		"revoke": simple{cmd: "session revoke", arg: "ID", method: "DELETE", path: "/v1/auth/sessions/", done: "Session revoked."}.run,
 	})
 }
 
@@ -202,14 +140,6 @@ func sessionList(g *globals, args []string) error {
 		fs.StringVar(&user, "user", "", "another user's sessions (admin)")
 	}); err != nil {
 		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	path := "/v1/auth/sessions"
-	if user != "" {
-		path += "?" + url.Values{"username": {user}}.Encode()
 	}
 	var out struct {
 		Sessions []struct {
@@ -221,14 +151,13 @@ func sessionList(g *globals, args []string) error {
 			Address   string    `json:"remote_addr"`
 		} `json:"sessions"`
 	}
-	if err := c.do("GET", path, nil, &out); err != nil {
+	if err := call(g, "GET", "/v1/auth/sessions"+query(map[string]string{"username": user}), nil, &out); err != nil {
 		return err
 	}
 	if g.format == "json" {
 		return g.print(out)
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUSER\tAMR\tCREATED\tLAST SEEN\tADDRESS")
+	tw := g.table("ID\tUSER\tAMR\tCREATED\tLAST SEEN\tADDRESS")
 	for _, s := range out.Sessions {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Username, strings.Join(s.AMR, ","),
 			fmtTime(s.CreatedAt), fmtTime(s.LastSeen), orDash(s.Address))
@@ -248,26 +177,6 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func sessionRevoke(g *globals, args []string) error {
-	pos, err := g.flags("session revoke", args, nil)
-	if err != nil {
-		return err
-	}
-	id, err := oneName(pos, "usage: moonvault session revoke ID")
-	if err != nil {
-		return err
-	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
-	if err := c.do("DELETE", "/v1/auth/sessions/"+id, nil, nil); err != nil {
-		return err
-	}
-	fmt.Fprintln(g.stdout, "Session revoked.")
-	return nil
 }
 
 func runPassword(g *globals, args []string) error {
@@ -291,15 +200,11 @@ func passwordChange(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := newClient(g)
-	if err != nil {
-		return err
-	}
 	body := map[string]string{"current_password": cur, "new_password": next}
 	if totp != "" {
 		body["totp"] = totp
 	}
-	if err := c.do("POST", "/v1/auth/password", body, nil); err != nil {
+	if err := call(g, "POST", "/v1/auth/password", body, nil); err != nil {
 		return err
 	}
 	fmt.Fprintln(g.stdout, "Password changed; your other sessions have ended.")

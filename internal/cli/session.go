@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -181,6 +182,49 @@ func lockSession() (func(), error) {
 		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN) // #nosec G115 -- a file descriptor fits an int
 		f.Close()
 	}, nil
+}
+
+// runLogin logs in and stores the session (unless -no-store).
+func runLogin(g *globals, args []string) error {
+	var username, totp string
+	var noStore bool
+	if _, err := g.flags("login", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&username, "username", envOr("MOONVAULT_USERNAME", "admin"), "user name (MOONVAULT_USERNAME)")
+		fs.StringVar(&totp, "totp", "", "TOTP code, when MFA is enrolled")
+		fs.BoolVar(&noStore, "no-store", false, "print the access token only; store nothing")
+	}); err != nil {
+		return err
+	}
+	pw, err := readSecret(g, "MOONVAULT_PASSWORD", "Password: ")
+	if err != nil {
+		return err
+	}
+	c, err := newClientNoSession(g)
+	if err != nil {
+		return err
+	}
+	body := map[string]string{"username": username, "password": pw}
+	if totp != "" {
+		body["totp"] = totp
+	}
+	var tok tokens
+	if err := c.do("POST", "/v1/auth/login", body, &tok); err != nil {
+		return err
+	}
+	if !noStore {
+		if err := saveSession(tok); err != nil {
+			return err
+		}
+	}
+	if g.format == "json" {
+		return g.print(map[string]any{"username": username, "expires_in": tok.ExpiresIn, "token_type": tok.TokenType})
+	}
+	if noStore {
+		fmt.Fprintln(g.stdout, tok.AccessToken)
+		return nil
+	}
+	fmt.Fprintf(g.stdout, "Logged in as %s. The session is kept in %s and refreshed as needed until `moonvault logout`.\n", username, sessionDir())
+	return nil
 }
 
 // runLogout revokes the session on the server and deletes the stored

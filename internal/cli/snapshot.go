@@ -202,14 +202,7 @@ func (c *client) stream(method, path string, body io.Reader, size int64) (*http.
 	if resp.StatusCode >= 400 {
 		defer resp.Body.Close()
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		_ = json.Unmarshal(raw, &e)
-		if e.Error.Code == "" {
-			e.Error.Code, e.Error.Message = "http_error", strings.TrimSpace(string(raw))
-		}
-		return nil, &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+		return nil, decodeError(resp, raw)
 	}
 	return resp, nil
 }

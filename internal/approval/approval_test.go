@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moonvault/moonvault/internal/errkind"
+	"github.com/moonvault/moonvault/internal/fakeclock"
 	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/intent"
 	"github.com/moonvault/moonvault/internal/signpolicy"
@@ -31,7 +32,7 @@ func ethTx(owner string, wei string) *intent.Intent {
 }
 
 type fixture struct {
-	clock  *clock
+	clock  *fakeclock.Clock
 	engine *signpolicy.Engine
 	m      *Manager
 	dir    *fakeDir

@@ -1,88 +1,38 @@
 package approval
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"fmt"
-	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/barrier"
+	"github.com/moonvault/moonvault/internal/barrier/barriertest"
+	"github.com/moonvault/moonvault/internal/fakeclock"
 	"github.com/moonvault/moonvault/internal/identity"
-	"github.com/moonvault/moonvault/internal/secret"
-	"github.com/moonvault/moonvault/internal/storage"
-	"github.com/moonvault/moonvault/internal/storage/bolt"
-	"github.com/moonvault/moonvault/internal/storage/postgres"
-	"github.com/moonvault/moonvault/internal/storage/postgres/pgtest"
+	"github.com/moonvault/moonvault/internal/storage/inmem"
 )
 
-// memKV is an in-memory Storage whose Update holds one mutex.
-type memKV struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
+// memKV is the in-memory storage backend, with a look at every record.
+type memKV struct{ *inmem.Backend }
 
-func newMemKV() *memKV { return &memKV{m: map[string][]byte{}} }
+func newMemKV() *memKV { return &memKV{inmem.New()} }
 
-func (k *memKV) Get(_ context.Context, key string) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.m[key]
-	if !ok {
-		return nil, fmt.Errorf("memkv %q: %w", key, storage.ErrNotFound)
+// all returns every record, for tests that look for what was left behind.
+func (k *memKV) all(t testing.TB) map[string][]byte {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := k.List(ctx, "", "", 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return bytes.Clone(v), nil
-}
-
-func (k *memKV) Put(_ context.Context, key string, v []byte) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.m[key] = bytes.Clone(v)
-	return nil
-}
-
-func (k *memKV) Delete(_ context.Context, key string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.m, key)
-	return nil
-}
-
-func (k *memKV) List(_ context.Context, prefix, after string, limit int) ([]string, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var out []string
-	for key := range k.m {
-		if strings.HasPrefix(key, prefix) && (after == "" || key > after) {
-			out = append(out, key)
+	out := make(map[string][]byte, len(keys))
+	for _, key := range keys {
+		if out[key], err = k.Get(ctx, key); err != nil {
+			t.Fatal(err)
 		}
 	}
-	slices.Sort(out)
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
-}
-
-func (k *memKV) Update(_ context.Context, key string, fn func([]byte, bool) ([]byte, bool, error)) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	cur, found := k.m[key]
-	next, del, err := fn(bytes.Clone(cur), found)
-	switch {
-	case err != nil:
-		return err
-	case del:
-		delete(k.m, key)
-	default:
-		k.m[key] = bytes.Clone(next)
-	}
-	return nil
+	return out
 }
 
 // fakeDir is the user directory of the tests: every name exists with a
@@ -121,24 +71,7 @@ func (d *fakeDir) set(f func(d *fakeDir)) {
 	f(d)
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *fakeclock.Clock { return fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)) }
 
 // user is a principal who logged in with a password and a TOTP code at
 // authTime.
@@ -158,43 +91,8 @@ func apiKey(owner string) *identity.Principal {
 		Owner: owner, Role: identity.RoleUser, AMR: []string{"apikey"}}
 }
 
-// twoNodes returns two barriers over one real storage backend.
+// twoNodes returns two barriers ("nodes") over one real storage backend.
 func twoNodes(t testing.TB, backend string) (*barrier.Barrier, *barrier.Barrier) {
-	t.Helper()
-	var sa, sb storage.Backend
-	switch backend {
-	case "bolt":
-		db, err := bolt.Open(filepath.Join(t.TempDir(), "vault.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = db.Close() })
-		sa, sb = db, db
-	case "postgres":
-		url := pgtest.NewDatabase(t)
-		for _, p := range []*storage.Backend{&sa, &sb} {
-			pg, err := postgres.Open(context.Background(), url, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = pg.Close() })
-			*p = pg
-		}
-	}
-	root := make(secret.Bytes, 32)
-	if _, err := rand.Read(root); err != nil {
-		t.Fatal(err)
-	}
-	a := barrier.New(sa, barrier.Options{Rand: rand.Reader})
-	if err := a.Initialize(context.Background(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	out := [2]*barrier.Barrier{a, barrier.New(sb, barrier.Options{Rand: rand.Reader})}
-	for _, b := range out {
-		if err := b.Unseal(context.Background(), root, nil); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Seal)
-	}
-	return out[0], out[1]
+	n := barriertest.Nodes(t, backend, 2)
+	return n[0], n[1]
 }

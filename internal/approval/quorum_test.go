@@ -139,7 +139,7 @@ func TestUserChange(t *testing.T) {
 	if err != nil || done.Status != StatusApplied || string(done.Result) != `{"username":"dan"}` {
 		t.Fatalf("applied: %+v %v", done, err)
 	}
-	for k, v := range kv.m {
+	for k, v := range kv.all(t) {
 		if strings.Contains(string(v), "marker") || strings.Contains(k, "marker") {
 			t.Errorf("the hash stays in %s after the change was applied", k)
 		}
@@ -209,7 +209,7 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("pruned approval: %v", err)
 	}
 	k, _ := newestFirst(old.ID)
-	for key := range kv.m {
+	for key := range kv.all(t) {
 		if strings.Contains(key, old.ID) || strings.Contains(key, k) {
 			t.Errorf("left behind: %s", key)
 		}
@@ -250,7 +250,7 @@ func TestMigrate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for k := range kv.m {
+	for k := range kv.all(t) {
 		if strings.HasPrefix(k, oldUserPrefix) || strings.HasPrefix(k, oldAdminPrefix) {
 			t.Errorf("old index left: %s", k)
 		}

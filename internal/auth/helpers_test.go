@@ -16,6 +16,7 @@ import (
 
 	"github.com/moonvault/moonvault/internal/entropy"
 	"github.com/moonvault/moonvault/internal/errkind"
+	"github.com/moonvault/moonvault/internal/fakeclock"
 	"github.com/moonvault/moonvault/internal/fips"
 	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/secret"
@@ -149,24 +150,6 @@ func (s *testSealer) Unwrap(_ context.Context, path string, env []byte) (secret.
 	return secret.Bytes(pt), err
 }
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // switchReader is an entropy source that can be made to fail.
 type switchReader struct {
 	mu   sync.Mutex
@@ -195,7 +178,7 @@ type env struct {
 	t      testing.TB
 	kv     *memKV
 	sealer *testSealer
-	clock  *clock
+	clock  *fakeclock.Clock
 	rand   *switchReader
 	svc    *Service
 }
@@ -203,7 +186,7 @@ type env struct {
 func newEnv(t testing.TB, mod func(*Config)) *env {
 	t.Helper()
 	e := &env{t: t, kv: newMemKV(), sealer: newTestSealer(t), rand: &switchReader{},
-		clock: &clock{t: time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)}}
+		clock: fakeclock.New(time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC))}
 	e.svc = e.start(mod)
 	return e
 }

@@ -8,39 +8,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moonvault/moonvault/internal/barrier"
+	"github.com/moonvault/moonvault/internal/barrier/barriertest"
+	"github.com/moonvault/moonvault/internal/fakeclock"
 	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/secret"
-	"github.com/moonvault/moonvault/internal/storage/postgres"
-	"github.com/moonvault/moonvault/internal/storage/postgres/pgtest"
 )
 
 // pgNodes starts n auth services, each over its own barrier and its own
 // connection pool to one PostgreSQL database: n nodes of one vault.
-func pgNodes(t *testing.T, n int, clk *clock) []*Service {
+func pgNodes(t *testing.T, n int, clk *fakeclock.Clock) []*Service {
 	t.Helper()
-	url := pgtest.NewDatabase(t)
-	root := make(secret.Bytes, 32)
-	if _, err := rand.Read(root); err != nil {
-		t.Fatal(err)
-	}
 	var out []*Service
-	for i := range n {
-		pg, err := postgres.Open(context.Background(), url, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = pg.Close() })
-		b := barrier.New(pg, barrier.Options{Rand: rand.Reader})
-		if i == 0 {
-			if err := b.Initialize(context.Background(), root, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := b.Unseal(context.Background(), root, nil); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Seal)
+	for _, b := range barriertest.Nodes(t, "postgres", n) {
 		svc, err := New(Config{Now: clk.Now, ResyncInterval: time.Hour, Subscribe: b.Subscribe}, b, sealwrap.New(nil), rand.Reader, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
@@ -64,7 +43,7 @@ func pgNodes(t *testing.T, n int, clk *clock) []*Service {
 // both nodes logs in once; one refresh token presented eight times at once
 // rotates once and, being reused, ends the session.
 func TestSingleUseOverPostgres(t *testing.T) {
-	clk := &clock{t: time.Now().UTC()}
+	clk := fakeclock.New(time.Now().UTC())
 	nodes := pgNodes(t, 2, clk)
 	ctx := context.Background()
 	a := nodes[0]

@@ -23,6 +23,7 @@ import (
 	"github.com/moonvault/moonvault/internal/audit"
 	"github.com/moonvault/moonvault/internal/barrier"
 	"github.com/moonvault/moonvault/internal/config"
+	"github.com/moonvault/moonvault/internal/fakeclock"
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/hsm/hsmtest"
 	"github.com/moonvault/moonvault/internal/seal/sealtest"
@@ -341,24 +342,6 @@ func (c *countingSink) count(op string) int {
 	return c.ops[op]
 }
 
-// stoppedClock is a clock that moves only when told (Advance).
-type stoppedClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *stoppedClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *stoppedClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // TestRequestHardening: the "Also" items of issue 13 through the HTTP API:
 // unauthenticated routes are rate-limited per address (429, Retry-After in
 // seconds, the audit log not flooded), duplicate JSON keys are refused in
@@ -368,7 +351,7 @@ func (c *stoppedClock) Advance(d time.Duration) {
 // a real one refills a token every 50 ms between requests).
 func TestRequestHardening(t *testing.T) {
 	sink := &countingSink{ops: map[string]int{}}
-	clock := &stoppedClock{now: time.Now()}
+	clock := fakeclock.New(time.Now())
 	tn := startNode(t, t.TempDir(), nodeOpts{auditSinks: []audit.Sink{sink}, rateClock: clock.Now})
 	var ir initResp
 	tn.mustCall(200, "POST", "/v1/sys/init", map[string]int{"secret_shares": 1, "secret_threshold": 1}, &ir)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/moonvault/moonvault/internal/audit"
 	"github.com/moonvault/moonvault/internal/config"
+	"github.com/moonvault/moonvault/internal/fakeclock"
 	"github.com/moonvault/moonvault/internal/hsm/hsmtest"
 )
 
@@ -75,7 +76,7 @@ func auditCounter() *countingSink { return &countingSink{ops: map[string]int{}} 
 // M2); an authenticated request from the same address is still served.
 func TestFailedAuthenticationLimited(t *testing.T) {
 	sink := auditCounter()
-	clock := &stoppedClock{now: time.Now()} // no bucket refills while the test counts
+	clock := fakeclock.New(time.Now()) // no bucket refills while the test counts
 	tn := startNode(t, t.TempDir(), nodeOpts{auditSinks: []audit.Sink{sink}, rateClock: clock.Now})
 	ir := initShamirKeys(t, tn)
 	clock.Advance(10 * time.Second) // the bucket is full again: exactly the burst of 100 passes
@@ -118,7 +119,7 @@ func TestFailedAuthenticationLimited(t *testing.T) {
 // limit; IPv6 clients share a bucket per /64 (review L3).
 func TestTrustedProxies(t *testing.T) {
 	sink := auditCounter()
-	clock := &stoppedClock{now: time.Now()} // no bucket refills during a flood
+	clock := fakeclock.New(time.Now()) // no bucket refills during a flood
 	behind := startNode(t, t.TempDir(), nodeOpts{auditSinks: []audit.Sink{sink}, rateClock: clock.Now, mutate: func(c *config.Server) {
 		c.TrustedProxies = []string{"127.0.0.1/32"}
 	}})

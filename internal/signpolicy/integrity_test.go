@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moonvault/moonvault/internal/barrier/barriertest"
 	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/storage/bolt"
 )
@@ -228,7 +229,7 @@ func TestReplayThroughTheBarrier(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	br, _ := unsealedBarrier(t, db)
+	br, _ := barriertest.Unsealed(t, db)
 	ctx := context.Background()
 	e := newEngine(t, br, nil)
 	p := mustCreate(t, e, ethCapDoc)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/vectors"
 )
 
 // TestBIP32Vectors runs BIP-32 test vectors 1-4 (3 and 4 test the
@@ -24,13 +25,13 @@ func TestBIP32Vectors(t *testing.T) {
 			Chains []struct{ Path, Xpub, Xprv string }
 		}
 	}
-	readJSON(t, "good_bip32_vectors.json", &f)
+	vectors.Read(t, "testdata/good_bip32_vectors.json", &f)
 	if len(f.Vectors) != 4 {
 		t.Fatalf("%d vectors", len(f.Vectors))
 	}
 	for _, v := range f.Vectors {
 		t.Run(v.Name, func(t *testing.T) {
-			m, err := NewMaster(unhex(t, v.Seed))
+			m, err := NewMaster(vectors.Hex(t, v.Seed))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -169,13 +170,13 @@ func TestSLIP10Vectors(t *testing.T) {
 			}
 		}
 	}
-	readJSON(t, "good_slip10_ed25519.json", &f)
+	vectors.Read(t, "testdata/good_slip10_ed25519.json", &f)
 	if len(f.Vectors) != 2 {
 		t.Fatalf("%d vectors", len(f.Vectors))
 	}
 	for _, v := range f.Vectors {
 		t.Run(v.Name, func(t *testing.T) {
-			seed := unhex(t, v.Seed)
+			seed := vectors.Hex(t, v.Seed)
 			m, err := NewMaster(seed)
 			if err != nil {
 				t.Fatal(err)

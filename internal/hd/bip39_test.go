@@ -2,36 +2,15 @@ package hd
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/vectors"
 )
-
-func readJSON(t testing.TB, name string, v any) {
-	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-}
-
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // TestBIP39Vectors runs the reference vectors (English, passphrase
 // "TREZOR"): entropy -> mnemonic, mnemonic -> seed, seed -> BIP-32 master.
@@ -40,13 +19,13 @@ func TestBIP39Vectors(t *testing.T) {
 		Passphrase string
 		Vectors    []struct{ Entropy, Mnemonic, Seed, Xprv string }
 	}
-	readJSON(t, "good_bip39_trezor.json", &f)
+	vectors.Read(t, "testdata/good_bip39_trezor.json", &f)
 	if len(f.Vectors) != 24 {
 		t.Fatalf("%d vectors, want 24", len(f.Vectors))
 	}
 	for i, v := range f.Vectors {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			ent := unhex(t, v.Entropy)
+			ent := vectors.Hex(t, v.Entropy)
 			if len(ent) == EntropySize {
 				m, err := NewMnemonic(ent)
 				if err != nil {
@@ -105,7 +84,7 @@ func TestMnemonicFail(t *testing.T) {
 	var f struct {
 		Cases []struct{ Name, Mnemonic, Want string }
 	}
-	readJSON(t, "fail_mnemonics.json", &f)
+	vectors.Read(t, "testdata/fail_mnemonics.json", &f)
 	for _, c := range f.Cases {
 		t.Run(c.Name, func(t *testing.T) {
 			_, err := NormalizeMnemonic(secret.String(c.Mnemonic))
@@ -145,7 +124,7 @@ func TestMnemonicSpellings(t *testing.T) {
 		Canonical string
 		Spellings []string
 	}
-	readJSON(t, "good_mnemonic_spellings.json", &f)
+	vectors.Read(t, "testdata/good_mnemonic_spellings.json", &f)
 	want, err := Seed(secret.String(f.Canonical), "")
 	if err != nil {
 		t.Fatal(err)

@@ -3,13 +3,14 @@ package shamir
 import (
 	"bytes"
 	crand "crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	mrand "math/rand/v2"
 	"os"
 	"testing"
+
+	"github.com/moonvault/moonvault/internal/vectors"
 )
 
 // seededRand returns a reproducible CSPRNG (ChaCha8) seeded from crypto/rand
@@ -40,15 +41,6 @@ type vectorFile struct {
 		Coefficients []string `json:"coefficients"`
 		Shares       []string `json:"shares"`
 	} `json:"vectors"`
-}
-
-func unhex(t *testing.T, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // subsets calls fn with every k-element subset of 0..n-1.
@@ -85,12 +77,12 @@ func TestKnownAnswerVectors(t *testing.T) {
 	}
 	for _, v := range vf.Vectors {
 		t.Run(v.Name, func(t *testing.T) {
-			secret, xs := unhex(t, v.Secret), unhex(t, v.Xs)
+			secret, xs := vectors.Hex(t, v.Secret), vectors.Hex(t, v.Xs)
 			shares := make([][]byte, len(v.Shares))
 			for i, s := range v.Shares {
-				shares[i] = unhex(t, s)
+				shares[i] = vectors.Hex(t, s)
 				for j := range secret {
-					if got := evaluate(secret[j], unhex(t, v.Coefficients[j]), xs[i]); got != shares[i][j] {
+					if got := evaluate(secret[j], vectors.Hex(t, v.Coefficients[j]), xs[i]); got != shares[i][j] {
 						t.Fatalf("share %d byte %d: evaluate = %#x, vector %#x", i, j, got, shares[i][j])
 					}
 				}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"github.com/moonvault/moonvault/internal/intent"
 	"github.com/moonvault/moonvault/internal/provenance"
 	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/vectors"
 	"github.com/moonvault/moonvault/internal/wallet/chain"
 )
 
@@ -52,13 +52,7 @@ func loadAbandon(t *testing.T) abandonVectors {
 		"evm/testdata/hd/good_abandon_address.json": &v.ETH,
 		"solana/testdata/good_abandon_address.json": &v.SOL,
 	} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, dst); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
+		vectors.Read(t, f, dst)
 	}
 	return v
 }

@@ -10,8 +10,9 @@ import (
 
 	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/hd"
-	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/vectors"
 	"github.com/moonvault/moonvault/internal/wallet/chain"
+	"github.com/moonvault/moonvault/internal/wallet/chain/chaintest"
 )
 
 // TestAbandonAddresses derives the BIP-84 and BIP-86 reference addresses
@@ -31,16 +32,8 @@ func TestAbandonAddresses(t *testing.T) {
 			InternalKey                 string `json:"internal_key"`
 		}
 	}
-	readJSON(t, "good_addresses_abandon.json", &f)
-	seed, err := hd.Seed(secret.String(f.Mnemonic), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := hd.NewMaster(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Destroy()
+	vectors.Read(t, "testdata/good_addresses_abandon.json", &f)
+	m := chaintest.Master(t, f.Mnemonic)
 	c := Chain{}
 	for _, v := range f.Addresses {
 		t.Run(v.Path, func(t *testing.T) {

@@ -10,12 +10,13 @@ import (
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
+	"github.com/moonvault/moonvault/internal/vectors"
 )
 
 func parseTx(t testing.TB, h string) *wire.MsgTx {
 	t.Helper()
 	tx := wire.NewMsgTx(2)
-	if err := tx.Deserialize(bytes.NewReader(unhex(t, h))); err != nil {
+	if err := tx.Deserialize(bytes.NewReader(vectors.Hex(t, h))); err != nil {
 		t.Fatal(err)
 	}
 	return tx
@@ -46,7 +47,7 @@ func TestBIP143NativeP2WPKH(t *testing.T) {
 		Sighash    string
 		Signature  string
 	}
-	readJSON(t, "good_bip143_p2wpkh.json", &v)
+	vectors.Read(t, "testdata/good_bip143_p2wpkh.json", &v)
 	tx := parseTx(t, v.UnsignedTx)
 	p, err := psbt.NewFromUnsignedTx(tx)
 	if err != nil {
@@ -55,12 +56,12 @@ func TestBIP143NativeP2WPKH(t *testing.T) {
 	ins := make([]input, len(v.Utxos))
 	prev := map[wire.OutPoint]*wire.TxOut{}
 	for i, u := range v.Utxos {
-		o := wire.NewTxOut(u.Amount, unhex(t, u.Script))
+		o := wire.NewTxOut(u.Amount, vectors.Hex(t, u.Script))
 		p.Inputs[i].WitnessUtxo = o
 		ins[i] = input{utxo: o}
 		prev[tx.TxIn[i].PreviousOutPoint] = o
 	}
-	s := signerFromKey(t, unhex(t, v.PrivateKey), Mainnet, P2WPKH)
+	s := signerFromKey(t, vectors.Hex(t, v.PrivateKey), Mainnet, P2WPKH)
 	if hex.EncodeToString(s.acct.PublicKey) != v.PublicKey {
 		t.Fatalf("public key %x", s.acct.PublicKey)
 	}
@@ -86,7 +87,7 @@ func TestBIP143NativeP2WPKH(t *testing.T) {
 		t.Fatalf("signed inputs %v", res.SignedInputs)
 	}
 	out := decode(t, res.PSBT)
-	want := witnessBytes(t, unhex(t, v.Signature), s.acct.PublicKey)
+	want := witnessBytes(t, vectors.Hex(t, v.Signature), s.acct.PublicKey)
 	if !bytes.Equal(out.Inputs[v.Input].FinalScriptWitness, want) {
 		t.Fatalf("witness %x\nwant    %x", out.Inputs[v.Input].FinalScriptWitness, want)
 	}
@@ -120,7 +121,7 @@ func TestBIP341KeyPathVectors(t *testing.T) {
 			}
 		}
 	}
-	readJSON(t, "good_bip341_keypath.json", &f)
+	vectors.Read(t, "testdata/good_bip341_keypath.json", &f)
 	v := f.KeyPathSpending[0]
 	tx := parseTx(t, v.Given.RawUnsignedTx)
 	prev := map[wire.OutPoint]*wire.TxOut{}
@@ -129,7 +130,7 @@ func TestBIP341KeyPathVectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, u := range v.Given.UtxosSpent {
-		o := wire.NewTxOut(u.AmountSats, unhex(t, u.ScriptPubKey))
+		o := wire.NewTxOut(u.AmountSats, vectors.Hex(t, u.ScriptPubKey))
 		prev[tx.TxIn[i].PreviousOutPoint] = o
 		p.Inputs[i].WitnessUtxo = o
 	}
@@ -144,13 +145,13 @@ func TestBIP341KeyPathVectors(t *testing.T) {
 		if err != nil || hex.EncodeToString(hash) != in.Intermediary.SigHash {
 			t.Fatalf("input %d: sighash %x (%v)", g.TxinIndex, hash, err)
 		}
-		priv, pub := btcec.PrivKeyFromBytes(unhex(t, g.InternalPrivkey))
+		priv, pub := btcec.PrivKeyFromBytes(vectors.Hex(t, g.InternalPrivkey))
 		if hex.EncodeToString(schnorr.SerializePubKey(pub)) != in.Intermediary.InternalPubkey {
 			t.Fatalf("input %d: internal key", g.TxinIndex)
 		}
 		var root []byte
 		if g.MerkleRoot != nil {
-			root = unhex(t, *g.MerkleRoot)
+			root = vectors.Hex(t, *g.MerkleRoot)
 		}
 		tweaked := txscript.TweakTaprootPrivKey(*priv, root)
 		if hex.EncodeToString(tweaked.Serialize()) != in.Intermediary.TweakedPrivkey {
@@ -171,7 +172,7 @@ func TestBIP341KeyPathVectors(t *testing.T) {
 		}
 		// A BIP-86 key: the account signs it through the public API.
 		e2e++
-		s := signerFromKey(t, unhex(t, g.InternalPrivkey), Mainnet, P2TR)
+		s := signerFromKey(t, vectors.Hex(t, g.InternalPrivkey), Mainnet, P2TR)
 		if !bytes.Equal(s.acct.Script, p.Inputs[g.TxinIndex].WitnessUtxo.PkScript) {
 			t.Fatalf("input %d: the account's script differs from the UTXO's", g.TxinIndex)
 		}
@@ -201,7 +202,7 @@ func TestBIP341KeyPathVectors(t *testing.T) {
 			t.Fatalf("signed inputs %v", res.SignedInputs)
 		}
 		out := decode(t, res.PSBT)
-		if got, want := out.Inputs[g.TxinIndex].FinalScriptWitness, witnessBytes(t, unhex(t, in.Expected.Witness[0])); !bytes.Equal(got, want) {
+		if got, want := out.Inputs[g.TxinIndex].FinalScriptWitness, witnessBytes(t, vectors.Hex(t, in.Expected.Witness[0])); !bytes.Equal(got, want) {
 			t.Fatalf("input %d: witness %x, want %x", g.TxinIndex, got, want)
 		}
 	}

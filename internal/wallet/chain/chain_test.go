@@ -24,6 +24,7 @@ import (
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/wallet/btc"
 	"github.com/moonvault/moonvault/internal/wallet/chain"
+	"github.com/moonvault/moonvault/internal/wallet/chain/chaintest"
 	"github.com/moonvault/moonvault/internal/wallet/evm"
 	"github.com/moonvault/moonvault/internal/wallet/solana"
 )
@@ -35,48 +36,15 @@ var chains = map[string]chain.Chain{
 	intent.ChainSolana:   solana.Chain{},
 }
 
-// account sets up an account the way the pipeline will: check options,
-// derive the key at the default path of index 0, and the address.
+// account sets up an account the way the pipeline will, at index 0.
 func account(t testing.TB, m *hd.Master, name string, o chain.Options) (chain.Chain, chain.Account, chain.Key) {
 	t.Helper()
-	c := chains[name]
-	o, err := c.Options(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := c.DerivationPath(o, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := chain.DeriveKey(m, c.KeyType(), p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Destroy()
-	addr, err := c.Address(o, k.Public)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := chain.Account{Options: o, Address: addr, PublicKey: k.Public}
-	key, err := c.NewKey(k.Private, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, a, key
+	_, a, key := chaintest.Derive(t, chains[name], m, o, 0)
+	return chains[name], a, key
 }
 
 func master(t testing.TB) *hd.Master {
-	t.Helper()
-	seed, err := hd.Seed("abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := hd.NewMaster(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Destroy)
-	return m
+	return chaintest.Master(t, "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about")
 }
 
 // TestStandardAddresses: the reference mnemonic gives the reference

@@ -10,39 +10,19 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 
-	"github.com/moonvault/moonvault/internal/hd"
 	"github.com/moonvault/moonvault/internal/secret"
+	"github.com/moonvault/moonvault/internal/vectors"
 	"github.com/moonvault/moonvault/internal/wallet/chain"
+	"github.com/moonvault/moonvault/internal/wallet/chain/chaintest"
 )
 
 func TestAbandonAddress(t *testing.T) {
 	var v struct{ Mnemonic, Path, Address string }
-	readCases(t, "testdata/hd/good_abandon_address.json", &v)
-	seed, err := hd.Seed(secret.String(v.Mnemonic), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := hd.NewMaster(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Destroy()
+	vectors.Read(t, "testdata/hd/good_abandon_address.json", &v)
 	c := Chain{}
-	p, err := c.DerivationPath(chain.Options{}, 0)
-	if err != nil || p.String() != v.Path {
-		t.Fatalf("path %s (%v)", p, err)
-	}
-	k, err := chain.DeriveKey(m, c.KeyType(), p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Destroy()
-	addr, err := c.Address(chain.Options{}, k.Public)
-	if err != nil || addr != v.Address {
-		t.Fatalf("address %s (%v), want %s", addr, err, v.Address)
-	}
-	if _, err := c.NewKey(k.Private, chain.Account{Address: addr, PublicKey: k.Public}); err != nil {
-		t.Fatal(err)
+	p, a, _ := chaintest.Derive(t, c, chaintest.Master(t, v.Mnemonic), chain.Options{}, 0)
+	if p.String() != v.Path || a.Address != v.Address {
+		t.Fatalf("index 0: %s %s, want %s %s", p, a.Address, v.Path, v.Address)
 	}
 	if _, err := c.Options(chain.Options{Network: "mainnet"}); err == nil {
 		t.Fatal("a network option was accepted")

@@ -3,13 +3,13 @@ package evm
 import (
 	"encoding/json"
 	"math/big"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/moonvault/moonvault/internal/vectors"
 )
 
 // The call vectors (review M3): calldata built from the interfaces as the
@@ -303,20 +303,9 @@ func callCases(t testing.TB) []txVector {
 func TestCallIntents(t *testing.T) {
 	const file = "testdata/intents/good_calls.json"
 	cases := callCases(t)
-	if os.Getenv("MV_WRITE_TESTDATA") == "1" {
-		b, err := json.MarshalIndent(map[string]any{
-			"source": "built by internal/wallet/evm/intent_calls_test.go from the interfaces of ERC-20 (OpenZeppelin allowance helpers), ERC-721, ERC-1155, Permit2 IAllowanceTransfer and ERC-7821; sent from " + defaultFrom,
-			"cases":  cases,
-		}, "", " ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, append(b, '\n'), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	vectors.Regenerate(t, file, "built by internal/wallet/evm/intent_calls_test.go from the interfaces of ERC-20 (OpenZeppelin allowance helpers), ERC-721, ERC-1155, Permit2 IAllowanceTransfer and ERC-7821; sent from "+defaultFrom, cases)
 	var f struct{ Cases []txVector }
-	readCases(t, file, &f)
+	vectors.Read(t, file, &f)
 	if len(f.Cases) != len(cases) {
 		t.Fatalf("%d vectors in %s, %d cases: regenerate", len(f.Cases), file, len(cases))
 	}

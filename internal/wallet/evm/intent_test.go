@@ -3,7 +3,6 @@ package evm
 import (
 	"encoding/json"
 	"math/big"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -11,23 +10,13 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/moonvault/moonvault/internal/intent"
+	"github.com/moonvault/moonvault/internal/vectors"
 )
 
 type wantToken struct {
 	Contract, Method, From, To, Amount string
 	TokenID                            string `json:"token_id,omitempty"`
 	Unlimited                          bool   `json:"unlimited,omitempty"`
-}
-
-func readCases(t *testing.T, file string, v any) {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func bigStr(b *big.Int) string {
@@ -145,7 +134,7 @@ func checkTxVector(t *testing.T, c txVector) {
 
 func TestTransactionIntent(t *testing.T) {
 	var f struct{ Cases []txVector }
-	readCases(t, "testdata/intents/good_transaction.json", &f)
+	vectors.Read(t, "testdata/intents/good_transaction.json", &f)
 	for _, c := range f.Cases {
 		t.Run(c.Name, func(t *testing.T) { checkTxVector(t, c) })
 	}
@@ -169,7 +158,7 @@ func TestTypedDataIntent(t *testing.T) {
 			}
 		}
 	}
-	readCases(t, "testdata/intents/good_typed_data.json", &f)
+	vectors.Read(t, "testdata/intents/good_typed_data.json", &f)
 	for _, c := range f.Cases {
 		t.Run(c.Name, func(t *testing.T) {
 			td, err := ParseTypedData(c.TypedData)

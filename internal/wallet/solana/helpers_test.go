@@ -3,25 +3,12 @@ package solana
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/json"
-	"os"
 	"testing"
 
 	sol "github.com/gagliardetto/solana-go"
 
 	"github.com/moonvault/moonvault/internal/secret"
 )
-
-func readJSON(t testing.TB, name string, v any) {
-	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-}
 
 type signer struct {
 	raw  secret.Bytes

@@ -2,13 +2,13 @@ package solana
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	sol "github.com/gagliardetto/solana-go"
+	"github.com/moonvault/moonvault/internal/vectors"
 )
 
 // The intent vectors: each case builds a transaction signed by "me" (the
@@ -439,21 +439,12 @@ func TestIntentVectors(t *testing.T) {
 		for _, c := range cases {
 			vs = append(vs, buildSolVector(t, c))
 		}
-		b, err := json.MarshalIndent(map[string]any{
-			"source": "built by internal/wallet/solana/intent_test.go (solCases); addresses \"@name\" are the Ed25519 key from seed sha256(name)",
-			"cases":  vs,
-		}, "", " ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, append(b, '\n'), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		vectors.Regenerate(t, file, "built by internal/wallet/solana/intent_test.go (solCases); addresses \"@name\" are the Ed25519 key from seed sha256(name)", vs)
 	}
 	var f struct {
 		Cases []solVector `json:"cases"`
 	}
-	readJSON(t, "good_intents.json", &f)
+	vectors.Read(t, file, &f)
 	if len(f.Cases) != len(cases) {
 		t.Fatalf("%d vectors in %s, %d cases: regenerate", len(f.Cases), file, len(cases))
 	}

@@ -240,14 +240,9 @@ func TestStorageAttackerCannotSwapInItsOwnVault(t *testing.T) {
 // PostgreSQL rotate the keyring at the same time while creating accounts;
 // after a restart the vault unseals and every account still signs.
 func TestConcurrentRotateTwoNodesPostgres(t *testing.T) {
-	url := pgtest.NewDatabase(t)
-	hc := hsmtest.NewToken(t)
-	a := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(url, hc)})
-	var ir initResp
-	a.mustCall(200, "POST", "/v1/sys/init", map[string]int{"recovery_shares": 1, "recovery_threshold": 1}, &ir)
-	b := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(url, hc)})
-	waitUnsealed(t, b)
-	a.token, b.token = ir.RootToken, ir.RootToken
+	cl := newPGCluster(t)
+	a, b, root := cl.twoNodes(t)
+	a.token, b.token = root, root
 	const pw = "correct horse battery staple"
 	a.mustCall(201, "POST", "/v1/users", map[string]string{"username": "alice", "password": pw}, nil)
 	alice := login(t, a, "alice", pw)
@@ -260,7 +255,7 @@ func TestConcurrentRotateTwoNodesPostgres(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for r := range rounds {
-				if got := n.callTok(ir.RootToken, "POST", "/v1/sys/rotate", nil, nil); got != 200 {
+				if got := n.callTok(root, "POST", "/v1/sys/rotate", nil, nil); got != 200 {
 					n.t.Errorf("node %d rotate %d = %d", i, r, got)
 					failures.Add(1)
 				}
@@ -283,7 +278,7 @@ func TestConcurrentRotateTwoNodesPostgres(t *testing.T) {
 	a.stop()
 	b.stop()
 
-	c := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(url, hc)})
+	c := cl.start(t)
 	waitUnsealed(t, c)
 	var st2 struct {
 		Term int `json:"term"`

@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/psbt"
-	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
@@ -32,11 +30,7 @@ import (
 //	go test -run '^$' -bench ChainSignHTTPS -benchtime 5s ./internal/server
 func BenchmarkChainSignHTTPS(b *testing.B) {
 	tn := startNode(b, b.TempDir(), nodeOpts{mutate: func(c *config.Server) { c.AuditFile = b.TempDir() + "/audit.log" }})
-	var ir initResp
-	tn.mustCall(200, "POST", "/v1/sys/init", map[string]int{"secret_shares": 1, "secret_threshold": 1}, &ir)
-	var st sealStatus
-	tn.mustCall(200, "POST", "/v1/sys/unseal", map[string]string{"key": ir.Keys[0]}, &st)
-	tn.token = ir.RootToken
+	tn.token = initShamir(b, tn)
 	var eth, btc, sola struct{ Address string }
 	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "eth"}, &eth)
 	tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "btc", "chain": "bitcoin"}, &btc)
@@ -85,11 +79,7 @@ func BenchmarkChainSignHTTPS(b *testing.B) {
 // benchPSBT is a sign-psbt body: a P2WPKH coin of addr (with its previous
 // transaction) paid to another address and back to addr.
 func benchPSBT(b *testing.B, addr string) []byte {
-	a, err := btcutil.DecodeAddress(addr, &chaincfg.MainNetParams)
-	if err != nil {
-		b.Fatal(err)
-	}
-	script, _ := txscript.PayToAddrScript(a)
+	script := payTo(b, addr)
 	fund := wire.NewMsgTx(2)
 	fund.AddTxIn(wire.NewTxIn(wire.NewOutPoint(&chainhash.Hash{9}, 1), nil, nil))
 	fund.AddTxOut(wire.NewTxOut(100_000, script))
@@ -114,15 +104,6 @@ func benchPSBT(b *testing.B, addr string) []byte {
 func benchSolanaTx(b *testing.B, addr string) []byte {
 	me := sol.MustPublicKeyFromBase58(addr)
 	dest := sol.PublicKeyFromBytes(bytes.Repeat([]byte{5}, 32))
-	tx, err := sol.NewTransaction([]sol.Instruction{system.NewTransferInstruction(1_000, me, dest).Build()},
-		sol.Hash(sha256.Sum256([]byte("recent"))), sol.TransactionPayer(me))
-	if err != nil {
-		b.Fatal(err)
-	}
-	enc, err := tx.ToBase64()
-	if err != nil {
-		b.Fatal(err)
-	}
-	body, _ := json.Marshal(map[string]string{"transaction": enc})
+	body, _ := json.Marshal(map[string]string{"transaction": solWire(b, me, system.NewTransferInstruction(1_000, me, dest).Build())})
 	return body
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -242,15 +241,7 @@ func TestChainsEndToEnd(t *testing.T) {
 	// Solana: a System transfer signed by the vault.
 	me := sol.MustPublicKeyFromBase58(sola.Address)
 	dest := sol.PublicKeyFromBytes(bytes.Repeat([]byte{7}, 32))
-	stx, err := sol.NewTransaction([]sol.Instruction{system.NewTransferInstruction(1_500_000, me, dest).Build()},
-		sol.Hash(sha256.Sum256([]byte("recent"))), sol.TransactionPayer(me))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wireTx, err := stx.ToBase64()
-	if err != nil {
-		t.Fatal(err)
-	}
+	wireTx := solWire(t, me, system.NewTransferInstruction(1_500_000, me, dest).Build())
 	var ss struct {
 		Signature   string `json:"signature"`
 		Transaction string `json:"transaction"`
@@ -403,7 +394,7 @@ func TestChainsEndToEnd(t *testing.T) {
 }
 
 // payTo is the output script of a Bitcoin address.
-func payTo(t *testing.T, addr string) []byte {
+func payTo(t testing.TB, addr string) []byte {
 	t.Helper()
 	a, err := btcutil.DecodeAddress(addr, &chaincfg.MainNetParams)
 	if err != nil {

@@ -21,18 +21,40 @@ func withPostgres(url string, hc hsm.Config) func(*config.Server) {
 	}
 }
 
+// pgCluster is the nodes of one vault over one new PostgreSQL database
+// and one SoftHSM2 key.
+type pgCluster struct {
+	url string
+	hc  hsm.Config
+}
+
+func newPGCluster(t testing.TB) *pgCluster {
+	return &pgCluster{url: pgtest.NewDatabase(t), hc: hsmtest.NewToken(t)}
+}
+
+// start starts a node of the cluster.
+func (c *pgCluster) start(t testing.TB) *testNode {
+	return startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(c.url, c.hc)})
+}
+
+// twoNodes starts node a and initialises the vault there (one recovery
+// share), then node b, which unseals by itself with the HSM key; it
+// returns the root token.
+func (c *pgCluster) twoNodes(t testing.TB) (a, b *testNode, root string) {
+	t.Helper()
+	a = c.start(t)
+	var ir initResp
+	a.mustCall(200, "POST", "/v1/sys/init", map[string]int{"recovery_shares": 1, "recovery_threshold": 1}, &ir)
+	b = c.start(t)
+	waitUnsealed(t, b)
+	return a, b, ir.RootToken
+}
+
 // TestTwoNodesOnePostgres: two nodes over one database and one HSM key
 // behave as one vault, and a logout on A is refused on B promptly.
 func TestTwoNodesOnePostgres(t *testing.T) {
-	url := pgtest.NewDatabase(t)
-	hc := hsmtest.NewToken(t)
-	a := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(url, hc)})
-	var ir initResp
-	a.mustCall(200, "POST", "/v1/sys/init", map[string]int{"recovery_shares": 1, "recovery_threshold": 1}, &ir)
-	b := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(url, hc)})
-	waitUnsealed(t, b)
-
-	a.token, b.token = ir.RootToken, ir.RootToken
+	a, b, root := newPGCluster(t).twoNodes(t)
+	a.token, b.token = root, root
 	const pw = "correct horse battery staple"
 	a.mustCall(201, "POST", "/v1/users", map[string]string{"username": "alice", "password": pw}, nil)
 	tok := login(t, a, "alice", pw)
@@ -45,7 +67,7 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 	b.mustCall(200, "POST", "/v1/accounts/shared/sign-message", map[string]string{"data": "from B"}, nil)
 
 	// Keyring rotation on A: B reads what A writes with the new term.
-	a.token = ir.RootToken
+	a.token = root
 	var rot struct{ Term int }
 	a.mustCall(200, "POST", "/v1/sys/rotate", nil, &rot)
 	a.token = tok
@@ -53,7 +75,7 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 	b.mustCall(200, "POST", "/v1/accounts/after-rotate/sign-message", map[string]string{"data": "x"}, nil)
 
 	// JWT key rotation on A: a token signed with the new key works on B.
-	a.token = ir.RootToken
+	a.token = root
 	a.mustCall(204, "POST", "/v1/auth/keys/rotate", nil, nil)
 	tok2 := login(t, a, "alice", pw)
 	deadline := time.Now().Add(5 * time.Second)
@@ -106,14 +128,8 @@ func waitRevokedOn(t testing.TB, n *testNode, tok string) time.Duration {
 // token logged out on node A (two nodes, one PostgreSQL, LISTEN/NOTIFY):
 // the figure docs/threat-model.md and docs/scaling.md cite.
 func BenchmarkRevocationAcrossNodes(bm *testing.B) {
-	url := pgtest.NewDatabase(bm)
-	hc := hsmtest.NewToken(bm)
-	a := startNode(bm, bm.TempDir(), nodeOpts{mutate: withPostgres(url, hc)})
-	var ir initResp
-	a.mustCall(200, "POST", "/v1/sys/init", map[string]int{"recovery_shares": 1, "recovery_threshold": 1}, &ir)
-	b := startNode(bm, bm.TempDir(), nodeOpts{mutate: withPostgres(url, hc)})
-	waitUnsealed(bm, b)
-	a.token = ir.RootToken
+	a, b, root := newPGCluster(bm).twoNodes(bm)
+	a.token = root
 	const pw = "correct horse battery staple"
 	a.mustCall(201, "POST", "/v1/users", map[string]string{"username": "alice", "password": pw}, nil)
 	var total time.Duration

@@ -25,7 +25,7 @@ type initResp struct {
 	RootToken string   `json:"root_token"`
 }
 
-func unsealAll(t *testing.T, tn *testNode, keys []string) {
+func unsealAll(t testing.TB, tn *testNode, keys []string) {
 	t.Helper()
 	var st sealStatus
 	for _, k := range keys {

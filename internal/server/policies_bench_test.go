@@ -78,11 +78,7 @@ func BenchmarkSignMessagePolicies(b *testing.B) {
 					mutate = func(c *config.Server) { c.Storage, c.PostgresURL = "postgres", secret.String(url) }
 				}
 				tn := startNode(b, b.TempDir(), nodeOpts{mutate: mutate})
-				var ir initResp
-				tn.mustCall(200, "POST", "/v1/sys/init", map[string]int{"secret_shares": 1, "secret_threshold": 1}, &ir)
-				var st sealStatus
-				tn.mustCall(200, "POST", "/v1/sys/unseal", map[string]string{"key": ir.Keys[0]}, &st)
-				tn.token = ir.RootToken
+				tn.token = initShamir(b, tn)
 				tn.mustCall(201, "POST", "/v1/accounts", map[string]string{"name": "bench"}, nil)
 				var docs []*signpolicy.Document
 				if set.stateless {

@@ -175,7 +175,7 @@ func solKey(seed string) sol.PublicKey {
 func le64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
 
 // solWire is a base64 wire transaction paid by payer.
-func solWire(t *testing.T, payer sol.PublicKey, ins ...sol.Instruction) string {
+func solWire(t testing.TB, payer sol.PublicKey, ins ...sol.Instruction) string {
 	t.Helper()
 	tx, err := sol.NewTransaction(ins, sol.Hash(sha256.Sum256([]byte(t.Name()))), sol.TransactionPayer(payer))
 	if err != nil {

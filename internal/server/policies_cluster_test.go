@@ -7,9 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/moonvault/moonvault/internal/hsm/hsmtest"
-	"github.com/moonvault/moonvault/internal/storage/postgres/pgtest"
 )
 
 // TestPolicyLimitAcrossNodes: two nodes over one PostgreSQL and one
@@ -18,16 +15,10 @@ import (
 // and 44 are refused with 403 policy_denied: the reservation is one
 // atomic update of the shared total, so no interleaving overshoots.
 func TestPolicyLimitAcrossNodes(t *testing.T) {
-	url := pgtest.NewDatabase(t)
-	hc := hsmtest.NewToken(t)
-	a := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(url, hc)})
-	var ir initResp
-	a.mustCall(200, "POST", "/v1/sys/init", map[string]int{"recovery_shares": 1, "recovery_threshold": 1}, &ir)
-	b := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(url, hc)})
-	waitUnsealed(t, b)
+	a, b, root := newPGCluster(t).twoNodes(t)
 
-	boss := enrolledUser(t, a, ir.RootToken, "boss", "admin")
-	treasury := createUser(t, a, ir.RootToken, "treasury", "user")
+	boss := enrolledUser(t, a, root, "boss", "admin")
+	treasury := createUser(t, a, root, "treasury", "user")
 	var acc account
 	a.mustCallTok(treasury, 201, "POST", "/v1/accounts", map[string]string{"name": "hot"}, &acc)
 	var p policyAnswer

@@ -16,25 +16,17 @@ import (
 // snapshot is another vault's). It returns the restore's answer.
 func restoreInto(t testing.TB, dst *testNode, snap []byte, shamir bool) string {
 	t.Helper()
-	var ir initResp
+	root := ""
 	if shamir {
-		dst.mustCall(200, "POST", "/v1/sys/init", map[string]int{"secret_shares": 1, "secret_threshold": 1}, &ir)
-		unsealAllTB(t, dst, ir.Keys)
+		root = initShamir(t, dst)
 	} else {
-		dst.mustCall(200, "POST", "/v1/sys/init", map[string]int{"recovery_shares": 1, "recovery_threshold": 1}, &ir)
+		root = initHSM(t, dst)
 	}
-	code, body := dst.restore(ir.RootToken, snap, "?force=true")
+	code, body := dst.restore(root, snap, "?force=true")
 	if code != 200 {
 		t.Fatalf("restore into the new vault: %d %s", code, body)
 	}
 	return body
-}
-
-func unsealAllTB(t testing.TB, tn *testNode, keys []string) {
-	t.Helper()
-	for _, k := range keys {
-		tn.mustCall(200, "POST", "/v1/sys/unseal", map[string]string{"key": k}, nil)
-	}
 }
 
 // TestRestoreNeedsAnInitialisedVault: there is no unauthenticated restore.

@@ -312,7 +312,8 @@ func TestRestoreRefusesResignedSnapshot(t *testing.T) {
 	}
 }
 
-func initShamirKeys(t *testing.T, tn *testNode) initResp {
+// initShamirKeys initialises a one-share vault and unseals it.
+func initShamirKeys(t testing.TB, tn *testNode) initResp {
 	t.Helper()
 	var ir initResp
 	tn.mustCall(200, "POST", "/v1/sys/init", map[string]int{"secret_shares": 1, "secret_threshold": 1}, &ir)

@@ -18,12 +18,9 @@ import (
 
 // initShamir initialises a one-share vault, unseals it and returns the
 // root token.
-func initShamir(t *testing.T, tn *testNode) string {
+func initShamir(t testing.TB, tn *testNode) string {
 	t.Helper()
-	var ir initResp
-	tn.mustCall(200, "POST", "/v1/sys/init", map[string]int{"secret_shares": 1, "secret_threshold": 1}, &ir)
-	unsealAll(t, tn, ir.Keys)
-	return ir.RootToken
+	return initShamirKeys(t, tn).RootToken
 }
 
 func login(t *testing.T, tn *testNode, user, pw string) string {

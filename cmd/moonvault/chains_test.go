@@ -30,13 +30,11 @@ import (
 // transfer and message signed (checked with ed25519), provenance verified
 // against the published and a pinned key, and the list filter.
 func TestCLIChains(t *testing.T) {
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "dev-ca.pem")
-	sp := startServer(t, anyPort, ca, []string{"MOONVAULT_DEV_ADMIN_PASSWORD=correct horse battery staple"},
-		"-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
+	sp, base := devServer(t, "correct horse battery staple")
 	addr := sp.addr
 	defer sp.stop(syscall.SIGTERM)
-	env := []string{"MOONVAULT_ADDR=https://" + addr, "MOONVAULT_CACERT=" + ca, "MOONVAULT_CONFIG_DIR=" + t.TempDir()}
+	env := append(base, "MOONVAULT_CONFIG_DIR="+t.TempDir())
+	dir := t.TempDir()
 	cli := func(args ...string) (string, string, int) {
 		t.Helper()
 		return run(t, env, args...)

@@ -14,6 +14,17 @@ import (
 	"time"
 )
 
+// devServer starts `moonvault server -dev` in a new data directory, the
+// admin's password pw, with extra flags. It returns the server and the
+// client environment that reaches it (MOONVAULT_ADDR, MOONVAULT_CACERT).
+func devServer(t *testing.T, pw string, extra ...string) (*serverProc, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "dev-ca.pem")
+	sp := startServer(t, anyPort, ca, []string{"MOONVAULT_DEV_ADMIN_PASSWORD=" + pw}, append([]string{"-dev", "-dev-listen-address", anyPort, "-data-dir", dir}, extra...)...)
+	return sp, []string{"MOONVAULT_ADDR=https://" + sp.addr, "MOONVAULT_CACERT=" + ca}
+}
+
 // run runs the binary with env on top of a clean environment and returns
 // stdout, stderr and the exit code.
 func run(t *testing.T, env []string, args ...string) (string, string, int) {
@@ -107,14 +118,11 @@ func TestHelp(t *testing.T) {
 // never refreshed. It also checks the messages a user sees when something
 // is wrong.
 func TestCLISessions(t *testing.T) {
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "dev-ca.pem")
-	sp := startServer(t, anyPort, ca, []string{"MOONVAULT_DEV_ADMIN_PASSWORD=correct horse battery staple"},
-		"-dev", "-dev-listen-address", anyPort, "-data-dir", dir, "-access-token-ttl", "2s")
+	sp, base := devServer(t, "correct horse battery staple", "-access-token-ttl", "2s")
 	addr := sp.addr
 	defer sp.stop(syscall.SIGTERM)
 	conf := t.TempDir()
-	env := []string{"MOONVAULT_ADDR=https://" + addr, "MOONVAULT_CACERT=" + ca, "MOONVAULT_CONFIG_DIR=" + conf}
+	env := append(base, "MOONVAULT_CONFIG_DIR="+conf)
 	cli := func(extra []string, args ...string) (string, string, int) {
 		t.Helper()
 		return run(t, append(append([]string{}, env...), extra...), args...)

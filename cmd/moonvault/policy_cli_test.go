@@ -24,13 +24,10 @@ import (
 // transaction; a stale -version is refused; a rejection; a bad condition
 // names its position; the policy is deleted with its history kept.
 func TestCLIPolicies(t *testing.T) {
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "dev-ca.pem")
 	const pw = "correct horse battery staple"
-	sp := startServer(t, anyPort, ca, []string{"MOONVAULT_DEV_ADMIN_PASSWORD=" + pw}, "-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
-	addr := sp.addr
+	sp, base := devServer(t, pw)
 	defer sp.stop(syscall.SIGTERM)
-	base := []string{"MOONVAULT_ADDR=https://" + addr, "MOONVAULT_CACERT=" + ca, "MOONVAULT_PASSWORD=" + pw, "MOONVAULT_NEW_PASSWORD=" + pw}
+	base = append(base, "MOONVAULT_PASSWORD="+pw, "MOONVAULT_NEW_PASSWORD="+pw)
 	as := func() func(args ...string) (string, string, int) {
 		env := append(append([]string{}, base...), "MOONVAULT_CONFIG_DIR="+t.TempDir())
 		return func(args ...string) (string, string, int) {

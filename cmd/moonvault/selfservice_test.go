@@ -20,13 +20,9 @@ import (
 // their own credentials: TOTP enrolment, API keys (and MOONVAULT_API_KEY),
 // grants, sessions and passwords, and an admin's password reset.
 func TestCLISelfService(t *testing.T) {
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "dev-ca.pem")
 	const adminPW = "correct horse battery staple"
-	sp := startServer(t, anyPort, ca, []string{"MOONVAULT_DEV_ADMIN_PASSWORD=" + adminPW}, "-dev", "-dev-listen-address", anyPort, "-data-dir", dir)
-	addr := sp.addr
+	sp, base := devServer(t, adminPW)
 	defer sp.stop(syscall.SIGTERM)
-	base := []string{"MOONVAULT_ADDR=https://" + addr, "MOONVAULT_CACERT=" + ca}
 	adminConf, bobConf, bob2Conf := t.TempDir(), t.TempDir(), t.TempDir()
 	as := func(conf string, extra ...string) func(args ...string) (string, string, int) {
 		env := append(append(append([]string{}, base...), "MOONVAULT_CONFIG_DIR="+conf), extra...)

@@ -147,7 +147,14 @@ func newRoot(t testing.TB) secret.Bytes {
 // unsealed returns an initialized, unsealed barrier over b and its root key.
 func unsealed(t testing.TB, b storage.Backend, w Wrapper) (*Barrier, secret.Bytes) {
 	t.Helper()
-	br := New(b, Options{Rand: rand.Reader})
+	return unsealedWith(t, b, Options{Rand: rand.Reader}, w)
+}
+
+// unsealedWith is unsealed with options (a budget, say); it seals the
+// barrier when the test ends.
+func unsealedWith(t testing.TB, b storage.Backend, opts Options, w Wrapper) (*Barrier, secret.Bytes) {
+	t.Helper()
+	br := New(b, opts)
 	root := newRoot(t)
 	ctx := context.Background()
 	if err := br.Initialize(ctx, root, w); err != nil {
@@ -158,6 +165,18 @@ func unsealed(t testing.TB, b storage.Backend, w Wrapper) (*Barrier, secret.Byte
 	}
 	t.Cleanup(br.Seal)
 	return br, root
+}
+
+// join is another node of root's vault over b, unsealed, sealed when the
+// test ends.
+func join(t testing.TB, b storage.Backend, opts Options, root secret.Bytes) *Barrier {
+	t.Helper()
+	br := New(b, opts)
+	if err := br.Unseal(context.Background(), root, nil); err != nil {
+		t.Fatalf("Unseal: %v", err)
+	}
+	t.Cleanup(br.Seal)
+	return br
 }
 
 func mustPut(t testing.TB, b *Barrier, key, value string) {

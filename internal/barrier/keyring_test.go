@@ -236,11 +236,7 @@ func TestUnknownTerm(t *testing.T) {
 func TestReloadOnUnknownTerm(t *testing.T) {
 	mem := newMem()
 	a, root := unsealed(t, mem, nil)
-	nodeB := New(mem, Options{Rand: rand.Reader})
-	if err := nodeB.Unseal(t.Context(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer nodeB.Seal()
+	nodeB := join(t, mem, Options{Rand: rand.Reader}, root)
 	if _, err := a.Rotate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -261,11 +257,7 @@ func TestReloadOnUnknownTerm(t *testing.T) {
 func TestReloadBySubscription(t *testing.T) {
 	mem := newSubMem()
 	a, root := unsealed(t, mem, nil)
-	nodeB := New(mem, Options{Rand: rand.Reader})
-	if err := nodeB.Unseal(t.Context(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer nodeB.Seal()
+	nodeB := join(t, mem, Options{Rand: rand.Reader}, root)
 	if _, err := a.Rotate(t.Context()); err != nil {
 		t.Fatal(err)
 	}

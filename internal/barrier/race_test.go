@@ -5,11 +5,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/moonvault/moonvault/internal/storage"
+	"golang.org/x/sync/errgroup"
 )
 
 // TestConcurrentRotateTwoNodes: two nodes over one storage rotate the
@@ -19,45 +19,31 @@ import (
 func TestConcurrentRotateTwoNodes(t *testing.T) {
 	mem := newMem()
 	a, root := unsealed(t, mem, nil)
-	b := New(mem, Options{Rand: rand.Reader})
-	if err := b.Unseal(t.Context(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Seal()
+	b := join(t, mem, Options{Rand: rand.Reader}, root)
 
 	const rounds = 20
-	var wg sync.WaitGroup
-	errc := make(chan error, 2*rounds)
+	var g errgroup.Group
 	for i, node := range []*Barrier{a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			for r := range rounds {
 				if _, err := node.Rotate(t.Context()); err != nil {
-					errc <- err
-					return
+					return err
 				}
 				key := fmt.Sprintf("data/%d/%d", i, r)
 				if err := node.Put(t.Context(), key, []byte(key)); err != nil {
-					errc <- err
-					return
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	close(errc)
-	for err := range errc {
+	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	a.Seal()
 	b.Seal()
 
-	fresh := New(mem, Options{Rand: rand.Reader})
-	if err := fresh.Unseal(t.Context(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.Seal()
+	fresh := join(t, mem, Options{Rand: rand.Reader}, root)
 	for i := range 2 {
 		for r := range rounds {
 			key := fmt.Sprintf("data/%d/%d", i, r)
@@ -124,11 +110,7 @@ func TestMetaLivesInTheKeyring(t *testing.T) {
 	if _, err := b.Rotate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	other := New(mem, Options{Rand: rand.Reader})
-	if err := other.Unseal(t.Context(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer other.Seal()
+	other := join(t, mem, Options{Rand: rand.Reader}, root)
 	if err := other.UpdateMeta(t.Context(), func(cur []byte) ([]byte, error) {
 		if string(cur) != `{"v":1}` {
 			return nil, fmt.Errorf("UpdateMeta saw %q", cur)
@@ -162,20 +144,8 @@ func TestMetaLivesInTheKeyring(t *testing.T) {
 func TestNonceBudget(t *testing.T) {
 	mem := newMem()
 	budget := Budget{Block: 4, RotateAt: 40, Limit: 64}
-	a := New(mem, Options{Rand: rand.Reader, Budget: budget})
-	root := newRoot(t)
-	if err := a.Initialize(t.Context(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Unseal(t.Context(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Seal()
-	b := New(mem, Options{Rand: rand.Reader, Budget: budget})
-	if err := b.Unseal(t.Context(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Seal()
+	a, root := unsealedWith(t, mem, Options{Rand: rand.Reader, Budget: budget}, nil)
+	b := join(t, mem, Options{Rand: rand.Reader, Budget: budget}, root)
 	for i := range 5 {
 		mustPut(t, a, fmt.Sprintf("a/%d", i), "x")
 		mustPut(t, b, fmt.Sprintf("b/%d", i), "x")
@@ -201,11 +171,7 @@ func TestNonceBudget(t *testing.T) {
 	if a.Status().Terms > 3 {
 		t.Fatalf("%d terms: both nodes rotated on their own", a.Status().Terms)
 	}
-	fresh := New(mem, Options{Rand: rand.Reader})
-	if err := fresh.Unseal(t.Context(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.Seal()
+	fresh := join(t, mem, Options{Rand: rand.Reader}, root)
 	for i := range 40 {
 		mustGet(t, fresh, fmt.Sprintf("a/%d", i), "x")
 		mustGet(t, fresh, fmt.Sprintf("b/%d", i), "x")
@@ -216,15 +182,7 @@ func TestNonceBudget(t *testing.T) {
 // new key), writes past the limit fail closed.
 func TestNonceBudgetHardLimit(t *testing.T) {
 	mem := newMem()
-	a := New(mem, Options{Rand: rand.Reader, Budget: Budget{Block: 2, RotateAt: 4, Limit: 8}})
-	root := newRoot(t)
-	if err := a.Initialize(t.Context(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Unseal(t.Context(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Seal()
+	a, _ := unsealedWith(t, mem, Options{Rand: rand.Reader, Budget: Budget{Block: 2, RotateAt: 4, Limit: 8}}, nil)
 	a.rand = failingRand{}
 	var err error
 	for i := 0; i < 20 && err == nil; i++ {
@@ -242,15 +200,7 @@ func TestNonceBudgetHardLimit(t *testing.T) {
 // counts the term as spent (a rotation follows), never as fresh.
 func TestUsageRecordTampered(t *testing.T) {
 	mem := newMem()
-	a := New(mem, Options{Rand: rand.Reader, Budget: Budget{Block: 2, RotateAt: 100, Limit: 1000}})
-	root := newRoot(t)
-	if err := a.Initialize(t.Context(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Unseal(t.Context(), root, nil); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Seal()
+	a, _ := unsealedWith(t, mem, Options{Rand: rand.Reader, Budget: Budget{Block: 2, RotateAt: 100, Limit: 1000}}, nil)
 	mustPut(t, a, "k", "v")
 	rec := mem.raw(t, usagePath)
 	rec[len(rec)-1] ^= 1

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/storage/postgres"
 	"github.com/moonvault/moonvault/internal/storage/postgres/pgtest"
+	"golang.org/x/sync/errgroup"
 )
 
 // TestUpdateTwoNodes: two barriers ("nodes") over one real storage add to
@@ -46,15 +46,10 @@ func TestUpdateTwoNodes(t *testing.T) {
 			sa, sb := tc.open(t)
 			a, root := unsealed(t, sa, nil)
 			defer a.Seal()
-			b := New(sb, Options{Rand: rand.Reader})
-			if err := b.Unseal(t.Context(), root, nil); err != nil {
-				t.Fatal(err)
-			}
-			defer b.Seal()
+			b := join(t, sb, Options{Rand: rand.Reader}, root)
 
 			const workers, each = 6, 15
-			var wg sync.WaitGroup
-			errc := make(chan error, 2*workers)
+			var g errgroup.Group
 			incr := func(cur []byte, found bool) ([]byte, bool, error) {
 				n := 0
 				if found {
@@ -67,21 +62,17 @@ func TestUpdateTwoNodes(t *testing.T) {
 			}
 			for _, node := range []*Barrier{a, b} {
 				for range workers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
+					g.Go(func() error {
 						for range each {
 							if err := node.Update(t.Context(), "limits/counter", incr); err != nil {
-								errc <- err
-								return
+								return err
 							}
 						}
-					}()
+						return nil
+					})
 				}
 			}
-			wg.Wait()
-			close(errc)
-			for err := range errc {
+			if err := g.Wait(); err != nil {
 				t.Fatal(err)
 			}
 			got, err := a.Get(t.Context(), "limits/counter")

@@ -26,12 +26,23 @@ func (b *loginBody) check() error {
 }
 
 func (a *API) login(q *request) (int, any, error) {
-	var req loginBody
-	if err := decode(q, &req, false); err != nil {
+	tok, err := a.logIn(q)
+	if err != nil {
 		return 0, nil, err
 	}
+	return 200, tok, nil
+}
+
+// logIn checks a login body and logs the user in; the audit line names
+// the user and the refresh token's hash. The API and the console answer
+// with the tokens each in its own way.
+func (a *API) logIn(q *request) (*auth.Tokens, error) {
+	var req loginBody
+	if err := decode(q, &req, false); err != nil {
+		return nil, err
+	}
 	if err := req.check(); err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	q.principal = &identity.Principal{Subject: req.Username}
 	tok, err := a.d.Auth.Login(q.ctx(), auth.LoginInput{
@@ -39,10 +50,10 @@ func (a *API) login(q *request) (int, any, error) {
 		RemoteAddr: remoteIP(q.Request), UserAgent: q.UserAgent(),
 	})
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	q.hashSecret("refresh_token", tok.RefreshToken)
-	return 200, tok, nil
+	return tok, nil
 }
 
 func (a *API) refresh(q *request) (int, any, error) {

@@ -20,7 +20,6 @@ import (
 
 	"github.com/moonvault/moonvault/internal/auth"
 	"github.com/moonvault/moonvault/internal/console"
-	"github.com/moonvault/moonvault/internal/identity"
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
@@ -200,22 +199,10 @@ func (a *API) consoleLogin(q *request) (int, any, error) {
 	if err := consoleGuard(q.Request); err != nil {
 		return 0, nil, err
 	}
-	var req loginBody
-	if err := decode(q, &req, false); err != nil {
-		return 0, nil, err
-	}
-	if err := req.check(); err != nil {
-		return 0, nil, err
-	}
-	q.principal = &identity.Principal{Subject: req.Username}
-	tok, err := a.d.Auth.Login(q.ctx(), auth.LoginInput{
-		Username: req.Username, Password: req.Password, TOTP: req.TOTP,
-		RemoteAddr: remoteIP(q.Request), UserAgent: q.UserAgent(),
-	})
+	tok, err := a.logIn(q)
 	if err != nil {
 		return 0, nil, err
 	}
-	q.hashSecret("refresh_token", tok.RefreshToken)
 	return a.consoleAnswer(q, tok)
 }
 

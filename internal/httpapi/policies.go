@@ -91,12 +91,18 @@ func (a *API) requestChange(q *request, ch approval.PolicyChange) (int, any, err
 	return heldChange(q, ap)
 }
 
-func (a *API) createPolicy(q *request) (int, any, error) {
+// policyWriter is the engine, for a caller allowed to write policies.
+func (a *API) policyWriter(q *request) (*signpolicy.Engine, error) {
 	e, err := a.engine()
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	if err := a.authorize(q, policy.ActionPolicyWrite, nil); err != nil {
+	return e, a.authorize(q, policy.ActionPolicyWrite, nil)
+}
+
+func (a *API) createPolicy(q *request) (int, any, error) {
+	e, err := a.policyWriter(q)
+	if err != nil {
 		return 0, nil, err
 	}
 	d, err := a.policyDocument(q, e)
@@ -176,11 +182,12 @@ func ifMatch(q *request) (int, error) {
 	return n, nil
 }
 
-// baseVersion is the version a change applies to: If-Match, or the
-// current one.
-func baseVersion(q *request, e *signpolicy.Engine, id string) (int, error) {
+// changeBase is the version an update or delete is based on: If-Match, 0
+// when absent; under policy_change_approvals an absent If-Match means the
+// current version, which the held change records.
+func (a *API) changeBase(q *request, e *signpolicy.Engine, id string) (int, error) {
 	v, err := ifMatch(q)
-	if err != nil || v != 0 {
+	if err != nil || v != 0 || a.d.Policies.ChangeApprovals == 0 {
 		return v, err
 	}
 	p, err := e.Get(q.ctx(), id)
@@ -191,11 +198,8 @@ func baseVersion(q *request, e *signpolicy.Engine, id string) (int, error) {
 }
 
 func (a *API) updatePolicy(q *request) (int, any, error) {
-	e, err := a.engine()
+	e, err := a.policyWriter(q)
 	if err != nil {
-		return 0, nil, err
-	}
-	if err := a.authorize(q, policy.ActionPolicyWrite, nil); err != nil {
 		return 0, nil, err
 	}
 	id := policyID(q)
@@ -203,16 +207,12 @@ func (a *API) updatePolicy(q *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if a.d.Policies.ChangeApprovals > 0 {
-		base, err := baseVersion(q, e, id)
-		if err != nil {
-			return 0, nil, err
-		}
-		return a.requestChange(q, approval.PolicyChange{Op: signpolicy.OpUpdate, Policy: id, BaseVersion: base, Document: d})
-	}
-	ver, err := ifMatch(q)
+	ver, err := a.changeBase(q, e, id)
 	if err != nil {
 		return 0, nil, err
+	}
+	if a.d.Policies.ChangeApprovals > 0 {
+		return a.requestChange(q, approval.PolicyChange{Op: signpolicy.OpUpdate, Policy: id, BaseVersion: ver, Document: d})
 	}
 	p, err := e.Update(q.ctx(), id, d, actor(q.principal), ver)
 	if err != nil {
@@ -222,24 +222,17 @@ func (a *API) updatePolicy(q *request) (int, any, error) {
 }
 
 func (a *API) deletePolicy(q *request) (int, any, error) {
-	e, err := a.engine()
+	e, err := a.policyWriter(q)
 	if err != nil {
-		return 0, nil, err
-	}
-	if err := a.authorize(q, policy.ActionPolicyWrite, nil); err != nil {
 		return 0, nil, err
 	}
 	id := policyID(q)
-	if a.d.Policies.ChangeApprovals > 0 {
-		base, err := baseVersion(q, e, id)
-		if err != nil {
-			return 0, nil, err
-		}
-		return a.requestChange(q, approval.PolicyChange{Op: signpolicy.OpDelete, Policy: id, BaseVersion: base})
-	}
-	ver, err := ifMatch(q)
+	ver, err := a.changeBase(q, e, id)
 	if err != nil {
 		return 0, nil, err
+	}
+	if a.d.Policies.ChangeApprovals > 0 {
+		return a.requestChange(q, approval.PolicyChange{Op: signpolicy.OpDelete, Policy: id, BaseVersion: ver})
 	}
 	if err := e.Delete(q.ctx(), id, actor(q.principal), ver); err != nil {
 		return 0, nil, err

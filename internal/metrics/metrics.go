@@ -101,42 +101,29 @@ func New(src Sources) *Metrics {
 		}
 		return 0
 	}))
-	entropy := func(pick func(a, b uint64) uint64) func() float64 {
-		return func() float64 {
-			if src.Entropy == nil {
+	// Counters read at scrape time from the sources' pairs; a source not
+	// wired reads 0.
+	for _, c := range []struct {
+		name, help string
+		src        func() (uint64, uint64)
+		second     bool
+	}{
+		{"moonvault_entropy_hsm_bytes_total", "Bytes of randomness drawn from the HSM for entropy augmentation.", src.Entropy, false},
+		{"moonvault_entropy_health_failures_total", "NIST SP 800-90B health-test failures of the HSM entropy source (CSP generation failed closed).", src.Entropy, true},
+		{"moonvault_audit_lines_total", "Audit log lines made durable (requests and checkpoints).", src.Audit, false},
+		{"moonvault_audit_failures_total", "Audit sink write failures; a request whose line no sink took was refused.", src.Audit, true},
+	} {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 {
+			if c.src == nil {
 				return 0
 			}
-			return float64(pick(src.Entropy()))
-		}
-	}
-	audit := func(pick func(a, b uint64) uint64) func() float64 {
-		return func() float64 {
-			if src.Audit == nil {
-				return 0
+			a, b := c.src()
+			if c.second {
+				return float64(b)
 			}
-			return float64(pick(src.Audit()))
-		}
+			return float64(a)
+		}))
 	}
-	first := func(a, _ uint64) uint64 { return a }
-	second := func(_, b uint64) uint64 { return b }
-	m.reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "moonvault_entropy_hsm_bytes_total",
-			Help: "Bytes of randomness drawn from the HSM for entropy augmentation.",
-		}, entropy(first)),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "moonvault_entropy_health_failures_total",
-			Help: "NIST SP 800-90B health-test failures of the HSM entropy source (CSP generation failed closed).",
-		}, entropy(second)),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "moonvault_audit_lines_total",
-			Help: "Audit log lines made durable (requests and checkpoints).",
-		}, audit(first)),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "moonvault_audit_failures_total",
-			Help: "Audit sink write failures; a request whose line no sink took was refused.",
-		}, audit(second)),
-	)
 	return m
 }
 

@@ -2,8 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -19,6 +17,8 @@ import (
 	"github.com/moonvault/moonvault/internal/fakeclock"
 	"github.com/moonvault/moonvault/internal/fips"
 	"github.com/moonvault/moonvault/internal/identity"
+	"github.com/moonvault/moonvault/internal/seal/sealtest"
+	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/storage/inmem"
@@ -122,32 +122,9 @@ func (k *memKV) jwtKeys() []string {
 
 func (k *memKV) putCount() int { return k.Puts() }
 
-// testSealer is AES-256-GCM with the path as associated data.
-type testSealer struct{ aead cipher.AEAD }
-
-func newTestSealer(t testing.TB) *testSealer {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	b, err := aes.NewCipher(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := cipher.NewGCMWithRandomNonce(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testSealer{aead: g}
-}
-
-func (s *testSealer) Wrap(_ context.Context, path string, pt []byte) ([]byte, error) {
-	return s.aead.Seal(nil, nil, pt, []byte(path)), nil
-}
-
-func (s *testSealer) Unwrap(_ context.Context, path string, env []byte) (secret.Bytes, error) {
-	pt, err := s.aead.Open(nil, nil, env, []byte(path))
-	return secret.Bytes(pt), err
+// newTestSealer seal-wraps under a software seal (the HSM's stand-in).
+func newTestSealer(t testing.TB) *sealwrap.Sealer {
+	return sealwrap.New(sealtest.New(t.Name()))
 }
 
 // switchReader is an entropy source that can be made to fail.
@@ -177,7 +154,7 @@ var cheapArgon = argonParams{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLe
 type env struct {
 	t      testing.TB
 	kv     *memKV
-	sealer *testSealer
+	sealer *sealwrap.Sealer
 	clock  *fakeclock.Clock
 	rand   *switchReader
 	svc    *Service

@@ -2,8 +2,6 @@ package barrier
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/moonvault/moonvault/internal/seal/sealtest"
+	"github.com/moonvault/moonvault/internal/sealwrap"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
 	"github.com/moonvault/moonvault/internal/storage/inmem"
@@ -101,39 +101,10 @@ type failingRand struct{}
 
 func (failingRand) Read([]byte) (int, error) { return 0, errEntropy }
 
-// gcmWrapper stands in for sealwrap: AES-GCM under a key that the barrier
-// and the storage never see, bound to the path.
-type gcmWrapper struct{ aead cipher.AEAD }
-
-func newWrapper(t testing.TB) *gcmWrapper {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	blk, err := aes.NewCipher(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	aead, err := cipher.NewGCMWithRandomNonce(blk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &gcmWrapper{aead: aead}
-}
-
-func (w *gcmWrapper) Wrap(_ context.Context, path string, pt []byte) ([]byte, error) {
-	return w.aead.Seal(nil, nil, pt, []byte(path)), nil
-}
-
-func (w *gcmWrapper) Unwrap(_ context.Context, path string, env []byte) (secret.Bytes, error) {
-	if len(env) < 12 {
-		return nil, errors.New("wrapper: short envelope")
-	}
-	pt, err := w.aead.Open(nil, nil, env, []byte(path))
-	if err != nil {
-		return nil, errors.New("wrapper: unwrap failed")
-	}
-	return secret.Bytes(pt), nil
+// newWrapper seal-wraps under a software seal (the HSM's stand-in), with
+// a key that the barrier and the storage never see.
+func newWrapper(t testing.TB) Wrapper {
+	return sealwrap.New(sealtest.New(t.Name()))
 }
 
 func newRoot(t testing.TB) secret.Bytes {

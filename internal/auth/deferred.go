@@ -95,28 +95,7 @@ func (s *Service) CreateUserHashed(ctx context.Context, username string, hash Pa
 	if rec, err := s.loadUser(ctx, username); err == nil && rec.PasswordHash == string(hash) && rec.Role == role {
 		return rec.public(), nil
 	}
-	if err := s.nameFree(ctx, username); err != nil {
-		return nil, err
-	}
-	rec := &userRecord{Username: username, Role: role, PasswordHash: string(hash), CreatedAt: s.now().UTC()}
-	b, err := jsonBytes(rec)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.kv.Update(ctx, prefixUsers+username, func(_ []byte, found bool) ([]byte, bool, error) {
-		if found {
-			return nil, false, ErrUserExists
-		}
-		return b, false, nil
-	}); err != nil {
-		if errors.Is(err, ErrUserExists) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("auth: create user: %w", err)
-	}
-	s.setDisabledLocal(username, false)
-	s.log.Info("user created", "username", username, "role", role)
-	return rec.public(), nil
+	return s.insertUser(ctx, username, role, string(hash))
 }
 
 // SetPasswordHash is SetPassword with a hash from PreparePassword: every

@@ -73,6 +73,12 @@ func (s *Service) CreateUser(ctx context.Context, username string, password secr
 	mu := s.lock("user:" + username)
 	mu.Lock()
 	defer mu.Unlock()
+	return s.insertUser(ctx, username, role, phc)
+}
+
+// insertUser stores a new user with its password hash, under the user's
+// lock, if the name was never used.
+func (s *Service) insertUser(ctx context.Context, username, role, phc string) (*User, error) {
 	if err := s.nameFree(ctx, username); err != nil {
 		return nil, err
 	}

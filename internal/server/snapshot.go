@@ -155,26 +155,10 @@ var restoreGuards = []string{"core/keyring", restoreMarker}
 // same HSM key starts at once; Shamir waits for the operators' shares).
 // The replaced data is kept for restore_retention.
 func (n *Node) Restore(ctx context.Context, r io.Reader, opts RestoreOptions) (*RestoreResult, error) {
-	rs, ok := n.store.(storage.Restorer)
-	if !ok {
-		return nil, errNoSnapshots
-	}
-	st, err := n.Core.Status(ctx)
+	rs, own, err := n.restoreTarget(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if !st.Initialized {
-		return nil, errRestoreNeedsInit
-	}
-	if st.Sealed {
-		return nil, core.ErrSealed
-	}
-	key, err := n.snapshotKey(ctx)
-	if err != nil {
-		return nil, err
-	}
-	own := key.Public().(ed25519.PublicKey)
-	clear(key)
 	guards, err := n.readGuards(ctx)
 	if err != nil {
 		return nil, err
@@ -222,35 +206,8 @@ func (n *Node) Restore(ctx context.Context, r io.Reader, opts RestoreOptions) (*
 		n.testRestoreStaged()
 	}
 	commit := func() error {
-		// The same check as the switch makes, before sealing: a vault
-		// changed meanwhile is reported without sealing it for nothing.
-		now, err := n.readGuards(ctx)
-		if err != nil {
+		if err := n.switchToRestored(ctx, stage, guards); err != nil {
 			return err
-		}
-		for k, v := range guards {
-			if w := now[k]; (w == nil) != (v == nil) || !bytes.Equal(w, v) {
-				return errVaultChanged
-			}
-		}
-		// Seal first: no service may write with the old keyring into the
-		// restored storage. The switch below then changes everything at
-		// once.
-		n.Core.Seal()
-		err = stage.Commit(ctx)
-		switch {
-		case err == nil:
-		case errors.Is(err, storage.ErrRestoreNotDurable):
-			// The switch happened: the node serves the restored data. A
-			// crash before the storage makes it durable may bring the old
-			// data back; the operator is told to check.
-			n.log.Error("the restore switched the storage, but making the switch durable failed: after a crash the replaced data may be back; check the vault after any restart", "err", err)
-		case errors.Is(err, storage.ErrConflict):
-			n.kickAutoUnseal() // nothing changed: come back as before
-			return fmt.Errorf("%w (%v)", errVaultChanged, err)
-		default:
-			n.kickAutoUnseal()
-			return fmt.Errorf("switch to the restored storage: %w", err)
 		}
 		committed = true
 		return nil
@@ -275,6 +232,68 @@ func (n *Node) Restore(ctx context.Context, r io.Reader, opts RestoreOptions) (*
 	n.pruneReplaced(ctx, rs, replaced.Name)
 	n.kickAutoUnseal()
 	return &RestoreResult{Header: *hdr, Sealed: n.Core.Sealed(), Rollback: !foreign, Foreign: foreign, Replaced: replaced}, nil
+}
+
+// restoreTarget is this node's storage, if it can restore and the vault is
+// initialised and unsealed, and the vault's snapshot public key (to tell
+// its own snapshots from another vault's).
+func (n *Node) restoreTarget(ctx context.Context) (storage.Restorer, ed25519.PublicKey, error) {
+	rs, ok := n.store.(storage.Restorer)
+	if !ok {
+		return nil, nil, errNoSnapshots
+	}
+	st, err := n.Core.Status(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !st.Initialized {
+		return nil, nil, errRestoreNeedsInit
+	}
+	if st.Sealed {
+		return nil, nil, core.ErrSealed
+	}
+	key, err := n.snapshotKey(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	own := key.Public().(ed25519.PublicKey)
+	clear(key)
+	return rs, own, nil
+}
+
+// switchToRestored switches the storage to the staged snapshot, if the
+// guards are unchanged. The node is sealed first, so that no service
+// writes with the old keyring into the restored storage; if the switch
+// did not happen, auto-unseal brings it back as it was.
+func (n *Node) switchToRestored(ctx context.Context, stage storage.Staging, guards map[string][]byte) error {
+	// The same check as the switch makes, before sealing: a vault changed
+	// meanwhile is reported without sealing it for nothing.
+	now, err := n.readGuards(ctx)
+	if err != nil {
+		return err
+	}
+	for k, v := range guards {
+		if w := now[k]; (w == nil) != (v == nil) || !bytes.Equal(w, v) {
+			return errVaultChanged
+		}
+	}
+	n.Core.Seal()
+	err = stage.Commit(ctx)
+	switch {
+	case err == nil:
+	case errors.Is(err, storage.ErrRestoreNotDurable):
+		// The switch happened: the node serves the restored data. A crash
+		// before the storage makes it durable may bring the old data back;
+		// the operator is told to check.
+		n.log.Error("the restore switched the storage, but making the switch durable failed: after a crash the replaced data may be back; check the vault after any restart", "err", err)
+	case errors.Is(err, storage.ErrConflict):
+		n.kickAutoUnseal() // nothing changed: come back as before
+		return fmt.Errorf("%w (%v)", errVaultChanged, err)
+	default:
+		n.kickAutoUnseal()
+		return fmt.Errorf("switch to the restored storage: %w", err)
+	}
+	return nil
 }
 
 // errRollback refuses, without force, a snapshot of this vault: restoring

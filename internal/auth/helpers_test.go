@@ -218,6 +218,23 @@ var _ io.Reader = (*switchReader)(nil)
 
 // totpCode is what an authenticator app shows (HMAC-SHA-1, outside the
 // FIPS boundary; see fips.Outside).
+// totpLogin enrols TOTP for name and logs in with a code of the next
+// step; it returns the TOTP secret, the code it used and the tokens.
+func (e *env) totpLogin(name string) (sec, code string, tok *Tokens) {
+	e.t.Helper()
+	sec, _ = enrollTOTP(e.t, e, name)
+	e.clock.Advance(30 * time.Second)
+	code, err := totpCode(sec, e.clock.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	tok, err = e.svc.Login(context.Background(), LoginInput{Username: name, Password: testPassword, TOTP: secret.String(code)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return sec, code, tok
+}
+
 func totpCode(secret string, t time.Time) (code string, err error) {
 	fips.Outside(func() { code, err = totp.GenerateCode(secret, t) })
 	return code, err

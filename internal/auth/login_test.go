@@ -299,7 +299,7 @@ func TestTOTPRFC6238Vectors(t *testing.T) {
 	}
 }
 
-func enrollTOTP(t *testing.T, e *env, user string) (string, []string) {
+func enrollTOTP(t testing.TB, e *env, user string) (string, []string) {
 	t.Helper()
 	ctx := context.Background()
 	sec, url, err := e.svc.EnrollTOTP(ctx, user)
@@ -404,13 +404,7 @@ func TestStepUp(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	e.user("alice", "user")
-	sec, _ := enrollTOTP(t, e, "alice")
-	e.clock.Advance(30 * time.Second)
-	code, _ := totpCode(sec, e.clock.Now())
-	tok, err := e.svc.Login(ctx, LoginInput{Username: "alice", Password: testPassword, TOTP: secret.String(code)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, tok := e.totpLogin("alice")
 	rules := policy.Rules{}
 	p, _ := e.auth(tok.AccessToken)
 	if err := rules.Authorize(p, policy.ActionAccountImport, nil, e.clock.Now()); err != nil {
@@ -418,7 +412,7 @@ func TestStepUp(t *testing.T) {
 	}
 	// Refresh keeps auth_time: after 11 minutes the step-up is stale.
 	e.clock.Advance(11 * time.Minute)
-	tok, err = e.svc.Refresh(ctx, secret.String(tok.RefreshToken), "", "")
+	tok, err := e.svc.Refresh(ctx, secret.String(tok.RefreshToken), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}

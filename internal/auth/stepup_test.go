@@ -21,15 +21,9 @@ func TestSessionStepUp(t *testing.T) {
 	ctx := context.Background()
 	rules := policy.Rules{}
 	e.user("alice", "user")
-	sec, _ := enrollTOTP(t, e, "alice")
-	e.clock.Advance(30 * time.Second)
-	code, _ := totpCode(sec, e.clock.Now())
-	tok, err := e.svc.Login(ctx, LoginInput{Username: "alice", Password: testPassword, TOTP: secret.String(code)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sec, code, tok := e.totpLogin("alice")
 	e.clock.Advance(11 * time.Minute)
-	tok, err = e.svc.Refresh(ctx, secret.String(tok.RefreshToken), "", "")
+	tok, err := e.svc.Refresh(ctx, secret.String(tok.RefreshToken), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,13 +103,7 @@ func TestStepUpRateLimited(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	e.user("carol", "user")
-	sec, _ := enrollTOTP(t, e, "carol")
-	e.clock.Advance(30 * time.Second)
-	code, _ := totpCode(sec, e.clock.Now())
-	tok, err := e.svc.Login(ctx, LoginInput{Username: "carol", Password: testPassword, TOTP: secret.String(code)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, tok := e.totpLogin("carol")
 	p, _ := e.auth(tok.AccessToken)
 	limited := false
 	for i := 0; i < 20 && !limited; i++ {

@@ -43,11 +43,10 @@ func (c *pgCluster) start(t testing.TB) *testNode {
 func (c *pgCluster) twoNodes(t testing.TB) (a, b *testNode, root string) {
 	t.Helper()
 	a = c.start(t)
-	var ir initResp
-	a.mustCall(200, "POST", "/v1/sys/init", map[string]int{"recovery_shares": 1, "recovery_threshold": 1}, &ir)
+	root = initHSM(t, a)
 	b = c.start(t)
 	waitUnsealed(t, b)
-	return a, b, ir.RootToken
+	return a, b, root
 }
 
 // TestTwoNodesOnePostgres: two nodes over one database and one HSM key

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/moonvault/moonvault/internal/config"
-	"github.com/moonvault/moonvault/internal/hsm/hsmtest"
-	"github.com/moonvault/moonvault/internal/storage/postgres/pgtest"
 )
 
 // eventually retries cond until it holds; cross-node changes arrive by
@@ -30,12 +28,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // restart (one PostgreSQL, one HSM key). Policies arrive with the policy
 // engine (issue 16) and are read from the same storage.
 func TestSecondNodePicksUpChanges(t *testing.T) {
-	hc := hsmtest.NewToken(t)
-	db := pgtest.NewDatabase(t)
-	a := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(db, hc)})
-	root := initHSM(t, a)
-	b := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(db, hc)})
-	waitUnsealed(t, b)
+	a, b, root := newPGCluster(t).twoNodes(t)
 
 	// A user made on A logs in on B; an account made on A signs on B.
 	carol := populate(t, a, root, "carol", 1)

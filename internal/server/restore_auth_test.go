@@ -121,12 +121,7 @@ func TestRestoreNeedsStepUpAndForce(t *testing.T) {
 // snapshot uploads (here: rotates its keyring; equally a restore or a new
 // initialisation), the switch refuses and nothing changes.
 func TestRestoreRechecksAtCommit(t *testing.T) {
-	hc := hsmtest.NewToken(t)
-	db := pgtest.NewDatabase(t)
-	a := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(db, hc)})
-	root := initHSM(t, a)
-	b := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(db, hc)})
-	waitUnsealed(t, b)
+	a, b, root := newPGCluster(t).twoNodes(t)
 	populate(t, a, root, "alice", 1)
 	snap := a.snapshot(root)
 	a.token = root

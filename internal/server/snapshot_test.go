@@ -456,12 +456,7 @@ func lens(s [][]int) []int {
 // longer knows accounts made after the snapshot and signs with the
 // restored ones.
 func TestRestoreReloadsOtherNodes(t *testing.T) {
-	hc := hsmtest.NewToken(t)
-	db := pgtest.NewDatabase(t)
-	a := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(db, hc)})
-	root := initHSM(t, a)
-	b := startNode(t, t.TempDir(), nodeOpts{mutate: withPostgres(db, hc)})
-	waitUnsealed(t, b)
+	a, b, root := newPGCluster(t).twoNodes(t)
 	alice := populate(t, a, root, "alice", 2)
 	snap := a.snapshot(root)
 	tok := login(t, b, "alice", testPW)

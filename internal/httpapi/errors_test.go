@@ -25,6 +25,7 @@ import (
 	"github.com/moonvault/moonvault/internal/hd"
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/hsm/softhsm"
+	"github.com/moonvault/moonvault/internal/jsonkeys"
 	"github.com/moonvault/moonvault/internal/jsonrpc"
 	"github.com/moonvault/moonvault/internal/policy"
 	"github.com/moonvault/moonvault/internal/provenance"
@@ -110,7 +111,8 @@ var domainErrors = map[string]error{
 	"hsm.ErrInUse":         hsm.ErrInUse,
 	"hsm/softhsm.ErrInUse": softhsm.ErrInUse,
 
-	"jsonrpc.Error": &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "bad"},
+	"jsonkeys.PathError": &jsonkeys.PathError{Path: "to", Problem: "duplicate key"},
+	"jsonrpc.Error":      &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "bad"},
 
 	"policy.ErrDenied":         policy.ErrDenied,
 	"policy.ErrStepUpRequired": policy.ErrStepUpRequired,

@@ -2,10 +2,10 @@ package signpolicy
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"regexp"
 	"slices"
@@ -168,72 +168,21 @@ func jsonTypeName(kind string) string {
 }
 
 // checkJSON refuses malformed JSON, duplicate keys (which a reviewer and the
-// vault could read differently) and nesting past maxJSONNesting.
+// vault could read differently), members no object of a document has, and
+// nesting past maxJSONNesting; the error names the field ("body" for the
+// document itself).
 func checkJSON(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := walkJSON(dec, "", 0); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fieldErr("body", "trailing data after the JSON object")
-	}
-	return nil
-}
-
-func walkJSON(dec *json.Decoder, path string, depth int) error {
-	field := path
-	if field == "" {
-		field = "body"
-	}
-	if depth > maxJSONNesting {
-		return fieldErr(field, fmt.Sprintf("nested deeper than %d levels", maxJSONNesting))
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return fieldErr(field, "malformed JSON")
-	}
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return nil
-	}
-	switch d {
-	case '{':
-		seen := map[string]bool{}
-		for dec.More() {
-			kt, err := dec.Token()
-			if err != nil {
-				return fieldErr(field, "malformed JSON")
-			}
-			k, _ := kt.(string)
-			child := k
-			if path != "" {
-				child = path + "." + k
-			}
-			// Case variants too: encoding/json would fill one field with both.
-			fk := jsonkeys.Fold(k)
-			if seen[fk] {
-				return fieldErr(child, "duplicate key")
-			}
-			if keys, ok := objectKeys[path]; ok && !slices.Contains(keys, k) {
-				return fieldErr(child, "unknown field")
-			}
-			seen[fk] = true
-			if err := walkJSON(dec, child, depth+1); err != nil {
-				return err
-			}
+	err := jsonkeys.Check(data, maxJSONNesting, func(object, name string) string {
+		if keys, ok := objectKeys[object]; ok && !slices.Contains(keys, name) {
+			return "unknown field"
 		}
-	case '[':
-		for i := 0; dec.More(); i++ {
-			if err := walkJSON(dec, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
-				return err
-			}
-		}
+		return ""
+	})
+	var pe *jsonkeys.PathError
+	if errors.As(err, &pe) {
+		return fieldErr(cmp.Or(pe.Path, "body"), pe.Problem)
 	}
-	if _, err := dec.Token(); err != nil {
-		return fieldErr(field, "malformed JSON")
-	}
-	return nil
+	return err
 }
 
 // Validate checks every field but the CEL of the condition.

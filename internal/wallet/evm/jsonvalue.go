@@ -2,14 +2,16 @@ package evm
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"strings"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/moonvault/moonvault/internal/jsonkeys"
 )
 
 // maxNesting bounds JSON nesting depth so that a deeply nested document is
@@ -17,73 +19,17 @@ import (
 const maxNesting = 64
 
 // checkJSON refuses malformed JSON, duplicate object keys (a payload that a
-// display layer could read differently from the signer: {"to":A,"to":B}) and
-// nesting deeper than maxNesting.
-// Paths inside the document are named from its root ("to",
-// "message.to.wallets[1]"); errors at the root name the document.
+// display layer could read differently from the signer: {"to":A,"to":B})
+// and nesting deeper than maxNesting. Paths inside the document are named
+// from its root ("to", "message.to.wallets[1]"); errors at the root name
+// the document.
 func checkJSON(doc string, raw []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := walkJSON(doc, "", dec, 0); err != nil {
-		return err
+	err := jsonkeys.Check(raw, maxNesting, nil)
+	var pe *jsonkeys.PathError
+	if errors.As(err, &pe) {
+		return fieldErr(cmp.Or(pe.Path, doc), pe.Problem)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fieldErr(doc, "trailing data after JSON value")
-	}
-	return nil
-}
-
-func walkJSON(doc, path string, dec *json.Decoder, depth int) error {
-	field := path
-	if field == "" {
-		field = doc
-	}
-	if depth > maxNesting {
-		return fieldErr(field, fmt.Sprintf("nested deeper than %d levels", maxNesting))
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return fieldErr(field, "malformed JSON")
-	}
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return nil
-	}
-	switch d {
-	case '{':
-		seen := map[string]struct{}{}
-		for dec.More() {
-			kt, err := dec.Token()
-			if err != nil {
-				return fieldErr(field, "malformed JSON")
-			}
-			k, _ := kt.(string)
-			if _, dup := seen[k]; dup {
-				return fieldErr(joinPath(path, k), "duplicate key")
-			}
-			seen[k] = struct{}{}
-			if err := walkJSON(doc, joinPath(path, k), dec, depth+1); err != nil {
-				return err
-			}
-		}
-	case '[':
-		for i := 0; dec.More(); i++ {
-			if err := walkJSON(doc, fmt.Sprintf("%s[%d]", path, i), dec, depth+1); err != nil {
-				return err
-			}
-		}
-	}
-	if _, err := dec.Token(); err != nil { // closing delimiter
-		return fieldErr(field, "malformed JSON")
-	}
-	return nil
-}
-
-func joinPath(parent, child string) string {
-	if parent == "" {
-		return child
-	}
-	return parent + "." + child
+	return err
 }
 
 // isNull reports whether raw is absent or JSON null: both mean "not given".

@@ -139,8 +139,10 @@ func Duplicate(data []byte) (string, bool) {
 			}
 			if o := top(); expectName && o != nil {
 				name := data[i+1 : end]
-				if escaped {
-					// "\u0074o" and "to" are one name.
+				if escaped || !utf8.Valid(name) {
+					// "\u0074o" and "to" are one name, and so are
+					// two invalid UTF-8 bytes: the decoder makes each
+					// of them U+FFFD.
 					var s string
 					if json.Unmarshal(data[i:end+1], &s) != nil {
 						return "", false

@@ -148,7 +148,9 @@ func (n *Node) newServices(context.Context) (err error) {
 	n.Provenance = provenance.NewSigner(func(ctx context.Context) (secret.Bytes, error) {
 		return n.loadOrCreateCSP(ctx, provenanceSigningKey, ed25519.SeedSize)
 	})
-	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: n.log, OnSign: n.Metrics.Signature, Provenance: n.Provenance})
+	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: n.log, OnSign: n.Metrics.Signature, Provenance: n.Provenance,
+		// bbolt: this process holds the file's lock, so it alone writes.
+		ExclusiveStorage: n.cfg.Storage.Kind != config.StoragePostgres})
 	if err != nil {
 		return err
 	}

@@ -195,7 +195,9 @@ func (s *Service) create(ctx context.Context, rec *record, km *keyMaterial) (*Ac
 		}
 		ops = append(ops, storage.Op{Key: provenanceKey(owner, name), Value: signed})
 	}
-	if err := s.kv.Batch(ctx, ops); err != nil {
+	err = s.kv.Batch(ctx, ops)
+	s.changed(owner, name) // no stale "before" may outlive the write
+	if err != nil {
 		if errors.Is(err, storage.ErrConflict) {
 			// Another node won the race: say which claim was lost.
 			if _, gerr := s.kv.Get(ctx, accountKey(owner, name)); gerr == nil {

@@ -58,7 +58,12 @@ func (s *Service) SignMessage(ctx context.Context, a *Account, data []byte) (sig
 }
 
 // Purge wipes every cached key (on seal). Loads in flight are discarded.
-func (s *Service) Purge() { s.cache.purge() }
+func (s *Service) Purge() {
+	s.cache.purge()
+	if s.accounts != nil {
+		s.accounts.invalidate(nil)
+	}
+}
 
 // cacheTag is what a cached key must still match: an account deleted and
 // re-created under the same name (maybe on another node) on another chain,

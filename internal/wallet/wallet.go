@@ -221,6 +221,11 @@ type Options struct {
 	// Provenance signs the record kept for every account created. The
 	// server always sets it; without it no record is kept.
 	Provenance ProvenanceSigner
+	// ExclusiveStorage says this process is the only writer of the
+	// storage (bbolt, in memory), so decoded account records may be
+	// cached for the sign path (accountCache). Leave it false when other
+	// nodes write the same storage.
+	ExclusiveStorage bool
 }
 
 // DefaultChains are the chains a Service serves unless Options.Chains
@@ -240,6 +245,8 @@ type Service struct {
 	rand   io.Reader
 	log    *slog.Logger
 	cache  *keyCache
+	// accounts caches account records; nil unless ExclusiveStorage.
+	accounts *accountCache
 	onSign func(chain, kind string)
 	chains map[string]chain.Chain
 	prov   ProvenanceSigner
@@ -260,9 +267,21 @@ func New(kv storage.KV, sealer Sealer, rand io.Reader, opts Options) *Service {
 	if opts.Chains == nil {
 		opts.Chains = DefaultChains()
 	}
-	return &Service{
+	s := &Service{
 		kv: kv, sealer: sealer, rand: rand, log: opts.Logger, cache: newKeyCache(opts.CacheSize),
 		onSign: opts.OnSign, chains: opts.Chains, prov: opts.Provenance, now: time.Now,
+	}
+	if opts.ExclusiveStorage {
+		s.accounts = newAccountCache(maxCachedAccounts)
+	}
+	return s
+}
+
+// changed drops the cached record of owner/name after a write to it.
+func (s *Service) changed(owner, name string) {
+	if s.accounts != nil {
+		id := AccountID{owner, name}.String()
+		s.accounts.invalidate(&id)
 	}
 }
 
@@ -379,11 +398,24 @@ func (s *Service) getRecord(ctx context.Context, owner, name string) (*record, e
 
 // Get returns owner's account name, or ErrNotFound.
 func (s *Service) Get(ctx context.Context, owner, name string) (*Account, error) {
+	var id string
+	var gen uint64
+	if s.accounts != nil && checkOwner(owner) == nil && nameRe.MatchString(name) {
+		id = AccountID{owner, name}.String()
+		var a *Account
+		if a, gen = s.accounts.get(id); a != nil {
+			return a, nil
+		}
+	}
 	r, err := s.getRecord(ctx, owner, name)
 	if err != nil {
 		return nil, err
 	}
-	return r.account(), nil
+	a := r.account()
+	if id != "" {
+		s.accounts.add(id, a, gen)
+	}
+	return a, nil
 }
 
 // List returns owner's accounts in name order, starting after the cursor
@@ -499,7 +531,9 @@ func (s *Service) updateGrants(ctx context.Context, owner, name, grantee string,
 	if err != nil {
 		return fmt.Errorf("wallet: encode account: %w", err)
 	}
-	if err := s.kv.Put(ctx, accountKey(owner, name), b); err != nil {
+	err = s.kv.Put(ctx, accountKey(owner, name), b)
+	s.changed(owner, name) // also on error: the write may have landed
+	if err != nil {
 		return fmt.Errorf("wallet: write account: %w", err)
 	}
 	return nil
@@ -530,7 +564,9 @@ func (s *Service) Delete(ctx context.Context, owner, name string) error {
 	if b, err := s.kv.Get(ctx, ak); err == nil && string(b) == (AccountID{owner, name}).String() {
 		ops = append(ops, storage.Op{Key: ak, Delete: true})
 	}
-	if err := s.kv.Batch(ctx, ops); err != nil {
+	err = s.kv.Batch(ctx, ops)
+	s.changed(owner, name) // also on error: the write may have landed
+	if err != nil {
 		return fmt.Errorf("wallet: delete account: %w", err)
 	}
 	s.cache.remove(AccountID{owner, name}.String())

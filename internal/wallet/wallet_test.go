@@ -99,8 +99,14 @@ func signerOf(hash, sig []byte) (common.Address, error) {
 }
 
 func TestCreateGetSignDelete(t *testing.T) {
+	for _, exclusive := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exclusive=%v", exclusive), func(t *testing.T) { testCreateGetSignDelete(t, exclusive) })
+	}
+}
+
+func testCreateGetSignDelete(t *testing.T, exclusive bool) {
 	ctx := context.Background()
-	svc, kv, _ := newService(t, Options{})
+	svc, kv, _ := newService(t, Options{ExclusiveStorage: exclusive})
 	a, err := svc.Create(ctx, "alice", "main", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +145,9 @@ func TestCreateGetSignDelete(t *testing.T) {
 	}
 	if _, _, err := svc.SignMessage(ctx, got, []byte("x")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("sign after delete: %v", err)
+	}
+	if _, err := svc.Get(ctx, "alice", "main"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after delete: %v", err)
 	}
 	if err := svc.Delete(ctx, "alice", "main"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
@@ -263,8 +272,14 @@ func TestListPaging(t *testing.T) {
 }
 
 func TestGrantRevoke(t *testing.T) {
+	for _, exclusive := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exclusive=%v", exclusive), func(t *testing.T) { testGrantRevoke(t, exclusive) })
+	}
+}
+
+func testGrantRevoke(t *testing.T, exclusive bool) {
 	ctx := context.Background()
-	svc, _, _ := newService(t, Options{})
+	svc, _, _ := newService(t, Options{ExclusiveStorage: exclusive})
 	if _, err := svc.Create(ctx, "alice", "w", nil); err != nil {
 		t.Fatal(err)
 	}

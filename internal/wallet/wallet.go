@@ -247,12 +247,12 @@ type Service struct {
 	cache  *keyCache
 	// accounts caches account records; nil unless ExclusiveStorage.
 	accounts *accountCache
-	onSign func(chain, kind string)
-	chains map[string]chain.Chain
-	prov   ProvenanceSigner
-	flight singleflight.Group
-	locks  [lockStripes]sync.Mutex
-	now    func() time.Time
+	onSign   func(chain, kind string)
+	chains   map[string]chain.Chain
+	prov     ProvenanceSigner
+	flight   singleflight.Group
+	locks    [lockStripes]sync.Mutex
+	now      func() time.Time
 }
 
 // New returns a Service. rand is the CSP entropy source (the entropy

@@ -144,10 +144,12 @@ func requestIDs(t *testing.T, path string) map[string]bool {
 // after every acknowledged Record, a power cut (only synced bytes survive)
 // followed by a restart must keep every acknowledged line, the log must
 // verify, and the sink must have synced for it. Without the ring's
-// fdatasync (or with the file's fsync dropped at a wrap) this fails. The
-// small ring wraps several times on the way.
+// fdatasync (or with the file's fsync dropped at a wrap, or for a batch
+// larger than the ring) this fails. The small ring wraps several times on
+// the way; the tiny one holds no batch, so every batch is fsynced into the
+// file itself.
 func TestFileSinkDurableBeforeAck(t *testing.T) {
-	for _, walSize := range []int64{defaultWALSize, 6 << 10} {
+	for _, walSize := range []int64{defaultWALSize, 6 << 10, walHeaderSize + walRecordHdr + 64} {
 		t.Run(fmt.Sprintf("wal=%d", walSize), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "audit.log")
 			s, fs := openFault(t, path, walSize)

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,12 +18,15 @@ import (
 // full disk) or syncs (an I/O error) on demand, and keeps for every file
 // the content it had at its last successful sync: what a power cut would
 // leave (crashCopy). A kill -9 test cannot see a missing fsync, since the
-// page cache survives the process; this can.
+// page cache survives the process; this can. Files are told apart by
+// inode, so a file keeps its state when rotation renames it (renames
+// themselves are taken as durable).
 type faultFS struct {
 	mu       sync.Mutex
 	full     bool // WriteAt writes half, then fails with ENOSPC
 	failSync bool // Sync and Datasync fail with EIO
-	files    map[string]*faultState
+	dirs     map[string]bool
+	files    map[uint64]*faultState // by inode
 }
 
 type faultState struct {
@@ -31,23 +36,35 @@ type faultState struct {
 
 type faultFile struct {
 	*os.File
-	fs *faultFS
+	fs  *faultFS
+	ino uint64
 }
 
-func newFaultFS() *faultFS { return &faultFS{files: map[string]*faultState{}} }
+func newFaultFS() *faultFS {
+	return &faultFS{dirs: map[string]bool{}, files: map[uint64]*faultState{}}
+}
+
+func inode(t interface{ Sys() any }) uint64 { return t.Sys().(*syscall.Stat_t).Ino }
 
 func (fs *faultFS) open(name string, flag int, perm os.FileMode) (file, error) {
 	f, err := os.OpenFile(name, flag, perm) // #nosec G304 -- test temp file
 	if err != nil {
 		return nil, err
 	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	ino := inode(st)
 	fs.mu.Lock()
-	if _, ok := fs.files[name]; !ok {
+	fs.dirs[filepath.Dir(name)] = true
+	if _, ok := fs.files[ino]; !ok {
 		data, _ := os.ReadFile(name) // #nosec G304 -- test temp file
-		fs.files[name] = &faultState{durable: data}
+		fs.files[ino] = &faultState{durable: data}
 	}
 	fs.mu.Unlock()
-	return &faultFile{File: f, fs: fs}, nil
+	return &faultFile{File: f, fs: fs, ino: ino}, nil
 }
 
 func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
@@ -70,13 +87,17 @@ func (f *faultFile) sync(real func() error) error {
 	if err := real(); err != nil {
 		return err
 	}
-	data, err := os.ReadFile(f.Name())
+	st, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	st := f.fs.files[f.Name()]
-	st.durable = data
-	st.syncs++
+	data := make([]byte, st.Size())
+	if _, err := f.File.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	s := f.fs.files[f.ino]
+	s.durable = data
+	s.syncs++
 	return nil
 }
 
@@ -89,24 +110,41 @@ func (fs *faultFS) set(full, failSync bool) {
 	fs.full, fs.failSync = full, failSync
 }
 
+// syncs counts the successful syncs of the file now at name.
 func (fs *faultFS) syncs(name string) int {
+	st, err := os.Stat(name)
+	if err != nil {
+		return 0
+	}
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	if st, ok := fs.files[name]; ok {
-		return st.syncs
+	if s, ok := fs.files[inode(st)]; ok {
+		return s.syncs
 	}
 	return 0
 }
 
 // crashCopy writes into dir what a power cut now would leave of every file
-// (same base names): the content of each at its last sync.
+// (under its current base name): the content of each at its last sync.
 func (fs *faultFS) crashCopy(t *testing.T, dir string) {
 	t.Helper()
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	for name, st := range fs.files {
-		if err := os.WriteFile(filepath.Join(dir, filepath.Base(name)), st.durable, 0o600); err != nil {
+	for d := range fs.dirs {
+		entries, err := os.ReadDir(d)
+		if err != nil {
 			t.Fatal(err)
+		}
+		for _, e := range entries {
+			info, err := e.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s, ok := fs.files[inode(info)]; ok {
+				if err := os.WriteFile(filepath.Join(dir, e.Name()), s.durable, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
 	}
 }
@@ -144,10 +182,12 @@ func requestIDs(t *testing.T, path string) map[string]bool {
 // after every acknowledged Record, a power cut (only synced bytes survive)
 // followed by a restart must keep every acknowledged line, the log must
 // verify, and the sink must have synced for it. Without the ring's
-// fdatasync (or with the file's fsync dropped at a wrap) this fails. The
-// small ring wraps several times on the way.
+// fdatasync (or with the file's fsync dropped at a wrap, or for a batch
+// larger than the ring) this fails. The small ring wraps several times on
+// the way; the tiny one holds no batch, so every batch is fsynced into the
+// file itself.
 func TestFileSinkDurableBeforeAck(t *testing.T) {
-	for _, walSize := range []int64{defaultWALSize, 6 << 10} {
+	for _, walSize := range []int64{defaultWALSize, 6 << 10, walHeaderSize + walRecordHdr + 64} {
 		t.Run(fmt.Sprintf("wal=%d", walSize), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "audit.log")
 			s, fs := openFault(t, path, walSize)
@@ -193,6 +233,70 @@ func TestFileSinkDurableBeforeAck(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestFileSinkDurableAcrossRotation: a batch may be durable only in the
+// ring when its file is rotated, and rotation empties the ring; the file
+// must be fsynced before that (issue 21, mutation 2b: dropping that fsync
+// survived the other tests). After every acknowledged Record a power cut
+// followed by a restart must keep every acknowledged line in the rotated
+// set, and the set must verify.
+func TestFileSinkDurableAcrossRotation(t *testing.T) {
+	const maxBytes = 2 << 10 // rotates every few records
+	path := filepath.Join(t.TempDir(), "audit.log")
+	fs := newFaultFS()
+	s, err := newFileSinkWAL(path, maxBytes, fs.open, defaultWALSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := New([]Sink{s}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hk, priv, keys := testKeys()
+	l.SetKeys(hk, priv, "k1")
+	for i := range 12 {
+		record(t, l, i)
+		crashed := t.TempDir()
+		fs.crashCopy(t, crashed)
+		cp := filepath.Join(crashed, "audit.log")
+		l2, err := New([]Sink{openFile(t, cp, 0)}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l2.Close(); err != nil {
+			t.Fatal(err)
+		}
+		files, err := RotatedFiles(cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := VerifyFiles(files, keys)
+		if err != nil && !errors.Is(err, ErrUnverified) { // the restart's own lines are unsigned
+			t.Fatalf("after a power cut at record %d: %v", i, err)
+		}
+		ids := map[string]bool{}
+		for _, f := range files {
+			for id := range requestIDs(t, f) {
+				ids[id] = true
+			}
+		}
+		for j := 0; j <= i; j++ {
+			if !ids[fmt.Sprintf("req-%d", j)] {
+				t.Fatalf("power cut after record %d lost acknowledged record %d (%d files, report %+v)", i, j, len(files), rep)
+			}
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, err := RotatedFiles(path)
+	if err != nil || len(files) < 4 {
+		t.Fatalf("rotated set %v, %v: want several rotations", files, err)
+	}
+	if _, err := VerifyFiles(files, keys); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -261,52 +365,75 @@ func TestFileSinkLocked(t *testing.T) {
 }
 
 // TestFileSinkPowerCutLeavesZeros: a file system may leave NUL bytes where
-// the log's unflushed tail was. Past the ring's last record they are cut
-// (kept in the .torn side file), and every acknowledged line survives.
+// the log's unflushed tail was. Past the acknowledged part they are cut
+// (kept in the .torn side file), and every acknowledged line survives. The
+// acknowledged part ends where the ring says: after its records, or, when
+// the last batch was larger than the ring and fsynced into the file
+// itself, where the ring's header (reset after that fsync) says. That
+// header must be durable too: a stale one makes the cut take the
+// acknowledged batch (issue 21, mutation 2b: the fdatasync of the ring's
+// header dropped).
 func TestFileSinkPowerCutLeavesZeros(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "audit.log")
-	s, fs := openFault(t, path, defaultWALSize)
-	l, err := New([]Sink{s}, Options{})
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name    string
+		walSize int64
+		bigLast bool // the last batch is larger than the ring
+	}{
+		{"records in the ring", defaultWALSize, false},
+		{"last batch larger than the ring", 6 << 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.log")
+			s, fs := openFault(t, path, tc.walSize)
+			l, err := New([]Sink{s}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hk, priv, keys := testKeys()
+			l.SetKeys(hk, priv, "k1")
+			for i := range 5 {
+				e := sampleEntry(i)
+				if tc.bigLast && i == 4 {
+					e.Path += "/" + strings.Repeat("x", 8<<10)
+				}
+				if err := l.Record(context.Background(), e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			crashed := t.TempDir()
+			fs.crashCopy(t, crashed)
+			cp := filepath.Join(crashed, "audit.log")
+			f, err := os.OpenFile(cp, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// More zeros than the ring's records can cover when written back.
+			if _, err := f.Write(append(make([]byte, 64<<10), `{"seq":99,"type":"checkpoint"}`+"\n"...)); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			l2, err := New([]Sink{openFile(t, cp, 0)}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l2.SetKeys(hk, priv, "k1")
+			if err := l2.Close(); err != nil {
+				t.Fatal(err)
+			}
+			data, _ := os.ReadFile(cp)
+			if _, err := verifyBytes(data, keys); err != nil {
+				t.Fatalf("after zeros past the ring: %v", err)
+			}
+			ids := requestIDs(t, cp)
+			for i := range 5 {
+				if !ids[fmt.Sprintf("req-%d", i)] {
+					t.Fatalf("acknowledged record %d lost", i)
+				}
+			}
+			if side, _ := filepath.Glob(cp + ".*.torn"); len(side) != 1 {
+				t.Fatalf("torn side files: %v", side)
+			}
+			l.Close()
+		})
 	}
-	hk, priv, keys := testKeys()
-	l.SetKeys(hk, priv, "k1")
-	for i := range 5 {
-		record(t, l, i)
-	}
-	crashed := t.TempDir()
-	fs.crashCopy(t, crashed)
-	cp := filepath.Join(crashed, "audit.log")
-	f, err := os.OpenFile(cp, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// More zeros than the ring's records can cover when written back.
-	if _, err := f.Write(append(make([]byte, 64<<10), `{"seq":99,"type":"checkpoint"}`+"\n"...)); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	l2, err := New([]Sink{openFile(t, cp, 0)}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l2.SetKeys(hk, priv, "k1")
-	if err := l2.Close(); err != nil {
-		t.Fatal(err)
-	}
-	data, _ := os.ReadFile(cp)
-	if _, err := verifyBytes(data, keys); err != nil {
-		t.Fatalf("after zeros past the ring: %v", err)
-	}
-	ids := requestIDs(t, cp)
-	for i := range 5 {
-		if !ids[fmt.Sprintf("req-%d", i)] {
-			t.Fatalf("acknowledged record %d lost", i)
-		}
-	}
-	if side, _ := filepath.Glob(cp + ".*.torn"); len(side) != 1 {
-		t.Fatalf("torn side files: %v", side)
-	}
-	l.Close()
 }

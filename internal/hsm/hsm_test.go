@@ -420,3 +420,106 @@ func TestErrorMessage(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// droppingAPI records the sessions opened through it, so that a test can
+// close them in the real library behind the Module's back, as a token does
+// when it drops sessions (a session timeout, a network HSM failing over):
+// the library then answers CKR_SESSION_HANDLE_INVALID for them.
+type droppingAPI struct {
+	hsm.API
+	mu   sync.Mutex
+	open map[pkcs11.SessionHandle]bool
+}
+
+func (a *droppingAPI) OpenSession(slot, flags uint) (pkcs11.SessionHandle, error) {
+	s, err := a.API.OpenSession(slot, flags)
+	if err == nil {
+		a.mu.Lock()
+		a.open[s] = true
+		a.mu.Unlock()
+	}
+	return s, err
+}
+
+func (a *droppingAPI) CloseSession(s pkcs11.SessionHandle) error {
+	a.mu.Lock()
+	delete(a.open, s)
+	a.mu.Unlock()
+	return a.API.CloseSession(s)
+}
+
+// dropAll closes every open session in the library and returns how many.
+func (a *droppingAPI) dropAll(t *testing.T) int {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := len(a.open)
+	for s := range a.open {
+		if err := a.API.CloseSession(s); err != nil {
+			t.Fatalf("drop session %d: %v", s, err)
+		}
+	}
+	clear(a.open)
+	return n
+}
+
+// TestDroppedSessionReplaced: a session the token dropped fails its next
+// call and is then discarded, never put back in the pool; the calls after
+// it work on a new session, logged in again. A Module that reused the
+// session would fail every call from then on, and since the error is not
+// one that reopens the Module (hsm.Gone), it would never recover (issue
+// 21, mutation 7, at the session level).
+func TestDroppedSessionReplaced(t *testing.T) {
+	t.Parallel()
+	cfg := hsmtest.NewToken(t)
+	api := &droppingAPI{open: map[pkcs11.SessionHandle]bool{}}
+	cfg.WrapAPI = func(a hsm.API) hsm.API { api.API = a; return api }
+	m, err := hsm.Open(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	if _, err := m.EnsureAESKey(ctx, cfg.KeyLabel); err != nil {
+		t.Fatal(err)
+	}
+	ct, err := m.EncryptGCM(ctx, cfg.KeyLabel, []byte("v"), []byte("aad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []struct {
+		name string
+		call func() error
+	}{
+		{"random", func() error { _, err := m.GenerateRandom(ctx, 8); return err }},
+		{"encrypt", func() error { _, err := m.EncryptGCM(ctx, cfg.KeyLabel, []byte("v"), []byte("aad")); return err }},
+		{"decrypt", func() error {
+			pt, err := m.DecryptGCM(ctx, cfg.KeyLabel, ct, []byte("aad"))
+			if err == nil && string(pt) != "v" {
+				err = fmt.Errorf("decrypted %q", pt)
+			}
+			return err
+		}},
+	} {
+		if err := op.call(); err != nil {
+			t.Fatalf("%s before the sessions are dropped: %v", op.name, err)
+		}
+		dropped := api.dropAll(t)
+		if dropped == 0 {
+			t.Fatalf("%s: no open session to drop", op.name)
+		}
+		// Each dropped session in the pool fails at most one call.
+		for i := 0; ; i++ {
+			err := op.call()
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, pkcs11.Error(pkcs11.CKR_SESSION_HANDLE_INVALID)) || !errors.Is(err, hsm.ErrUnavailable) {
+				t.Fatalf("%s on a dropped session: %v, want CKR_SESSION_HANDLE_INVALID", op.name, err)
+			}
+			if i >= dropped {
+				t.Fatalf("%s: call %d after %d sessions were dropped still fails: a dropped session is reused: %v", op.name, i+1, dropped, err)
+			}
+		}
+	}
+}

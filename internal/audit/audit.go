@@ -65,6 +65,13 @@ type Options struct {
 	// one checkpoint signature and one durable write; 0 commits as soon as
 	// the writer is free.
 	FlushInterval time.Duration
+	// InFlight, when set, counts the callers that will still Record a line
+	// (the server: requests between their start and their last audit
+	// line). A batch waiting out FlushInterval is committed at once when
+	// it holds that many lines: no one else can join it, and waiting on
+	// would only idle the CPU. So the interval can be long enough for
+	// large batches under load without delaying a quiet server.
+	InFlight func() int
 	// Logger receives sink failures; never entry content. Default: discard.
 	Logger *slog.Logger
 }

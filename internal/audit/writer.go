@@ -41,7 +41,8 @@ func (l *Log) writer() {
 
 // fill adds queued lines to batch without waiting or, under concurrency
 // (the previous batch held more than one line), until deadline: at most
-// one commit per FlushInterval. The spacing is measured from the start of
+// one commit per FlushInterval, sooner when every caller still to record
+// a line is in the batch (Options.InFlight). The spacing is measured from the start of
 // the previous commit, so a slow fsync adds no wait, and a lone request is
 // never delayed. (An earlier version re-armed a timer on every arrival, so
 // a busy log waited a whole interval after each one while every request in
@@ -57,7 +58,7 @@ func (l *Log) fill(batch []pending, deadline time.Time, timer **time.Timer) []pe
 		break
 	}
 	wait := time.Until(deadline)
-	if deadline.IsZero() || wait <= 0 || len(batch) >= l.opts.BatchMax {
+	if deadline.IsZero() || wait <= 0 || len(batch) >= l.opts.BatchMax || l.everyoneIn(len(batch)) {
 		return batch
 	}
 	if *timer == nil {
@@ -70,11 +71,21 @@ func (l *Log) fill(batch []pending, deadline time.Time, timer **time.Timer) []pe
 		select {
 		case p := <-l.queue:
 			batch = append(batch, p)
+			if l.everyoneIn(len(batch)) {
+				return batch
+			}
 		case <-(*timer).C:
 			return batch
 		}
 	}
 	return batch
+}
+
+// everyoneIn says whether a batch of n lines holds every caller that is
+// still to record one (Options.InFlight), so that waiting longer gains
+// nothing.
+func (l *Log) everyoneIn(n int) bool {
+	return l.opts.InFlight != nil && n >= l.opts.InFlight()
 }
 
 // drain commits what is still queued at Close.

@@ -21,14 +21,39 @@ type accountCache struct {
 	mu    sync.RWMutex
 	gen   uint64
 	items map[string]*Account
-	max   int
+	// ids is the Ethereum address index (JSON-RPC names accounts by
+	// address); any account write clears it.
+	ids map[[20]byte]AccountID
+	max int
 }
 
 // maxCachedAccounts bounds the cache (about 300 bytes per account).
 const maxCachedAccounts = 100_000
 
 func newAccountCache(max int) *accountCache {
-	return &accountCache{items: make(map[string]*Account), max: max}
+	return &accountCache{items: make(map[string]*Account), ids: make(map[[20]byte]AccountID), max: max}
+}
+
+// id returns the cached account of an Ethereum address, or false and
+// the generation to pass to addID.
+func (c *accountCache) id(addr [20]byte) (AccountID, bool, uint64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	id, ok := c.ids[addr]
+	return id, ok, c.gen
+}
+
+// addID caches an address index entry unless an account changed since gen.
+func (c *accountCache) addID(addr [20]byte, id AccountID, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	if len(c.ids) >= c.max {
+		clear(c.ids)
+	}
+	c.ids[addr] = id
 }
 
 // get returns a copy of the cached account, or nil and the generation to
@@ -63,6 +88,7 @@ func (c *accountCache) invalidate(id *string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
+	clear(c.ids) // an address may now name another account, or none
 	if id == nil {
 		clear(c.items)
 		return

@@ -10,6 +10,10 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/storage"
 )
 
@@ -148,5 +152,41 @@ func TestAccountCacheStaleRead(t *testing.T) {
 	}
 	if len(a.Grants) != 0 {
 		t.Fatalf("the revoked grant was cached by a read that began before the revoke: %v", a.Grants)
+	}
+}
+
+// TestAccountCacheByAddress: JSON-RPC's address lookups are cached too, and
+// an address that moves to another account (deleted, then imported under
+// another name) or to none is followed at once.
+func TestAccountCacheByAddress(t *testing.T) {
+	ctx := context.Background()
+	for _, exclusive := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exclusive=%v", exclusive), func(t *testing.T) {
+			kv := &countingKV{KV: openKV(t)}
+			svc := New(kv, newSealer(t), rand.Reader, Options{ExclusiveStorage: exclusive})
+			key := secret.Bytes(crypto.Keccak256([]byte("by address")))
+			a1, err := svc.Create(ctx, "alice", "first", key.Clone())
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := common.HexToAddress(a1.Address)
+			for range 3 {
+				if got, err := svc.ByAddress(ctx, addr); err != nil || got.Name != "first" {
+					t.Fatalf("ByAddress = %+v, %v", got, err)
+				}
+			}
+			if err := svc.Delete(ctx, "alice", "first"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.ByAddress(ctx, addr); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("ByAddress after delete: %v", err)
+			}
+			if _, err := svc.Create(ctx, "bob", "second", key.Clone()); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := svc.ByAddress(ctx, addr); err != nil || got.Owner != "bob" || got.Name != "second" {
+				t.Fatalf("ByAddress after re-import = %+v, %v; want bob/second", got, err)
+			}
+		})
 	}
 }

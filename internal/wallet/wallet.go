@@ -475,22 +475,29 @@ func (s *Service) ListChain(ctx context.Context, owner, chainName, after string,
 // ByAddress finds the Ethereum account holding addr through the address
 // index (JSON-RPC).
 func (s *Service) ByAddress(ctx context.Context, addr common.Address) (*Account, error) {
-	b, err := s.kv.Get(ctx, ethAddressKey(addr))
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, ErrNotFound
+	id, cached, gen := AccountID{}, false, uint64(0)
+	if s.accounts != nil {
+		id, cached, gen = s.accounts.id(addr)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("wallet: read address index: %w", err)
+	if !cached {
+		b, err := s.kv.Get(ctx, ethAddressKey(addr))
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, ErrNotFound
+		}
+		if err != nil {
+			return nil, fmt.Errorf("wallet: read address index: %w", err)
+		}
+		if id, err = ParseAccountID(string(b)); err != nil {
+			return nil, fmt.Errorf("wallet: corrupt address index entry for %s: %w", addr.Hex(), err)
+		}
+		if s.accounts != nil {
+			s.accounts.addID(addr, id, gen)
+		}
 	}
-	id, err := ParseAccountID(string(b))
-	if err != nil {
-		return nil, fmt.Errorf("wallet: corrupt address index entry for %s: %w", addr.Hex(), err)
-	}
-	r, err := s.getRecord(ctx, id.Owner, id.Name)
+	a, err := s.Get(ctx, id.Owner, id.Name)
 	if err != nil {
 		return nil, err
 	}
-	a := r.account()
 	if got, ok := a.EthereumAddress(); !ok || got != addr {
 		return nil, ErrNotFound // stale index entry
 	}

@@ -65,13 +65,14 @@ type Options struct {
 	// one checkpoint signature and one durable write; 0 commits as soon as
 	// the writer is free.
 	FlushInterval time.Duration
-	// InFlight, when set, counts the callers that will still Record a line
-	// (the server: requests between their start and their last audit
-	// line). A batch waiting out FlushInterval is committed at once when
-	// it holds that many lines: no one else can join it, and waiting on
-	// would only idle the CPU. So the interval can be long enough for
-	// large batches under load without delaying a quiet server.
-	InFlight func() int
+	// CountCallers says the callers announce themselves: each calls Enter
+	// when it starts (the server: a request) and ends with RecordLast (or
+	// Leave). A batch waiting out FlushInterval is then committed at once
+	// when it holds every caller still to record a line: no one else can
+	// join it, and waiting on would only idle the CPU. So the interval can
+	// be long enough for large batches under load, and a lone request
+	// never waits.
+	CountCallers bool
 	// Logger receives sink failures; never entry content. Default: discard.
 	Logger *slog.Logger
 }
@@ -86,6 +87,7 @@ type pending struct {
 	body   []byte
 	pooled *[]byte    // body's pool buffer, returned once copied
 	done   chan error // nil for internal lines that nobody waits on
+	last   bool       // RecordLast: the caller leaves once it is committed
 }
 
 type sinkState struct {
@@ -121,7 +123,9 @@ type Log struct {
 	buf  []byte
 
 	lines, batches, sinkFailures atomic.Uint64
-	head                         atomic.Pointer[Head]
+	// callers counts Entered callers not yet committed by RecordLast.
+	callers atomic.Int64
+	head    atomic.Pointer[Head]
 }
 
 // Head is the last durable line of the chain: an anchor for VerifyOptions.
@@ -213,6 +217,31 @@ func (l *Log) recover(sinks []Sink) ([]pending, error) {
 // anything is queued; if ctx ends while waiting, Record returns ctx's error
 // and the line may still be recorded (over-recording is the safe side).
 func (l *Log) Record(ctx context.Context, e *Entry) error {
+	return l.record(ctx, e, false)
+}
+
+// Enter counts a caller that will record lines and end with RecordLast or
+// Leave (Options.CountCallers).
+func (l *Log) Enter() { l.callers.Add(1) }
+
+// Leave uncounts a caller that Entered and will not call RecordLast.
+func (l *Log) Leave() { l.callers.Add(-1) }
+
+// RecordLast is Record for an Entered caller's last line: the caller is
+// uncounted when the line is committed (or refused), before Record returns.
+func (l *Log) RecordLast(ctx context.Context, e *Entry) error {
+	return l.record(ctx, e, true)
+}
+
+func (l *Log) record(ctx context.Context, e *Entry, last bool) (err error) {
+	queued := false
+	if last {
+		defer func() {
+			if !queued { // the writer never saw it
+				l.callers.Add(-1)
+			}
+		}()
+	}
 	if e == nil {
 		return fmt.Errorf("audit: nil entry")
 	}
@@ -227,9 +256,10 @@ func (l *Log) Record(ctx context.Context, e *Entry) error {
 	bp := bodyPool.Get().(*[]byte)
 	*bp = appendEntry((*bp)[:0], &ec)
 	done := donePool.Get().(chan error)
-	p := pending{typ: typeRequest, body: *bp, pooled: bp, done: done}
+	p := pending{typ: typeRequest, body: *bp, pooled: bp, done: done, last: last}
 	select {
 	case l.queue <- p:
+		queued = true
 	case <-l.quit:
 		bodyPool.Put(bp)
 		donePool.Put(done)

@@ -29,8 +29,11 @@ func (l *Log) writer() {
 			l.drain(batch)
 			return
 		}
+		// Under concurrency (other callers in flight, or, when they are
+		// not counted, a previous batch of several lines) the batch may
+		// wait for more.
 		var deadline time.Time
-		if l.opts.FlushInterval > 0 && last > 1 {
+		if l.opts.FlushInterval > 0 && (last > 1 || l.opts.CountCallers) {
 			deadline = lastStart.Add(l.opts.FlushInterval)
 		}
 		batch = l.fill(batch, deadline, &timer)
@@ -39,10 +42,10 @@ func (l *Log) writer() {
 	}
 }
 
-// fill adds queued lines to batch without waiting or, under concurrency
-// (the previous batch held more than one line), until deadline: at most
-// one commit per FlushInterval, sooner when every caller still to record
-// a line is in the batch (Options.InFlight). The spacing is measured from the start of
+// fill adds queued lines to batch without waiting or, under concurrency,
+// until deadline: at most one commit per FlushInterval, sooner when every
+// caller still to record a line is in the batch (Options.CountCallers; a lone
+// request is committed at once). The spacing is measured from the start of
 // the previous commit, so a slow fsync adds no wait, and a lone request is
 // never delayed. (An earlier version re-armed a timer on every arrival, so
 // a busy log waited a whole interval after each one while every request in
@@ -82,10 +85,11 @@ func (l *Log) fill(batch []pending, deadline time.Time, timer **time.Timer) []pe
 }
 
 // everyoneIn says whether a batch of n lines holds every caller that is
-// still to record one (Options.InFlight), so that waiting longer gains
-// nothing.
+// still to record one (Options.CountCallers), so that waiting longer gains
+// nothing. The writer uncounts the callers of a batch before it wakes
+// them, so the count is never stale here.
 func (l *Log) everyoneIn(n int) bool {
-	return l.opts.InFlight != nil && n >= l.opts.InFlight()
+	return l.opts.CountCallers && int64(n) >= l.callers.Load()
 }
 
 // drain commits what is still queued at Close.
@@ -109,6 +113,11 @@ func (l *Log) drain(batch []pending) {
 }
 
 func (l *Log) finish(batch []pending, err error) {
+	for _, p := range batch {
+		if p.last {
+			l.callers.Add(-1)
+		}
+	}
 	for _, p := range batch {
 		if p.done != nil {
 			p.done <- err

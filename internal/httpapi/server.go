@@ -102,9 +102,6 @@ type API struct {
 	// gate lets an exclusive operation run with no other request in flight.
 	gate    *gate
 	maxBody atomic.Int64
-	// inflight counts requests that have yet to record their last audit
-	// line (InFlight).
-	inflight atomic.Int64
 	// publicLimit and attestLimit bound unauthenticated requests per address.
 	publicLimit, attestLimit *addrLimiter
 	limitNow                 func() time.Time // their clock (Limits.Now)
@@ -149,11 +146,6 @@ func (a *API) Routes() []string {
 	}
 	return out
 }
-
-// InFlight is the number of requests still to record their last audit
-// line: the audit log commits a batch at once when it holds them all
-// (audit.Options.InFlight).
-func (a *API) InFlight() int { return int(a.inflight.Load()) }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
@@ -331,14 +323,17 @@ func (a *API) wrap(rt route) http.Handler {
 		if a.throttle(rt, w, r) {
 			return
 		}
-		// Counted until its last audit line is recorded (InFlight).
-		a.inflight.Add(1)
-		counted := true
-		defer func() {
-			if counted {
-				a.inflight.Add(-1)
-			}
-		}()
+		// Counted by the audit log until its last line is committed
+		// (audit.Options.CountCallers).
+		counted := a.d.Audit != nil
+		if counted {
+			a.d.Audit.Enter()
+			defer func() {
+				if counted {
+					a.d.Audit.Leave()
+				}
+			}()
+		}
 		start := time.Now()
 		q := &request{Request: r, api: a, w: w, op: rt.op, start: start}
 		status, body, err := a.serve(rt, q)
@@ -355,10 +350,8 @@ func (a *API) wrap(rt route) http.Handler {
 		if a.d.Audit != nil {
 			// The outcome is recorded even when the client has gone: the
 			// handler ran, and over-recording is the safe side.
-			aerr := a.d.Audit.Record(context.WithoutCancel(r.Context()), a.auditEntry(q, audit.PhaseResponse, status, code))
-			a.inflight.Add(-1)
-			counted = false
-			if aerr != nil {
+			counted = false // RecordLast uncounts it
+			if aerr := a.d.Audit.RecordLast(context.WithoutCancel(r.Context()), a.auditEntry(q, audit.PhaseResponse, status, code)); aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
 				q.releaseAll()
 				f := classify(audit.ErrUnavailable)

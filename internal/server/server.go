@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/signal"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -86,12 +85,9 @@ type Node struct {
 	mixer    *entropy.Mixer
 	barrier  *barrier.Barrier
 	sealer   *sealwrap.Sealer
-	// served is API once built, for the audit writer's InFlight (the
-	// log is made before the API and runs its own goroutine).
-	served atomic.Pointer[httpapi.API]
-	Core   *core.Core
-	Auth   *auth.Service
-	Wallet *wallet.Service
+	Core     *core.Core
+	Auth     *auth.Service
+	Wallet   *wallet.Service
 	// Provenance signs the provenance record of every account created.
 	Provenance *provenance.Signer
 	Audit      *audit.Log

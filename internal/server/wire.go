@@ -205,14 +205,8 @@ func (n *Node) openAudit(context.Context) error {
 	// request still to record a line is in the batch: a batch shares one
 	// checkpoint signature and one durable write, and a lone request never
 	// waits (docs/scaling.md, "Audit cost").
-	inFlight := func() int {
-		if api := n.served.Load(); api != nil {
-			return api.InFlight()
-		}
-		return 0
-	}
 	var err error
-	if n.Audit, err = audit.New(sinks, audit.Options{Logger: n.log, FlushInterval: auditFlushInterval, InFlight: inFlight}); err != nil {
+	if n.Audit, err = audit.New(sinks, audit.Options{Logger: n.log, FlushInterval: auditFlushInterval, CountCallers: true}); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
@@ -267,7 +261,6 @@ func (n *Node) newAPI(context.Context) error {
 		Provenance:     n.Provenance,
 		Policies:       n.apiPolicies(),
 	})
-	n.served.Store(n.API)
 	return nil
 }
 

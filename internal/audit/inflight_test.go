@@ -9,12 +9,11 @@ import (
 )
 
 // TestCountedCallersEndTheWait: with CountCallers a batch waits up to
-// FlushInterval for more lines while Entered callers have yet to record,
-// but not once it holds all of them: with an interval of an hour, rounds
-// of concurrent callers are recorded at once, each round in one batch, and
-// a lone caller is never held.
+// FlushInterval for more lines while other callers are in flight, but not
+// once it holds a line of every one of them: with an interval of an hour,
+// a lone caller is never held, and each step of four concurrent callers is
+// committed at once, in one batch.
 func TestCountedCallersEndTheWait(t *testing.T) {
-	const callers = 4
 	l, err := New([]Sink{openFile(t, filepath.Join(t.TempDir(), "audit.log"), 0)},
 		Options{FlushInterval: time.Hour, CountCallers: true})
 	if err != nil {
@@ -24,44 +23,40 @@ func TestCountedCallersEndTheWait(t *testing.T) {
 	// A deadline far below the interval: waiting it out fails the test.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for round := range 6 {
-		n := callers
-		if round == 3 {
-			n = 1 // a lone request
-		}
-		before := l.Stats()
-		for range n {
-			l.Enter() // all are in flight before any records
-		}
+	// step has each of n Entered callers record one line, concurrently,
+	// and returns the number of batches they took.
+	step := func(n int) uint64 {
+		t.Helper()
+		before := l.Stats().Batches
 		var wg sync.WaitGroup
-		errs := make(chan error, 2*n)
+		errs := make(chan error, n)
 		for i := range n {
-			wg.Go(func() {
-				errs <- l.Record(ctx, sampleEntry(round*callers+i)) // a request line first
-				errs <- l.RecordLast(ctx, sampleEntry(round*callers+i))
-			})
+			wg.Go(func() { errs <- l.Record(ctx, sampleEntry(i)) })
 		}
 		wg.Wait()
 		close(errs)
 		for err := range errs {
 			if err != nil {
-				t.Fatalf("round %d: %v (the batch waited for the interval although every caller was in it)", round, err)
+				t.Fatalf("%d callers: %v (the batch waited for the interval although every caller was in it)", n, err)
 			}
 		}
-		// Round 0's first line is committed at once (no commit started an
-		// interval before it); later rounds wait for every caller: one
-		// batch of request lines, one of last lines.
-		if got := l.Stats().Batches - before.Batches; round > 0 && got != 2 {
-			t.Fatalf("round %d: %d callers took %d batches, want 2", round, n, got)
+		return l.Stats().Batches - before
+	}
+	for round, n := range []int{1, 4, 4, 1, 4} {
+		for range n {
+			l.Enter()
+		}
+		// A request line, then a response line, as a request records them.
+		for line := range 2 {
+			if got := step(n); got != 1 {
+				t.Fatalf("round %d, line %d: %d callers took %d batches, want 1", round, line, n, got)
+			}
+		}
+		for range n {
+			l.Leave()
 		}
 	}
 	if got := l.callers.Load(); got != 0 {
-		t.Fatalf("%d callers still counted after their last lines", got)
-	}
-	// A caller that leaves without a last line is uncounted.
-	l.Enter()
-	l.Leave()
-	if err := l.Record(ctx, sampleEntry(99)); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%d callers still counted after they left", got)
 	}
 }

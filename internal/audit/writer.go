@@ -84,10 +84,9 @@ func (l *Log) fill(batch []pending, deadline time.Time, timer **time.Timer) []pe
 	return batch
 }
 
-// everyoneIn says whether a batch of n lines holds every caller that is
-// still to record one (Options.CountCallers), so that waiting longer gains
-// nothing. The writer uncounts the callers of a batch before it wakes
-// them, so the count is never stale here.
+// everyoneIn says whether a batch of n lines holds a line of every caller
+// in flight (Options.CountCallers), so that waiting longer gains nothing.
+// A caller leaving does not wake the writer: the interval bounds the wait.
 func (l *Log) everyoneIn(n int) bool {
 	return l.opts.CountCallers && int64(n) >= l.callers.Load()
 }
@@ -113,11 +112,6 @@ func (l *Log) drain(batch []pending) {
 }
 
 func (l *Log) finish(batch []pending, err error) {
-	for _, p := range batch {
-		if p.last {
-			l.callers.Add(-1)
-		}
-	}
 	for _, p := range batch {
 		if p.done != nil {
 			p.done <- err

@@ -323,16 +323,11 @@ func (a *API) wrap(rt route) http.Handler {
 		if a.throttle(rt, w, r) {
 			return
 		}
-		// Counted by the audit log until its last line is committed
-		// (audit.Options.CountCallers).
-		counted := a.d.Audit != nil
-		if counted {
+		// In flight for the audit log's group commit until the response
+		// is written (audit.Options.CountCallers).
+		if a.d.Audit != nil {
 			a.d.Audit.Enter()
-			defer func() {
-				if counted {
-					a.d.Audit.Leave()
-				}
-			}()
+			defer a.d.Audit.Leave()
 		}
 		start := time.Now()
 		q := &request{Request: r, api: a, w: w, op: rt.op, start: start}
@@ -350,8 +345,7 @@ func (a *API) wrap(rt route) http.Handler {
 		if a.d.Audit != nil {
 			// The outcome is recorded even when the client has gone: the
 			// handler ran, and over-recording is the safe side.
-			counted = false // RecordLast uncounts it
-			if aerr := a.d.Audit.RecordLast(context.WithoutCancel(r.Context()), a.auditEntry(q, audit.PhaseResponse, status, code)); aerr != nil {
+			if aerr := a.d.Audit.Record(context.WithoutCancel(r.Context()), a.auditEntry(q, audit.PhaseResponse, status, code)); aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
 				q.releaseAll()
 				f := classify(audit.ErrUnavailable)

@@ -203,27 +203,13 @@ func TestFileSinkDurableBeforeAck(t *testing.T) {
 				if after := fs.syncs(path) + fs.syncs(path+".wal"); after <= before {
 					t.Fatalf("record %d acknowledged without a sync", i)
 				}
-				crashed := t.TempDir()
-				fs.crashCopy(t, crashed)
-				cp := filepath.Join(crashed, "audit.log")
-				l2, err := New([]Sink{openFile(t, cp, 0)}, Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := l2.Close(); err != nil {
-					t.Fatal(err)
-				}
+				cp := restartAfterPowerCut(t, fs)
 				data, _ := os.ReadFile(cp)
 				rep, err := verifyBytes(data, keys)
 				if err != nil && !errors.Is(err, ErrUnverified) { // the restart's own lines are unsigned
 					t.Fatalf("after a power cut at record %d: %v", i, err)
 				}
-				ids := requestIDs(t, cp)
-				for j := 0; j <= i; j++ {
-					if !ids[fmt.Sprintf("req-%d", j)] {
-						t.Fatalf("power cut after record %d lost acknowledged record %d (report %+v)", i, j, rep)
-					}
-				}
+				mustKeepRecords(t, requestIDs(t, cp), i, rep)
 			}
 			if err := l.Close(); err != nil {
 				t.Fatal(err)
@@ -233,6 +219,35 @@ func TestFileSinkDurableBeforeAck(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// restartAfterPowerCut copies what a power cut would leave of fs's files
+// and opens and closes a log on the copy, as a restart would; it returns
+// the copy's path.
+func restartAfterPowerCut(t *testing.T, fs *faultFS) string {
+	t.Helper()
+	crashed := t.TempDir()
+	fs.crashCopy(t, crashed)
+	cp := filepath.Join(crashed, "audit.log")
+	l, err := New([]Sink{openFile(t, cp, 0)}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+// mustKeepRecords fails unless ids holds records 0 to last, all of them
+// acknowledged before a power cut.
+func mustKeepRecords(t *testing.T, ids map[string]bool, last int, rep *Report) {
+	t.Helper()
+	for j := 0; j <= last; j++ {
+		if !ids[fmt.Sprintf("req-%d", j)] {
+			t.Fatalf("power cut after record %d lost acknowledged record %d (report %+v)", last, j, rep)
+		}
 	}
 }
 
@@ -258,16 +273,7 @@ func TestFileSinkDurableAcrossRotation(t *testing.T) {
 	l.SetKeys(hk, priv, "k1")
 	for i := range 12 {
 		record(t, l, i)
-		crashed := t.TempDir()
-		fs.crashCopy(t, crashed)
-		cp := filepath.Join(crashed, "audit.log")
-		l2, err := New([]Sink{openFile(t, cp, 0)}, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := l2.Close(); err != nil {
-			t.Fatal(err)
-		}
+		cp := restartAfterPowerCut(t, fs)
 		files, err := RotatedFiles(cp)
 		if err != nil {
 			t.Fatal(err)
@@ -282,11 +288,7 @@ func TestFileSinkDurableAcrossRotation(t *testing.T) {
 				ids[id] = true
 			}
 		}
-		for j := 0; j <= i; j++ {
-			if !ids[fmt.Sprintf("req-%d", j)] {
-				t.Fatalf("power cut after record %d lost acknowledged record %d (%d files, report %+v)", i, j, len(files), rep)
-			}
-		}
+		mustKeepRecords(t, ids, i, rep)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)

@@ -39,8 +39,8 @@ func (Chain) Options(o chain.Options) (chain.Options, error) {
 
 // DerivationPath is m/84'/c'/0'/0/i or m/86'/c'/0'/0/i.
 func (c Chain) DerivationPath(o chain.Options, index uint32) (hd.Path, error) {
-	if index >= hd.HardenedOffset {
-		return nil, errkind.FieldErr("index", "must be below 2^31")
+	if err := chain.CheckIndex(index); err != nil {
+		return nil, err
 	}
 	o, err := c.Options(o)
 	if err != nil {

@@ -12,6 +12,7 @@ package chain
 import (
 	"encoding/json"
 
+	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/hd"
 	"github.com/moonvault/moonvault/internal/intent"
 	"github.com/moonvault/moonvault/internal/secret"
@@ -100,4 +101,25 @@ type Request interface {
 	// Sign signs with k (from the same chain's NewKey) and returns the
 	// answer body, ready for JSON.
 	Sign(k Key) (any, error)
+}
+
+// NoOptions is Options for a chain whose accounts have neither a network
+// nor an address type (name is the chain's, for the message).
+func NoOptions(name string, o Options) (Options, error) {
+	if o.Network != "" {
+		return o, errkind.FieldErr("network", name+" accounts have no network option")
+	}
+	if o.AddressType != "" {
+		return o, errkind.FieldErr("address_type", name+" accounts have no address type")
+	}
+	return o, nil
+}
+
+// CheckIndex refuses an account index that cannot be the last,
+// non-hardened level of a derivation path.
+func CheckIndex(index uint32) error {
+	if index >= hd.HardenedOffset {
+		return errkind.FieldErr("index", "must be below 2^31")
+	}
+	return nil
 }

@@ -126,13 +126,7 @@ func (Chain) KeyType() chain.KeyType { return chain.Secp256k1 }
 
 // Options refuses network and address type: the chain id is per request.
 func (Chain) Options(o chain.Options) (chain.Options, error) {
-	if o.Network != "" {
-		return o, errkind.FieldErr("network", "Ethereum accounts have no network option (the chain id is in each transaction)")
-	}
-	if o.AddressType != "" {
-		return o, errkind.FieldErr("address_type", "Ethereum accounts have no address type")
-	}
-	return o, nil
+	return chain.NoOptions("Ethereum", o)
 }
 
 // DerivationPath is m/44'/60'/0'/0/i.
@@ -140,8 +134,8 @@ func (c Chain) DerivationPath(o chain.Options, index uint32) (hd.Path, error) {
 	if _, err := c.Options(o); err != nil {
 		return nil, err
 	}
-	if index >= hd.HardenedOffset {
-		return nil, errkind.FieldErr("index", "must be below 2^31")
+	if err := chain.CheckIndex(index); err != nil {
+		return nil, err
 	}
 	return DerivationPath(index), nil
 }

@@ -119,13 +119,7 @@ func (Chain) KeyType() chain.KeyType { return chain.Ed25519 }
 // Options refuses network and address type: a Solana account has neither
 // (the cluster is not part of a transaction).
 func (Chain) Options(o chain.Options) (chain.Options, error) {
-	if o.Network != "" {
-		return o, errkind.FieldErr("network", "Solana accounts have no network option")
-	}
-	if o.AddressType != "" {
-		return o, errkind.FieldErr("address_type", "Solana accounts have no address type")
-	}
-	return o, nil
+	return chain.NoOptions("Solana", o)
 }
 
 // DerivationPath is m/44'/501'/i'/0'.
@@ -133,8 +127,8 @@ func (c Chain) DerivationPath(o chain.Options, index uint32) (hd.Path, error) {
 	if _, err := c.Options(o); err != nil {
 		return nil, err
 	}
-	if index >= hd.HardenedOffset {
-		return nil, errkind.FieldErr("index", "must be below 2^31")
+	if err := chain.CheckIndex(index); err != nil {
+		return nil, err
 	}
 	return DerivationPath(index), nil
 }

@@ -150,7 +150,8 @@ func (n *Node) newServices(context.Context) (err error) {
 	})
 	n.Wallet = wallet.New(n.barrier, n.sealer, n.rand, wallet.Options{Logger: n.log, OnSign: n.Metrics.Signature, Provenance: n.Provenance,
 		// bbolt: this process holds the file's lock, so it alone writes.
-		ExclusiveStorage: n.cfg.Storage.Kind != config.StoragePostgres})
+		// Any other backend may be shared by nodes: no account cache.
+		ExclusiveStorage: n.cfg.Storage.Kind == config.StorageBolt})
 	if err != nil {
 		return err
 	}
@@ -283,6 +284,10 @@ func (n *Node) rootToken(ctx context.Context) (string, error) {
 }
 
 func (n *Node) onUnsealed(ctx context.Context, _ *barrier.Barrier) error {
+	// Nothing read before the seal (or a restore while sealed) is served
+	// after it: onSealing purged too, but a read between that purge and
+	// the barrier's seal could have cached a record.
+	n.Wallet.Purge()
 	if err := n.checkRestored(ctx); err != nil {
 		return err
 	}

@@ -39,6 +39,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/moonvault/moonvault/internal/fips"
+	"github.com/moonvault/moonvault/internal/testdeps"
 )
 
 const consoleAdminPW = "console admin passphrase 1"
@@ -109,11 +110,7 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	msg := "Chromium is not installed: apt-get install chromium chromium-driver (scripts/test does it)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testdeps.Missing(t, "Chromium is not installed: apt-get install chromium chromium-driver (scripts/test does it)")
 	return ""
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/moonvault/moonvault/internal/fsyncfault"
+	"github.com/moonvault/moonvault/internal/testdeps"
 )
 
 const childEnv = "MOONVAULT_FSYNCFAULT_CHILD"
@@ -25,10 +26,7 @@ func TestInstall(t *testing.T) {
 	cmd.Env = append(os.Environ(), childEnv+"="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if strings.Contains(string(out), "fsyncfault: needs seccomp") {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s", out)
-		}
-		t.Skipf("%s", out)
+		testdeps.Missing(t, "%s", out)
 	}
 	if err != nil || !strings.Contains(string(out), "child ok") {
 		t.Fatalf("child: %v\n%s", err, out)

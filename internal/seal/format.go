@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/moonvault/moonvault/internal/hsm"
 	"github.com/moonvault/moonvault/internal/secret"
@@ -172,7 +172,7 @@ func authInput(prefix string, header, aad, body []byte) []byte {
 }
 
 // encrypt makes a v2 ciphertext with scheme s on module m.
-func (s scheme) encrypt(ctx context.Context, m *hsm.Module, plaintext, aad []byte) ([]byte, error) {
+func (s scheme) encrypt(ctx context.Context, m *hsm.Module, rnd io.Reader, plaintext, aad []byte) ([]byte, error) {
 	h := s.header()
 	switch s.id {
 	case idAESGCM:
@@ -193,7 +193,7 @@ func (s scheme) encrypt(ctx context.Context, m *hsm.Module, plaintext, aad []byt
 		out := make([]byte, 0, len(h)+len(ivct)+len(tag))
 		return append(append(append(out, h...), ivct...), tag...), nil
 	default: // RSA-OAEP, signed
-		rest, err := s.encryptOAEP(ctx, m, h, plaintext, aad)
+		rest, err := s.encryptOAEP(ctx, m, rnd, h, plaintext, aad)
 		if err != nil {
 			return nil, err
 		}
@@ -211,12 +211,15 @@ func (s scheme) encrypt(ctx context.Context, m *hsm.Module, plaintext, aad []byt
 
 // encryptOAEP makes rsa_oaep's rest: u16 len(w) | w | AES-256-GCM of
 // plaintext under the data key that w wraps.
-func (s scheme) encryptOAEP(ctx context.Context, m *hsm.Module, h, plaintext, aad []byte) ([]byte, error) {
+func (s scheme) encryptOAEP(ctx context.Context, m *hsm.Module, rnd io.Reader, h, plaintext, aad []byte) ([]byte, error) {
 	dek := make(secret.Bytes, dataKeyLen)
 	defer dek.Destroy()
-	// The data key protects one value for microseconds; it comes from
-	// the Go FIPS 140-3 module's DRBG (SP 800-90A), which crypto/rand is.
-	_, _ = rand.Read(dek) // crypto/rand never fails (Go 1.24+)
+	// The data key is a CSP: it comes from the vault's entropy source
+	// (the OS mixed with the HSM, under health tests; PKCS11.SetRand),
+	// and a failed draw fails the encryption.
+	if _, err := io.ReadFull(rnd, dek); err != nil {
+		return nil, fmt.Errorf("seal: draw the data key: %w", err)
+	}
 	w, err := m.EncryptOAEP(ctx, s.key, s.oaepHash(), dek)
 	if err != nil {
 		return nil, err

@@ -2,12 +2,15 @@ package seal
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/miekg/pkcs11"
 
@@ -89,6 +92,9 @@ type PKCS11 struct {
 	cfg Config
 	cur scheme
 	log *slog.Logger
+
+	// rand draws rsa_oaep's data keys: crypto/rand until SetRand.
+	rand atomic.Pointer[io.Reader]
 
 	mu      sync.Mutex
 	mod     *hsm.Module
@@ -340,13 +346,22 @@ func (s *PKCS11) EnsureKey(ctx context.Context) (bool, error) {
 	return created, err
 }
 
+// SetRand makes r the source of the data keys rsa_oaep draws (the vault's
+// entropy mixer, which itself draws from this token, so it is made after
+// the seal); until then they come from crypto/rand.
+func (s *PKCS11) SetRand(r io.Reader) { s.rand.Store(&r) }
+
 // Encrypt encrypts plaintext bound to aad with the configured mechanism.
 func (s *PKCS11) Encrypt(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
 	m, err := s.ready(ctx, s.cur)
 	if err != nil {
 		return nil, fmt.Errorf("seal: encrypt with %s: %w", s.KeyID(), err)
 	}
-	ct, err := s.cur.encrypt(ctx, m, plaintext, aad)
+	rnd := io.Reader(rand.Reader)
+	if r := s.rand.Load(); r != nil {
+		rnd = *r
+	}
+	ct, err := s.cur.encrypt(ctx, m, rnd, plaintext, aad)
 	if err != nil {
 		return nil, fmt.Errorf("seal: encrypt with %s: %w", s.KeyID(), s.failed(m, err))
 	}

@@ -386,3 +386,52 @@ func TestRSAOAEPForgeryRefused(t *testing.T) {
 		})
 	}
 }
+
+// countingRand counts the bytes drawn from it, or fails every draw.
+type countingRand struct {
+	n    int
+	fail bool
+}
+
+var errNoEntropy = errors.New("entropy source failed its health test")
+
+func (r *countingRand) Read(p []byte) (int, error) {
+	if r.fail {
+		return 0, errNoEntropy
+	}
+	r.n += len(p)
+	return len(p), nil
+}
+
+// TestRSAOAEPDataKeyFromTheVaultsEntropy: rsa_oaep's per-value data key is
+// a CSP, so it is drawn from the source SetRand installs (the vault's
+// OS+HSM mixer), and a failing source fails the encryption closed: no
+// ciphertext under a key the source did not vouch for.
+func TestRSAOAEPDataKeyFromTheVaultsEntropy(t *testing.T) {
+	for _, tok := range sealtest.Tokens {
+		t.Run(tok.Name, func(t *testing.T) {
+			ctx := context.Background()
+			s := newSeal(t, tok.Config(t, seal.RSAOAEP))
+			if _, err := s.EnsureKey(ctx); err != nil {
+				t.Fatal(err)
+			}
+			src := &countingRand{}
+			s.SetRand(src)
+			aad := []byte("wallet/keys/alice/main")
+			ct, err := s.Encrypt(ctx, []byte("a csp"), aad)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if src.n != 32 {
+				t.Fatalf("the data key drew %d bytes from the vault's source, want 32", src.n)
+			}
+			if pt, err := s.Decrypt(ctx, ct, aad); err != nil || string(pt) != "a csp" {
+				t.Fatalf("round trip: %q, %v", pt, err)
+			}
+			src.fail = true
+			if ct, err := s.Encrypt(ctx, []byte("a csp"), aad); !errors.Is(err, errNoEntropy) || ct != nil {
+				t.Fatalf("Encrypt with a failing entropy source = %x, %v; want nothing and the source's error", ct, err)
+			}
+		})
+	}
+}

@@ -101,6 +101,9 @@ func (n *Node) openEntropy(context.Context) error {
 		n.mixer = entropy.OS()
 	}
 	n.rand = n.mixer
+	if n.hsm != nil {
+		n.hsm.SetRand(n.mixer) // rsa_oaep's data keys are CSPs too
+	}
 	return nil
 }
 

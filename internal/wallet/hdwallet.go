@@ -217,15 +217,7 @@ func (s *Service) ListWallets(ctx context.Context, owner, after string, limit in
 	if err := checkOwner(owner); err != nil {
 		return nil, "", err
 	}
-	if limit <= 0 {
-		limit = defaultListLimit
-	}
-	limit = min(limit, maxListLimit)
-	prefix := prefixWallets + owner + "/"
-	from := ""
-	if after != "" {
-		from = prefix + after
-	}
+	prefix, from, limit := page(prefixWallets+owner+"/", after, limit)
 	keys, err := s.kv.List(ctx, prefix, from, limit+1)
 	if err != nil {
 		return nil, "", fmt.Errorf("wallet: list wallets: %w", err)

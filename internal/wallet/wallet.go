@@ -367,6 +367,20 @@ func checkOwner(owner string) error {
 	return nil
 }
 
+// page is a List page's key range and size: the keys under prefix after
+// the name `after` ("" for the first page), at most limit (default 100, at
+// most 1000).
+func page(prefix, after string, limit int) (string, string, int) {
+	if limit <= 0 {
+		limit = defaultListLimit
+	}
+	from := ""
+	if after != "" {
+		from = prefix + after
+	}
+	return prefix, from, min(limit, maxListLimit)
+}
+
 func randomName(prefix string) (string, error) {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil { // names are not secret
@@ -435,15 +449,7 @@ func (s *Service) ListChain(ctx context.Context, owner, chainName, after string,
 			return nil, "", err
 		}
 	}
-	if limit <= 0 {
-		limit = defaultListLimit
-	}
-	limit = min(limit, maxListLimit)
-	prefix := prefixAccounts + owner + "/"
-	from := ""
-	if after != "" {
-		from = prefix + after
-	}
+	prefix, from, limit := page(prefixAccounts+owner+"/", after, limit)
 	var out []Account
 	for {
 		keys, err := s.kv.List(ctx, prefix, from, limit+1)

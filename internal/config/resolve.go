@@ -383,27 +383,30 @@ func (c Server) entropy(m Mode) (bool, error) {
 	return false, Wrong("entropy_mode", "%q: use augmentation or off", c.EntropyMode)
 }
 
+// durationSetting parses the duration setting name: positive and, when
+// between is set ("1s and 15m"), from lo to hi.
+func durationSetting(name, v, example string, lo, hi time.Duration, between string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, Wrong(name, "%q is not a duration (e.g. %s)", v, example)
+	}
+	if between != "" && (d < lo || d > hi) {
+		return 0, Wrong(name, "%s must be between %s", v, between)
+	}
+	if d <= 0 {
+		return 0, Wrong(name, "%q must be positive", v)
+	}
+	return d, nil
+}
+
 func (c Server) sessions() (ttl, life, idle time.Duration, err error) {
-	parse := func(name, v string) (time.Duration, error) {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return 0, Wrong(name, "%q is not a duration (e.g. 90s, 5m, 12h)", v)
-		}
-		if d <= 0 {
-			return 0, Wrong(name, "%q must be positive", v)
-		}
-		return d, nil
-	}
-	if ttl, err = parse("access_token_ttl", c.AccessTokenTTL); err != nil {
+	if ttl, err = durationSetting("access_token_ttl", c.AccessTokenTTL, "90s, 5m", time.Second, 15*time.Minute, "1s and 15m"); err != nil {
 		return
 	}
-	if ttl < time.Second || ttl > 15*time.Minute {
-		return 0, 0, 0, Wrong("access_token_ttl", "%s must be between 1s and 15m", c.AccessTokenTTL)
-	}
-	if life, err = parse("session_lifetime", c.SessionLifetime); err != nil {
+	if life, err = durationSetting("session_lifetime", c.SessionLifetime, "90s, 5m, 12h", 0, 0, ""); err != nil {
 		return
 	}
-	if idle, err = parse("idle_timeout", c.IdleTimeout); err != nil {
+	if idle, err = durationSetting("idle_timeout", c.IdleTimeout, "90s, 5m, 12h", 0, 0, ""); err != nil {
 		return
 	}
 	return ttl, life, idle, nil
@@ -420,14 +423,8 @@ func (c Server) approvals() (int, time.Duration, error) {
 	if c.PolicyChangeApprovals < 0 || c.PolicyChangeApprovals > maxPolicyChangeApprovals {
 		return 0, 0, Wrong("policy_change_approvals", "%d must be between 0 and %d", c.PolicyChangeApprovals, maxPolicyChangeApprovals)
 	}
-	ttl, err := time.ParseDuration(c.ApprovalTTL)
-	if err != nil {
-		return 0, 0, Wrong("approval_ttl", "%q is not a duration (e.g. 24h, 90m)", c.ApprovalTTL)
-	}
-	if ttl < minApprovalTTL || ttl > maxApprovalTTL {
-		return 0, 0, Wrong("approval_ttl", "%s must be between 1m and 720h", c.ApprovalTTL)
-	}
-	return int(c.PolicyChangeApprovals), ttl, nil
+	ttl, err := durationSetting("approval_ttl", c.ApprovalTTL, "24h, 90m", minApprovalTTL, maxApprovalTTL, "1m and 720h")
+	return int(c.PolicyChangeApprovals), ttl, err
 }
 
 // Bounds of the approval store settings.
@@ -441,14 +438,8 @@ func (c Server) approvalStore() (int, time.Duration, error) {
 	if c.ApprovalMaxPending < 1 || c.ApprovalMaxPending > maxApprovalMaxPending {
 		return 0, 0, Wrong("approval_max_pending", "%d must be between 1 and %d", c.ApprovalMaxPending, maxApprovalMaxPending)
 	}
-	d, err := time.ParseDuration(c.ApprovalRetention)
-	if err != nil {
-		return 0, 0, Wrong("approval_retention", "%q is not a duration (e.g. 720h)", c.ApprovalRetention)
-	}
-	if d < minApprovalRetention || d > maxApprovalRetention {
-		return 0, 0, Wrong("approval_retention", "%s must be between 1h and 87840h", c.ApprovalRetention)
-	}
-	return int(c.ApprovalMaxPending), d, nil
+	d, err := durationSetting("approval_retention", c.ApprovalRetention, "720h", minApprovalRetention, maxApprovalRetention, "1h and 87840h")
+	return int(c.ApprovalMaxPending), d, err
 }
 
 func (c Server) limits() error {
@@ -470,12 +461,9 @@ func (c Server) restore() (Restore, error) {
 		name, v string
 		to      *time.Duration
 	}{{"restore_timeout", c.RestoreTimeout, &r.Timeout}, {"restore_retention", c.RestoreRetention, &r.Retention}} {
-		v, err := time.ParseDuration(d.v)
+		v, err := durationSetting(d.name, d.v, "30m, 168h", 0, 0, "")
 		if err != nil {
-			return r, Wrong(d.name, "%q is not a duration (e.g. 30m, 168h)", d.v)
-		}
-		if v <= 0 {
-			return r, Wrong(d.name, "%q must be positive", d.v)
+			return r, err
 		}
 		*d.to = v
 	}

@@ -27,6 +27,9 @@ const REFRESH_EARLY_MS = 30_000;
 
 let session = null; // {token, expiresAt, idleTimeout, id, username, role, amr, auth_time}
 let refreshing = null;
+// epoch counts the ends of sessions: a refresh answered after the session
+// it was made for has ended (signed out meanwhile) must not bring it back.
+let epoch = 0;
 let lastActivity = Date.now();
 let lastRefresh = 0;
 let refreshTimer = 0;
@@ -79,7 +82,7 @@ function schedule() {
   const wait = Math.max(1000, session.expiresAt - Date.now() - REFRESH_EARLY_MS);
   refreshTimer = setTimeout(() => {
     // Keep the session alive only for someone who is using it.
-    if (session && lastActivity > lastRefresh) refresh().catch(() => end('Your session has ended. Sign in again.'));
+    if (session && lastActivity > lastRefresh) refresh().catch(() => session && end('Your session has ended. Sign in again.'));
   }, wait);
   idleTimer = setInterval(() => {
     if (session && Date.now() - lastActivity >= session.idleTimeout) {
@@ -90,6 +93,7 @@ function schedule() {
 }
 
 function end(message) {
+  epoch++;
   session = null;
   clearTimeout(refreshTimer);
   clearInterval(idleTimer);
@@ -138,8 +142,10 @@ export async function signIn(username, password, totp) {
 
 function refresh() {
   if (!refreshing) {
+    const at = epoch;
     const run = async () => {
       const r = await raw('POST', '/v1/auth/console/refresh', { consoleCall: true });
+      if (at !== epoch) throw new ApiError(401, 'unauthenticated', 'You are signed out.');
       adopt(r.data);
     };
     const p = navigator.locks ? navigator.locks.request('moonvault-console-refresh', run) : run();
@@ -204,6 +210,11 @@ export async function stepUp(code) {
 
 /** signOut ends the session on the server and forgets it here. */
 export async function signOut(message) {
+  if (refreshing) {
+    // Log out with the newest token, and never let that refresh's answer
+    // sign the person back in afterwards (epoch).
+    await refreshing.catch(() => {});
+  }
   if (session) {
     try {
       if (Date.now() > session.expiresAt - 5000) await refresh();

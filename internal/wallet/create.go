@@ -120,7 +120,7 @@ func (s *Service) CreateAccount(ctx context.Context, spec AccountSpec) (*Account
 	name := spec.Name
 	for attempt := 0; ; attempt++ {
 		if generated {
-			if name, err = randomName("acct-"); err != nil {
+			if name, err = generatedName("acct-", s.now()); err != nil {
 				return nil, err
 			}
 		}

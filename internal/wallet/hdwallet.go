@@ -126,7 +126,7 @@ func (s *Service) CreateWallet(ctx context.Context, owner, name string, mnemonic
 	master.Destroy()
 	for attempt := 0; ; attempt++ {
 		if generated {
-			if name, err = randomName("wallet-"); err != nil {
+			if name, err = generatedName("wallet-", s.now()); err != nil {
 				return nil, err
 			}
 		}

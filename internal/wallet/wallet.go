@@ -9,6 +9,7 @@ package wallet
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -381,12 +382,23 @@ func page(prefix, after string, limit int) (string, string, int) {
 	return prefix, from, min(limit, maxListLimit)
 }
 
-func randomName(prefix string) (string, error) {
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil { // names are not secret
+// generatedName names an account or HD wallet its creator did not name:
+// prefix, the creation time in milliseconds (12 hex digits, so names sort
+// in creation order until the year 10889) and 32 random bits. A list of
+// generated names reads oldest first, and consecutive creations land side
+// by side in storage: each of an account's three records keyed by its name
+// joins the page the previous account's went to, instead of dirtying a page
+// of its own in every commit (issue 14: account creation). A collision (the
+// same millisecond and the same random bits) is a taken name, which the
+// caller retries.
+func generatedName(prefix string, now time.Time) (string, error) {
+	var b [10]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(max(now.UnixMilli(), 0))<<16) // #nosec G115 -- not negative
+	// Names are not secret: crypto/rand without the HSM.
+	if _, err := rand.Read(b[6:]); err != nil {
 		return "", fmt.Errorf("wallet: generate name: %w", err)
 	}
-	return prefix + hex.EncodeToString(b[:]), nil
+	return prefix + hex.EncodeToString(b[:6]) + "-" + hex.EncodeToString(b[6:]), nil
 }
 
 func (s *Service) getRecord(ctx context.Context, owner, name string) (*record, error) {

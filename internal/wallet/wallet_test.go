@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -204,7 +206,7 @@ func TestImportKey(t *testing.T) {
 	if a.Address != "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826" {
 		t.Fatalf("imported address %s", a.Address)
 	}
-	if len(a.Name) != len("acct-")+8 {
+	if !generatedNameRe.MatchString(a.Name) {
 		t.Fatalf("generated name %q", a.Name)
 	}
 	if _, err := svc.Create(ctx, "bob", "same", raw); !errors.Is(err, ErrExists) {
@@ -463,5 +465,50 @@ func testKey(t testing.TB) *ecdsa.PrivateKey {
 		if k, err := crypto.ToECDSA(b); err == nil {
 			return k
 		}
+	}
+}
+
+var generatedNameRe = regexp.MustCompile(`^acct-[0-9a-f]{12}-[0-9a-f]{8}$`)
+
+// Generated names sort in creation order (so a list reads oldest first and
+// consecutive creations share storage pages), across milliseconds and
+// across the years; within one millisecond they differ by their random
+// part.
+func TestGeneratedNamesSortInCreationOrder(t *testing.T) {
+	times := []time.Time{
+		time.Unix(0, 0),
+		time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC),
+		time.Date(2026, 12, 1, 20, 0, 0, int(time.Millisecond), time.UTC),
+		time.Date(2026, 12, 1, 20, 0, 1, 0, time.UTC),
+		time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+	}
+	var prev string
+	for _, tm := range times {
+		name, err := generatedName("acct-", tm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !generatedNameRe.MatchString(name) || !nameRe.MatchString(name) {
+			t.Fatalf("%v: name %q", tm, name)
+		}
+		if name <= prev {
+			t.Fatalf("%v: %q does not sort after %q", tm, name, prev)
+		}
+		prev = name
+	}
+	same := map[string]bool{}
+	for range 100 {
+		name, err := generatedName("acct-", times[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		same[name] = true
+	}
+	if len(same) < 99 {
+		t.Fatalf("100 names in one millisecond: only %d distinct", len(same))
+	}
+	if before, _ := generatedName("acct-", time.Unix(-1, 0)); !strings.HasPrefix(before, "acct-000000000000-") {
+		t.Fatalf("a clock before 1970 names %q", before)
 	}
 }

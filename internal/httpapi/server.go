@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/moonvault/moonvault/internal/connpark"
 	"io"
 	"log/slog"
 	"net"
@@ -200,7 +201,8 @@ type request struct {
 	// audit state of the request path
 	op       string
 	start    time.Time
-	intentOK bool // the request line is durable (state-changing requests)
+	intentOK bool   // the request line is durable (state-changing requests)
+	unhold   func() // ends connpark.Hold, once the body has been read
 	// policy decisions, matched policies and approvals (policystep.go)
 	decisions, policies        string
 	approvalID, approvalStatus string
@@ -214,6 +216,13 @@ type request struct {
 }
 
 func (q *request) ctx() context.Context { return q.Context() }
+
+// endHold ends the hold on the request's connection (bufferBody).
+func (q *request) endHold() {
+	if q.unhold != nil {
+		q.unhold()
+	}
+}
 
 // hashSecret records an HMAC of a secret-identifying value in the audit line.
 func (q *request) hashSecret(field, value string) {
@@ -331,6 +340,7 @@ func (a *API) wrap(rt route) http.Handler {
 		}
 		start := time.Now()
 		q := &request{Request: r, api: a, w: w, op: rt.op, start: start}
+		defer q.endHold()
 		status, body, err := a.serve(rt, q)
 		if a.throttleFailedAuth(rt, w, r, err) {
 			return
@@ -458,6 +468,10 @@ func (q *request) bufferBody() error {
 		return errInvalid("invalid_body", "could not read the request body")
 	}
 	q.Body = io.NopCloser(bytes.NewReader(data))
+	// The body is read to its end: the read net/http now starts on the
+	// connection need not run while the handler (and its audit line)
+	// waits.
+	q.unhold = connpark.Hold(q.Request)
 	return nil
 }
 

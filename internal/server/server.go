@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/moonvault/moonvault/internal/connpark"
 	"io"
 	"log/slog"
 	"net"
@@ -220,6 +221,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+		ConnContext:       connpark.Context,
 	}
 	if n.hsm != nil {
 		n.wg.Add(1)
@@ -229,7 +231,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 		}()
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(tls.NewListener(ln, tc)) }()
+	go func() { errc <- srv.Serve(tls.NewListener(connpark.Listener(ln), tc)) }()
 	if n.opts.Ready != nil {
 		n.opts.Ready(ln.Addr().String())
 	}

@@ -1,0 +1,143 @@
+// Package connpark spares an HTTP/1 connection the read net/http issues
+// while a handler runs.
+//
+// Once a request's body has been read to its end, net/http starts a
+// "background read" on the connection, so that it notices a client that
+// goes away (and a pipelined request) while the handler runs; when the
+// handler is done it aborts that read by setting a read deadline in the
+// past. A handler that waits (for its audit line to be durable: issue 14)
+// lets that read run first, and on Linux it costs a read(2) that finds
+// nothing, a netpoll wait, and the wake-up at the abort: on a virtual
+// machine where every system call is expensive, a tenth of the request's
+// CPU. A held connection instead parks such a read without a system call
+// until net/http sets a deadline (the abort, answered as the deadline the
+// real read would have hit, or any later deadline, after which it reads
+// for real) or the connection closes.
+//
+// What is given up: while its handler runs after reading the body, a
+// request whose client has gone is not cancelled; the handler finishes,
+// and the response write then fails. Handlers held here answer in
+// milliseconds, and state-changing ones are recorded whether or not the
+// client waits for the answer.
+package connpark
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+)
+
+// Listener wraps ln so that its connections can be held.
+func Listener(ln net.Listener) net.Listener { return listener{ln} }
+
+type listener struct{ net.Listener }
+
+func (l listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &conn{Conn: c}, nil
+}
+
+type ctxKey struct{}
+
+// Context is for http.Server.ConnContext: it carries c's holdable
+// connection (c itself, or the one under a *tls.Conn) to the handlers.
+func Context(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if pc, ok := c.(*conn); ok {
+		return context.WithValue(ctx, ctxKey{}, pc)
+	}
+	return ctx
+}
+
+// Hold parks reads on r's connection from now until release is called;
+// a read parked by then stays parked until net/http sets a deadline or the
+// connection closes. Call it only once r's body has been read to its end
+// (before that, the handler's own reads of the body go to the connection).
+// HTTP/2 connections, whose reader serves every stream, are never held.
+func Hold(r *http.Request) (release func()) {
+	pc, ok := r.Context().Value(ctxKey{}).(*conn)
+	if !ok || r.ProtoMajor != 1 {
+		return func() {}
+	}
+	pc.mu.Lock()
+	pc.held = true
+	pc.mu.Unlock()
+	return func() {
+		pc.mu.Lock()
+		pc.held = false
+		pc.mu.Unlock()
+	}
+}
+
+type conn struct {
+	net.Conn
+	mu      sync.Mutex
+	held    bool
+	wake    chan struct{} // non-nil while a read is parked; closed to wake it
+	expired bool          // the parked read ends with a deadline error
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.held && c.wake == nil {
+		wake := make(chan struct{})
+		c.wake = wake
+		c.mu.Unlock()
+		<-wake
+		c.mu.Lock()
+		if c.expired {
+			c.expired = false
+			c.mu.Unlock()
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
+	c.mu.Unlock()
+	return c.Conn.Read(p)
+}
+
+// SetReadDeadline wakes a parked read: with a deadline already past it
+// fails as the real read would have; with a later one it reads for real.
+// The zero time (no deadline) wakes nothing.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	err := c.Conn.SetReadDeadline(t)
+	if !t.IsZero() {
+		c.wakeParked(!t.After(time.Now()))
+	}
+	return err
+}
+
+// SetDeadline sets both deadlines, as SetReadDeadline and SetWriteDeadline.
+func (c *conn) SetDeadline(t time.Time) error {
+	err := c.Conn.SetDeadline(t)
+	if !t.IsZero() {
+		c.wakeParked(!t.After(time.Now()))
+	}
+	return err
+}
+
+// Close closes the connection and wakes a parked read, which then reads
+// the closed connection and fails as it would have.
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.wakeParked(false)
+	return err
+}
+
+func (c *conn) wakeParked(expired bool) {
+	c.mu.Lock()
+	if c.wake != nil {
+		c.expired = expired
+		close(c.wake)
+		c.wake = nil
+	}
+	c.mu.Unlock()
+}

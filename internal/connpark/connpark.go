@@ -1,5 +1,5 @@
 // Package connpark spares an HTTP/1 connection the read net/http issues
-// while a handler runs.
+// while a handler waits.
 //
 // Once a request's body has been read to its end, net/http starts a
 // "background read" on the connection, so that it notices a client that
@@ -8,17 +8,17 @@
 // past. A handler that waits (for its audit line to be durable: issue 14)
 // lets that read run first, and on Linux it costs a read(2) that finds
 // nothing, a netpoll wait, and the wake-up at the abort: on a virtual
-// machine where every system call is expensive, a tenth of the request's
-// CPU. A held connection instead parks such a read without a system call
-// until net/http sets a deadline (the abort, answered as the deadline the
-// real read would have hit, or any later deadline, after which it reads
-// for real) or the connection closes.
+// machine where every system call is expensive, a few per cent of the
+// request's CPU. A held connection instead parks such a read without a
+// system call until net/http sets a deadline (the abort, answered as the
+// deadline error the real read would have returned; any other deadline
+// ends the hold and the read goes to the connection) or the connection
+// closes.
 //
-// What is given up: while its handler runs after reading the body, a
-// request whose client has gone is not cancelled; the handler finishes,
-// and the response write then fails. Handlers held here answer in
-// milliseconds, and state-changing ones are recorded whether or not the
-// client waits for the answer.
+// The vault holds a connection only while the response's audit line
+// becomes durable, after the handler has run: that line is recorded
+// whether or not the client is still there, so noticing a client that
+// has gone would change nothing then (the response write notices it).
 package connpark
 
 import (
@@ -58,11 +58,13 @@ func Context(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// Hold parks reads on r's connection from now until release is called;
-// a read parked by then stays parked until net/http sets a deadline or the
-// connection closes. Call it only once r's body has been read to its end
-// (before that, the handler's own reads of the body go to the connection).
-// HTTP/2 connections, whose reader serves every stream, are never held.
+// Hold parks reads on r's connection from now until release is called or
+// a deadline is set on it; a read parked by then stays parked until net/http
+// sets a deadline or the connection closes. Call it only where nothing of
+// the request's body is still to be read from the connection (after the
+// handler: net/http reads what is left only once the handler has
+// returned). HTTP/2 connections, whose reader serves every stream, are
+// never held.
 func Hold(r *http.Request) (release func()) {
 	pc, ok := r.Context().Value(ctxKey{}).(*conn)
 	if !ok || r.ProtoMajor != 1 {
@@ -80,15 +82,16 @@ func Hold(r *http.Request) (release func()) {
 
 type conn struct {
 	net.Conn
-	mu      sync.Mutex
-	held    bool
-	wake    chan struct{} // non-nil while a read is parked; closed to wake it
-	expired bool          // the parked read ends with a deadline error
+	mu       sync.Mutex
+	held     bool
+	deadline bool          // a read deadline is set: reads go to the connection
+	wake     chan struct{} // non-nil while a read is parked; closed to wake it
+	expired  bool          // the parked read ends with a deadline error
 }
 
 func (c *conn) Read(p []byte) (int, error) {
 	c.mu.Lock()
-	if c.held && c.wake == nil {
+	if c.held && !c.deadline && c.wake == nil {
 		wake := make(chan struct{})
 		c.wake = wake
 		c.mu.Unlock()
@@ -104,23 +107,19 @@ func (c *conn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// SetReadDeadline wakes a parked read: with a deadline already past it
-// fails as the real read would have; with a later one it reads for real.
-// The zero time (no deadline) wakes nothing.
+// SetReadDeadline ends the hold (net/http is taking the reads back) and
+// wakes a parked read: with a deadline already past it fails as the real
+// read would have; otherwise it reads the connection, under the deadline.
 func (c *conn) SetReadDeadline(t time.Time) error {
 	err := c.Conn.SetReadDeadline(t)
-	if !t.IsZero() {
-		c.wakeParked(!t.After(time.Now()))
-	}
+	c.deadlineSet(t)
 	return err
 }
 
 // SetDeadline sets both deadlines, as SetReadDeadline and SetWriteDeadline.
 func (c *conn) SetDeadline(t time.Time) error {
 	err := c.Conn.SetDeadline(t)
-	if !t.IsZero() {
-		c.wakeParked(!t.After(time.Now()))
-	}
+	c.deadlineSet(t)
 	return err
 }
 
@@ -128,16 +127,24 @@ func (c *conn) SetDeadline(t time.Time) error {
 // the closed connection and fails as it would have.
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.wakeParked(false)
+	c.mu.Lock()
+	c.held = false
+	c.wakeLocked(false)
+	c.mu.Unlock()
 	return err
 }
 
-func (c *conn) wakeParked(expired bool) {
+func (c *conn) deadlineSet(t time.Time) {
 	c.mu.Lock()
+	c.held, c.deadline = false, !t.IsZero()
+	c.wakeLocked(!t.IsZero() && !t.After(time.Now()))
+	c.mu.Unlock()
+}
+
+func (c *conn) wakeLocked(expired bool) {
 	if c.wake != nil {
 		c.expired = expired
 		close(c.wake)
 		c.wake = nil
 	}
-	c.mu.Unlock()
 }

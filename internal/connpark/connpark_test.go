@@ -97,34 +97,42 @@ func TestKeepAliveRequestsWithHold(t *testing.T) {
 	}
 }
 
-// A parked read wakes with the deadline error when a past deadline is
-// set, reads for real after a later deadline, and fails as a closed
-// connection's read when the connection closes.
+// A parked read stays parked until something happens on the connection:
+// a deadline already past ends it with the deadline error; any other
+// deadline (later, or none) ends the hold and the read goes to the
+// connection; a close ends it as a closed connection's read.
 func TestParkedReadWakes(t *testing.T) {
+	deadlineErr := func(_ int, err error) error {
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("err %v, want a deadline error", err)
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			return fmt.Errorf("err %v is not a net.Error timeout (net/http and crypto/tls expect one)", err)
+		}
+		return nil
+	}
+	readsByte := func(n int, err error) error {
+		if n != 1 || err != nil {
+			return fmt.Errorf("read %d, %v; want the byte sent", n, err)
+		}
+		return nil
+	}
 	for _, tc := range []struct {
 		name string
 		wake func(c *conn, peer net.Conn)
 		want func(n int, err error) error
 	}{
-		{"past deadline", func(c *conn, _ net.Conn) { _ = c.SetReadDeadline(time.Unix(1, 0)) }, func(_ int, err error) error {
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				return fmt.Errorf("err %v, want a deadline error", err)
-			}
-			var ne net.Error
-			if !errors.As(err, &ne) || !ne.Timeout() {
-				return fmt.Errorf("err %v is not a net.Error timeout (net/http and crypto/tls expect one)", err)
-			}
-			return nil
-		}},
+		{"past deadline", func(c *conn, _ net.Conn) { _ = c.SetReadDeadline(time.Unix(1, 0)) }, deadlineErr},
+		{"past deadline on both", func(c *conn, _ net.Conn) { _ = c.SetDeadline(time.Unix(1, 0)) }, deadlineErr},
 		{"later deadline, then data", func(c *conn, peer net.Conn) {
 			_ = c.SetReadDeadline(time.Now().Add(time.Minute))
 			_, _ = peer.Write([]byte("z"))
-		}, func(n int, err error) error {
-			if n != 1 || err != nil {
-				return fmt.Errorf("read %d, %v; want the byte sent", n, err)
-			}
-			return nil
-		}},
+		}, readsByte},
+		{"no deadline, then data", func(c *conn, peer net.Conn) {
+			_ = c.SetReadDeadline(time.Time{})
+			_, _ = peer.Write([]byte("z"))
+		}, readsByte},
 		{"close", func(c *conn, _ net.Conn) { _ = c.Close() }, func(_ int, err error) error {
 			if err == nil {
 				return fmt.Errorf("a closed connection read without error")
@@ -144,11 +152,9 @@ func TestParkedReadWakes(t *testing.T) {
 				done <- tc.want(n, err)
 			}()
 			waitParked(t, c)
-			// The zero deadline (no deadline) leaves it parked.
-			_ = c.SetReadDeadline(time.Time{})
 			select {
 			case err := <-done:
-				t.Fatalf("the zero deadline woke the read: %v", err)
+				t.Fatalf("the parked read ended by itself: %v", err)
 			case <-time.After(20 * time.Millisecond):
 			}
 			tc.wake(c, b)
@@ -160,7 +166,32 @@ func TestParkedReadWakes(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("the parked read did not wake")
 			}
+			c.mu.Lock()
+			held := c.held
+			c.mu.Unlock()
+			if held {
+				t.Fatal("the hold outlived the deadline or close that ended the parked read")
+			}
 		})
+	}
+}
+
+// A read deadline already set when the hold begins (not net/http's
+// background read) is honoured: the read is not parked.
+func TestReadWithDeadlineIsNotParked(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	c := &conn{Conn: a}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	c.held = true
+	start := time.Now()
+	_, err := c.Read(make([]byte, 1))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("err %v, want the deadline error of the real read", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the read took %v", d)
 	}
 }
 

@@ -201,8 +201,7 @@ type request struct {
 	// audit state of the request path
 	op       string
 	start    time.Time
-	intentOK bool   // the request line is durable (state-changing requests)
-	unhold   func() // ends connpark.Hold, once the body has been read
+	intentOK bool // the request line is durable (state-changing requests)
 	// policy decisions, matched policies and approvals (policystep.go)
 	decisions, policies        string
 	approvalID, approvalStatus string
@@ -216,13 +215,6 @@ type request struct {
 }
 
 func (q *request) ctx() context.Context { return q.Context() }
-
-// endHold ends the hold on the request's connection (bufferBody).
-func (q *request) endHold() {
-	if q.unhold != nil {
-		q.unhold()
-	}
-}
 
 // hashSecret records an HMAC of a secret-identifying value in the audit line.
 func (q *request) hashSecret(field, value string) {
@@ -340,7 +332,6 @@ func (a *API) wrap(rt route) http.Handler {
 		}
 		start := time.Now()
 		q := &request{Request: r, api: a, w: w, op: rt.op, start: start}
-		defer q.endHold()
 		status, body, err := a.serve(rt, q)
 		if a.throttleFailedAuth(rt, w, r, err) {
 			return
@@ -354,8 +345,14 @@ func (a *API) wrap(rt route) http.Handler {
 		}
 		if a.d.Audit != nil {
 			// The outcome is recorded even when the client has gone: the
-			// handler ran, and over-recording is the safe side.
-			if aerr := a.d.Audit.Record(context.WithoutCancel(r.Context()), a.auditEntry(q, audit.PhaseResponse, status, code)); aerr != nil {
+			// handler ran, and over-recording is the safe side. So while
+			// the line becomes durable, the read net/http started on the
+			// connection to notice a client going away can wait too
+			// (connpark: no read(2) finding nothing, no netpoll wait).
+			release := connpark.Hold(r)
+			aerr := a.d.Audit.Record(context.WithoutCancel(r.Context()), a.auditEntry(q, audit.PhaseResponse, status, code))
+			release()
+			if aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
 				q.releaseAll()
 				f := classify(audit.ErrUnavailable)
@@ -468,10 +465,6 @@ func (q *request) bufferBody() error {
 		return errInvalid("invalid_body", "could not read the request body")
 	}
 	q.Body = io.NopCloser(bytes.NewReader(data))
-	// The body is read to its end: the read net/http now starts on the
-	// connection need not run while the handler (and its audit line)
-	// waits.
-	q.unhold = connpark.Hold(q.Request)
 	return nil
 }
 

@@ -388,9 +388,12 @@ func page(prefix, after string, limit int) (string, string, int) {
 // generated names reads oldest first, and consecutive creations land side
 // by side in storage: each of an account's three records keyed by its name
 // joins the page the previous account's went to, instead of dirtying a page
-// of its own in every commit (issue 14: account creation). A collision (the
-// same millisecond and the same random bits) is a taken name, which the
-// caller retries.
+// of its own in every commit (issue 14: account creation). The order is
+// the clock's: a clock stepped back sorts later names first, which costs
+// only that locality. A name shows its creation time to the millisecond, as
+// the account's created_at does to whoever may see the account (names are
+// scoped to their owner). A collision (the same millisecond and the same
+// random bits) is a taken name, which the caller retries.
 func generatedName(prefix string, now time.Time) (string, error) {
 	var b [10]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(max(now.UnixMilli(), 0))<<16) // #nosec G115 -- not negative

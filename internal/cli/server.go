@@ -6,11 +6,26 @@ import (
 	"flag"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/moonvault/moonvault/internal/config"
 	"github.com/moonvault/moonvault/internal/server"
 )
+
+// serverGCPercent is the server's GOGC unless the environment sets one. The
+// server keeps little on the heap (tens of MB) and allocates per request;
+// collecting when the live heap has tripled rather than doubled costs a few
+// MB and saved ~8% of CPU per audited signature at 64 connections (issue 14).
+const serverGCPercent = 200
+
+// tuneGC sets serverGCPercent, unless GOGC is set: then Go's runtime has
+// already applied it.
+func tuneGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(serverGCPercent)
+	}
+}
 
 // runServer starts a node. Settings come from the file, then MOONVAULT_*
 // variables, then flags: each overrides the one before.
@@ -31,6 +46,7 @@ func runServer(g *globals, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{"server takes no arguments: " + strings.Join(fs.Args(), " ")}
 	}
+	tuneGC(os.Getenv)
 	var tempDir string
 	// load reads file < env < flags; it runs again on SIGHUP.
 	load := func() (config.Server, error) {

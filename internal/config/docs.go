@@ -41,6 +41,12 @@ the server at start-up with one line naming the setting.
 		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %s | %s |\n", s.Name, def, s.Env(), flag, s.Doc)
 	}
 	b.WriteString(`
+Go's runtime variables apply as usual (` + "`GOMAXPROCS`, `GOMEMLIMIT`" + `,
+` + "`GODEBUG`" + `). One default differs: the server collects garbage at
+` + "`GOGC=200`" + ` (when the live heap has tripled) unless ` + "`GOGC`" + ` is set; it keeps
+little on the heap, and this costs a few MB of memory for ~8% less CPU
+per signature (docs/scaling.md, Audit cost).
+
 Example (` + "`server.hcl`" + `):
 
 ` + "```hcl" + `

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/btcsuite/btcd/btcec/v2"
 
 	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/intent"
@@ -100,18 +100,20 @@ func (s *Service) CreateAccount(ctx context.Context, spec AccountSpec) (*Account
 		return nil, err
 	}
 	defer km.destroy()
-	addr, err := ch.Address(opts, km.pub)
-	if err != nil {
-		return nil, err
-	}
 	pub := km.pub
 	if spec.Chain == intent.ChainEthereum {
-		// Ethereum accounts have always shown the uncompressed point.
-		k, err := crypto.DecompressPubkey(pub)
+		// Ethereum accounts have always shown the uncompressed point; the
+		// address is computed from it too, so the point is decompressed
+		// once (a square root in the field).
+		k, err := btcec.ParsePubKey(pub)
 		if err != nil {
 			return nil, fmt.Errorf("wallet: public key: %w", err)
 		}
-		pub = crypto.FromECDSAPub(k)
+		pub = k.SerializeUncompressed()
+	}
+	addr, err := ch.Address(opts, pub)
+	if err != nil {
+		return nil, err
 	}
 	rec := &record{
 		Chain: spec.Chain, Network: opts.Network, AddressType: opts.AddressType, KeyType: string(ch.KeyType()),

@@ -1,6 +1,7 @@
 package wallet
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -208,6 +209,15 @@ func TestImportKey(t *testing.T) {
 	}
 	if !generatedNameRe.MatchString(a.Name) {
 		t.Fatalf("generated name %q", a.Name)
+	}
+	// The stored public key is go-ethereum's uncompressed encoding of the
+	// key's point (decompressed once, with btcec).
+	k, err := crypto.ToECDSA(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := crypto.FromECDSAPub(&k.PublicKey); !bytes.Equal(a.PublicKey, want) {
+		t.Fatalf("public key %x, want %x", a.PublicKey, want)
 	}
 	if _, err := svc.Create(ctx, "bob", "same", raw); !errors.Is(err, ErrExists) {
 		t.Fatalf("re-import of an address: %v", err)

@@ -345,11 +345,14 @@ func (b *Barrier) Update(ctx context.Context, key string, fn func(cur []byte, fo
 }
 
 // backoff sleeps a short, growing, jittered time between Update attempts so
-// that contending writers spread out (up to about 2 ms).
+// that contending writers spread out: up to 250 µs after the first lost
+// race, growing to 8 ms, past the 5 ms a bolt batch waits for company (a
+// ceiling of 2 ms left twelve writers of one key landing in the same
+// batches, where only one can win, until some ran out of attempts).
 func backoff(ctx context.Context, attempt int) error {
 	var j [2]byte
 	_, _ = rand.Read(j[:]) // jitter, not a secret; crypto/rand never fails on Linux
-	ceil := time.Duration(min(attempt+1, 8)) * 250 * time.Microsecond
+	ceil := time.Duration(min(attempt+1, 32)) * 250 * time.Microsecond
 	d := time.Duration(binary.BigEndian.Uint16(j[:])) * ceil / 65536
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -58,26 +58,36 @@ func Context(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// Hold parks reads on r's connection from now until release is called or
+// Hold parks reads on r's connection from now until Release is called or
 // a deadline is set on it; a read parked by then stays parked until net/http
 // sets a deadline or the connection closes. Call it only where nothing of
 // the request's body is still to be read from the connection (after the
 // handler: net/http reads what is left only once the handler has
 // returned). HTTP/2 connections, whose reader serves every stream, are
 // never held.
-func Hold(r *http.Request) (release func()) {
+func Hold(r *http.Request) Held {
 	pc, ok := r.Context().Value(ctxKey{}).(*conn)
 	if !ok || r.ProtoMajor != 1 {
-		return func() {}
+		return Held{}
 	}
 	pc.mu.Lock()
 	pc.held = true
 	pc.mu.Unlock()
-	return func() {
-		pc.mu.Lock()
-		pc.held = false
-		pc.mu.Unlock()
+	return Held{pc}
+}
+
+// Held is a hold on a connection (a value, so that holding allocates
+// nothing on the request path); the zero Held holds nothing.
+type Held struct{ c *conn }
+
+// Release ends the hold; a read already parked stays parked (Hold).
+func (h Held) Release() {
+	if h.c == nil {
+		return
 	}
+	h.c.mu.Lock()
+	h.c.held = false
+	h.c.mu.Unlock()
 }
 
 type conn struct {
@@ -134,10 +144,14 @@ func (c *conn) Close() error {
 	return err
 }
 
+// deadlineSet records a deadline set on the connection (net/http sets
+// several per request, so the clock is read only when a read is parked).
 func (c *conn) deadlineSet(t time.Time) {
 	c.mu.Lock()
 	c.held, c.deadline = false, !t.IsZero()
-	c.wakeLocked(!t.IsZero() && !t.After(time.Now()))
+	if c.wake != nil {
+		c.wakeLocked(!t.IsZero() && !t.After(time.Now()))
+	}
 	c.mu.Unlock()
 }
 

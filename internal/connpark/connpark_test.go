@@ -53,7 +53,7 @@ func serve(t *testing.T, hold bool, wait time.Duration) (*httptest.Server, *atom
 			return
 		}
 		if hold {
-			defer Hold(r)()
+			defer Hold(r).Release()
 		}
 		time.Sleep(wait)
 		fmt.Fprintf(w, "%d:%s", len(body), body)
@@ -222,16 +222,16 @@ func TestHoldOnlyWhereItApplies(t *testing.T) {
 	}
 	r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(nil)).WithContext(ctx)
 	r.ProtoMajor = 2
-	Hold(r)()
+	Hold(r).Release()
 	if c.held {
 		t.Fatal("an HTTP/2 request held its connection")
 	}
 	r.ProtoMajor = 1
-	release := Hold(r)
+	held := Hold(r)
 	if !c.held {
 		t.Fatal("an HTTP/1 request did not hold its connection")
 	}
-	release()
+	held.Release()
 	if c.held {
 		t.Fatal("release did not end the hold")
 	}
@@ -240,5 +240,20 @@ func TestHoldOnlyWhereItApplies(t *testing.T) {
 		t.Fatalf("a read after release: %d, %v", n, err)
 	}
 	plain := httptest.NewRequest(http.MethodPost, "/", nil)
-	Hold(plain)() // no connection in the context: nothing to hold
+	Hold(plain).Release() // no connection in the context: nothing to hold
+}
+
+// Holding is on every audited request's path: it allocates nothing.
+func TestHoldAllocatesNothing(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &conn{Conn: a}
+	r := httptest.NewRequest(http.MethodPost, "/", nil).WithContext(Context(t.Context(), c))
+	if n := testing.AllocsPerRun(100, func() { Hold(r).Release() }); n != 0 {
+		t.Fatalf("Hold and Release allocate %v times", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = c.SetReadDeadline(time.Time{}) }); n != 0 {
+		t.Fatalf("a deadline set with no read parked allocates %v times", n)
+	}
 }

@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"github.com/moonvault/moonvault/internal/connpark"
 	"io"
 	"log/slog"
 	"net"
@@ -26,6 +25,7 @@ import (
 	"github.com/moonvault/moonvault/internal/audit"
 	"github.com/moonvault/moonvault/internal/auth"
 	"github.com/moonvault/moonvault/internal/clientaddr"
+	"github.com/moonvault/moonvault/internal/connpark"
 	"github.com/moonvault/moonvault/internal/core"
 	"github.com/moonvault/moonvault/internal/entropy"
 	"github.com/moonvault/moonvault/internal/identity"
@@ -349,9 +349,9 @@ func (a *API) wrap(rt route) http.Handler {
 			// the line becomes durable, the read net/http started on the
 			// connection to notice a client going away can wait too
 			// (connpark: no read(2) finding nothing, no netpoll wait).
-			release := connpark.Hold(r)
+			held := connpark.Hold(r)
 			aerr := a.d.Audit.Record(context.WithoutCancel(r.Context()), a.auditEntry(q, audit.PhaseResponse, status, code))
-			release()
+			held.Release()
 			if aerr != nil {
 				a.d.Logger.Error("audit failed; request refused", "request_id", requestID(r), "op", rt.op, "err", aerr)
 				q.releaseAll()

@@ -32,10 +32,11 @@ const lockTimeout = 2 * time.Second
 // of concurrent writes waits for company before it commits (a lone writer
 // never waits: update). Every commit writes each dirty page with its own
 // pwrite and fsyncs twice (data, then meta), so under load fewer, larger
-// commits cost less CPU per write: account creation at 64 connections
-// went from ~9 accounts and ~30 page writes per commit at 2 ms to
-// +15-20% accounts/s at 5 ms (issue 14; 10 ms saved a little more CPU but
-// not throughput).
+// commits cost less CPU per write. At 2 ms a commit of account creations
+// at 64 connections held ~9 accounts (~30 page writes); 5 ms made 15-20%
+// more accounts per second (issue 14; 10 ms saved a little more CPU but no
+// more throughput). Contending Updates of one key back off past this wait
+// (barrier.backoff).
 const batchDelay = 5 * time.Millisecond
 
 // initialMmapSize is address space, not memory: the file grows as usual.

@@ -3,14 +3,18 @@ package hd
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"testing"
 
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
+	"github.com/btcsuite/btcd/chaincfg"
 
 	"github.com/moonvault/moonvault/internal/errkind"
+	"github.com/moonvault/moonvault/internal/fips"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/vectors"
 )
@@ -45,8 +49,8 @@ func TestBIP32Vectors(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if k.String() != c.Xprv {
-					t.Errorf("%s: xprv %s, want %s", c.Path, k.String(), c.Xprv)
+				if xprv(k) != c.Xprv {
+					t.Errorf("%s: xprv %s, want %s", c.Path, xprv(k), c.Xprv)
 				}
 				xpub, err := m.XPub(p, false)
 				if err != nil || xpub != c.Xpub {
@@ -74,11 +78,75 @@ func TestBIP32Vectors(t *testing.T) {
 			// The master survives the derivations (intermediates are wiped,
 			// never the master).
 			k, _ := m.derive(Path{})
-			if k.String() != v.Chains[0].Xprv {
+			if xprv(k) != v.Chains[0].Xprv {
 				t.Fatal("the master key changed while deriving")
 			}
 		})
 	}
+}
+
+// xprv serialises a derived node as BIP-32's xprv (in tests only: a
+// String method would print a private key wherever a node is formatted).
+func xprv(n *bip32Node) string {
+	return n.extended(chaincfg.MainNetParams.HDPrivateKeyID[:], append([]byte(nil), n.key[:]...), true).String()
+}
+
+// TestAgreesWithHdkeychain holds the constant-time derivation to btcutil's
+// hdkeychain (variable time, here only the oracle) on random seeds and
+// paths that mix hardened and normal levels, for private keys, public
+// keys and extended public keys.
+func TestAgreesWithHdkeychain(t *testing.T) {
+	for range 30 {
+		seed := make(secret.Bytes, 16+int(randUint32()%49))
+		_, _ = rand.Read(seed)
+		m, err := NewMaster(seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want *hdkeychain.ExtendedKey
+		fips.Outside(func() { want, err = hdkeychain.NewMaster(seed, &chaincfg.MainNetParams) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p Path
+		for range 1 + randUint32()%6 {
+			i := randUint32() % (1 << 20)
+			if randUint32()%2 == 0 {
+				i = H(i)
+			}
+			p = append(p, i)
+			if want, err = want.Derive(i); err != nil {
+				t.Fatal(err)
+			}
+			key, err := m.Secp256k1(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantPriv, _ := want.ECPrivKey()
+			wantPub, _ := want.ECPubKey()
+			if !bytes.Equal(key.Private, wantPriv.Serialize()) || !bytes.Equal(key.Public, wantPub.SerializeCompressed()) {
+				t.Fatalf("%s: key differs from hdkeychain's", p)
+			}
+			n, _ := m.derive(p)
+			if xprv(n) != want.String() {
+				t.Fatalf("%s: xprv differs from hdkeychain's", p)
+			}
+			n.destroy()
+			xpub, err := m.XPub(p, false)
+			wantXpub, _ := want.Neuter()
+			if err != nil || xpub != wantXpub.String() {
+				t.Fatalf("%s: xpub %s (%v), want %s", p, xpub, err, wantXpub)
+			}
+			key.Destroy()
+		}
+		m.Destroy()
+	}
+}
+
+func randUint32() uint32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint32(b[:])
 }
 
 func TestFingerprint(t *testing.T) {

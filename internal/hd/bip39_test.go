@@ -55,8 +55,8 @@ func TestBIP39Vectors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if k.String() != v.Xprv {
-				t.Fatalf("master = %s, want %s", k.String(), v.Xprv)
+			if xprv(k) != v.Xprv {
+				t.Fatalf("master = %s, want %s", xprv(k), v.Xprv)
 			}
 		})
 	}

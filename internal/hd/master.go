@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 	"github.com/btcsuite/btcd/chaincfg"
 
 	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/fips"
+	"github.com/moonvault/moonvault/internal/secp"
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
@@ -27,7 +29,7 @@ var ErrNotHardened = errkind.New(errkind.Invalid, "invalid_derivation_path", "Ed
 // secp256k1 master key computed once. Destroy wipes both.
 type Master struct {
 	seed secret.Bytes
-	xprv *hdkeychain.ExtendedKey
+	root *bip32Node
 	fp   [4]byte
 }
 
@@ -52,23 +54,17 @@ func (k *Key) Destroy() {
 // NewMaster computes the master keys of seed (16 to 64 bytes; a BIP-39
 // seed is 64). The seed is copied; the caller still destroys its own.
 func NewMaster(seed secret.Bytes) (*Master, error) {
-	var xprv *hdkeychain.ExtendedKey
-	var err error
-	// BIP-32's HMAC-SHA512 key "Bitcoin seed" is 96 bits, shorter than Go's
-	// FIPS 140-only mode allows: HD derivation is outside the FIPS boundary
-	// (docs/fips.md), like secp256k1 itself.
-	fips.Outside(func() { xprv, err = hdkeychain.NewMaster(seed, &chaincfg.MainNetParams) })
+	root, err := bip32Master(seed)
 	if err != nil {
-		// ErrInvalidSeedLen, or ErrUnusableSeed (probability < 2^-127).
 		return nil, fmt.Errorf("hd: master key: %w", err)
 	}
-	pub, err := xprv.ECPubKey()
+	pub, err := secp.PublicKey(root.key[:])
 	if err != nil {
-		xprv.Zero()
+		root.destroy()
 		return nil, fmt.Errorf("hd: master key: %w", err)
 	}
-	m := &Master{seed: seed.Clone(), xprv: xprv}
-	copy(m.fp[:], btcutil.Hash160(pub.SerializeCompressed())[:4])
+	m := &Master{seed: seed.Clone(), root: root}
+	copy(m.fp[:], btcutil.Hash160(pub)[:4])
 	return m, nil
 }
 
@@ -84,9 +80,9 @@ func (m *Master) Destroy() {
 	}
 	m.seed.Destroy()
 	m.seed = nil
-	if m.xprv != nil {
-		m.xprv.Zero()
-		m.xprv = nil
+	if m.root != nil {
+		m.root.destroy()
+		m.root = nil
 	}
 }
 
@@ -97,63 +93,45 @@ func (m *Master) Fingerprint() string { return hex.EncodeToString(m.fp[:]) }
 // FingerprintBytes is Fingerprint as bytes (as PSBT key origins carry it).
 func (m *Master) FingerprintBytes() [4]byte { return m.fp }
 
-// derive walks p from the master key, wiping every intermediate key.
-func (m *Master) derive(p Path) (*hdkeychain.ExtendedKey, error) {
-	if m == nil || m.xprv == nil || len(m.seed) == 0 {
+// derive walks p from the master key, wiping every intermediate key. The
+// caller destroys the result.
+func (m *Master) derive(p Path) (*bip32Node, error) {
+	if m == nil || m.root == nil || len(m.seed) == 0 {
 		return nil, errors.New("hd: master key destroyed")
 	}
 	if len(p) > MaxDepth {
 		return nil, fmt.Errorf("%w: deeper than %d levels", ErrInvalidPath, MaxDepth)
 	}
-	if len(p) == 0 {
-		return cloneKey(m.xprv)
-	}
-	k := m.xprv
+	n := *m.root // a copy: the master is never wiped by a walk
 	for _, i := range p {
-		child, err := k.Derive(i)
-		if k != m.xprv {
-			k.Zero()
-		}
+		child, err := n.child(i)
+		n.destroy()
 		if err != nil {
 			// ErrInvalidChild: probability < 2^-127 per level; the caller
 			// takes the next index (BIP-32).
 			return nil, fmt.Errorf("hd: derive %s: %w", p, err)
 		}
-		k = child
+		n = *child
+		child.destroy()
 	}
-	return k, nil
-}
-
-// cloneKey deep-copies a private extended key (CloneWithVersion shares
-// the key's bytes, which the caller's Zero would then wipe in m.xprv).
-func cloneKey(k *hdkeychain.ExtendedKey) (*hdkeychain.ExtendedKey, error) {
-	priv, err := k.ECPrivKey()
-	if err != nil {
-		return nil, fmt.Errorf("hd: %w", err)
-	}
-	defer priv.Zero()
-	fp := make([]byte, 4)
-	binary.BigEndian.PutUint32(fp, k.ParentFingerprint())
-	return hdkeychain.NewExtendedKey(k.Version(), priv.Serialize(), append([]byte(nil), k.ChainCode()...),
-		fp, k.Depth(), k.ChildIndex(), true), nil
+	return &n, nil
 }
 
 // Secp256k1 derives the BIP-32 key at p.
 func (m *Master) Secp256k1(p Path) (*Key, error) {
-	k, err := m.derive(p)
+	n, err := m.derive(p)
 	if err != nil {
 		return nil, err
 	}
-	defer k.Zero()
-	priv, err := k.ECPrivKey()
+	defer n.destroy()
+	pub, err := secp.PublicKey(n.key[:])
 	if err != nil {
 		return nil, fmt.Errorf("hd: %w", err)
 	}
-	defer priv.Zero()
 	return &Key{
 		Path:    append(Path(nil), p...),
-		Private: secret.Bytes(priv.Serialize()), // 32 bytes, left-padded
-		Public:  priv.PubKey().SerializeCompressed(),
+		Private: secret.Bytes(n.key[:]).Clone(),
+		Public:  pub,
 	}, nil
 }
 
@@ -161,21 +139,114 @@ func (m *Master) Secp256k1(p Path) (*Key, error) {
 // as m/84'/0'/0'), with mainnet "xpub" version bytes, or "tpub" when
 // testnet is set (testnet, signet and regtest share them).
 func (m *Master) XPub(p Path, testnet bool) (string, error) {
-	k, err := m.derive(p)
+	n, err := m.derive(p)
 	if err != nil {
 		return "", err
 	}
-	defer k.Zero()
-	pub, err := k.Neuter()
+	defer n.destroy()
+	pub, err := secp.PublicKey(n.key[:])
 	if err != nil {
 		return "", fmt.Errorf("hd: %w", err)
 	}
+	version := chaincfg.MainNetParams.HDPublicKeyID
 	if testnet {
-		if pub, err = pub.CloneWithVersion(chaincfg.TestNet3Params.HDPublicKeyID[:]); err != nil {
-			return "", fmt.Errorf("hd: %w", err)
-		}
+		version = chaincfg.TestNet3Params.HDPublicKeyID
 	}
-	return pub.String(), nil
+	return n.extended(version[:], pub, false).String(), nil
+}
+
+// bip32Node is a BIP-32 extended private key. Every multiplication of the
+// base point by its key is constant time (internal/secp): btcutil's
+// hdkeychain computes the parent's public key with btcec's variable-time
+// multiplication at every derivation, hardened or not, so an HD wallet
+// would replay the same key through it on every account derived.
+type bip32Node struct {
+	key      [32]byte // the private scalar k
+	chain    [32]byte // the chain code c
+	depth    uint8
+	index    uint32
+	parentFP [4]byte
+}
+
+// bip32Master is BIP-32's master key generation: I = HMAC-SHA512(Key =
+// "Bitcoin seed", Data = S); k = I_L (refused when 0 or ≥ n), c = I_R.
+func bip32Master(seed []byte) (*bip32Node, error) {
+	if len(seed) < hdkeychain.MinSeedBytes || len(seed) > hdkeychain.MaxSeedBytes {
+		return nil, hdkeychain.ErrInvalidSeedLen
+	}
+	var i []byte
+	// BIP-32's HMAC-SHA512 key "Bitcoin seed" is 96 bits, shorter than Go's
+	// FIPS 140-only mode allows: HD derivation is outside the FIPS boundary
+	// (docs/fips.md), like secp256k1 itself.
+	fips.Outside(func() {
+		mac := hmac.New(sha512.New, []byte("Bitcoin seed"))
+		mac.Write(seed)
+		i = mac.Sum(nil)
+	})
+	n := &bip32Node{}
+	copy(n.key[:], i[:32])
+	copy(n.chain[:], i[32:])
+	secret.Wipe(i)
+	var k btcec.ModNScalar
+	overflow := k.SetBytes(&n.key)
+	zero := k.IsZero()
+	k.Zero()
+	if overflow != 0 || zero {
+		n.destroy()
+		return nil, hdkeychain.ErrUnusableSeed // probability < 2^-127
+	}
+	return n, nil
+}
+
+// child is BIP-32's CKDpriv: I = HMAC-SHA512(Key = c_par, Data = 0x00 ‖
+// ser256(k_par) ‖ ser32(i) when i is hardened, serP(point(k_par)) ‖
+// ser32(i) otherwise); k_i = parse256(I_L) + k_par mod n, c_i = I_R. The
+// child is invalid (ErrInvalidChild) when I_L ≥ n or k_i = 0.
+func (n *bip32Node) child(i uint32) (*bip32Node, error) {
+	pub, err := secp.PublicKey(n.key[:]) // for the fingerprint, and the data of a normal child
+	if err != nil {
+		return nil, err
+	}
+	var data [1 + 32 + 4]byte
+	if i >= hdkeychain.HardenedKeyStart {
+		copy(data[1:], n.key[:])
+	} else {
+		copy(data[:33], pub)
+	}
+	binary.BigEndian.PutUint32(data[33:], i)
+	mac := hmac.New(sha512.New, n.chain[:])
+	mac.Write(data[:])
+	secret.Wipe(data[:])
+	sum := mac.Sum(nil)
+	defer secret.Wipe(sum)
+
+	var il, kpar btcec.ModNScalar
+	overflow := il.SetByteSlice(sum[:32])
+	kpar.SetBytes(&n.key)
+	il.Add(&kpar) // constant time
+	kpar.Zero()
+	defer il.Zero()
+	if overflow || il.IsZero() {
+		return nil, hdkeychain.ErrInvalidChild
+	}
+	c := &bip32Node{depth: n.depth + 1, index: i}
+	il.PutBytes(&c.key)
+	copy(c.chain[:], sum[32:])
+	copy(c.parentFP[:], btcutil.Hash160(pub)[:4])
+	return c, nil
+}
+
+// extended is the node as btcutil's ExtendedKey, for its serialisation
+// (xprv/xpub): key is the private scalar (private) or the compressed
+// public key.
+func (n *bip32Node) extended(version, key []byte, private bool) *hdkeychain.ExtendedKey {
+	return hdkeychain.NewExtendedKey(version, key, append([]byte(nil), n.chain[:]...),
+		append([]byte(nil), n.parentFP[:]...), n.depth, n.index, private)
+}
+
+func (n *bip32Node) destroy() {
+	secret.Wipe(n.key[:])
+	secret.Wipe(n.chain[:])
 }
 
 // Ed25519 derives the SLIP-0010 Ed25519 key at p. Every level must be

@@ -31,6 +31,7 @@ import (
 	"github.com/moonvault/moonvault/internal/provenance"
 	"github.com/moonvault/moonvault/internal/seal"
 	"github.com/moonvault/moonvault/internal/sealwrap"
+	"github.com/moonvault/moonvault/internal/secp"
 	"github.com/moonvault/moonvault/internal/shamir"
 	"github.com/moonvault/moonvault/internal/signpolicy"
 	"github.com/moonvault/moonvault/internal/snapshot"
@@ -189,6 +190,7 @@ var domainErrors = map[string]error{
 	"hd.ErrInvalidMnemonic":                 hd.ErrInvalidMnemonic,
 	"hd.ErrInvalidPath":                     hd.ErrInvalidPath,
 	"hd.ErrNotHardened":                     hd.ErrNotHardened,
+	"secp.ErrInvalidKey":                    secp.ErrInvalidKey,
 	"signpolicy.ErrCostLimit":               signpolicy.ErrCostLimit,
 	"signpolicy.ErrPolicyDenied":            signpolicy.ErrPolicyDenied,
 	"signpolicy.DeniedError":                &signpolicy.DeniedError{Match: signpolicy.Match{Policy: "pol_x", Name: "cap", Reason: "over"}},

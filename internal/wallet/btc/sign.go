@@ -10,13 +10,13 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	becdsa "github.com/btcsuite/btcd/btcec/v2/ecdsa"
-	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/moonvault/moonvault/internal/intent"
+	"github.com/moonvault/moonvault/internal/secp"
 	"github.com/moonvault/moonvault/internal/secret"
 	"github.com/moonvault/moonvault/internal/wallet/chain"
 )
@@ -29,11 +29,14 @@ type Key struct {
 	// (Bitcoin Core's library) under cgo and the same pure-Go code as
 	// btcec without it. RFC 6979 nonces, low S.
 	ecdsa *ecdsa.PrivateKey
-	// P2TR: the BIP-86 tweaked key (tweaked once, not per signature).
-	tweaked *btcec.PrivateKey
-	// schnorrOpts lets the known-answer tests fix the BIP-340 auxiliary
-	// randomness; production signing uses btcec's default nonce.
-	schnorrOpts []schnorr.SignOption
+	// P2TR: the BIP-86 tweaked key (tweaked once, not per signature),
+	// signing in constant time (internal/secp: btcec's schnorr.Sign is
+	// variable-time in the key and nonce).
+	tweaked *secp.SchnorrKey
+	// aux lets the known-answer tests fix the BIP-340 auxiliary
+	// randomness; production signing uses RFC 6979 nonces, as btcec's
+	// schnorr.Sign did.
+	aux *[32]byte
 }
 
 // NewKey prepares raw (a 32-byte secp256k1 scalar) for account a. It
@@ -42,9 +45,8 @@ func NewKey(raw secret.Bytes, a *Account) (*Key, error) {
 	if len(raw) != 32 {
 		return nil, fmt.Errorf("btc: private key must be 32 bytes")
 	}
-	priv, pub := btcec.PrivKeyFromBytes(raw)
-	defer priv.Zero()
-	if !bytes.Equal(pub.SerializeCompressed(), a.PublicKey) {
+	pub, err := secp.PublicKey(raw)
+	if err != nil || !bytes.Equal(pub, a.PublicKey) {
 		return nil, fmt.Errorf("btc: %w", chain.ErrKeyMismatch)
 	}
 	k := &Key{typ: a.Type, pub: append([]byte(nil), a.PublicKey...)}
@@ -57,7 +59,15 @@ func NewKey(raw secret.Bytes, a *Account) (*Key, error) {
 		k.ecdsa = e
 	case P2TR:
 		// BIP-341/86: d' = (has_even_y(P) ? d : n-d) + H_TapTweak(P) mod n.
-		k.tweaked = txscript.TweakTaprootPrivKey(*priv, nil)
+		sk, err := secp.NewSchnorrKey(raw)
+		if err != nil {
+			return nil, fmt.Errorf("btc: %w", chain.ErrKeyMismatch)
+		}
+		k.tweaked, err = sk.TweakTaproot(nil)
+		sk.Zero()
+		if err != nil {
+			return nil, fmt.Errorf("btc: private key: %w", err)
+		}
 	default:
 		return nil, fmt.Errorf("btc: unknown address type %q", a.Type)
 	}
@@ -285,7 +295,7 @@ func (r *Request) signP2TR(k *Key, i int, in input, hashes *txscript.TxSigHashes
 	if err != nil {
 		return err
 	}
-	sig, err := schnorrSign(hash, k.tweaked, k.schnorrOpts...)
+	sig, err := k.tweaked.Sign(hash, k.aux)
 	if err != nil {
 		return err
 	}
@@ -298,14 +308,4 @@ func (r *Request) signP2TR(k *Key, i int, in input, hashes *txscript.TxSigHashes
 		pin.WitnessUtxo = in.utxo
 	}
 	return nil
-}
-
-// schnorrSign makes a BIP-340 signature. btcec verifies it before
-// returning (BIP-340 recommends it against fault attacks).
-func schnorrSign(hash []byte, key *btcec.PrivateKey, opts ...schnorr.SignOption) ([]byte, error) {
-	sig, err := schnorr.Sign(key, hash, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return sig.Serialize(), nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
+	"github.com/moonvault/moonvault/internal/secp"
 	"github.com/moonvault/moonvault/internal/vectors"
 )
 
@@ -136,7 +137,7 @@ func TestBIP341KeyPathVectors(t *testing.T) {
 	}
 	fetcher := txscript.NewMultiPrevOutFetcher(prev)
 	hashes := txscript.NewTxSigHashes(tx, fetcher)
-	zero := schnorr.CustomNonce([32]byte{})
+	var zero [32]byte
 	e2e := 0
 	for _, in := range v.InputSpending {
 		g := in.Given
@@ -157,7 +158,20 @@ func TestBIP341KeyPathVectors(t *testing.T) {
 		if hex.EncodeToString(tweaked.Serialize()) != in.Intermediary.TweakedPrivkey {
 			t.Fatalf("input %d: tweaked key", g.TxinIndex)
 		}
-		sig, err := schnorrSign(hash, tweaked, zero)
+		// The signer: internal/secp's constant-time BIP-341 tweak and
+		// BIP-340 signature.
+		internal, err := secp.NewSchnorrKey(vectors.Hex(t, g.InternalPrivkey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hex.EncodeToString(internal.XOnly()) != in.Intermediary.InternalPubkey {
+			t.Fatalf("input %d: internal key (secp)", g.TxinIndex)
+		}
+		signer, err := internal.TweakTaproot(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := signer.Sign(hash, &zero)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,7 +207,7 @@ func TestBIP341KeyPathVectors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.key.schnorrOpts = []schnorr.SignOption{zero}
+		s.key.aux = &zero
 		res, err := r.SignPSBT(s.key)
 		if err != nil {
 			t.Fatal(err)

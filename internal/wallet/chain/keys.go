@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/btcsuite/btcd/btcec/v2"
-
 	"github.com/moonvault/moonvault/internal/errkind"
 	"github.com/moonvault/moonvault/internal/hd"
+	"github.com/moonvault/moonvault/internal/secp"
 	"github.com/moonvault/moonvault/internal/secret"
 )
 
@@ -51,15 +50,13 @@ func PublicKey(kt KeyType, raw secret.Bytes) ([]byte, error) {
 	}
 	switch kt {
 	case Secp256k1:
-		var s btcec.ModNScalar
-		overflow := s.SetByteSlice(raw)
-		if overflow || s.IsZero() {
-			s.Zero()
+		// In constant time in the key (libsecp256k1), not btcec's
+		// variable-time base-point multiplication (internal/secp).
+		pub, err := secp.PublicKey(raw)
+		if err != nil {
 			return nil, ErrBadKey
 		}
-		priv := btcec.PrivKeyFromScalar(&s)
-		defer priv.Zero()
-		return priv.PubKey().SerializeCompressed(), nil
+		return pub, nil
 	case Ed25519:
 		k := ed25519.NewKeyFromSeed(raw)
 		defer secret.Wipe(k)

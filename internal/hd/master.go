@@ -168,6 +168,11 @@ type bip32Node struct {
 	parentFP [4]byte
 }
 
+// String, GoString and LogValue keep the node's key out of logs.
+func (*bip32Node) String() string       { return "[redacted]" }
+func (*bip32Node) GoString() string     { return "[redacted]" }
+func (*bip32Node) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
 // bip32Master is BIP-32's master key generation: I = HMAC-SHA512(Key =
 // "Bitcoin seed", Data = S); k = I_L (refused when 0 or ≥ n), c = I_R.
 func bip32Master(seed []byte) (*bip32Node, error) {

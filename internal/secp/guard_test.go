@@ -1,105 +1,107 @@
 package secp
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
-	"io/fs"
+	"go/types"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/tools/go/packages"
 )
 
-// variableTime are the calls of btcec (decred's secp256k1) and of the
-// btcd packages built on it that multiply the base point by a secret
-// scalar in variable time, by the import path of their package. A method
-// (package "") is flagged in any file that imports one of those packages.
-var variableTime = map[string][]string{
-	"github.com/btcsuite/btcd/btcec/v2":           {"PrivKeyFromBytes", "PrivKeyFromScalar", "NewPrivateKey", "ScalarBaseMultNonConst"},
-	"github.com/btcsuite/btcd/btcec/v2/schnorr":   {"Sign"},
-	"github.com/btcsuite/btcd/btcec/v2/ecdsa":     {"Sign", "SignCompact"},
-	"github.com/decred/dcrd/dcrec/secp256k1/v4":   {"PrivKeyFromBytes", "NewPrivateKey", "ScalarBaseMultNonConst"},
-	"github.com/btcsuite/btcd/txscript":           {"TweakTaprootPrivKey"},
-	"github.com/btcsuite/btcd/btcutil/hdkeychain": {"NewMaster"},
-	"": {"PubKey", "ECPubKey", "ECPrivKey", "Neuter", "Derive", "DeriveNonStandard"},
+// The module paths whose secret-key operations are variable time: btcec
+// (an alias of decred's secp256k1 for its key types) and the btcd packages
+// built on it.
+const (
+	decredKey = "github.com/decred/dcrd/dcrec/secp256k1/v4.PrivateKey"
+	btcecKey  = "github.com/btcsuite/btcd/btcec/v2.PrivateKey" // an alias of decredKey, printed by its own name
+	wif       = "github.com/btcsuite/btcd/btcutil.WIF"
+	extKey    = "github.com/btcsuite/btcd/btcutil/hdkeychain.ExtendedKey"
+)
+
+// variableTimeFuncs multiply by a scalar without taking a private key
+// type (so the type rule below does not see them).
+var variableTimeFuncs = map[string]bool{
+	"ScalarBaseMultNonConst": true, "ScalarMultNonConst": true, "GenerateSharedSecret": true,
 }
 
-// TestNoVariableTimeSecretOps keeps every secret-scalar multiplication in
-// this package: the product's code (tests aside, which use btcec as an
-// oracle) calls none of the variable-time operations above.
+// allowedExtKey are the only uses of hdkeychain's ExtendedKey in product
+// code: building one from internal/hd's own derivation and serialising it.
+var allowedExtKey = map[string]bool{"NewExtendedKey": true, "String": true}
+
+// TestNoVariableTimeSecretOps keeps every multiplication by a secret
+// scalar in this package. It type-checks the product's packages (tests
+// aside: they use btcec as an oracle) and fails on any use, called or
+// not, of:
+//   - anything whose type holds btcec's (decred's) PrivateKey, whose
+//     operations (PubKey, ecdsa.Sign, schnorr.Sign, txscript's signers,
+//     TweakTaprootPrivKey, musig2) multiply in variable time: a function
+//     taking or returning one, a variable, a composite literal;
+//   - btcutil's WIF, whose key it parses into one;
+//   - hdkeychain's ExtendedKey, beyond NewExtendedKey and String (Derive,
+//     Neuter, ECPubKey and Address multiply by its key);
+//   - ScalarBaseMultNonConst, ScalarMultNonConst, GenerateSharedSecret.
 func TestNoVariableTimeSecretOps(t *testing.T) {
-	root := filepath.Join("..", "..")
-	fset := token.NewFileSet()
-	checked := 0
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			switch d.Name() {
-			case ".git", "node_modules", "testdata", "vendor":
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-		if err != nil {
-			return err
-		}
-		checked++
-		names := map[string]string{} // local name -> import path
-		for _, im := range f.Imports {
-			p, _ := strconv.Unquote(im.Path.Value)
-			if _, ok := variableTime[p]; !ok {
-				continue
-			}
-			name := p[strings.LastIndex(p, "/")+1:]
-			if p == "github.com/btcsuite/btcd/btcec/v2" || p == "github.com/decred/dcrd/dcrec/secp256k1/v4" {
-				name = map[bool]string{true: "btcec", false: "secp256k1"}[strings.Contains(p, "btcec")]
-			}
-			if im.Name != nil {
-				name = im.Name.Name
-			}
-			names[name] = p
-		}
-		if len(names) == 0 {
-			return nil
-		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok {
-				return true
-			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok {
-				return true
-			}
-			pkg := ""
-			if id, ok := sel.X.(*ast.Ident); ok {
-				pkg = names[id.Name]
-			}
-			for _, fn := range variableTime[pkg] {
-				if sel.Sel.Name != fn {
-					continue
-				}
-				what := pkg + "." + fn
-				if pkg == "" {
-					what = "method " + fn + " (of a btcec or hdkeychain key)"
-				}
-				t.Errorf("%s: %s multiplies by a secret in variable time; use internal/secp", fset.Position(call.Pos()), what)
-			}
-			return true
-		})
-		return nil
-	})
+	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if checked < 50 {
-		t.Fatalf("only %d files checked: the walk did not find the module", checked)
+	cfg := &packages.Config{
+		Mode: packages.NeedName | packages.NeedFiles | packages.NeedSyntax | packages.NeedTypes | packages.NeedTypesInfo,
+		Dir:  root,
 	}
+	pkgs, err := packages.Load(cfg, "./...")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, p := range pkgs {
+		for _, e := range p.Errors {
+			t.Errorf("%s: %v", p.PkgPath, e)
+		}
+		if p.TypesInfo == nil || !strings.HasPrefix(p.PkgPath, "github.com/moonvault/moonvault") {
+			continue
+		}
+		checked++
+		report := func(pos interface{ String() string }, what string) {
+			t.Errorf("%s: %s: a variable-time multiplication by a secret; use internal/secp", pos, what)
+		}
+		for id, obj := range p.TypesInfo.Uses {
+			pos := p.Fset.Position(id.Pos())
+			if obj.Pkg() != nil && variableTimeFuncs[obj.Name()] && !strings.HasPrefix(obj.Pkg().Path(), "github.com/moonvault/") {
+				report(pos, obj.Pkg().Path()+"."+obj.Name())
+				continue
+			}
+			if fn, ok := obj.(*types.Func); ok {
+				if recv := fn.Signature().Recv(); recv != nil && strings.Contains(types.TypeString(recv.Type(), nil), extKey) && !allowedExtKey[fn.Name()] {
+					report(pos, "hdkeychain.ExtendedKey."+fn.Name())
+					continue
+				}
+				if fn.Pkg() != nil && fn.Pkg().Path() == "github.com/btcsuite/btcd/btcutil/hdkeychain" && !allowedExtKey[fn.Name()] {
+					report(pos, "hdkeychain."+fn.Name())
+					continue
+				}
+			}
+			if ts := types.TypeString(obj.Type(), nil); holdsSecretKey(ts) {
+				report(pos, id.Name+" ("+ts+")")
+			}
+		}
+		for expr, tv := range p.TypesInfo.Types {
+			if tv.Type == nil {
+				continue
+			}
+			if ts := types.TypeString(tv.Type, nil); holdsSecretKey(ts) {
+				report(p.Fset.Position(expr.Pos()), "an expression of type "+ts)
+			}
+		}
+	}
+	if checked < 40 {
+		t.Fatalf("only %d packages checked: the load did not find the module", checked)
+	}
+}
+
+// holdsSecretKey says whether a type's string mentions one of the
+// variable-time private key types.
+func holdsSecretKey(ts string) bool {
+	return strings.Contains(ts, decredKey) || strings.Contains(ts, btcecKey) || strings.Contains(ts, wif)
 }

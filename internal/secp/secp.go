@@ -24,6 +24,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/schnorr"
@@ -108,6 +109,11 @@ func NewSchnorrKey(priv []byte) (*SchnorrKey, error) {
 	d.Zero()
 	return k, nil
 }
+
+// String, GoString and LogValue keep the key out of logs and error text.
+func (*SchnorrKey) String() string       { return "[redacted]" }
+func (*SchnorrKey) GoString() string     { return "[redacted]" }
+func (*SchnorrKey) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 
 // XOnly returns the 32-byte x-only public key (BIP-340).
 func (k *SchnorrKey) XOnly() []byte { return append([]byte(nil), k.px[:]...) }

@@ -68,6 +68,13 @@ func NewKey(raw secret.Bytes, a *Account) (*Key, error) {
 		if err != nil {
 			return nil, fmt.Errorf("btc: private key: %w", err)
 		}
+		// The tweaked key must sign for the account's output key (its
+		// script is OP_1 <32-byte key>): a fault in the tweak would
+		// otherwise make signatures the chain refuses.
+		if len(a.Script) != 34 || !bytes.Equal(k.tweaked.XOnly(), a.Script[2:]) {
+			k.tweaked.Zero()
+			return nil, fmt.Errorf("btc: %w", chain.ErrKeyMismatch)
+		}
 	default:
 		return nil, fmt.Errorf("btc: unknown address type %q", a.Type)
 	}
